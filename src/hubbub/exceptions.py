@@ -1,0 +1,225 @@
+"""Every error hubbub raises.
+
+All of them derive from :class:`HubbubError`, and they are grouped by the phase of
+a connection's life in which they happen::
+
+    HubbubError
+    ├── HandshakeError                the opening handshake failed (RFC 6455 section 4)
+    │   ├── InvalidURI                  not a ws:// or wss:// URI
+    │   ├── InvalidMessage              malformed, oversized or truncated HTTP message
+    │   ├── InvalidHeader               a required header is missing or wrong
+    │   │   ├── InvalidUpgrade            Upgrade / Connection are not "websocket" / "upgrade"
+    │   │   ├── InvalidVersion            Sec-WebSocket-Version is not 13 (answered with 426)
+    │   │   └── InvalidOrigin             Origin refused by the server's policy
+    │   ├── InvalidStatus               the server answered something other than 101
+    │   ├── NegotiationError            subprotocol or extension negotiation failed
+    │   └── HandshakeTimeout            the handshake did not finish within open_timeout
+    ├── ConnectionClosed              the connection is closed (RFC 6455 section 7)
+    │   ├── ConnectionClosedOK          ... with 1000 or 1001, after a clean close handshake
+    │   └── ConnectionClosedError       ... in any other way
+    ├── ProtocolError                 the WebSocket protocol was violated
+    │   ├── RemoteProtocolError         by the peer: the connection is failed with .code
+    │   │   └── PayloadTooBig             a message exceeded max_size (1009)
+    │   └── LocalProtocolError          by our own caller: nothing was sent
+    └── UsageError                    the API was misused
+        ├── InvalidState                the operation is not possible in this state
+        └── ConcurrencyError            two coroutines or threads raced on one operation
+
+Local and remote protocol errors are kept apart on purpose (as in ``h11``): a
+:class:`RemoteProtocolError` means the peer is broken and the connection is
+failed, a :class:`LocalProtocolError` means the calling code asked for something
+the RFC forbids (a 126-byte ping, close code 1005, ...) and nothing was sent, so
+the connection is still usable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .protocol.frames import CloseCode
+    from .protocol.http11 import Request, Response
+
+__all__ = [
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "HubbubError",
+    "InvalidHeader",
+    "InvalidMessage",
+    "InvalidOrigin",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "InvalidVersion",
+    "LocalProtocolError",
+    "NegotiationError",
+    "PayloadTooBig",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "UsageError",
+]
+
+
+class HubbubError(Exception):
+    """Base class of every exception raised by hubbub."""
+
+
+# --- handshake ---------------------------------------------------------------
+
+
+class HandshakeError(HubbubError):
+    """The opening handshake failed.
+
+    On the server side, ``status`` is the HTTP status the client is answered with.
+    """
+
+    status: int = 400
+
+
+class InvalidURI(HandshakeError):
+    """The URI is not a valid ``ws://`` or ``wss://`` URI."""
+
+    def __init__(self, uri: str, msg: str) -> None:
+        self.uri = uri
+        super().__init__(f"{uri!r} is not a valid WebSocket URI: {msg}")
+
+
+class InvalidMessage(HandshakeError):
+    """The HTTP message is malformed, too large or incomplete."""
+
+
+class InvalidHeader(HandshakeError):
+    """A header required by the handshake is missing or has a wrong value."""
+
+    def __init__(self, name: str, value: str | None = None, msg: str | None = None) -> None:
+        self.name = name
+        self.value = value
+        if msg is None:
+            msg = f"missing {name} header" if value is None else f"invalid {name} header: {value!r}"
+        super().__init__(msg)
+
+
+class InvalidUpgrade(InvalidHeader):
+    """``Upgrade`` or ``Connection`` does not ask for a WebSocket upgrade."""
+
+    status = 426
+
+
+class InvalidVersion(InvalidHeader):
+    """``Sec-WebSocket-Version`` is not 13: answered with 426 (RFC 6455 section 4.4)."""
+
+    status = 426
+
+
+class InvalidOrigin(InvalidHeader):
+    """The ``Origin`` header was refused by the server's origin policy."""
+
+    status = 403
+
+
+class InvalidStatus(HandshakeError):
+    """The server answered the handshake with a status other than 101."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        body = response.body[:200].decode("utf-8", "replace") if response.body else ""
+        detail = f": {body}" if body else ""
+        super().__init__(
+            f"server rejected WebSocket connection: HTTP {response.status} {response.reason}{detail}"
+        )
+
+
+class NegotiationError(HandshakeError):
+    """Subprotocol or extension negotiation failed."""
+
+
+class HandshakeTimeout(HandshakeError):
+    """The opening handshake did not complete within ``open_timeout``."""
+
+    status = 408
+
+
+# --- closed ------------------------------------------------------------------
+
+
+class ConnectionClosed(HubbubError):
+    """The WebSocket connection is closed.
+
+    Attributes:
+        code: the close code received from the peer, or 1005 (none given) or
+            1006 (closed abnormally) when the peer sent none (RFC 6455 section 7.1.5).
+        reason: the close reason received from the peer.
+        sent_code: the close code we sent, or None if we sent no close frame.
+    """
+
+    def __init__(self, code: int, reason: str = "", sent_code: int | None = None) -> None:
+        self.code = code
+        self.reason = reason
+        self.sent_code = sent_code
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        reason = f" ({self.reason})" if self.reason else ""
+        return f"connection closed: {self.code}{reason}"
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """Closed normally: 1000 or 1001 after a complete close handshake."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """Closed abnormally, by a protocol error or with an error close code."""
+
+
+# --- protocol ----------------------------------------------------------------
+
+
+class ProtocolError(HubbubError):
+    """The WebSocket protocol was violated."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer violated the protocol; the connection is failed with ``code``.
+
+    Attributes:
+        code: the close code the connection is failed with (1002 by default,
+            1007 for invalid UTF-8, 1009 for a message too big, ...).
+    """
+
+    def __init__(self, msg: str, code: CloseCode | int = 1002) -> None:
+        self.code = int(code)
+        super().__init__(msg)
+
+
+class PayloadTooBig(RemoteProtocolError):
+    """A received message exceeds ``max_size`` (close code 1009)."""
+
+    def __init__(self, size: int, max_size: int) -> None:
+        self.size = size
+        self.max_size = max_size
+        super().__init__(f"message of at least {size} bytes exceeds limit of {max_size}", 1009)
+
+
+class LocalProtocolError(ProtocolError):
+    """The caller asked for something the protocol forbids; nothing was sent."""
+
+
+# --- misuse ------------------------------------------------------------------
+
+
+class UsageError(HubbubError):
+    """The API was used in a way it does not support."""
+
+
+class InvalidState(UsageError):
+    """The operation is not possible in the connection's current state."""
+
+
+class ConcurrencyError(UsageError):
+    """Two coroutines or threads tried to run the same operation at once."""
+

@@ -1,0 +1,619 @@
+"""The WebSocket connection state machine, without I/O (RFC 6455 sections 5-7).
+
+Theory of operation
+-------------------
+
+A :class:`Connection` is fed what arrives from the network and says what to
+send back; it never touches a socket, a clock or a thread, so the asyncio and
+blocking adapters (and tests) drive the same code:
+
+* ``receive_data(bytes)`` / ``receive_eof()``: bytes or end of stream arrived;
+* ``events_received()``: what the application should see, in order. A complete
+  data message is the ``str`` (text) or ``bytes`` (binary) itself, so the hot
+  path allocates no wrapper; control frames and the rest are small classes:
+  :class:`Ping`, :class:`Pong`, :class:`CloseReceived`, :class:`Failure`;
+* ``send_*()``: the application wants to send; frames are queued;
+* ``data_to_send()``: chunks for the transport (``writelines``);
+  ``eof_sent`` then tells that the transport should be closed after them.
+
+States follow the browser's ``readyState`` numbers (section 4 and the WHATWG
+spec): CONNECTING (0) during the opening handshake, handled by the
+:class:`~hubbub.protocol.server.ServerConnection` and
+:class:`~hubbub.protocol.client.ClientConnection` subclasses; OPEN (1); CLOSING
+(2) once a close frame was sent or received; CLOSED (3) once the TCP
+connection is gone.
+
+Reading is incremental. Frame headers are checked as soon as their two first
+bytes are in, so a reserved opcode or a bad RSV bit fails at once. A text
+message is validated as UTF-8 while it arrives, even inside a frame that is not
+complete yet (its payload is unmasked in place, piece by piece), so invalid
+UTF-8 fails with 1007 at the first bad byte (section 8.1).
+
+When the peer breaks the protocol the connection must be failed (section
+7.1.7). By default that happens at once. An adapter may instead ask for
+``defer_failure=True``: then a :class:`Failure` event takes the place of the
+error in the event stream, nothing more is read, and the adapter calls
+:meth:`Connection.fail` once the application has consumed the messages that
+came before it. That is how a server echoes every valid message a peer sent
+before its mistake, which is what the Autobahn suite calls "strict".
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..exceptions import (
+    InvalidState,
+    LocalProtocolError,
+    PayloadTooBig,
+    RemoteProtocolError,
+)
+from .extensions import Extension
+from .frames import CloseCode, Frame, Opcode, apply_mask, encode_frame, parse_close, serialize_close
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "CloseReceived",
+    "Connection",
+    "Event",
+    "Failure",
+    "Ping",
+    "Pong",
+    "Side",
+    "State",
+]
+
+DEFAULT_MAX_SIZE = 2**20
+"""Default limit on the size of a received message: 1 MiB."""
+
+
+class Side(enum.Enum):
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class State(enum.IntEnum):
+    """The connection's state, numbered like the browser's ``readyState``."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+@dataclass(slots=True, frozen=True)
+class Ping:
+    """A ping frame arrived; the pong was already queued (section 5.5.2)."""
+
+    data: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class Pong:
+    """A pong frame arrived (section 5.5.3)."""
+
+    data: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class CloseReceived:
+    """A close frame arrived (section 5.5.1); 1005 when it had no code."""
+
+    code: int
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class Failure:
+    """The peer broke the protocol here; only with ``defer_failure=True``."""
+
+    exc: RemoteProtocolError
+
+
+Event = str | bytes | Ping | Pong | CloseReceived | Failure | object
+"""What :meth:`Connection.events_received` returns. Subclasses add handshake events."""
+
+_OP_CONT = Opcode.CONTINUATION
+_OP_TEXT = Opcode.TEXT
+_OP_BINARY = Opcode.BINARY
+_OP_CLOSE = Opcode.CLOSE
+_OP_PING = Opcode.PING
+_OP_PONG = Opcode.PONG
+_KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
+_new_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class Connection:
+    """A WebSocket connection in the OPEN state and after (sections 5-7).
+
+    Args:
+        side: which end of the connection this is; a client masks what it sends
+            and a server requires masked frames (section 5.1).
+        max_size: largest message accepted, in bytes (after extensions decode
+            it); ``None`` for no limit. Over it: 1009.
+        extensions: the negotiated extensions, in the order of the server's
+            answer.
+        defer_failure: see the module's theory of operation.
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        state: State = State.OPEN,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        extensions: Sequence[Extension] = (),
+        defer_failure: bool = False,
+    ) -> None:
+        self.side = side
+        self.state = state
+        self.max_size = max_size
+        self.extensions: list[Extension] = list(extensions)
+        self.defer_failure = defer_failure
+        self._mask = side is Side.CLIENT
+        self._buf = bytearray()
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        # Reading: the message being assembled (section 5.4).
+        self._msg_opcode = 0  # 0 when no fragmented message is in progress
+        self._msg_parts: list[bytes] | list[str] = []
+        self._msg_size = 0
+        self._msg_decoder: codecs.IncrementalDecoder | None = None
+        self._msg_transformed = False
+        # Reading: how much of the payload of an incomplete frame at the head of
+        # the buffer was already unmasked in place and validated.
+        self._partial_done = 0
+        self._reading = True
+        # Writing: the opcode of the message being sent in fragments, or 0.
+        self._send_opcode = 0
+        # Closing (section 7).
+        self.close_sent: CloseReceived | None = None
+        self.close_received: CloseReceived | None = None
+        self.close_exc: RemoteProtocolError | None = None
+        self.eof_sent = False
+        self.eof_received = False
+
+    # --- what the adapter reads -------------------------------------------------
+
+    def events_received(self) -> list[Event]:
+        """Return the events received since the last call, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """Return the chunks to write since the last call."""
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received (section 7.1.5), or 1006 if closed without one.
+
+        ``None`` while the connection is not closed and no close frame arrived.
+        """
+        if self.close_received is not None:
+            return self.close_received.code
+        if self.state is State.CLOSED:
+            return CloseCode.ABNORMAL_CLOSURE
+        return None
+
+    @property
+    def close_reason(self) -> str:
+        return self.close_received.reason if self.close_received is not None else ""
+
+    def close_expected(self) -> bool:
+        """Tell whether the transport should close soon (a close frame was exchanged).
+
+        A client waits for the server to close TCP first (section 7.1.1) but not
+        forever: adapters start ``close_timeout`` when this becomes true.
+        """
+        return self.state is State.CLOSING or self.eof_sent
+
+    # --- receiving ---------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the network."""
+        if not self._reading:
+            return
+        buf = self._buf
+        buf += data
+        try:
+            self._parse_frames(buf)
+        except RemoteProtocolError as exc:
+            self._remote_error(exc)
+
+    def receive_eof(self) -> None:
+        """The peer closed its end of the TCP connection (or it was lost)."""
+        if self.eof_received:
+            return
+        self.eof_received = True
+        self._reading = False
+        self._buf = bytearray()
+        self.state = State.CLOSED
+        for ext in self.extensions:
+            ext.release()
+
+    def _remote_error(self, exc: RemoteProtocolError) -> None:
+        self._reading = False
+        self._buf = bytearray()
+        self.close_exc = exc
+        if self.defer_failure:
+            self._events.append(Failure(exc))
+        else:
+            self.fail(exc.code, str(exc))
+
+    def _parse_frames(self, buf: bytearray) -> None:
+        pos = 0
+        end = len(buf)
+        masked_expected = self._mask is False  # servers receive masked frames
+        extensions = self.extensions
+        while end - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            opcode = b0 & 0x0F
+            length = b1 & 0x7F
+            hlen = 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                hlen = 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                hlen = 10
+            self._check_header(b0, b1, opcode, length, masked_expected)
+            masked = b1 & 0x80
+            if masked:
+                hlen += 4
+            if end - pos < hlen + length:
+                if end - pos >= hlen and opcode < 8:
+                    self._partial_frame(buf, pos, hlen, b0, end, masked)
+                break
+            start = pos + hlen
+            pos = start + length
+            data = bytes(buf[start:pos])
+            if masked:
+                done = self._partial_done
+                if done:
+                    # The head of this payload was unmasked in place already.
+                    self._partial_done = 0
+                    if done < length:
+                        data = data[:done] + apply_mask(data[done:], buf[start - 4 : start], done)
+                    self._data_frame_after_partial(data, done, b0, opcode)
+                    continue
+                data = apply_mask(data, buf[start - 4 : start])
+            elif self._partial_done:
+                done, self._partial_done = self._partial_done, 0
+                self._data_frame_after_partial(data, done, b0, opcode)
+                continue
+            if extensions:
+                self._extension_frame(b0, opcode, data)
+            elif opcode >= 8:
+                self._control_frame(opcode, data)
+            else:
+                self._data_frame(opcode, b0 & 0x80, data)
+            if not self._reading:
+                pos = end
+                break
+        if pos:
+            del buf[:pos]
+
+    def _check_header(
+        self, b0: int, b1: int, opcode: int, length: int, masked_expected: bool
+    ) -> None:
+        # Section 5.2: "RSV1, RSV2, RSV3: MUST be 0 unless an extension is
+        # negotiated that defines meanings for non-zero values."
+        if b0 & 0x70 and not self.extensions:
+            raise RemoteProtocolError("reserved bits must be 0")
+        if opcode not in _KNOWN_OPCODES:
+            raise RemoteProtocolError(f"reserved opcode {opcode:#x}")
+        # Section 5.1: a server MUST close on an unmasked frame; a client MUST
+        # close on a masked one.
+        if bool(b1 & 0x80) is not masked_expected:
+            raise RemoteProtocolError(
+                "incorrect masking: client frames must be masked, server frames must not"
+            )
+        if opcode >= 8:
+            # Section 5.5: control frames have payloads of at most 125 bytes and
+            # MUST NOT be fragmented.
+            if length > 125:
+                raise RemoteProtocolError("control frame payload longer than 125 bytes")
+            if not b0 & 0x80:
+                raise RemoteProtocolError("fragmented control frame")
+            return
+        # Section 5.4: a fragmented message is a first frame, then continuation
+        # frames; a new message cannot start before the last one ended.
+        if opcode == _OP_CONT:
+            if not self._msg_opcode:
+                raise RemoteProtocolError("continuation frame without a message to continue")
+        elif self._msg_opcode:
+            raise RemoteProtocolError("new data frame inside a fragmented message")
+        if length >> 63:
+            raise RemoteProtocolError("most significant bit of the payload length is set")
+        max_size = self.max_size
+        if max_size is not None:
+            # Compressed data may exceed its inflated size by a few bytes per
+            # block; allow that slack so only the inflated size really counts.
+            limit = max_size if not self.extensions else max_size + (max_size >> 6) + 64
+            size = length + (self._msg_size if opcode == _OP_CONT else 0)
+            if size > limit:
+                raise PayloadTooBig(size, max_size)
+
+    def _partial_frame(
+        self, buf: bytearray, pos: int, hlen: int, b0: int, end: int, masked: int
+    ) -> None:
+        """Validate the available part of an incomplete text frame (section 8.1)."""
+        opcode = b0 & 0x0F
+        if opcode == _OP_TEXT:
+            if self.extensions and self._transformed(b0, opcode):
+                return
+            if not self._partial_done:
+                # The first frame of a text message: its parts start here, but
+                # the message is "in progress" only once the frame is complete.
+                self._msg_decoder = _new_decoder()
+                self._msg_parts = []
+                self._msg_size = 0
+                self._msg_transformed = False
+        elif opcode != _OP_CONT or self._msg_decoder is None:
+            return
+        start = pos + hlen
+        done = self._partial_done
+        if start + done >= end:
+            return
+        chunk: bytes | bytearray = buf[start + done : end]
+        if masked:
+            chunk = apply_mask(chunk, buf[start - 4 : start], done)
+            buf[start + done : end] = chunk
+        self._partial_done = end - start
+        try:
+            text = self._msg_decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            raise RemoteProtocolError(
+                f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
+            ) from None
+        parts: list[str] = self._msg_parts  # type: ignore[assignment]
+        if text:
+            parts.append(text)
+
+    def _data_frame_after_partial(self, data: bytes, done: int, b0: int, opcode: int) -> None:
+        """Finish a text frame whose first ``done`` bytes were already validated."""
+        decoder = self._msg_decoder
+        assert decoder is not None
+        fin = b0 & 0x80
+        size = self._msg_size + len(data)
+        if self.max_size is not None and size > self.max_size:
+            raise PayloadTooBig(size, self.max_size)
+        try:
+            text = decoder.decode(data[done:], final=bool(fin))
+        except UnicodeDecodeError as exc:
+            raise RemoteProtocolError(
+                f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
+            ) from None
+        parts: list[str] = self._msg_parts  # type: ignore[assignment]
+        if text:
+            parts.append(text)
+        self._msg_size += len(data)
+        if fin:
+            self._events.append("".join(parts))
+            self._end_message()
+        elif opcode == _OP_TEXT:
+            self._msg_opcode = _OP_TEXT
+
+    def _transformed(self, b0: int, opcode: int) -> bool:
+        if opcode == _OP_CONT:
+            return self._msg_transformed
+        frame = Frame(Opcode(opcode), b"", bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20),
+                      bool(b0 & 0x10))
+        return any(ext.is_transformed(frame) for ext in self.extensions)
+
+    def _extension_frame(self, b0: int, opcode: int, data: bytes) -> None:
+        frame = Frame(Opcode(opcode), data, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20),
+                      bool(b0 & 0x10))
+        if opcode >= 8:
+            if b0 & 0x70:
+                # RFC 7692 section 6: extensions act on data frames only.
+                raise RemoteProtocolError("reserved bits set on a control frame")
+            self._control_frame(opcode, data)
+            return
+        if opcode != _OP_CONT:
+            self._msg_transformed = any(ext.is_transformed(frame) for ext in self.extensions)
+        if self._msg_transformed:
+            budget = None
+            if self.max_size is not None:
+                budget = self.max_size - self._msg_size
+            for ext in reversed(self.extensions):
+                frame = ext.decode(frame, max_size=budget)
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            raise RemoteProtocolError("reserved bits set without an extension that uses them")
+        self._data_frame(opcode, frame.fin, frame.data)
+
+    def _data_frame(self, opcode: int, fin: int | bool, data: bytes) -> None:
+        max_size = self.max_size
+        if max_size is not None:
+            size = len(data) + (self._msg_size if opcode == _OP_CONT else 0)
+            if size > max_size:
+                raise PayloadTooBig(size, max_size)
+        if opcode == _OP_TEXT:
+            if fin:
+                try:
+                    self._events.append(data.decode())
+                except UnicodeDecodeError as exc:
+                    raise RemoteProtocolError(
+                        f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
+                    ) from None
+                self._msg_transformed = False
+                return
+            self._msg_decoder = _new_decoder()
+            self._msg_opcode = _OP_TEXT
+            self._msg_parts = []
+            self._msg_size = 0
+            self._text_fragment(data, False)
+        elif opcode == _OP_BINARY:
+            if fin:
+                self._events.append(data)
+                self._msg_transformed = False
+                return
+            self._msg_decoder = None
+            self._msg_opcode = _OP_BINARY
+            self._msg_parts = [data]
+            self._msg_size = len(data)
+        else:  # continuation, checked in _check_header
+            if self._msg_opcode == _OP_TEXT:
+                self._text_fragment(data, bool(fin))
+                if fin:
+                    self._events.append("".join(self._msg_parts))  # type: ignore[arg-type]
+                    self._end_message()
+                return
+            self._msg_size += len(data)
+            parts: list[bytes] = self._msg_parts  # type: ignore[assignment]
+            parts.append(data)
+            if fin:
+                self._events.append(b"".join(parts))
+                self._end_message()
+
+    def _text_fragment(self, data: bytes, fin: bool) -> None:
+        assert self._msg_decoder is not None
+        try:
+            text = self._msg_decoder.decode(data, final=fin)
+        except UnicodeDecodeError as exc:
+            raise RemoteProtocolError(
+                f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
+            ) from None
+        self._msg_size += len(data)
+        if text:
+            self._msg_parts.append(text)  # type: ignore[arg-type]
+
+    def _end_message(self) -> None:
+        self._msg_opcode = 0
+        self._msg_parts = []
+        self._msg_size = 0
+        self._msg_decoder = None
+        self._msg_transformed = False
+
+    def _control_frame(self, opcode: int, data: bytes) -> None:
+        if opcode == _OP_PING:
+            self._events.append(Ping(data))
+            # Section 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send
+            # a Pong frame in response, unless it already received a Close frame."
+            if self.state is State.OPEN:
+                self._write(_OP_PONG, data)
+        elif opcode == _OP_PONG:
+            self._events.append(Pong(data))
+        else:
+            self._close_frame(data)
+
+    def _close_frame(self, data: bytes) -> None:
+        code, reason = parse_close(data)
+        self.close_received = CloseReceived(code, reason)
+        self._reading = False  # section 5.5.1: nothing may follow a close frame
+        self._events.append(self.close_received)
+        if self.state is State.OPEN:
+            # Section 5.5.1: "the endpoint MUST send a Close frame in response
+            # ... typically echoing the status code it received." A close frame
+            # in the middle of a fragmented message is legal (control frames
+            # may be interleaved, section 5.4), so it is answered normally.
+            echo = code if code != CloseCode.NO_STATUS_RCVD else None
+            self._write(_OP_CLOSE, serialize_close(echo))
+            self.close_sent = CloseReceived(echo or CloseCode.NO_STATUS_RCVD, "")
+            self.state = State.CLOSING
+        # Section 7.1.1: the server closes the TCP connection first, once the
+        # close frames were exchanged; the client waits for it.
+        if self.side is Side.SERVER:
+            self.send_eof()
+
+    # --- sending -----------------------------------------------------------------
+
+    def _write(self, opcode: int, data: bytes, fin: bool = True, rsv1: bool = False) -> None:
+        self._out.extend(encode_frame(opcode, data, fin=fin, rsv1=rsv1, mask=self._mask))
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send in state {self.state.name}")
+
+    def _send_data(self, opcode: int, data: bytes, fin: bool) -> None:
+        self._check_open()
+        if opcode == _OP_CONT:
+            if not self._send_opcode:
+                raise LocalProtocolError("no fragmented message to continue")
+        elif self._send_opcode:
+            raise LocalProtocolError("a fragmented message is being sent; finish it first")
+        if self.extensions:
+            frame = Frame(Opcode(opcode), data, fin)
+            for ext in self.extensions:
+                frame = ext.encode(frame)
+            self._write(opcode, frame.data, fin, frame.rsv1)
+        else:
+            self._out.extend(encode_frame(opcode, data, fin=fin, mask=self._mask))
+        if opcode != _OP_CONT:
+            self._send_opcode = 0 if fin else opcode
+        elif fin:
+            self._send_opcode = 0
+
+    def send_text(self, data: str | bytes, fin: bool = True) -> None:
+        """Send a text message, or its first fragment when ``fin`` is false.
+
+        ``bytes`` are sent as they are and must be valid UTF-8.
+        """
+        self._send_data(_OP_TEXT, data.encode() if isinstance(data, str) else data, fin)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> None:
+        """Send a binary message, or its first fragment when ``fin`` is false."""
+        self._send_data(_OP_BINARY, bytes(data), fin)
+
+    def send_continuation(self, data: str | bytes, fin: bool) -> None:
+        """Send the next fragment of the message being sent (section 5.4)."""
+        self._send_data(_OP_CONT, data.encode() if isinstance(data, str) else bytes(data), fin)
+
+    def _send_control(self, opcode: int, data: bytes) -> None:
+        self._check_open()
+        if len(data) > 125:
+            raise LocalProtocolError("control frame payload longer than 125 bytes")
+        self._write(opcode, data)
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Send a ping (section 5.5.2); at most 125 bytes of payload."""
+        self._send_control(_OP_PING, data)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong, a heartbeat (section 5.5.3)."""
+        self._send_control(_OP_PONG, data)
+
+    def send_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake (section 7.1.2).
+
+        Raises:
+            LocalProtocolError: the code may not be sent or the reason is too long.
+            InvalidState: a close frame was already sent or received.
+        """
+        payload = serialize_close(code, reason)
+        self._check_open()
+        self._write(_OP_CLOSE, payload)
+        self.close_sent = CloseReceived(code or CloseCode.NO_STATUS_RCVD, reason)
+        self.state = State.CLOSING
+
+    def fail(self, code: int = CloseCode.PROTOCOL_ERROR, reason: str = "") -> None:
+        """_Fail the WebSocket Connection_ (section 7.1.7).
+
+        Sends a close frame with ``code`` unless one was sent, stops reading
+        (the peer's answer is not awaited) and asks for the TCP connection to be
+        closed.
+        """
+        self._reading = False
+        if self.state is State.OPEN:
+            try:
+                payload = serialize_close(code, reason)
+            except LocalProtocolError:
+                payload = serialize_close(code, "")
+            self._write(_OP_CLOSE, payload)
+            self.close_sent = CloseReceived(code, reason)
+            self.state = State.CLOSING
+        self.send_eof()
+
+    def send_eof(self) -> None:
+        """Ask the adapter to close the TCP connection after the queued data."""
+        self.eof_sent = True

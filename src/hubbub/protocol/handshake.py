@@ -1,0 +1,132 @@
+"""Pieces of the opening handshake shared by both sides (RFC 6455 section 4).
+
+The server side lives in :mod:`hubbub.protocol.server`, the client side in
+:mod:`hubbub.protocol.client`; this module holds the key arithmetic, header
+checks and URI parsing they both use.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from ..exceptions import InvalidHeader, InvalidURI, InvalidUpgrade
+from .http11 import Headers, parse_token_list
+
+__all__ = [
+    "GUID",
+    "WebSocketURI",
+    "accept_key",
+    "check_upgrade",
+    "generate_key",
+    "parse_uri",
+]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+"""The magic string of section 1.3, appended to the key before hashing."""
+
+
+def generate_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64 (section 4.1)."""
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def accept_key(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` value for ``key`` (section 4.2.2, item 5.4)."""
+    return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+
+
+def check_key(headers: Headers) -> str:
+    """Return the request's ``Sec-WebSocket-Key`` after checking it.
+
+    Section 4.2.1 item 5: "a base64-encoded value that, when decoded, is 16 bytes
+    in length", present exactly once.
+    """
+    values = headers.get_all("Sec-WebSocket-Key")
+    if not values:
+        raise InvalidHeader("Sec-WebSocket-Key")
+    if len(values) > 1:
+        raise InvalidHeader("Sec-WebSocket-Key", ", ".join(values), "more than one Sec-WebSocket-Key")
+    key = values[0]
+    try:
+        raw = base64.b64decode(key.encode(), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise InvalidHeader("Sec-WebSocket-Key", key) from None
+    if len(raw) != 16:
+        raise InvalidHeader("Sec-WebSocket-Key", key, "Sec-WebSocket-Key must be 16 bytes once decoded")
+    return key
+
+
+def check_upgrade(headers: Headers) -> None:
+    """Check ``Upgrade: websocket`` and ``Connection: upgrade`` (section 4.2.1, 4.1).
+
+    Both are comma-separated token lists compared case-insensitively: browsers
+    send ``Connection: keep-alive, Upgrade``.
+    """
+    connection = [t for v in headers.get_all("Connection") for t in parse_token_list(v)]
+    if "upgrade" not in connection:
+        raise InvalidUpgrade("Connection", ", ".join(headers.get_all("Connection")) or None)
+    upgrade = [t for v in headers.get_all("Upgrade") for t in parse_token_list(v)]
+    if "websocket" not in upgrade:
+        raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
+
+
+def parse_protocol_header(headers: Headers) -> list[str]:
+    """The subprotocols in every ``Sec-WebSocket-Protocol`` field, in order."""
+    return [t.strip() for v in headers.get_all("Sec-WebSocket-Protocol") for t in v.split(",")
+            if t.strip()]
+
+
+@dataclass(frozen=True)
+class WebSocketURI:
+    """A parsed ``ws://`` or ``wss://`` URI (section 3)."""
+
+    secure: bool
+    host: str
+    port: int
+    resource_name: str
+    user_info: tuple[str, str] | None = None
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` value: the port only when it is not the default (section 4.1)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.secure else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def origin_url(self) -> str:
+        scheme = "https" if self.secure else "http"
+        return urlunsplit((scheme, self.host_header, "", "", ""))
+
+
+def parse_uri(uri: str) -> WebSocketURI:
+    """Parse a WebSocket URI (section 3).
+
+    Raises:
+        InvalidURI: not ws:// or wss://, no host, or a fragment (section 3: "Fragment
+            identifiers are meaningless in the context of WebSocket URIs").
+    """
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURI(uri, str(exc)) from None
+    if parts.scheme not in ("ws", "wss"):
+        raise InvalidURI(uri, "scheme must be ws or wss")
+    if not parts.hostname:
+        raise InvalidURI(uri, "no host")
+    if parts.fragment:
+        raise InvalidURI(uri, "a WebSocket URI has no fragment")
+    secure = parts.scheme == "wss"
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    user_info = None
+    if parts.username is not None:
+        user_info = (parts.username, parts.password or "")
+    return WebSocketURI(
+        secure, parts.hostname, port or (443 if secure else 80), resource, user_info
+    )

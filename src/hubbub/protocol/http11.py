@@ -1,0 +1,251 @@
+"""The small part of HTTP/1.1 that the opening handshake needs (RFC 9110, 9112).
+
+Parsing is incremental and bounded: :func:`parse_request` and
+:func:`parse_response` look at a buffer and either return a message with the
+number of bytes it used, return ``None`` when more bytes are needed, or raise
+:class:`~hubbub.exceptions.InvalidMessage`. Limits on the line length, the
+number of headers and the whole head keep a hostile peer from making us buffer
+without end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+from ..exceptions import InvalidHeader, InvalidMessage
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_HEADERS",
+    "MAX_HEAD_SIZE",
+    "MAX_LINE",
+    "Headers",
+    "Request",
+    "Response",
+    "parse_request",
+    "parse_response",
+]
+
+MAX_LINE = 8192
+"""Longest request line, status line or header line, in bytes."""
+MAX_HEADERS = 128
+"""Most header fields in one message."""
+MAX_HEAD_SIZE = 65536
+"""Largest head (start line and headers) in bytes."""
+MAX_BODY = 65536
+"""Largest body of a rejected handshake response that the client keeps."""
+
+# RFC 9110 section 5.1: field-name = token.
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+# RFC 9110 section 5.5: field-value = *field-content; obs-text allowed.
+_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+
+
+class Headers:
+    """A case-insensitive multi-map of HTTP header fields, in received order."""
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] = {}
+        for name, value in items:
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field, keeping earlier ones of the same name."""
+        self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        """Replace every field of that name with one."""
+        self.remove(name)
+        self.add(name, value)
+
+    def remove(self, name: str) -> None:
+        key = name.lower()
+        if self._index.pop(key, None) is not None:
+            self._items = [(n, v) for n, v in self._items if n.lower() != key]
+
+    def __getitem__(self, name: str) -> str:
+        """The field's value; several fields are joined by commas (RFC 9110 5.3)."""
+        values = self._index[name.lower()]
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def get_all(self, name: str) -> list[str]:
+        return list(self._index.get(name.lower(), ()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def serialize(self) -> bytes:
+        return b"".join(f"{n}: {v}\r\n".encode("latin-1") for n, v in self._items)
+
+
+def parse_token_list(value: str) -> list[str]:
+    """Split a comma-separated list of tokens (RFC 9110 section 5.6.1), lowercased."""
+    return [t.strip().lower() for t in value.split(",") if t.strip()]
+
+
+@dataclass
+class Request:
+    """An HTTP request: the client's opening handshake."""
+
+    path: str
+    headers: Headers
+    method: str = "GET"
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query string as a dict (the last value wins)."""
+        return dict(parse_qsl(urlsplit(self.path).query))
+
+    @property
+    def path_only(self) -> str:
+        """The path without the query string."""
+        return urlsplit(self.path).path or "/"
+
+    def serialize(self) -> bytes:
+        head = f"{self.method} {self.path} HTTP/1.1\r\n".encode("latin-1")
+        return head + self.headers.serialize() + b"\r\n"
+
+
+@dataclass
+class Response:
+    """An HTTP response: the server's opening handshake or a rejection."""
+
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+
+    def serialize(self) -> bytes:
+        head = f"HTTP/1.1 {self.status} {self.reason}\r\n".encode("latin-1")
+        return head + self.headers.serialize() + b"\r\n" + self.body
+
+
+def _split_head(buf: bytes | bytearray) -> tuple[list[bytes], int] | None:
+    end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_SIZE + 4)
+    if end < 0:
+        if len(buf) > MAX_HEAD_SIZE:
+            raise InvalidMessage(f"HTTP head larger than {MAX_HEAD_SIZE} bytes")
+        # A line can be judged too long before the head is complete.
+        last = buf.rfind(b"\n") + 1
+        if len(buf) - last > MAX_LINE:
+            raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
+        return None
+    lines = bytes(buf[:end]).split(b"\r\n")
+    return lines, end + 4
+
+
+def _parse_headers(lines: list[bytes]) -> Headers:
+    if len(lines) > MAX_HEADERS:
+        raise InvalidMessage(f"more than {MAX_HEADERS} HTTP headers")
+    headers = Headers()
+    for line in lines:
+        if len(line) > MAX_LINE:
+            raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.fullmatch(name):
+            raise InvalidMessage(f"invalid HTTP header line: {line[:100]!r}")
+        value = value.strip(b" \t")
+        if not _VALUE.fullmatch(value):
+            raise InvalidHeader(name.decode(), value.decode("latin-1"))
+        headers.add(name.decode("ascii"), value.decode("latin-1"))
+    return headers
+
+
+def parse_request(buf: bytes | bytearray) -> tuple[Request, int] | None:
+    """Parse a request head from ``buf``.
+
+    Returns:
+        ``(request, consumed)``, or ``None`` if the head is not complete yet.
+
+    Raises:
+        InvalidMessage: malformed or over the limits.
+    """
+    split = _split_head(buf)
+    if split is None:
+        return None
+    lines, consumed = split
+    if len(lines[0]) > MAX_LINE:
+        raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
+    try:
+        method, target, version = lines[0].decode("ascii").split(" ")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidMessage(f"invalid HTTP request line: {lines[0][:100]!r}") from None
+    if version != "HTTP/1.1":
+        # Section 4.1: "The method of the request MUST be GET, and the HTTP
+        # version MUST be at least 1.1." HTTP/1.0 and HTTP/2 framing differ.
+        raise InvalidMessage(f"unsupported HTTP version: {version}")
+    if not target.startswith("/"):
+        raise InvalidMessage(f"unsupported request target: {target[:100]}")
+    return Request(target, _parse_headers(lines[1:]), method), consumed
+
+
+def parse_response(buf: bytes | bytearray, eof: bool = False) -> tuple[Response, int] | None:
+    """Parse a response from ``buf``; a non-101 response's body is read too.
+
+    The body is bounded by :data:`MAX_BODY`; a body without Content-Length
+    lasts until the end of the stream, so ``eof`` says whether it has come.
+
+    Returns:
+        ``(response, consumed)``, or ``None`` if more bytes are needed.
+    """
+    split = _split_head(buf)
+    if split is None:
+        if eof:
+            raise InvalidMessage("connection closed during the HTTP response")
+        return None
+    lines, consumed = split
+    try:
+        version, status, *reason = lines[0].decode("ascii").split(" ", 2)
+        code = int(status)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidMessage(f"invalid HTTP status line: {lines[0][:100]!r}") from None
+    if version != "HTTP/1.1" or not 100 <= code <= 599:
+        raise InvalidMessage(f"invalid HTTP status line: {lines[0][:100]!r}")
+    headers = _parse_headers(lines[1:])
+    response = Response(code, reason[0] if reason else "", headers)
+    if code == 101 or code == 204 or code == 304:
+        return response, consumed
+    length_value = headers.get("Content-Length")
+    if length_value is not None:
+        if not length_value.isdigit():
+            raise InvalidHeader("Content-Length", length_value)
+        length = int(length_value)
+        kept = min(length, MAX_BODY)
+        if len(buf) - consumed < kept:
+            if eof:
+                raise InvalidMessage("connection closed during the HTTP response body")
+            return None
+        response.body = bytes(buf[consumed : consumed + kept])
+        return response, consumed + kept
+    if not eof and len(buf) - consumed < MAX_BODY:
+        return None
+    response.body = bytes(buf[consumed : consumed + MAX_BODY])
+    return response, len(buf)

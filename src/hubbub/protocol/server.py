@@ -1,0 +1,240 @@
+"""The server side of the opening handshake (RFC 6455 section 4.2).
+
+Flow: bytes arrive with :meth:`ServerConnection.receive_data`; once the request
+head is complete a :class:`~hubbub.protocol.http11.Request` event is emitted.
+The adapter then calls :meth:`ServerConnection.accept` (which checks the
+request and negotiates; it may return a rejection) or
+:meth:`ServerConnection.reject`, may change the response (hooks, extra
+headers) and hands it to :meth:`ServerConnection.send_response`. A 101 opens
+the connection; anything else is sent and the connection closes.
+
+A malformed request is answered with 400 at once, without an event.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable, Sequence
+
+from .. import __version__
+from ..exceptions import (
+    HandshakeError,
+    InvalidHeader,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidVersion,
+    NegotiationError,
+)
+from .connection import DEFAULT_MAX_SIZE, Connection, Side, State
+from .extensions import (
+    Extension,
+    ExtensionParams,
+    ServerExtensionFactory,
+    build_extension_header,
+    parse_extension_header,
+)
+from .handshake import accept_key, check_key, check_upgrade, parse_protocol_header
+from .http11 import Headers, Request, Response, parse_request
+
+__all__ = ["SERVER_HEADER", "ServerConnection", "SubprotocolSelector"]
+
+SERVER_HEADER = f"hubbub/{__version__}"
+
+SubprotocolSelector = Callable[[Sequence[str], Sequence[str]], str | None]
+"""``select(offered_by_client, supported_by_server) -> chosen or None``."""
+
+
+def _prefer_server(offered: Sequence[str], supported: Sequence[str]) -> str | None:
+    """Default choice: the first of the server's subprotocols the client offered."""
+    for name in supported:
+        if name in offered:
+            return name
+    return None
+
+
+class ServerConnection(Connection):
+    """A server connection, from the handshake request on.
+
+    Args:
+        subprotocols: subprotocols the server supports, preferred first.
+        subprotocol_required: refuse clients that offer none of them (400).
+        select_subprotocol: overrides the choice (see :data:`SubprotocolSelector`).
+        origins: allowed ``Origin`` values; ``None`` in the list allows requests
+            without one (non-browser clients). ``None`` (the default) allows all.
+        extensions: extension factories, tried in the client's order of offers.
+        max_size: see :class:`~hubbub.protocol.connection.Connection`.
+        defer_failure: see :class:`~hubbub.protocol.connection.Connection`.
+        server_header: the ``Server`` header value, or ``None`` to send none.
+    """
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] = (),
+        subprotocol_required: bool = False,
+        select_subprotocol: SubprotocolSelector | None = None,
+        origins: Sequence[str | None] | None = None,
+        extensions: Sequence[ServerExtensionFactory] = (),
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        defer_failure: bool = False,
+        server_header: str | None = SERVER_HEADER,
+    ) -> None:
+        super().__init__(
+            Side.SERVER, state=State.CONNECTING, max_size=max_size, defer_failure=defer_failure
+        )
+        self.available_subprotocols = list(subprotocols)
+        self.subprotocol_required = subprotocol_required
+        self.select_subprotocol = select_subprotocol or _prefer_server
+        self.origins = None if origins is None else list(origins)
+        self.extension_factories = list(extensions)
+        self.server_header = server_header
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.subprotocol: str | None = None
+        self.handshake_exc: HandshakeError | None = None
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        if self.state is not State.CONNECTING:
+            super().receive_data(data)
+            return
+        if self.request is not None:
+            # Section 4.1: the client waits for the response before sending frames.
+            self._buf += data
+            return
+        self._buf += data
+        try:
+            parsed = parse_request(self._buf)
+        except HandshakeError as exc:
+            self.handshake_exc = exc
+            self.send_response(self.reject(400, f"Failed to open a WebSocket connection: {exc}"))
+            return
+        if parsed is None:
+            return
+        self.request, consumed = parsed
+        del self._buf[:consumed]
+        self._events.append(self.request)
+
+    def receive_eof(self) -> None:
+        if self.state is State.CONNECTING and self.handshake_exc is None:
+            self.handshake_exc = InvalidMessage("connection closed during the opening handshake")
+        super().receive_eof()
+
+    def accept(self, request: Request) -> Response:
+        """Check ``request`` and negotiate; return the 101 or the rejection to send."""
+        try:
+            protocol_header, extension_header = self._check_request(request)
+        except HandshakeError as exc:
+            self.handshake_exc = exc
+            response = self.reject(exc.status, f"Failed to open a WebSocket connection: {exc}")
+            if isinstance(exc, InvalidVersion):
+                # Section 4.4: answer with the versions the server supports.
+                response.headers["Sec-WebSocket-Version"] = "13"
+            elif exc.status == 426:
+                response.headers["Upgrade"] = "websocket"
+            return response
+        headers = Headers()
+        headers.add("Upgrade", "websocket")
+        headers.add("Connection", "Upgrade")
+        headers.add("Sec-WebSocket-Accept", accept_key(check_key(request.headers)))
+        if protocol_header is not None:
+            headers.add("Sec-WebSocket-Protocol", protocol_header)
+        if extension_header is not None:
+            headers.add("Sec-WebSocket-Extensions", extension_header)
+        if self.server_header:
+            headers.add("Server", self.server_header)
+        return Response(101, "Switching Protocols", headers)
+
+    def _check_request(self, request: Request) -> tuple[str | None, str | None]:
+        headers = request.headers
+        if request.method != "GET":
+            exc = InvalidMessage(f"method {request.method} is not allowed; use GET")
+            exc.status = 405
+            raise exc
+        if "Host" not in headers:
+            raise InvalidHeader("Host")
+        check_upgrade(headers)
+        check_key(headers)
+        version = headers.get("Sec-WebSocket-Version")
+        if version != "13":
+            raise InvalidVersion("Sec-WebSocket-Version", version)
+        if self.origins is not None:
+            origins = headers.get_all("Origin")
+            if len(origins) > 1:
+                raise InvalidOrigin("Origin", ", ".join(origins), "more than one Origin header")
+            origin = origins[0] if origins else None
+            if origin not in self.origins:
+                raise InvalidOrigin("Origin", origin, f"origin not allowed: {origin}")
+        offered = parse_protocol_header(headers)
+        chosen = self.select_subprotocol(offered, self.available_subprotocols) if offered else None
+        if chosen is not None and chosen not in offered:
+            raise NegotiationError(f"selected subprotocol {chosen!r} was not offered")
+        if chosen is None and self.subprotocol_required:
+            raise NegotiationError(
+                "no supported subprotocol offered; expected one of "
+                + ", ".join(self.available_subprotocols)
+            )
+        self.subprotocol = chosen
+        return chosen, self._negotiate_extensions(headers)
+
+    def _negotiate_extensions(self, headers: Headers) -> str | None:
+        if not self.extension_factories:
+            return None
+        offers = [o for v in headers.get_all("Sec-WebSocket-Extensions")
+                  for o in parse_extension_header(v)]
+        accepted: list[Extension] = []
+        answers: list[tuple[str, ExtensionParams]] = []
+        for name, params in offers:
+            for factory in self.extension_factories:
+                if factory.name != name or any(e.name == name for e in accepted):
+                    continue
+                try:
+                    answer, extension = factory.process_request_params(params, accepted)
+                except NegotiationError:
+                    continue
+                accepted.append(extension)
+                answers.append((name, answer))
+                break
+        self.extensions = accepted
+        return build_extension_header(answers) if answers else None
+
+    def reject(self, status: int, text: str, headers: Headers | None = None) -> Response:
+        """Build an HTTP response with a plain-text body, to refuse the upgrade."""
+        body = (text.rstrip("\n") + "\n").encode()
+        headers = headers if headers is not None else Headers()
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+        headers["Content-Length"] = str(len(body))
+        headers["Connection"] = "close"
+        if self.server_header and "Server" not in headers:
+            headers["Server"] = self.server_header
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        return Response(status, phrase, headers, body)
+
+    def send_response(self, response: Response) -> None:
+        """Send the handshake response; 101 opens the connection (section 4.2.2)."""
+        if self.state is not State.CONNECTING:
+            raise RuntimeError("the handshake response was already sent")
+        self.response = response
+        self._out.append(response.serialize())
+        if response.status == 101:
+            self.state = State.OPEN
+            if self._buf:
+                pending, self._buf = bytes(self._buf), bytearray()
+                super().receive_data(pending)
+        else:
+            if self.handshake_exc is None:
+                self.handshake_exc = HandshakeError(
+                    f"connection rejected: HTTP {response.status} {response.reason}"
+                )
+            self._reading = False
+            self.send_eof()
+            self.state = State.CLOSED
+
+    def fail(self, code: int = 1002, reason: str = "") -> None:
+        if self.state is State.CONNECTING:
+            self.send_response(self.reject(500, reason or "internal error"))
+            return
+        super().fail(code, reason)
+
