@@ -8,9 +8,56 @@ from __future__ import annotations
 
 __version__ = "0.1.0.dev0"
 
-from .exceptions import *  # noqa: E402, F403
-from .exceptions import __all__ as _exceptions_all  # noqa: E402
-from .protocol.connection import State  # noqa: E402
-from .protocol.frames import CloseCode, Opcode  # noqa: E402
+from .exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    HandshakeTimeout,
+    HubbubError,
+    InvalidHeader,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidState,
+    InvalidStatus,
+    InvalidUpgrade,
+    InvalidURI,
+    InvalidVersion,
+    LocalProtocolError,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+    RemoteProtocolError,
+    UsageError,
+)
+from .protocol.connection import State
+from .protocol.frames import CloseCode, Opcode
 
-__all__ = ["CloseCode", "Opcode", "State", "__version__", *_exceptions_all]
+__all__ = [
+    "CloseCode",
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "HubbubError",
+    "InvalidHeader",
+    "InvalidMessage",
+    "InvalidOrigin",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "InvalidVersion",
+    "LocalProtocolError",
+    "NegotiationError",
+    "Opcode",
+    "PayloadTooBig",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "State",
+    "UsageError",
+    "__version__",
+]

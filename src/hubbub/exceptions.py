@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .protocol.frames import CloseCode
-    from .protocol.http11 import Request, Response
+    from .protocol.http11 import Response
 
 __all__ = [
     "ConcurrencyError",
@@ -129,9 +129,8 @@ class InvalidStatus(HandshakeError):
         self.response = response
         body = response.body[:200].decode("utf-8", "replace") if response.body else ""
         detail = f": {body}" if body else ""
-        super().__init__(
-            f"server rejected WebSocket connection: HTTP {response.status} {response.reason}{detail}"
-        )
+        status = f"HTTP {response.status} {response.reason}"
+        super().__init__(f"server rejected WebSocket connection: {status}{detail}")
 
 
 class NegotiationError(HandshakeError):
@@ -222,4 +221,3 @@ class InvalidState(UsageError):
 
 class ConcurrencyError(UsageError):
     """Two coroutines or threads tried to run the same operation at once."""
-

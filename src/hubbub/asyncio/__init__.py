@@ -1,0 +1,22 @@
+"""WebSocket server and client on asyncio (uvloop works too).
+
+``serve(handler, host, port)`` and ``connect(uri)``; see
+:mod:`hubbub.asyncio.server`, :mod:`hubbub.asyncio.client` and
+:mod:`hubbub.asyncio.connection`.
+"""
+
+from __future__ import annotations
+
+from .client import ClientConnection, connect
+from .connection import Connection, Data
+from .server import Server, ServerConnection, serve
+
+__all__ = [
+    "ClientConnection",
+    "Connection",
+    "Data",
+    "Server",
+    "ServerConnection",
+    "connect",
+    "serve",
+]

@@ -1,0 +1,508 @@
+"""A WebSocket connection on asyncio, shared by the server and the client.
+
+Theory of operation
+-------------------
+
+:class:`Connection` is the ``asyncio.Protocol`` of its transport (no streams on
+the hot path) and drives a sans-I/O :class:`hubbub.protocol.Connection`:
+``data_received`` feeds the core, moves complete messages into a bounded
+queue and writes what the core queued (pongs, close frames). Application
+coroutines call :meth:`Connection.recv` and :meth:`Connection.send`.
+
+Flow control, both ways:
+
+* receiving: when ``max_queue`` messages wait unread, the transport stops
+  reading; TCP then pushes back on the peer. Reading resumes when the queue is
+  down to a quarter.
+* sending: the transport's write buffer has high and low water marks
+  (``write_limit``); above the high mark :meth:`send` waits until the buffer
+  drains below the low mark. ``buffered_amount`` is what sits in that buffer.
+
+Failures the peer causes are deferred (``defer_failure=True`` in the core): the
+messages it sent before its mistake are delivered first, and the connection is
+failed when the application asks for the next message, or after
+``close_timeout``. An echo server therefore answers every valid message before
+the close frame, as RFC 6455 allows and Autobahn's "strict" rating wants.
+
+Timers (keepalive ping, ping timeout, close timeout) are ``call_later``
+handles, not tasks: an idle connection costs a few hundred bytes for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any, cast
+
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidState,
+)
+from ..protocol import connection as core
+from ..protocol.frames import CloseCode
+from ..protocol.http11 import Request, Response
+
+__all__ = ["Connection", "Data"]
+
+Data = str | bytes
+"""A WebSocket message: ``str`` for text, ``bytes`` for binary."""
+
+_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
+
+
+class _FailurePending:
+    """Stands in the receive queue where the peer broke the protocol."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+class Connection(asyncio.Protocol):
+    """One WebSocket connection; see the module docstring.
+
+    Not created directly: :func:`hubbub.asyncio.serve` passes one to the
+    handler and :func:`hubbub.asyncio.connect` returns one.
+    """
+
+    def __init__(
+        self,
+        protocol: core.Connection,
+        *,
+        max_queue: int = 16,
+        write_limit: int | tuple[int, int] = 2**16,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 10.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.max_queue = max(1, max_queue)
+        if isinstance(write_limit, int):
+            write_limit = (write_limit, write_limit // 4)
+        self.write_limit = write_limit
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.logger = logger or logging.getLogger("hubbub")
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)
+        self.latency = 0.0
+        """Round-trip time of the last ping answered, in seconds."""
+        self._messages: collections.deque[Data | _FailurePending] = collections.deque()
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._fragment_lock: asyncio.Lock | None = None
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._ping_deadline: asyncio.TimerHandle | None = None
+        self._close_deadline: asyncio.TimerHandle | None = None
+        self._transport_closing = False
+        self._closed: asyncio.Future[None] = self.loop.create_future()
+
+    # --- public attributes ----------------------------------------------------
+
+    @property
+    def ready_state(self) -> core.State:
+        """CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3), as in the browser."""
+        return self.protocol.state
+
+    state = ready_state
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes accepted by :meth:`send` but not yet written to the socket."""
+        if self.transport is None or self.transport.is_closing():
+            return 0
+        return self.transport.get_write_buffer_size()
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received, 1006 if closed without one, None while open."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self.protocol.close_reason
+
+    @property
+    def subprotocol(self) -> str | None:
+        return cast(str | None, getattr(self.protocol, "subprotocol", None))
+
+    @property
+    def request(self) -> Request | None:
+        """The handshake request (path, query, headers)."""
+        return cast(Request | None, getattr(self.protocol, "request", None))
+
+    @property
+    def response(self) -> Response | None:
+        return cast(Response | None, getattr(self.protocol, "response", None))
+
+    @property
+    def remote_address(self) -> Any:
+        return self.transport.get_extra_info("peername") if self.transport else None
+
+    @property
+    def local_address(self) -> Any:
+        return self.transport.get_extra_info("sockname") if self.transport else None
+
+    # --- asyncio.Protocol -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        high, low = self.write_limit
+        self.transport.set_write_buffer_limits(high, low)
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        if protocol._events:
+            self._process_events(protocol.events_received())
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._process_events(self.protocol.events_received())
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()
+        self._process_events(self.protocol.events_received())
+        self._transport_closing = True
+        for handle in (self._keepalive, self._ping_deadline, self._close_deadline):
+            if handle is not None:
+                handle.cancel()
+        self._wake_receiver()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        closed = self._closed_exception()
+        for waiter, _ in self._pings.values():
+            if not waiter.done():
+                waiter.set_exception(closed)
+                waiter.exception()  # mark retrieved: nobody may be awaiting it
+        self._pings.clear()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # --- events and output -------------------------------------------------------
+
+    def _process_events(self, events: list[core.Event]) -> None:
+        messages = self._messages
+        for event in events:
+            if isinstance(event, (str, bytes)):
+                messages.append(event)
+            elif isinstance(event, core.Pong):
+                self._pong_received(event.data)
+            elif isinstance(event, core.Failure):
+                if not messages and self._recv_waiter is not None:
+                    self._fail(event.exc.code, str(event.exc))
+                else:
+                    messages.append(_FailurePending(event.exc))
+                    self.loop.call_later(
+                        self.close_timeout, self._fail, event.exc.code, str(event.exc)
+                    )
+            elif isinstance(event, core.CloseReceived):
+                self._start_close_deadline()
+            else:
+                self._other_event(event)
+        if messages:
+            if len(messages) >= self.max_queue and not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pause_reading()
+            self._wake_receiver()
+        elif self.protocol.close_received is not None or self.protocol.close_exc is not None:
+            self._wake_receiver()
+
+    def _other_event(self, event: core.Event) -> None:
+        """Handshake events, handled by the server and client subclasses."""
+
+    def _wake_receiver(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _flush(self) -> None:
+        protocol = self.protocol
+        if protocol._out:
+            data = protocol.data_to_send()
+            if not self._transport_closing:
+                if len(data) == 1:
+                    self.transport.write(data[0])
+                else:
+                    self.transport.writelines(data)
+        if protocol.eof_sent and not self._transport_closing:
+            self._transport_closing = True
+            # close() flushes the buffer first; the deadline covers a peer
+            # that stopped reading.
+            self.transport.close()
+            self._start_close_deadline()
+
+    def _fail(self, code: int, reason: str) -> None:
+        if self.protocol.state is core.State.CLOSED:
+            return
+        self.protocol.fail(code, reason)
+        self._flush()
+
+    def _start_close_deadline(self) -> None:
+        if self._close_deadline is None and not self._closed.done():
+            self._close_deadline = self.loop.call_later(self.close_timeout, self._abort)
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- receiving ---------------------------------------------------------------
+
+    async def recv(self) -> Data:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises:
+            ConnectionClosedOK: the connection closed normally.
+            ConnectionClosedError: it closed with an error or a protocol error.
+            ConcurrencyError: another coroutine is already waiting in recv().
+        """
+        messages = self._messages
+        while not messages:
+            if (
+                self.protocol.close_received is not None
+                or self._closed.done()
+                or (self.protocol.close_exc is not None)
+            ):
+                await self._wait_closed_quietly()
+                raise self._closed_exception()
+            if self._recv_waiter is not None:
+                raise ConcurrencyError("another coroutine is already receiving")
+            self._recv_waiter = self.loop.create_future()
+            try:
+                await self._recv_waiter
+            finally:
+                self._recv_waiter = None
+        message = messages.popleft()
+        if self._reading_paused and len(messages) <= self.max_queue // 4:
+            self._reading_paused = False
+            if not self._transport_closing:
+                self.transport.resume_reading()
+        if isinstance(message, _FailurePending):
+            self._fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
+            await self._wait_closed_quietly()
+            raise self._closed_exception()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Data]:
+        """Iterate over messages; ends quietly on a normal close."""
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    async def _wait_closed_quietly(self) -> None:
+        # The close code is final once the closing handshake ends; wait a little
+        # for it so that the exception tells the truth.
+        if not self._closed.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._closed), self.close_timeout)
+            except TimeoutError:
+                self._abort()
+
+    def _closed_exception(self) -> ConnectionClosed:
+        protocol = self.protocol
+        received = protocol.close_received
+        sent = protocol.close_sent
+        code = protocol.close_code or CloseCode.ABNORMAL_CLOSURE
+        sent_code = sent.code if sent is not None else None
+        if received is not None and received.code in _OK_CODES and sent_code in _OK_CODES:
+            return ConnectionClosedOK(code, protocol.close_reason, sent_code)
+        exc = ConnectionClosedError(code, protocol.close_reason, sent_code)
+        if protocol.close_exc is not None:
+            exc.__cause__ = protocol.close_exc
+        return exc
+
+    # --- sending -------------------------------------------------------------------
+
+    async def send(
+        self, message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data]
+    ) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of ``str`` or bytes-like is sent as one
+        fragmented message, one frame per item (RFC 6455 section 5.4); other
+        sends wait until it is complete. Waits while the write buffer is over
+        its high water mark.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: the message is of another type, or mixes text and binary.
+        """
+        if self._fragment_lock is not None and self._fragment_lock.locked():
+            async with self._fragment_lock:
+                pass
+        protocol = self.protocol
+        try:
+            if isinstance(message, str):
+                protocol.send_text(message.encode())
+            elif isinstance(message, (bytes, bytearray, memoryview)):
+                protocol.send_binary(message)
+            elif isinstance(message, (Iterable, AsyncIterable)):
+                await self._send_fragments(cast(Iterable[Data] | AsyncIterable[Data], message))
+                return
+            else:
+                raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
+        except InvalidState:
+            await self._wait_closed_quietly()
+            raise self._closed_exception() from None
+        self._flush()
+        if self._writing_paused:
+            await self._wait_drained()
+
+    async def _send_fragments(self, message: Iterable[Data] | AsyncIterable[Data]) -> None:
+        if self._fragment_lock is None:
+            self._fragment_lock = asyncio.Lock()
+        async with self._fragment_lock:
+            protocol = self.protocol
+            kind: type | None = None
+            previous: bytes | None = None
+
+            async def emit(data: bytes, fin: bool) -> None:
+                if kind is None:
+                    raise AssertionError("unreachable")
+                if protocol._send_opcode:
+                    protocol.send_continuation(data, fin)
+                elif kind is str:
+                    protocol.send_text(data, fin)
+                else:
+                    protocol.send_binary(data, fin)
+                self._flush()
+                if self._writing_paused:
+                    await self._wait_drained()
+
+            items = message.__aiter__() if isinstance(message, AsyncIterable) else None
+            iterator = iter(cast(Iterable[Data], message)) if items is None else None
+            while True:
+                try:
+                    item = await items.__anext__() if items is not None else next(iterator)  # type: ignore[arg-type]
+                except (StopIteration, StopAsyncIteration):
+                    break
+                this = str if isinstance(item, str) else bytes
+                if not isinstance(item, (str, bytes, bytearray, memoryview)):
+                    raise TypeError(f"cannot send {type(item).__name__} in a fragmented message")
+                if kind is None:
+                    kind = this
+                elif kind is not this:
+                    raise TypeError("a fragmented message mixes text and binary")
+                data = item.encode() if isinstance(item, str) else bytes(item)
+                # Each frame goes out once the next item is known, so that the
+                # last one carries FIN without an empty trailing frame.
+                if previous is not None:
+                    await emit(previous, False)
+                previous = data
+            if previous is not None:
+                await emit(previous, True)
+
+    async def _wait_drained(self) -> None:
+        if self._drain_waiter is None or self._drain_waiter.done():
+            self._drain_waiter = self.loop.create_future()
+        await self._drain_waiter
+
+    async def ping(self, data: str | bytes | None = None) -> float:
+        """Send a ping and wait for its pong; return the round-trip time in seconds.
+
+        Pongs acknowledge every ping sent before them (section 5.5.3 lets a peer
+        answer only the latest), so earlier pings are resolved too.
+        """
+        if data is None:
+            data = os.urandom(4)
+            while data in self._pings:
+                data = os.urandom(4)
+        elif isinstance(data, str):
+            data = data.encode()
+        if data in self._pings:
+            raise ConcurrencyError("a ping with this payload is already waiting for its pong")
+        try:
+            self.protocol.send_ping(data)
+        except InvalidState:
+            await self._wait_closed_quietly()
+            raise self._closed_exception() from None
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pings[data] = (waiter, self.loop.time())
+        self._flush()
+        return await waiter
+
+    def _pong_received(self, data: bytes) -> None:
+        if data not in self._pings:
+            return  # unsolicited pong: a heartbeat (section 5.5.3)
+        now = self.loop.time()
+        for key in list(self._pings):
+            waiter, sent_at = self._pings.pop(key)
+            if not waiter.done():
+                waiter.set_result(now - sent_at)
+            if key == data:
+                self.latency = now - sent_at
+                break
+        if self._ping_deadline is not None:
+            self._ping_deadline.cancel()
+            self._ping_deadline = None
+
+    # --- keepalive ---------------------------------------------------------------
+
+    def start_keepalive(self) -> None:
+        """Ping every ``ping_interval``; fail with 1011 without a pong in ``ping_timeout``."""
+        if self.ping_interval is not None and self.ping_interval > 0:
+            self._keepalive = self.loop.call_later(self.ping_interval, self._keepalive_ping)
+
+    def _keepalive_ping(self) -> None:
+        self._keepalive = None
+        if self.protocol.state is not core.State.OPEN:
+            return
+        data = os.urandom(4)
+        self.protocol.send_ping(data)
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._pings[data] = (waiter, self.loop.time())
+        self._flush()
+        if self.ping_timeout is not None and self._ping_deadline is None:
+            self._ping_deadline = self.loop.call_later(self.ping_timeout, self._ping_timed_out)
+        self.start_keepalive()
+
+    def _ping_timed_out(self) -> None:
+        self._ping_deadline = None
+        self.logger.info("no pong within %.1f s: closing the connection", self.ping_timeout)
+        self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    # --- closing -------------------------------------------------------------------
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake and wait until the connection is closed.
+
+        Waits at most ``close_timeout`` for the peer, then drops the connection.
+        Closing a closed connection does nothing.
+        """
+        if self.protocol.state is core.State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush()
+            self._start_close_deadline()
+        await self._wait_closed_quietly()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed, however it closes."""
+        await asyncio.shield(self._closed)

@@ -1,0 +1,304 @@
+"""The ``hubbub`` command (also ``python -m hubbub``).
+
+Subcommands:
+
+* ``hubbub echo``: an echo server (for tests, Autobahn and benchmarks). With
+  ``--broadcast`` a text message ``broadcast:<payload>`` is sent to every
+  connection instead of echoed.
+* ``hubbub connect URL``: an interactive client in the spirit of wscat; typed
+  lines are sent, received messages printed; works with piped stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .exceptions import ConnectionClosed, HubbubError
+
+__all__ = ["main"]
+
+
+def _install_uvloop() -> str:
+    """Use uvloop when it is installed (``pip install hubbub[speed]``)."""
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def _raise_nofile_limit() -> None:
+    # Many connections need many file descriptors; the soft limit is often 1024.
+    with contextlib.suppress(Exception):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _size(value: str) -> int:
+    """Parse a size such as ``1048576``, ``64KiB`` or ``16MiB``."""
+    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 1000, "mb": 10**6, "b": 1}
+    text = value.strip().lower()
+    unit = next((u for u in units if text.endswith(u)), "b")
+    factor = units[unit]
+    number = text.removesuffix(unit).strip()
+    try:
+        size = int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {value!r} (try 1048576 or 16MiB)") from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError("a size must be positive")
+    return size
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, content = value.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"a header is NAME:VALUE, got {value!r}")
+    return name.strip(), content.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hubbub", description="Real-time, two-way communication over WebSocket."
+    )
+    parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    echo = commands.add_parser(
+        "echo",
+        help="run a WebSocket echo server",
+        description="Echo every message back to its sender.",
+    )
+    echo.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    echo.add_argument("--port", type=int, default=8765, help="TCP port (8765; 0 picks one)")
+    echo.add_argument("--unix", metavar="PATH", help="listen on a Unix socket instead")
+    echo.add_argument(
+        "--subprotocol",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept this subprotocol when a client offers it (repeatable)",
+    )
+    echo.add_argument(
+        "--max-size",
+        type=_size,
+        default=2**20,
+        metavar="SIZE",
+        help="largest message accepted (1MiB)",
+    )
+    echo.add_argument(
+        "--no-compression", action="store_true", help="do not negotiate permessage-deflate"
+    )
+    echo.add_argument(
+        "--broadcast",
+        action="store_true",
+        help="answer 'broadcast:<payload>' by sending <payload> to every connection",
+    )
+    echo.add_argument(
+        "--ping-interval",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="keepalive ping interval, 0 to disable (20)",
+    )
+
+    connect = commands.add_parser(
+        "connect",
+        help="interactive WebSocket client",
+        description="Send typed (or piped) lines; print what arrives.",
+    )
+    connect.add_argument("url", help="ws:// or wss:// URL")
+    connect.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        type=_header,
+        default=[],
+        metavar="NAME:VALUE",
+        help="extra request header (repeatable)",
+    )
+    connect.add_argument(
+        "-s",
+        "--subprotocol",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="offer this subprotocol (repeatable)",
+    )
+    connect.add_argument("--origin", help="Origin header to send")
+    connect.add_argument("--binary", action="store_true", help="send lines as binary messages")
+    connect.add_argument(
+        "--no-compression", action="store_true", help="do not offer permessage-deflate"
+    )
+    connect.add_argument(
+        "--insecure",
+        action="store_true",
+        help="wss:// without certificate verification (testing only)",
+    )
+    connect.add_argument(
+        "--wait",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="after stdin ends, wait this long for replies before closing (1)",
+    )
+    connect.add_argument(
+        "--max-size",
+        type=_size,
+        default=2**20,
+        metavar="SIZE",
+        help="largest message accepted (1MiB)",
+    )
+    return parser
+
+
+def _compression(disabled: bool) -> str | None:
+    if disabled:
+        return None
+    try:
+        from .protocol import permessage_deflate  # noqa: F401
+    except ImportError:  # pragma: no cover (until compression lands)
+        return None
+    return "deflate"
+
+
+async def run_echo(args: argparse.Namespace) -> None:
+    from .asyncio import serve
+    from .asyncio.server import ServerConnection
+
+    server_ref: list[Any] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            if args.broadcast and isinstance(message, str) and message.startswith("broadcast:"):
+                payload = message[len("broadcast:") :]
+                for other in server_ref[0].connections:
+                    if other.ready_state == 1:
+                        with contextlib.suppress(ConnectionClosed):
+                            await other.send(payload)
+            else:
+                await ws.send(message)
+
+    options: dict[str, Any] = dict(
+        subprotocols=args.subprotocol,
+        max_size=args.max_size,
+        compression=_compression(args.no_compression),
+        ping_interval=args.ping_interval or None,
+    )
+    if args.unix:
+        server = await serve(handler, unix_path=args.unix, **options)
+        where = f"unix:{args.unix}"
+    else:
+        server = await serve(handler, args.host, args.port, **options)
+        where = f"ws://{args.host}:{server.port}"
+    server_ref.append(server)
+    print(f"hubbub echo listening on {where}", file=sys.stderr, flush=True)
+    stop = asyncio.get_running_loop().create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await stop
+    server.close()
+    await server.wait_closed()
+
+
+def _show(message: str | bytes, prefix: str) -> str:
+    if isinstance(message, bytes):
+        return f"{prefix}<binary {len(message)} bytes: {message[:64].hex(' ')}>"
+    return f"{prefix}{message}"
+
+
+async def run_connect(args: argparse.Namespace) -> int:
+    import ssl
+
+    from .asyncio import connect
+
+    options: dict[str, Any] = dict(
+        additional_headers=args.header,
+        subprotocols=args.subprotocol,
+        origin=args.origin,
+        compression=_compression(args.no_compression),
+        max_size=args.max_size,
+    )
+    if args.insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        options["ssl"] = context
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    prefix_in, prefix_out = ("< ", "> ") if interactive else ("", "")
+    ws = await connect(args.url, **options)
+    extra = f" (subprotocol: {ws.subprotocol})" if ws.subprotocol else ""
+    print(f"connected to {args.url}{extra}", file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+
+    async def printer() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                print(_show(message, prefix_in), flush=True)
+
+    reader = asyncio.ensure_future(printer())
+
+    async def sender() -> None:
+        while True:
+            if interactive:
+                print(prefix_out, end="", file=sys.stderr, flush=True)
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                return
+            text = line.rstrip("\r\n")
+            await ws.send(text.encode() if args.binary else text)
+
+    writer = asyncio.ensure_future(sender())
+    done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    if writer in done and not reader.done():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reader), args.wait)
+        await ws.close()
+    await reader
+    writer.cancel()
+    exc = writer.exception() if writer.done() and not writer.cancelled() else None
+    if exc is not None and not isinstance(exc, ConnectionClosed):
+        raise exc
+    reason = f" {ws.close_reason}" if ws.close_reason else ""
+    print(f"disconnected: {ws.close_code}{reason}", file=sys.stderr, flush=True)
+    return 0 if ws.close_code in (1000, 1001, 1005) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _install_uvloop()
+    _raise_nofile_limit()
+    try:
+        if args.command == "echo":
+            asyncio.run(run_echo(args))
+            return 0
+        return asyncio.run(run_connect(args))
+    except KeyboardInterrupt:
+        return 130
+    except HubbubError as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hubbub: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
