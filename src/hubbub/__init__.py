@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0.dev0"
 
+from .adapter import RedirectError
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -33,6 +34,8 @@ from .exceptions import (
 )
 from .protocol.connection import State
 from .protocol.frames import CloseCode, Opcode
+from .proxy import ProxyError
+from .websocket import WebSocket
 
 __all__ = [
     "CloseCode",
@@ -56,8 +59,11 @@ __all__ = [
     "Opcode",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
+    "RedirectError",
     "RemoteProtocolError",
     "State",
     "UsageError",
+    "WebSocket",
     "__version__",
 ]

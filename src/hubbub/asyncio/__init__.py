@@ -7,16 +7,21 @@
 
 from __future__ import annotations
 
+from .broadcast import BroadcastResult, broadcast
 from .client import ClientConnection, connect
 from .connection import Connection, Data
 from .server import Server, ServerConnection, serve
+from .websocket import WebSocket
 
 __all__ = [
+    "BroadcastResult",
     "ClientConnection",
     "Connection",
     "Data",
     "Server",
     "ServerConnection",
+    "WebSocket",
+    "broadcast",
     "connect",
     "serve",
 ]

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl as ssl_module
-from collections.abc import Generator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..exceptions import HandshakeTimeout, InvalidMessage
+from ..adapter import DEFAULT_MAX_REDIRECTS, client_extension_factories, redirect_target
+from ..exceptions import HandshakeTimeout, InvalidMessage, InvalidStatus
 from ..protocol.client import USER_AGENT
 from ..protocol.client import ClientConnection as ClientCore
 from ..protocol.connection import DEFAULT_MAX_SIZE
 from ..protocol.extensions import ClientExtensionFactory
-from ..protocol.handshake import parse_uri
+from ..protocol.handshake import WebSocketURI, parse_uri
 from ..protocol.http11 import Headers, Response
+from ..proxy import Proxy, ProxyError, select_proxy
+from ..reconnect import RetryPolicy, reconnecting_async
 from .connection import Connection
 
 __all__ = ["ClientConnection", "connect"]
@@ -65,11 +69,17 @@ class connect:
     ``open_timeout`` (10 s), ``close_timeout`` (10 s), ``ssl`` (an
     ``SSLContext``; ``wss://`` uses the default context), ``server_hostname``,
     ``unix_path`` (connect to a Unix socket; the URI still gives Host and path),
-    ``host``/``port`` overrides, ``sock``.
+    ``host``/``port`` overrides, ``sock``, ``proxy`` (a URL such as
+    ``"http://user:pw@proxy:3128"`` or ``"socks5h://proxy:1080"``; ``True``,
+    the default, reads ``https_proxy``/``http_proxy``/``all_proxy``/``no_proxy``;
+    ``None`` for none), ``max_redirects`` (10) and ``retry`` (the
+    :class:`~hubbub.reconnect.RetryPolicy` of ``async for ws in connect(uri)``).
 
     Raises:
         InvalidURI: ``uri`` is not a WebSocket URI.
         InvalidStatus: the server answered something other than 101.
+        RedirectError: too many redirects, or an invalid one.
+        ProxyError: the proxy refused the tunnel.
         HandshakeError: any other handshake failure, :class:`HandshakeTimeout`
             included.
         OSError: TCP or TLS could not connect.
@@ -98,15 +108,16 @@ class connect:
         host: str | None = None,
         port: int | None = None,
         sock: Any = None,
+        proxy: str | Proxy | bool | None = True,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.uri = parse_uri(uri)
-        if compression not in (None, "deflate"):
-            raise ValueError(f"unsupported compression: {compression!r}")
-        factories = list(extensions or ())
-        if compression == "deflate":
-            from ..protocol.permessage_deflate import client_factories
-
-            factories.extend(client_factories())
+        self.proxy = proxy
+        self.max_redirects = max_redirects
+        self.retry = retry
+        # Shared with hubbub.sync: option checks and extension factories.
+        factories = client_extension_factories(compression, extensions)
         self._core_options: dict[str, Any] = dict(
             origin=origin,
             subprotocols=subprotocols,
@@ -137,44 +148,68 @@ class connect:
         self.connection: ClientConnection | None = None
 
     async def _connect(self) -> ClientConnection:
-        loop = asyncio.get_running_loop()
-
-        def factory() -> ClientConnection:
-            return ClientConnection(
-                ClientCore(self.uri, **self._core_options), **self._connection_options
-            )
-
-        kwargs: dict[str, Any] = {}
-        if self.ssl:
-            kwargs["ssl"] = self.ssl
-            kwargs["server_hostname"] = (
-                self.server_hostname
-                or (self.uri.host if self.unix_path is None and self.sock is None else None)
-                or self.uri.host
-            )
-
         opened: list[ClientConnection] = []
-
-        async def open_() -> ClientConnection:
-            if self.unix_path is not None:
-                _, conn = await loop.create_unix_connection(factory, self.unix_path, **kwargs)
-            elif self.sock is not None:
-                _, conn = await loop.create_connection(factory, sock=self.sock, **kwargs)
-            else:
-                _, conn = await loop.create_connection(factory, self.host, self.port, **kwargs)
-            opened.append(conn)
-            await conn.handshake_done
-            return conn
-
+        uri = self.uri
         try:
-            conn = await asyncio.wait_for(open_(), self.open_timeout)
+            async with asyncio.timeout(self.open_timeout):
+                redirects = 0
+                while True:
+                    try:
+                        conn = await self._connect_once(uri, redirects == 0, opened)
+                        break
+                    except InvalidStatus as exc:
+                        # Shared with hubbub.sync: which redirects to follow.
+                        target = redirect_target(uri, exc, redirects, self.max_redirects)
+                        if target is None:
+                            raise
+                        logger.info(
+                            "redirected (HTTP %d) to %s", exc.response.status, target.origin_url
+                        )
+                        uri = target
+                        redirects += 1
         except TimeoutError:
             for conn in opened:
                 conn._abort()
             raise HandshakeTimeout(
-                f"opening handshake with {self.uri.host_header} did not finish in "
-                f"{self.open_timeout} s"
+                f"opening handshake with {uri.host_header} did not finish in {self.open_timeout} s"
             ) from None
+        conn.start_keepalive()
+        self.connection = conn
+        return conn
+
+    async def _connect_once(
+        self, uri: WebSocketURI, first: bool, opened: list[ClientConnection]
+    ) -> ClientConnection:
+        """One handshake with ``uri``; the overrides (host, sock, ...) apply to the first."""
+        loop = asyncio.get_running_loop()
+
+        def factory() -> ClientConnection:
+            return ClientConnection(
+                ClientCore(uri, **self._core_options), **self._connection_options
+            )
+
+        kwargs: dict[str, Any] = {}
+        ssl = (self.ssl or True) if uri.secure else None
+        if ssl:
+            kwargs["ssl"] = ssl
+            kwargs["server_hostname"] = (self.server_hostname if first else None) or uri.host
+
+        if first and self.unix_path is not None:
+            _, conn = await loop.create_unix_connection(factory, self.unix_path, **kwargs)
+        elif first and self.sock is not None:
+            _, conn = await loop.create_connection(factory, sock=self.sock, **kwargs)
+        else:
+            proxy = select_proxy(uri, self.proxy)
+            if proxy is not None:
+                logger.debug("connecting to %s through %s", uri.host_header, proxy)
+                sock = await _tunnel(proxy, uri)
+                _, conn = await loop.create_connection(factory, sock=sock, **kwargs)
+            else:
+                host = (self.host if first else None) or uri.host
+                port = (self.port if first else None) or uri.port
+                _, conn = await loop.create_connection(factory, host, port, **kwargs)
+        opened.append(conn)
+        await conn.handshake_done
         core = conn.protocol
         # The server may have sent messages and even closed right behind its 101:
         # success is a checked 101, whatever the state is now.
@@ -183,9 +218,19 @@ class connect:
             if core.handshake_exc is not None:
                 raise core.handshake_exc
             raise InvalidMessage("connection closed during the opening handshake")
-        conn.start_keepalive()
-        self.connection = conn
         return conn
+
+    def __aiter__(self) -> AsyncIterator[ClientConnection]:
+        """``async for ws in connect(uri)``: reconnect forever (see :mod:`hubbub.reconnect`).
+
+        Each iteration yields a new open connection once the previous one ended;
+        failed attempts are retried per ``retry`` (a
+        :class:`~hubbub.reconnect.RetryPolicy`; exponential backoff with full
+        jitter, transient errors only) and a permanent error is raised.
+        """
+        return reconnecting_async(
+            self._connect, lambda c: c.close(), asyncio.sleep, self.retry or RetryPolicy()
+        )
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._connect().__await__()
@@ -201,3 +246,38 @@ class connect:
     ) -> None:
         if self.connection is not None:
             await self.connection.close()
+
+
+async def _tunnel(proxy: Proxy, uri: WebSocketURI) -> socket.socket:
+    """Open TCP to ``proxy`` and ask it for a tunnel to ``uri`` (see :mod:`hubbub.proxy`)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+    error: OSError | None = None
+    for family, type_, proto, _, address in infos:
+        sock = socket.socket(family, type_, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        break
+    else:
+        raise error or OSError(f"cannot resolve proxy {proxy}")
+    try:
+        handshake = proxy.handshake(uri.host, uri.port)
+        while not handshake.done:
+            out = handshake.data_to_send()
+            if out:
+                await loop.sock_sendall(sock, out)
+            data = await loop.sock_recv(sock, 65536)
+            if not data:
+                handshake.receive_eof()
+            handshake.receive_data(data)
+        if handshake.extra:
+            raise ProxyError("the proxy sent data before the tunnel was used")
+    except BaseException:
+        sock.close()
+        raise
+    return sock

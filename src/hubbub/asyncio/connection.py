@@ -33,14 +33,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
+from ..adapter import PingTracker, closed_exception
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
     InvalidState,
 )
@@ -52,8 +52,6 @@ __all__ = ["Connection", "Data"]
 
 Data = str | bytes
 """A WebSocket message: ``str`` for text, ``bytes`` for binary."""
-
-_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
 
 class _FailurePending:
@@ -102,11 +100,13 @@ class Connection(asyncio.Protocol):
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._fragment_lock: asyncio.Lock | None = None
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        # Shared with hubbub.sync (hubbub.adapter): which pings a pong answers.
+        self._pings: PingTracker[asyncio.Future[float]] = PingTracker()
         self._keepalive: asyncio.TimerHandle | None = None
         self._ping_deadline: asyncio.TimerHandle | None = None
         self._close_deadline: asyncio.TimerHandle | None = None
         self._transport_closing = False
+        self._flush_soon = False
         self._closed: asyncio.Future[None] = self.loop.create_future()
 
     # --- public attributes ----------------------------------------------------
@@ -185,11 +185,10 @@ class Connection(asyncio.Protocol):
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
         closed = self._closed_exception()
-        for waiter, _ in self._pings.values():
+        for waiter in self._pings.clear():
             if not waiter.done():
                 waiter.set_exception(closed)
                 waiter.exception()  # mark retrieved: nobody may be awaiting it
-        self._pings.clear()
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -207,6 +206,11 @@ class Connection(asyncio.Protocol):
         messages = self._messages
         for event in events:
             if isinstance(event, (str, bytes)):
+                if self.protocol.close_sent is not None and len(messages) >= self.max_queue:
+                    # We are closing and read on only to see the peer's close
+                    # frame: what nobody can read before it is dropped, so that
+                    # a peer cannot grow the queue without bound meanwhile.
+                    continue
                 messages.append(event)
             elif isinstance(event, core.Pong):
                 self._pong_received(event.data)
@@ -223,7 +227,11 @@ class Connection(asyncio.Protocol):
             else:
                 self._other_event(event)
         if messages:
-            if len(messages) >= self.max_queue and not self._reading_paused:
+            if (
+                len(messages) >= self.max_queue
+                and not self._reading_paused
+                and self.protocol.close_sent is None
+            ):
                 self._reading_paused = True
                 self.transport.pause_reading()
             self._wake_receiver()
@@ -289,6 +297,8 @@ class Connection(asyncio.Protocol):
                 raise self._closed_exception()
             if self._recv_waiter is not None:
                 raise ConcurrencyError("another coroutine is already receiving")
+            if self.protocol._out:  # frames held back by send(): write them now
+                self._flush()
             self._recv_waiter = self.loop.create_future()
             try:
                 await self._recv_waiter
@@ -306,15 +316,15 @@ class Connection(asyncio.Protocol):
         return message
 
     def __aiter__(self) -> AsyncIterator[Data]:
-        return self._iterate()
+        # The connection is its own iterator (one coroutine per message, no
+        # async generator in between): iterating ends quietly on a normal close.
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Data]:
-        """Iterate over messages; ends quietly on a normal close."""
+    async def __anext__(self) -> Data:
         try:
-            while True:
-                yield await self.recv()
+            return await self.recv()
         except ConnectionClosedOK:
-            return
+            raise StopAsyncIteration from None
 
     async def _wait_closed_quietly(self) -> None:
         # The close code is final once the closing handshake ends; wait a little
@@ -326,17 +336,8 @@ class Connection(asyncio.Protocol):
                 self._abort()
 
     def _closed_exception(self) -> ConnectionClosed:
-        protocol = self.protocol
-        received = protocol.close_received
-        sent = protocol.close_sent
-        code = protocol.close_code or CloseCode.ABNORMAL_CLOSURE
-        sent_code = sent.code if sent is not None else None
-        if received is not None and received.code in _OK_CODES and sent_code in _OK_CODES:
-            return ConnectionClosedOK(code, protocol.close_reason, sent_code)
-        exc = ConnectionClosedError(code, protocol.close_reason, sent_code)
-        if protocol.close_exc is not None:
-            exc.__cause__ = protocol.close_exc
-        return exc
+        # Shared with hubbub.sync (hubbub.adapter).
+        return closed_exception(self.protocol)
 
     # --- sending -------------------------------------------------------------------
 
@@ -363,7 +364,9 @@ class Connection(asyncio.Protocol):
                 protocol.send_text(message.encode())
             elif isinstance(message, (bytes, bytearray, memoryview)):
                 protocol.send_binary(message)
-            elif isinstance(message, (Iterable, AsyncIterable)):
+            elif isinstance(message, (Iterable, AsyncIterable)) and not isinstance(
+                message, Mapping
+            ):
                 await self._send_fragments(cast(Iterable[Data] | AsyncIterable[Data], message))
                 return
             else:
@@ -371,9 +374,21 @@ class Connection(asyncio.Protocol):
         except InvalidState:
             await self._wait_closed_quietly()
             raise self._closed_exception() from None
+        if self._messages and len(protocol._out) < 64 and len(message) < 1024:
+            # More messages wait to be read: the application is likely to answer
+            # them too, so small frames are written together, with one system
+            # call (recv() flushes before it waits; a callback covers the rest).
+            if not self._flush_soon:
+                self._flush_soon = True
+                self.loop.call_soon(self._deferred_flush)
+            return
         self._flush()
         if self._writing_paused:
             await self._wait_drained()
+
+    def _deferred_flush(self) -> None:
+        self._flush_soon = False
+        self._flush()
 
     async def _send_fragments(self, message: Iterable[Data] | AsyncIterable[Data]) -> None:
         if self._fragment_lock is None:
@@ -398,31 +413,46 @@ class Connection(asyncio.Protocol):
 
             items = message.__aiter__() if isinstance(message, AsyncIterable) else None
             iterator = iter(cast(Iterable[Data], message)) if items is None else None
-            while True:
-                try:
-                    item = await items.__anext__() if items is not None else next(iterator)  # type: ignore[arg-type]
-                except (StopIteration, StopAsyncIteration):
-                    break
-                this = str if isinstance(item, str) else bytes
-                if not isinstance(item, (str, bytes, bytearray, memoryview)):
-                    raise TypeError(f"cannot send {type(item).__name__} in a fragmented message")
-                if kind is None:
-                    kind = this
-                elif kind is not this:
-                    raise TypeError("a fragmented message mixes text and binary")
-                data = item.encode() if isinstance(item, str) else bytes(item)
-                # Each frame goes out once the next item is known, so that the
-                # last one carries FIN without an empty trailing frame.
+            try:
+                while True:
+                    try:
+                        item = await items.__anext__() if items is not None else next(iterator)  # type: ignore[arg-type]
+                    except (StopIteration, StopAsyncIteration):
+                        break
+                    this = str if isinstance(item, str) else bytes
+                    if not isinstance(item, (str, bytes, bytearray, memoryview)):
+                        raise TypeError(
+                            f"cannot send {type(item).__name__} in a fragmented message"
+                        )
+                    if kind is None:
+                        kind = this
+                    elif kind is not this:
+                        raise TypeError("a fragmented message mixes text and binary")
+                    data = item.encode() if isinstance(item, str) else bytes(item)
+                    # Each frame goes out once the next item is known, so that the
+                    # last one carries FIN without an empty trailing frame.
+                    if previous is not None:
+                        await emit(previous, False)
+                    previous = data
                 if previous is not None:
-                    await emit(previous, False)
-                previous = data
-            if previous is not None:
-                await emit(previous, True)
+                    await emit(previous, True)
+            except BaseException:
+                # Half a message went out and cannot be finished (section 5.4
+                # allows no other data frame before it ends): the connection is
+                # unusable, fail it like an internal error.
+                if protocol._send_opcode and protocol.state is core.State.OPEN:
+                    self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+                raise
 
     async def _wait_drained(self) -> None:
         if self._drain_waiter is None or self._drain_waiter.done():
             self._drain_waiter = self.loop.create_future()
-        await self._drain_waiter
+        # Shielded: the waiter is shared, and one cancelled sender must not
+        # cancel the wait of the others.
+        await asyncio.shield(self._drain_waiter)
+        if self._closed.done():
+            # Woken by connection_lost(): what was still buffered never left.
+            raise self._closed_exception()
 
     async def ping(self, data: str | bytes | None = None) -> float:
         """Send a ping and wait for its pong; return the round-trip time in seconds.
@@ -431,9 +461,7 @@ class Connection(asyncio.Protocol):
         answer only the latest), so earlier pings are resolved too.
         """
         if data is None:
-            data = os.urandom(4)
-            while data in self._pings:
-                data = os.urandom(4)
+            data = self._pings.new_payload()
         elif isinstance(data, str):
             data = data.encode()
         if data in self._pings:
@@ -444,21 +472,20 @@ class Connection(asyncio.Protocol):
             await self._wait_closed_quietly()
             raise self._closed_exception() from None
         waiter: asyncio.Future[float] = self.loop.create_future()
-        self._pings[data] = (waiter, self.loop.time())
+        self._pings.add(data, waiter, time.perf_counter())
         self._flush()
         return await waiter
 
     def _pong_received(self, data: bytes) -> None:
-        if data not in self._pings:
+        # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds,
+        # which would make a loopback round trip 0.
+        answered = self._pings.pong(data, time.perf_counter())
+        if not answered:
             return  # unsolicited pong: a heartbeat (section 5.5.3)
-        now = self.loop.time()
-        for key in list(self._pings):
-            waiter, sent_at = self._pings.pop(key)
+        for waiter, rtt in answered:
             if not waiter.done():
-                waiter.set_result(now - sent_at)
-            if key == data:
-                self.latency = now - sent_at
-                break
+                waiter.set_result(rtt)
+        self.latency = self._pings.latency
         if self._ping_deadline is not None:
             self._ping_deadline.cancel()
             self._ping_deadline = None
@@ -474,11 +501,11 @@ class Connection(asyncio.Protocol):
         self._keepalive = None
         if self.protocol.state is not core.State.OPEN:
             return
-        data = os.urandom(4)
+        data = self._pings.new_payload()
         self.protocol.send_ping(data)
         waiter: asyncio.Future[float] = self.loop.create_future()
         waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._pings[data] = (waiter, self.loop.time())
+        self._pings.add(data, waiter, time.perf_counter())
         self._flush()
         if self.ping_timeout is not None and self._ping_deadline is None:
             self._ping_deadline = self.loop.call_later(self.ping_timeout, self._ping_timed_out)
@@ -501,6 +528,11 @@ class Connection(asyncio.Protocol):
             self.protocol.send_close(code, reason)
             self._flush()
             self._start_close_deadline()
+        if self._reading_paused and not self._transport_closing:
+            # The peer's close frame may sit behind messages that nobody will
+            # read now: read on, or the closing handshake could only time out.
+            self._reading_paused = False
+            self.transport.resume_reading()
         await self._wait_closed_quietly()
 
     async def wait_closed(self) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
+from ..adapter import server_extension_factories
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import DEFAULT_MAX_SIZE, State
 from ..protocol.extensions import ServerExtensionFactory
@@ -100,7 +101,13 @@ class ServerConnection(Connection):
         except Exception:
             logger.exception("error while handling the opening handshake")
             response = self.protocol.reject(500, "Internal Server Error")
+        if self.transport.is_closing() or self._closed.done():
+            return  # lost, or dropped by open_timeout, while the hook ran
         self.protocol.send_response(response)
+        if self.protocol._events:
+            # Frames the client sent right behind its request were parsed by
+            # send_response(); no data_received() call will announce them.
+            self._process_events(self.protocol.events_received())
         self._flush()
         if self._open_deadline is not None:
             self._open_deadline.cancel()
@@ -153,13 +160,8 @@ class Server:
         self.extra_headers = (
             extra_headers.items() if isinstance(extra_headers, Headers) else list(extra_headers)
         )
-        if compression not in (None, "deflate"):
-            raise ValueError(f"unsupported compression: {compression!r}")
-        factories = list(extensions or ())
-        if compression == "deflate":
-            from ..protocol.permessage_deflate import server_factories
-
-            factories.extend(server_factories())
+        # Shared with hubbub.sync (hubbub.adapter): option checks and factories.
+        factories = server_extension_factories(compression, extensions)
         self._core_options: dict[str, Any] = dict(
             subprotocols=subprotocols,
             subprotocol_required=subprotocol_required,
@@ -180,6 +182,7 @@ class Server:
         self._connections: set[ServerConnection] = set()
         self._server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._closed_event = asyncio.Event()
 
     def _make_connection(self) -> ServerConnection:
         return ServerConnection(self, ServerCore(**self._core_options), **self._connection_options)
@@ -210,22 +213,27 @@ class Server:
         sock: socket.socket | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
+        # The connection (and its open_timeout) starts after the TLS handshake:
+        # bound that handshake too, instead of asyncio's default of 60 s.
+        tls: dict[str, Any] = {"ssl": ssl}
+        if ssl and self.open_timeout is not None:
+            tls["ssl_handshake_timeout"] = self.open_timeout
         if unix_path is not None:
             self._server = await loop.create_unix_server(
-                self._make_connection, unix_path, ssl=ssl, backlog=backlog
+                self._make_connection, unix_path, backlog=backlog, **tls
             )
         elif sock is not None:
             self._server = await loop.create_server(
-                self._make_connection, sock=sock, ssl=ssl, backlog=backlog
+                self._make_connection, sock=sock, backlog=backlog, **tls
             )
         else:
             self._server = await loop.create_server(
                 self._make_connection,
                 host,
                 port or 0,
-                ssl=ssl,
                 backlog=backlog,
                 reuse_port=reuse_port,
+                **tls,
             )
 
     def close(self, close_connections: bool = True) -> None:
@@ -234,6 +242,12 @@ class Server:
             self._closing = asyncio.get_running_loop().create_task(self._close(close_connections))
 
     async def _close(self, close_connections: bool) -> None:
+        try:
+            await self._close_all(close_connections)
+        finally:
+            self._closed_event.set()
+
+    async def _close_all(self, close_connections: bool) -> None:
         if self._server is not None:
             self._server.close()
         if close_connections:
@@ -251,14 +265,22 @@ class Server:
                 _, pending = await asyncio.wait(tasks, timeout=self.close_timeout)
                 for task in pending:
                     task.cancel()
+                if pending:
+                    # wait_closed() means the handlers are over: let the
+                    # cancellations run (bounded, for handlers that resist).
+                    await asyncio.wait(pending, timeout=self.close_timeout)
         if self._server is not None:
             await self._server.wait_closed()
 
     async def wait_closed(self) -> None:
+        """Wait until :meth:`close` has finished: connections closed, handlers over.
+
+        May be called before :meth:`close` (asyncio's own ``wait_closed`` would
+        return as soon as the last connection is gone, handlers still running).
+        """
+        await self._closed_event.wait()
         if self._closing is not None:
-            await asyncio.shield(self._closing)
-        elif self._server is not None:
-            await self._server.wait_closed()
+            await asyncio.shield(self._closing)  # done: re-raises what it raised
 
     async def serve_forever(self) -> None:
         """Serve until cancelled; then close like :meth:`close`."""

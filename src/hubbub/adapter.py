@@ -1,0 +1,241 @@
+"""Logic that the asyncio and blocking adapters share, without I/O.
+
+:mod:`hubbub.protocol` is the sans-I/O WebSocket core; this module holds the
+next layer up, the decisions an adapter makes around the core that do not
+depend on how bytes move: which exception tells the application how a
+connection closed, how pings are matched with pongs, which extensions and TLS
+context a client uses, where a redirect leads. :mod:`hubbub.asyncio` and
+:mod:`hubbub.sync` both import it, so the two worlds cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl as ssl_module
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    InvalidStatus,
+    InvalidURI,
+)
+from .protocol import connection as core
+from .protocol.extensions import ClientExtensionFactory, ServerExtensionFactory
+from .protocol.frames import CloseCode
+from .protocol.handshake import WebSocketURI, parse_uri
+
+__all__ = [
+    "DEFAULT_MAX_REDIRECTS",
+    "REDIRECT_STATUSES",
+    "PingTracker",
+    "RedirectError",
+    "client_extension_factories",
+    "client_ssl_context",
+    "closed_exception",
+    "redirect_target",
+    "server_extension_factories",
+]
+
+_OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
+
+
+def closed_exception(protocol: core.Connection) -> ConnectionClosed:
+    """The exception that tells the application how ``protocol`` closed.
+
+    :class:`ConnectionClosedOK` when close frames with 1000, 1001 or no code
+    (1005) were exchanged both ways (section 7.1.5); otherwise
+    :class:`ConnectionClosedError`, chained to the protocol error if the peer
+    broke the protocol.
+    """
+    received = protocol.close_received
+    sent = protocol.close_sent
+    code = protocol.close_code or CloseCode.ABNORMAL_CLOSURE
+    sent_code = sent.code if sent is not None else None
+    if received is not None and received.code in _OK_CODES and sent_code in _OK_CODES:
+        return ConnectionClosedOK(code, protocol.close_reason, sent_code)
+    exc = ConnectionClosedError(code, protocol.close_reason, sent_code)
+    if protocol.close_exc is not None:
+        exc.__cause__ = protocol.close_exc
+    return exc
+
+
+W = TypeVar("W")
+
+
+class PingTracker(Generic[W]):
+    """Pings waiting for their pong, with whatever each adapter waits on (``W``).
+
+    Section 5.5.3 lets a peer answer only the most recent of several pings, so
+    a pong acknowledges every ping sent before the one it answers.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[bytes, tuple[W, float]] = {}
+        self.latency = 0.0
+        """Round-trip time of the last ping answered, in seconds."""
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __contains__(self, data: object) -> bool:
+        return data in self._waiting
+
+    def new_payload(self) -> bytes:
+        """Four random bytes not used by a waiting ping."""
+        data = os.urandom(4)
+        while data in self._waiting:
+            data = os.urandom(4)
+        return data
+
+    def add(self, data: bytes, waiter: W, now: float) -> None:
+        """Remember that a ping with ``data`` was sent at ``now``."""
+        self._waiting[data] = (waiter, now)
+
+    def pong(self, data: bytes, now: float) -> list[tuple[W, float]]:
+        """A pong with ``data`` arrived at ``now``: the pings it answers, with their RTT.
+
+        An unsolicited pong (a heartbeat) answers none.
+        """
+        if data not in self._waiting:
+            return []
+        answered: list[tuple[W, float]] = []
+        for key in list(self._waiting):
+            waiter, sent_at = self._waiting.pop(key)
+            answered.append((waiter, now - sent_at))
+            if key == data:
+                self.latency = now - sent_at
+                break
+        return answered
+
+    def clear(self) -> list[W]:
+        """Forget every waiting ping (the connection closed) and return their waiters."""
+        waiters = [waiter for waiter, _ in self._waiting.values()]
+        self._waiting.clear()
+        return waiters
+
+
+def client_extension_factories(
+    compression: str | None, extensions: Sequence[ClientExtensionFactory] | None
+) -> list[ClientExtensionFactory]:
+    """The extensions a client offers: ``extensions`` then ``compression``'s.
+
+    Raises:
+        ValueError: ``compression`` is neither ``"deflate"`` nor ``None``
+            (checked by :func:`hubbub.protocol.permessage_deflate.deflate_factories`).
+    """
+    factories = list(extensions or ())
+    if compression is not None:
+        from .protocol.permessage_deflate import deflate_factories
+
+        factories.extend(deflate_factories(core.Side.CLIENT, compression))
+    return factories
+
+
+def server_extension_factories(
+    compression: str | None, extensions: Sequence[ServerExtensionFactory] | None
+) -> list[ServerExtensionFactory]:
+    """The extensions a server accepts: ``extensions`` then ``compression``'s."""
+    factories = list(extensions or ())
+    if compression is not None:
+        from .protocol.permessage_deflate import deflate_factories
+
+        factories.extend(deflate_factories(core.Side.SERVER, compression))
+    return factories
+
+
+def client_ssl_context(
+    uri: WebSocketURI, ssl: ssl_module.SSLContext | bool | None
+) -> ssl_module.SSLContext | None:
+    """The TLS context for ``uri``: ``None`` for ``ws://``, the default one for ``wss://``.
+
+    Raises:
+        ValueError: TLS was asked for a ``ws://`` URI.
+    """
+    if not uri.secure:
+        if ssl:
+            raise ValueError("ssl given for a ws:// URI; use wss://")
+        return None
+    if isinstance(ssl, ssl_module.SSLContext):
+        return ssl
+    return ssl_module.create_default_context()
+
+
+# --- redirects -------------------------------------------------------------------
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+"""Statuses that send the handshake elsewhere (RFC 9110 section 15.4)."""
+
+DEFAULT_MAX_REDIRECTS = 10
+"""How many redirects a client follows by default, like browsers and curl."""
+
+
+class RedirectError(HandshakeError):
+    """A redirect at the handshake was refused: too many, or to an invalid place.
+
+    Attributes:
+        response: the redirect response.
+    """
+
+    transient = False  # following the same redirects again ends the same way
+
+    def __init__(self, msg: str, response: object = None) -> None:
+        self.response = response
+        super().__init__(msg)
+
+
+def redirect_target(
+    uri: WebSocketURI, exc: HandshakeError, redirects: int, limit: int
+) -> WebSocketURI | None:
+    """Where a failed handshake redirects to, or ``None`` if it is no redirect.
+
+    Args:
+        uri: the URI of the handshake that failed with ``exc``.
+        exc: the handshake error.
+        redirects: how many redirects were followed already.
+        limit: the most redirects to follow.
+
+    Raises:
+        RedirectError: more than ``limit`` redirects, no usable ``Location``, or
+            a redirect from ``wss://`` to ``ws://`` (it would drop TLS).
+    """
+    if not isinstance(exc, InvalidStatus) or exc.response.status not in REDIRECT_STATUSES:
+        return None
+    response = exc.response
+    if redirects >= limit:
+        raise RedirectError(
+            f"more than {limit} redirects; last one to {response.headers.get('Location')}", response
+        )
+    location = response.headers.get("Location")
+    if not location:
+        raise RedirectError(f"HTTP {response.status} redirect without a Location", response)
+    # Location may be relative (RFC 9110 section 10.2.2); resolve it against
+    # the current URI written with an http(s) scheme, which urljoin knows.
+    base = urlunsplit(
+        ("https" if uri.secure else "http", uri.host_header, uri.resource_name, "", "")
+    )
+    target = urljoin(base, location)
+    parts = urlsplit(target)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    target = urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
+    try:
+        new_uri = parse_uri(target)
+    except InvalidURI as error:
+        raise RedirectError(f"invalid redirect to {location}: {error}", response) from None
+    if uri.secure and not new_uri.secure:
+        raise RedirectError(f"refusing a redirect from wss:// to {target}", response)
+    if (
+        new_uri.user_info is None
+        and uri.user_info is not None
+        and ((new_uri.host, new_uri.port) == (uri.host, uri.port))
+    ):
+        # Keep credentials on the same origin only: a redirect elsewhere must
+        # not receive them.
+        new_uri = WebSocketURI(
+            new_uri.secure, new_uri.host, new_uri.port, new_uri.resource_name, uri.user_info
+        )
+    return new_uri

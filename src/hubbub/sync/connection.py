@@ -1,0 +1,582 @@
+"""A WebSocket connection on blocking sockets and threads.
+
+Theory of operation
+-------------------
+
+:class:`Connection` drives the same sans-I/O :class:`hubbub.protocol.Connection`
+as the asyncio adapter, with one background *reader* thread per connection:
+
+* the reader thread waits for bytes (``select`` with a deadline), feeds the
+  core, writes what the core queued (pongs, close frames) and puts complete
+  messages into a queue; it also runs the timers (keepalive ping, ping
+  timeout, close timeout) by waking up at the earliest deadline;
+* application threads call :meth:`Connection.recv` (which waits on that queue)
+  and :meth:`Connection.send`, :meth:`Connection.ping`, :meth:`Connection.close`.
+
+Thread safety: every use of the core and every socket write happens under one
+lock, so frames from several sending threads never interleave on the wire and
+the core sees one caller at a time. A fragmented message holds a second lock
+for its whole duration, so other senders wait until it is complete (RFC 6455
+section 5.4 forbids interleaving data frames of two messages).
+
+Flow control: when ``max_queue`` messages wait unread, the reader thread stops
+reading from the socket (TCP then pushes back on the peer) until the queue is
+down to a quarter. Writes block in ``sendall``; ``buffered_amount`` counts
+bytes handed to :meth:`Connection.send` that are not yet in the kernel.
+
+Failures the peer causes are deferred as in the asyncio adapter: messages that
+came before the mistake are delivered first, and the connection is failed when
+the application asks for the next one (or after ``close_timeout``).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any, cast
+
+from ..adapter import PingTracker, closed_exception
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosedOK,
+    InvalidState,
+    RemoteProtocolError,
+)
+from ..protocol import connection as core
+from ..protocol.frames import CloseCode, Opcode
+from ..protocol.http11 import Request, Response
+
+__all__ = ["Connection", "Data"]
+
+Data = str | bytes
+"""A WebSocket message: ``str`` for text, ``bytes`` for binary."""
+
+_READ_SIZE = 65536
+
+
+class _FailurePending:
+    """Stands in the receive queue where the peer broke the protocol."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: RemoteProtocolError) -> None:
+        self.exc = exc
+
+
+class _PingWaiter:
+    """What a thread calling :meth:`Connection.ping` waits on."""
+
+    __slots__ = ("done", "latency")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.latency: float | None = None
+
+
+class Connection:
+    """One WebSocket connection over a connected (possibly TLS) socket.
+
+    Not created directly: :func:`hubbub.sync.client.connect` returns one and
+    :func:`hubbub.sync.server.serve` passes one to the handler.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: core.Connection,
+        *,
+        max_queue: int = 16,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 10.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.socket = sock
+        self.protocol = protocol
+        self.max_queue = max(1, max_queue)
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.logger = logger or logging.getLogger("hubbub")
+        self._lock = threading.Lock()  # core + socket writes
+        self._send_mutex = threading.RLock()  # held for a whole fragmented message
+        self._cond = threading.Condition(threading.Lock())  # the receive queue
+        self._messages: collections.deque[Data | _FailurePending] = collections.deque()
+        self._receiving = False
+        self._pings: PingTracker[_PingWaiter] = PingTracker()
+        self._keepalive_at: float | None = None
+        self._ping_deadline: float | None = None
+        self._close_deadline: float | None = None
+        self._fail_deadline: tuple[float, int, str] | None = None
+        self._buffered = 0
+        self._write_shut = False
+        self._closed = threading.Event()
+        self._reader: threading.Thread | None = None
+        # Wakes the reader thread out of select() when another thread changes
+        # a deadline (close() starts the close timeout); made by start().
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        try:
+            self.remote_address: Any = sock.getpeername()
+            self.local_address: Any = sock.getsockname()
+        except OSError:
+            self.remote_address = self.local_address = None
+
+    # --- public attributes ----------------------------------------------------
+
+    @property
+    def ready_state(self) -> core.State:
+        """CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3), as in the browser."""
+        return self.protocol.state
+
+    state = ready_state
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes accepted by :meth:`send` but not yet written to the socket."""
+        return self._buffered
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received, 1006 if closed without one, None while open."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self.protocol.close_reason
+
+    @property
+    def subprotocol(self) -> str | None:
+        return cast(str | None, getattr(self.protocol, "subprotocol", None))
+
+    @property
+    def request(self) -> Request | None:
+        """The handshake request (path, query, headers)."""
+        return cast(Request | None, getattr(self.protocol, "request", None))
+
+    @property
+    def response(self) -> Response | None:
+        return cast(Response | None, getattr(self.protocol, "response", None))
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last ping answered, in seconds."""
+        return self._pings.latency
+
+    # --- starting ---------------------------------------------------------------
+
+    def start(self, events: list[core.Event] | None = None) -> None:
+        """Start the reader thread once the handshake is done.
+
+        Args:
+            events: events the core produced during the handshake (messages
+                the peer sent right behind it).
+        """
+        self.socket.settimeout(None)
+        self._wakeup = socket.socketpair()
+        # Frames that came right behind the handshake may have queued answers
+        # (a pong, the echo of a close frame) in the core.
+        with self._lock:
+            self._flush_locked()
+        if events:
+            self._process_events(events)
+        if self.ping_interval is not None and self.ping_interval > 0:
+            self._keepalive_at = time.monotonic() + self.ping_interval
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"hubbub-reader-{self.remote_address}", daemon=True
+        )
+        self._reader.start()
+
+    # --- the reader thread ---------------------------------------------------------
+
+    def _next_deadline(self) -> float | None:
+        deadlines = [
+            d
+            for d in (self._keepalive_at, self._ping_deadline, self._close_deadline)
+            if d is not None
+        ]
+        if self._fail_deadline is not None:
+            deadlines.append(self._fail_deadline[0])
+        return min(deadlines) if deadlines else None
+
+    def _wait_readable(self) -> bool:
+        """Wait until the socket is readable or a deadline is due; True if readable."""
+        pending = getattr(self.socket, "pending", None)
+        if pending is not None and pending():
+            return True  # TLS already decrypted bytes that select cannot see
+        deadline = self._next_deadline()
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        assert self._wakeup is not None
+        wakeup = self._wakeup[0]
+        readable, _, _ = select.select([self.socket, wakeup], [], [], timeout)
+        if wakeup in readable:
+            with contextlib.suppress(OSError):
+                wakeup.recv(64)
+        return self.socket in readable
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                self._run_timers()
+                with self._cond:
+                    while (
+                        len(self._messages) >= self.max_queue
+                        and self.protocol.state is core.State.OPEN
+                    ):
+                        # Flow control: stop reading until the application
+                        # catches up, but keep the timers running. Not while
+                        # closing: the closing handshake needs the peer's frames.
+                        deadline = self._next_deadline()
+                        timeout = None if deadline is None else deadline - time.monotonic()
+                        if timeout is not None and timeout <= 0:
+                            break
+                        self._cond.wait(timeout)
+                    paused = (
+                        len(self._messages) >= self.max_queue
+                        and self.protocol.state is core.State.OPEN
+                    )
+                if paused:
+                    continue  # a timer is due
+                if not self._wait_readable():
+                    continue
+                try:
+                    data = self.socket.recv(_READ_SIZE)
+                except (OSError, ValueError):
+                    data = b""
+                with self._lock:
+                    if data:
+                        self.protocol.receive_data(data)
+                    else:
+                        self.protocol.receive_eof()
+                    events = self.protocol.events_received()
+                    self._flush_locked()
+                self._process_events(events)
+                if not data:
+                    break
+        except Exception:  # pragma: no cover - a bug; do not leave waiters hanging
+            self.logger.exception("reader thread failed")
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._lock:
+            self.protocol.receive_eof()
+            self.protocol.events_received()
+            self._write_shut = True
+        for sock in (self.socket, *(self._wakeup or ())):
+            with contextlib.suppress(OSError):
+                sock.close()
+        for waiter in self._pings.clear():
+            waiter.done.set()
+        self._closed.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        if self._close_deadline is not None and now >= self._close_deadline:
+            self._close_deadline = None
+            self._abort()
+        if self._fail_deadline is not None and now >= self._fail_deadline[0]:
+            _, code, reason = self._fail_deadline
+            self._fail_deadline = None
+            self._fail(code, reason)
+        if self._ping_deadline is not None and now >= self._ping_deadline:
+            self._ping_deadline = None
+            self.logger.info("no pong within %.1f s: closing the connection", self.ping_timeout)
+            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        if self._keepalive_at is not None and now >= self._keepalive_at:
+            self._keepalive_ping(now)
+
+    def _keepalive_ping(self, now: float) -> None:
+        assert self.ping_interval is not None
+        self._keepalive_at = now + self.ping_interval
+        with self._lock:
+            if self.protocol.state is not core.State.OPEN:
+                self._keepalive_at = None
+                return
+            data = self._pings.new_payload()
+            self.protocol.send_ping(data)
+            self._pings.add(data, _PingWaiter(), time.perf_counter())
+            self._flush_locked()
+        if self.ping_timeout is not None and self._ping_deadline is None:
+            self._ping_deadline = now + self.ping_timeout
+
+    def _process_events(self, events: list[core.Event]) -> None:
+        messages: list[Data | _FailurePending] = []
+        for event in events:
+            if isinstance(event, (str, bytes)):
+                messages.append(event)
+            elif isinstance(event, core.Pong):
+                for waiter, rtt in self._pings.pong(event.data, time.perf_counter()):
+                    waiter.latency = rtt
+                    waiter.done.set()
+                    self._ping_deadline = None
+            elif isinstance(event, core.Failure):
+                messages.append(_FailurePending(event.exc))
+            elif isinstance(event, core.CloseReceived):
+                self._start_close_deadline()
+        if not messages and self.protocol.close_received is None:
+            return
+        with self._cond:
+            for message in messages:
+                if isinstance(message, _FailurePending) and not self._messages:
+                    # Nothing unread before the mistake: fail at once.
+                    self._fail(message.exc.code, str(message.exc))
+                    continue
+                if isinstance(message, _FailurePending):
+                    self._fail_deadline = (
+                        time.monotonic() + self.close_timeout,
+                        message.exc.code,
+                        str(message.exc),
+                    )
+                self._messages.append(message)
+            self._cond.notify_all()
+
+    # --- writing -------------------------------------------------------------------
+
+    def _flush_locked(self) -> None:
+        """Write what the core queued; the caller holds ``_lock``."""
+        protocol = self.protocol
+        data = protocol.data_to_send()
+        if data and not self._write_shut:
+            payload = b"".join(data)
+            self._buffered += len(payload)
+            try:
+                self.socket.sendall(payload)
+            except OSError:
+                # The peer is gone; the reader thread will see it too.
+                self._write_shut = True
+            finally:
+                self._buffered -= len(payload)
+        if protocol.eof_sent and not self._write_shut:
+            self._write_shut = True
+            if isinstance(self.socket, ssl.SSLSocket):
+                # SSLSocket.shutdown() drops the TLS layer, so reading on after
+                # a half-close is impossible: close both ways.
+                self._abort()
+            else:
+                # Half-close: the peer sees the end of the stream, and we
+                # keep reading its last bytes (section 7.1.1).
+                with contextlib.suppress(OSError):
+                    self.socket.shutdown(socket.SHUT_WR)
+            self._start_close_deadline()
+
+    def _fail(self, code: int, reason: str) -> None:
+        with self._lock:
+            if self.protocol.state is core.State.CLOSED:
+                return
+            self.protocol.fail(code, reason)
+            self._flush_locked()
+
+    def _start_close_deadline(self) -> None:
+        if self._close_deadline is None and not self._closed.is_set():
+            self._close_deadline = time.monotonic() + self.close_timeout
+
+    def _abort(self) -> None:
+        """Drop the TCP connection; the reader thread wakes up and finishes."""
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+
+    # --- receiving ---------------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> Data:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits as long as it takes.
+
+        Raises:
+            TimeoutError: no message within ``timeout``.
+            ConnectionClosedOK: the connection closed normally.
+            ConnectionClosedError: it closed with an error or a protocol error.
+            ConcurrencyError: another thread is already waiting in recv().
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if self._receiving:
+                raise ConcurrencyError("another thread is already receiving")
+            self._receiving = True
+            try:
+                while not self._messages:
+                    protocol = self.protocol
+                    if (
+                        protocol.close_received is not None
+                        or protocol.close_exc is not None
+                        or self._closed.is_set()
+                    ):
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("no message received in time")
+                    self._cond.wait(remaining)
+                message = self._messages.popleft() if self._messages else None
+                if len(self._messages) <= self.max_queue // 4:
+                    self._cond.notify_all()  # the reader may resume reading
+            finally:
+                self._receiving = False
+        if message is None:
+            self.wait_closed(self.close_timeout)
+            raise closed_exception(self.protocol)
+        if isinstance(message, _FailurePending):
+            self._fail_deadline = None
+            self._fail(message.exc.code, str(message.exc))
+            self.wait_closed(self.close_timeout)
+            raise closed_exception(self.protocol)
+        return message
+
+    def __iter__(self) -> Iterator[Data]:
+        """Iterate over messages; ends quietly on a normal close."""
+        try:
+            while True:
+                yield self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # --- sending -------------------------------------------------------------------
+
+    def send(self, message: Data | bytearray | memoryview | Iterable[Data]) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary. Thread-safe.
+
+        An iterable of ``str`` or bytes-like is sent as one fragmented message,
+        one frame per item (section 5.4); sends from other threads wait until it
+        is complete. Returns once the frames are written to the socket.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: the message is of another type, or mixes text and binary.
+        """
+        with self._send_mutex:
+            if isinstance(message, str):
+                self._send_frame(Opcode.TEXT, message.encode(), True)
+            elif isinstance(message, (bytes, bytearray, memoryview)):
+                self._send_frame(Opcode.BINARY, bytes(message), True)
+            elif isinstance(message, Iterable):
+                self._send_fragments(message)
+            else:
+                raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
+
+    def _send_frame(self, opcode: int, data: bytes, fin: bool) -> None:
+        try:
+            with self._lock:
+                if opcode == Opcode.TEXT:
+                    self.protocol.send_text(data, fin)
+                elif opcode == Opcode.BINARY:
+                    self.protocol.send_binary(data, fin)
+                else:
+                    self.protocol.send_continuation(data, fin)
+                self._flush_locked()
+        except InvalidState:
+            self.wait_closed(self.close_timeout)
+            raise closed_exception(self.protocol) from None
+
+    def _send_fragments(self, message: Iterable[Data]) -> None:
+        kind: type | None = None
+        previous: bytes | None = None
+        for item in message:
+            if not isinstance(item, (str, bytes, bytearray, memoryview)):
+                raise TypeError(f"cannot send {type(item).__name__} in a fragmented message")
+            this = str if isinstance(item, str) else bytes
+            if kind is None:
+                kind = this
+            elif kind is not this:
+                raise TypeError("a fragmented message mixes text and binary")
+            data = item.encode() if isinstance(item, str) else bytes(item)
+            # Each frame goes out once the next item is known, so that the last
+            # one carries FIN without an empty trailing frame.
+            if previous is not None:
+                self._send_frame(self._fragment_opcode(kind), previous, False)
+            previous = data
+        if previous is not None:
+            self._send_frame(self._fragment_opcode(kind), previous, True)
+
+    def _fragment_opcode(self, kind: type | None) -> int:
+        if self.protocol._send_opcode:
+            return Opcode.CONTINUATION
+        return Opcode.TEXT if kind is str else Opcode.BINARY
+
+    def ping(self, data: str | bytes | None = None, timeout: float | None = None) -> float:
+        """Send a ping and wait for its pong; return the round-trip time in seconds.
+
+        Raises:
+            TimeoutError: no pong within ``timeout``.
+            ConnectionClosed: the connection closed before the pong.
+        """
+        waiter = _PingWaiter()
+        try:
+            with self._lock:
+                if data is None:
+                    payload = self._pings.new_payload()
+                else:
+                    payload = data.encode() if isinstance(data, str) else bytes(data)
+                if payload in self._pings:
+                    raise ConcurrencyError("a ping with this payload is already waiting")
+                self.protocol.send_ping(payload)
+                self._pings.add(payload, waiter, time.perf_counter())
+                self._flush_locked()
+        except InvalidState:
+            self.wait_closed(self.close_timeout)
+            raise closed_exception(self.protocol) from None
+        if not waiter.done.wait(timeout):
+            raise TimeoutError("no pong received in time")
+        if waiter.latency is None:
+            raise closed_exception(self.protocol)
+        return waiter.latency
+
+    # --- closing -------------------------------------------------------------------
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake and wait until the connection is closed.
+
+        Waits at most ``close_timeout`` for the peer, then drops the connection.
+        Closing a closed connection does nothing.
+        """
+        self.start_close(code, reason)
+        if self._reader is None:
+            self._finish()
+        elif not self.wait_closed(self.close_timeout + 1.0):
+            self._abort()
+            self.wait_closed(1.0)
+
+    def start_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake without waiting (``None``: a close frame without code)."""
+        with self._lock:
+            if self.protocol.state is not core.State.OPEN:
+                return
+            self.protocol.send_close(code, reason)
+            self._flush_locked()
+            self._start_close_deadline()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            with contextlib.suppress(OSError):
+                self._wakeup[1].send(b"\0")
+        with self._cond:  # in case the reader is paused by flow control
+            self._cond.notify_all()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until the connection is closed; return False on timeout."""
+        if self._reader is None:
+            return self._closed.is_set()
+        if threading.current_thread() is self._reader:
+            return self._closed.is_set()
+        return self._closed.wait(timeout)
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

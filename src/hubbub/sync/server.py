@@ -1,0 +1,317 @@
+"""A blocking, thread-per-connection WebSocket server for simple scripts.
+
+::
+
+    def echo(ws):
+        for message in ws:
+            ws.send(message)
+
+    with hubbub.sync.server.serve(echo, "127.0.0.1", 8765) as server:
+        server.serve_forever()
+
+Each accepted TCP connection gets a thread that reads the handshake request
+(within ``open_timeout``), answers it through the sans-I/O
+:class:`~hubbub.protocol.server.ServerConnection` (with the optional
+``process_request`` hook, like the asyncio server) and runs
+``handler(connection)``; when the handler returns the connection is closed with
+1000, with 1011 if it raised. For many connections, use :mod:`hubbub.asyncio`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import ssl as ssl_module
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..adapter import server_extension_factories
+from ..exceptions import ConnectionClosed
+from ..protocol import connection as core
+from ..protocol.connection import DEFAULT_MAX_SIZE, State
+from ..protocol.extensions import ServerExtensionFactory
+from ..protocol.frames import CloseCode
+from ..protocol.http11 import Headers, Request, Response
+from ..protocol.server import SERVER_HEADER, SubprotocolSelector
+from ..protocol.server import ServerConnection as ServerCore
+from .connection import Connection
+
+__all__ = ["Server", "ServerConnection", "serve"]
+
+logger = logging.getLogger("hubbub.server")
+
+_READ_SIZE = 65536
+
+Handler = Callable[["ServerConnection"], Any]
+ProcessRequest = Callable[["ServerConnection", Request], Response | None]
+
+
+class ServerConnection(Connection):
+    """A connection accepted by :func:`serve`; the handler receives it."""
+
+    protocol: ServerCore
+
+    def __init__(
+        self, server: Server, sock: socket.socket, protocol: ServerCore, **options: Any
+    ) -> None:
+        super().__init__(sock, protocol, logger=logger, **options)
+        self.server = server
+
+    def respond(self, status: int, body: str | bytes, content_type: str | None = None) -> Response:
+        """Build a plain HTTP response, for ``process_request`` hooks."""
+        headers = Headers()
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return self.protocol.reject(status, body, headers)
+
+
+class Server:
+    """A running blocking server; see :func:`serve`."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        sock: socket.socket,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        subprotocols: Sequence[str] = (),
+        subprotocol_required: bool = False,
+        select_subprotocol: SubprotocolSelector | None = None,
+        origins: Sequence[str | None] | None = None,
+        extensions: Sequence[ServerExtensionFactory] | None = None,
+        compression: str | None = None,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_queue: int = 16,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        open_timeout: float | None = 10.0,
+        close_timeout: float = 10.0,
+        extra_headers: Headers | Sequence[tuple[str, str]] = (),
+        process_request: ProcessRequest | None = None,
+        health_check_path: str | None = "/healthz",
+        server_header: str | None = SERVER_HEADER,
+    ) -> None:
+        self.handler = handler
+        self.socket = sock
+        self.ssl = ssl
+        self.process_request = process_request
+        self.health_check_path = health_check_path
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.extra_headers = (
+            extra_headers.items() if isinstance(extra_headers, Headers) else list(extra_headers)
+        )
+        self._core_options: dict[str, Any] = dict(
+            subprotocols=subprotocols,
+            subprotocol_required=subprotocol_required,
+            select_subprotocol=select_subprotocol,
+            origins=origins,
+            extensions=server_extension_factories(compression, extensions),
+            max_size=max_size,
+            server_header=server_header,
+            defer_failure=True,
+        )
+        self._connection_options: dict[str, Any] = dict(
+            max_queue=max_queue,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+        )
+        self._connections: set[ServerConnection] = set()
+        self._threads: set[threading.Thread] = set()
+        self._mutex = threading.Lock()
+        self._wakeup_r, self._wakeup_w = socket.socketpair()
+        self._shutdown = threading.Event()
+        self._stopped = threading.Event()
+
+    @property
+    def port(self) -> int:
+        """The TCP port (handy with ``port=0``)."""
+        return int(self.socket.getsockname()[1])
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        """The open connections."""
+        with self._mutex:
+            return set(self._connections)
+
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown` is called (from another thread)."""
+        try:
+            while not self._shutdown.is_set():
+                readable, _, _ = select.select([self.socket, self._wakeup_r], [], [])
+                if self._wakeup_r in readable:
+                    break
+                try:
+                    sock, _ = self.socket.accept()
+                except OSError:
+                    continue
+                thread = threading.Thread(
+                    target=self._handle, args=(sock,), name="hubbub-server-conn", daemon=True
+                )
+                with self._mutex:
+                    self._threads.add(thread)
+                thread.start()
+        finally:
+            self._stopped.set()
+
+    def _handle(self, sock: socket.socket) -> None:
+        try:
+            self._handle_connection(sock)
+        except Exception:
+            logger.exception("connection thread failed")
+        finally:
+            with self._mutex:
+                self._threads.discard(threading.current_thread())
+
+    def _handshake(self, connection: ServerConnection, request: Request) -> Response:
+        response: Response | None = None
+        if self.process_request is not None:
+            response = self.process_request(connection, request)
+        if (
+            response is None
+            and self.health_check_path is not None
+            and request.path_only == self.health_check_path
+            and "Upgrade" not in request.headers
+        ):
+            response = connection.respond(200, "OK")
+        if response is None:
+            response = connection.protocol.accept(request)
+            if response.status == 101:
+                for name, value in self.extra_headers:
+                    response.headers[name] = value
+        return response
+
+    def _handle_connection(self, sock: socket.socket) -> None:
+        deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
+        protocol = ServerCore(**self._core_options)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl is not None:
+                sock.settimeout(self.open_timeout)
+                sock = self.ssl.wrap_socket(sock, server_side=True)
+            events: list[core.Event] = []
+            while protocol.request is None and protocol.state is State.CONNECTING:
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError
+                sock.settimeout(timeout)
+                data = sock.recv(_READ_SIZE)
+                if not data:
+                    protocol.receive_eof()
+                    break
+                protocol.receive_data(data)
+                events.extend(protocol.events_received())
+            request = protocol.request
+            connection = ServerConnection(self, sock, protocol, **self._connection_options)
+            if request is not None:
+                try:
+                    response = self._handshake(connection, request)
+                except Exception:
+                    logger.exception("error while handling the opening handshake")
+                    response = protocol.reject(500, "Internal Server Error")
+                protocol.send_response(response)
+            sock.settimeout(None)
+            sock.sendall(b"".join(protocol.data_to_send()))
+        except (OSError, TimeoutError):
+            sock.close()
+            return
+        if protocol.state is not State.OPEN:
+            if protocol.handshake_exc is not None:
+                logger.info("handshake refused: %s", protocol.handshake_exc)
+            sock.close()
+            return
+        with self._mutex:
+            self._connections.add(connection)
+        try:
+            # Frames the client sent right behind its request are in the core.
+            connection.start(protocol.events_received())
+            try:
+                self.handler(connection)
+            except ConnectionClosed:
+                pass
+            except Exception:
+                logger.exception("connection handler failed")
+                connection.close(CloseCode.INTERNAL_ERROR, "internal error")
+                return
+            connection.close()
+        finally:
+            with self._mutex:
+                self._connections.discard(connection)
+
+    def shutdown(self, close_connections: bool = True) -> None:
+        """Stop accepting; close open connections with 1001 (going away)."""
+        self._shutdown.set()
+        with contextlib.suppress(OSError):
+            self._wakeup_w.send(b"x")
+        if close_connections:
+            closers = [
+                threading.Thread(
+                    target=c.close, args=(CloseCode.GOING_AWAY, "server shutting down")
+                )
+                for c in self.connections
+            ]
+            for thread in closers:
+                thread.start()
+            for thread in closers:
+                thread.join(self.close_timeout + 2)
+            with self._mutex:
+                threads = list(self._threads)
+            for thread in threads:
+                thread.join(self.close_timeout)
+
+    def close(self) -> None:
+        """Shut down (if serving) and release the listening socket."""
+        self.shutdown()
+        self.socket.close()
+        self._wakeup_r.close()
+        self._wakeup_w.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def serve(
+    handler: Handler,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    sock: socket.socket | None = None,
+    unix_path: str | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    backlog: int = 128,
+    **options: Any,
+) -> Server:
+    """Listen on ``host:port`` (or ``unix_path`` / ``sock``) and return the server.
+
+    Call :meth:`Server.serve_forever` to accept connections (in a thread if the
+    caller has other work) and :meth:`Server.shutdown` or :meth:`Server.close`
+    to stop. Options are those of :func:`hubbub.asyncio.serve` except the
+    asyncio-specific ones: ``subprotocols``, ``subprotocol_required``,
+    ``select_subprotocol``, ``origins``, ``compression``, ``extensions``,
+    ``max_size``, ``max_queue``, ``ping_interval``, ``ping_timeout``,
+    ``open_timeout``, ``close_timeout``, ``extra_headers``,
+    ``process_request(connection, request)``, ``health_check_path``,
+    ``server_header``.
+    """
+    if sock is None:
+        if unix_path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(unix_path)
+            sock.listen(backlog)
+        else:
+            sock = socket.create_server((host or "", port or 0), backlog=backlog)
+    return Server(handler, sock, ssl=ssl, **options)
