@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .exceptions import ConnectionClosed, HubbubError
+from .exceptions import ConnectionClosed, HubbubError, InvalidState
 from .protocol.connection import State
 from .protocol.frames import CloseCode
 
@@ -229,9 +229,37 @@ class BrowserWebSocket(EventTarget):
             return State.CLOSING
         return state
 
+    _connection: Any = None
+    """The adapter's connection once the handshake succeeded."""
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes given to ``send()`` that are not yet written to the socket."""
+        connection = self._connection
+        return int(connection.buffered_amount) if connection is not None else 0
+
     def _connection_state(self) -> State:
-        """The state of the underlying connection; adapters override it."""
-        return self._ready_state
+        connection = self._connection
+        return connection.protocol.state if connection is not None else self._ready_state
+
+    def _connection_to_send(self, data: object) -> Any:
+        """The standard's checks in ``send()``: the connection to use, or None to discard.
+
+        Raises:
+            InvalidState: the connection is not open yet (CONNECTING).
+            TypeError: ``data`` is neither ``str`` nor bytes-like.
+        """
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"cannot send {type(data).__name__}: use str or bytes")
+        state = self.ready_state
+        if state is State.CONNECTING:
+            raise InvalidState("cannot send before the connection is open")
+        connection = self._connection
+        if state is not State.OPEN or connection is None:
+            # As in the browser, sending while CLOSING or CLOSED discards the data.
+            logger.debug("discarding a message sent in state %s", state.name)
+            return None
+        return connection
 
     @property
     def binary_type(self) -> str:

@@ -84,16 +84,6 @@ class WebSocket(BrowserWebSocket):
 
     # --- the API ------------------------------------------------------------------
 
-    @property
-    def buffered_amount(self) -> int:
-        """Bytes given to :meth:`send` that are not yet written to the socket."""
-        connection = self._connection
-        return connection.buffered_amount if connection is not None else 0
-
-    def _connection_state(self) -> State:
-        connection = self._connection
-        return connection.protocol.state if connection is not None else self._ready_state
-
     def send(self, data: str | bytes | bytearray | memoryview) -> None:
         """Send ``data``: ``str`` as a text message, bytes-like as binary.
 
@@ -103,14 +93,8 @@ class WebSocket(BrowserWebSocket):
             InvalidState: the connection is not open yet (CONNECTING).
             TypeError: ``data`` is neither ``str`` nor bytes-like.
         """
-        if not isinstance(data, (str, bytes, bytearray, memoryview)):
-            raise TypeError(f"cannot send {type(data).__name__}: use str or bytes")
-        state = self.ready_state
-        if state is State.CONNECTING:
-            raise InvalidState("cannot send before the connection is open")
-        connection = self._connection
-        if state is not State.OPEN or connection is None:
-            logger.debug("discarding a message sent in state %s", state.name)
+        connection = self._connection_to_send(data)
+        if connection is None:
             return
         with contextlib.suppress(ConnectionClosed):  # the close event tells the rest
             connection.send(data)
