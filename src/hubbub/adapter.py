@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import ssl as ssl_module
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .exceptions import (
@@ -23,11 +23,13 @@ from .exceptions import (
     HandshakeError,
     InvalidStatus,
     InvalidURI,
+    RemoteProtocolError,
 )
 from .protocol import connection as core
 from .protocol.extensions import ClientExtensionFactory, ServerExtensionFactory
 from .protocol.frames import CloseCode
 from .protocol.handshake import WebSocketURI, parse_uri
+from .protocol.http11 import Request, Response
 
 __all__ = [
     "DEFAULT_MAX_REDIRECTS",
@@ -65,6 +67,61 @@ def closed_exception(protocol: core.Connection) -> ConnectionClosed:
 
 
 W = TypeVar("W")
+
+
+class FailurePending:
+    """Stands in a receive queue where the peer broke the protocol.
+
+    The core's ``Failure`` event (``defer_failure=True``) becomes this entry;
+    the adapter fails the connection when the application reaches it.
+    """
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: RemoteProtocolError) -> None:
+        self.exc = exc
+
+
+class ConnectionAttributes:
+    """Attributes both adapters' connections read off the sans-I/O core."""
+
+    __slots__ = ()
+    protocol: core.Connection
+
+    @property
+    def ready_state(self) -> core.State:
+        """CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3), as in the browser."""
+        return self.protocol.state
+
+    @property
+    def state(self) -> core.State:
+        """Alias of :attr:`ready_state`."""
+        return self.protocol.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received, 1006 if closed without one, None while open."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The close reason received, "" if none."""
+        return self.protocol.close_reason
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated subprotocol, or None."""
+        return cast(str | None, getattr(self.protocol, "subprotocol", None))
+
+    @property
+    def request(self) -> Request | None:
+        """The handshake request (path, query, headers)."""
+        return cast(Request | None, getattr(self.protocol, "request", None))
+
+    @property
+    def response(self) -> Response | None:
+        """The handshake response."""
+        return cast(Response | None, getattr(self.protocol, "response", None))
 
 
 class PingTracker(Generic[W]):

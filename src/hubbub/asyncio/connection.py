@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
-from ..adapter import PingTracker, closed_exception
+from ..adapter import ConnectionAttributes, FailurePending, PingTracker, closed_exception
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -46,7 +46,6 @@ from ..exceptions import (
 )
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
-from ..protocol.http11 import Request, Response
 
 __all__ = ["Connection", "Data"]
 
@@ -54,16 +53,7 @@ Data = str | bytes
 """A WebSocket message: ``str`` for text, ``bytes`` for binary."""
 
 
-class _FailurePending:
-    """Stands in the receive queue where the peer broke the protocol."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: Exception) -> None:
-        self.exc = exc
-
-
-class Connection(asyncio.Protocol):
+class Connection(ConnectionAttributes, asyncio.Protocol):
     """One WebSocket connection; see the module docstring.
 
     Not created directly: :func:`hubbub.asyncio.serve` passes one to the
@@ -94,7 +84,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.latency = 0.0
         """Round-trip time of the last ping answered, in seconds."""
-        self._messages: collections.deque[Data | _FailurePending] = collections.deque()
+        self._messages: collections.deque[Data | FailurePending] = collections.deque()
         self._recv_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
@@ -112,40 +102,11 @@ class Connection(asyncio.Protocol):
     # --- public attributes ----------------------------------------------------
 
     @property
-    def ready_state(self) -> core.State:
-        """CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3), as in the browser."""
-        return self.protocol.state
-
-    state = ready_state
-
-    @property
     def buffered_amount(self) -> int:
         """Bytes accepted by :meth:`send` but not yet written to the socket."""
         if self.transport is None or self.transport.is_closing():
             return 0
         return self.transport.get_write_buffer_size()
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code received, 1006 if closed without one, None while open."""
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self.protocol.close_reason
-
-    @property
-    def subprotocol(self) -> str | None:
-        return cast(str | None, getattr(self.protocol, "subprotocol", None))
-
-    @property
-    def request(self) -> Request | None:
-        """The handshake request (path, query, headers)."""
-        return cast(Request | None, getattr(self.protocol, "request", None))
-
-    @property
-    def response(self) -> Response | None:
-        return cast(Response | None, getattr(self.protocol, "response", None))
 
     @property
     def remote_address(self) -> Any:
@@ -218,7 +179,7 @@ class Connection(asyncio.Protocol):
                 if not messages and self._recv_waiter is not None:
                     self._fail(event.exc.code, str(event.exc))
                 else:
-                    messages.append(_FailurePending(event.exc))
+                    messages.append(FailurePending(event.exc))
                     self.loop.call_later(
                         self.close_timeout, self._fail, event.exc.code, str(event.exc)
                     )
@@ -309,7 +270,7 @@ class Connection(asyncio.Protocol):
             self._reading_paused = False
             if not self._transport_closing:
                 self.transport.resume_reading()
-        if isinstance(message, _FailurePending):
+        if isinstance(message, FailurePending):
             self._fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
             await self._wait_closed_quietly()
             raise self._closed_exception()

@@ -41,18 +41,16 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
-from ..adapter import PingTracker, closed_exception
+from ..adapter import ConnectionAttributes, FailurePending, PingTracker, closed_exception
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosedOK,
     InvalidState,
-    RemoteProtocolError,
 )
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode, Opcode
-from ..protocol.http11 import Request, Response
 
 __all__ = ["Connection", "Data"]
 
@@ -60,15 +58,6 @@ Data = str | bytes
 """A WebSocket message: ``str`` for text, ``bytes`` for binary."""
 
 _READ_SIZE = 65536
-
-
-class _FailurePending:
-    """Stands in the receive queue where the peer broke the protocol."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: RemoteProtocolError) -> None:
-        self.exc = exc
 
 
 class _PingWaiter:
@@ -81,7 +70,7 @@ class _PingWaiter:
         self.latency: float | None = None
 
 
-class Connection:
+class Connection(ConnectionAttributes):
     """One WebSocket connection over a connected (possibly TLS) socket.
 
     Not created directly: :func:`hubbub.sync.client.connect` returns one and
@@ -109,7 +98,7 @@ class Connection:
         self._lock = threading.Lock()  # core + socket writes
         self._send_mutex = threading.RLock()  # held for a whole fragmented message
         self._cond = threading.Condition(threading.Lock())  # the receive queue
-        self._messages: collections.deque[Data | _FailurePending] = collections.deque()
+        self._messages: collections.deque[Data | FailurePending] = collections.deque()
         self._receiving = False
         self._pings: PingTracker[_PingWaiter] = PingTracker()
         self._keepalive_at: float | None = None
@@ -132,38 +121,9 @@ class Connection:
     # --- public attributes ----------------------------------------------------
 
     @property
-    def ready_state(self) -> core.State:
-        """CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3), as in the browser."""
-        return self.protocol.state
-
-    state = ready_state
-
-    @property
     def buffered_amount(self) -> int:
         """Bytes accepted by :meth:`send` but not yet written to the socket."""
         return self._buffered
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code received, 1006 if closed without one, None while open."""
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str:
-        return self.protocol.close_reason
-
-    @property
-    def subprotocol(self) -> str | None:
-        return cast(str | None, getattr(self.protocol, "subprotocol", None))
-
-    @property
-    def request(self) -> Request | None:
-        """The handshake request (path, query, headers)."""
-        return cast(Request | None, getattr(self.protocol, "request", None))
-
-    @property
-    def response(self) -> Response | None:
-        return cast(Response | None, getattr(self.protocol, "response", None))
 
     @property
     def latency(self) -> float:
@@ -310,7 +270,7 @@ class Connection:
             self._ping_deadline = now + self.ping_timeout
 
     def _process_events(self, events: list[core.Event]) -> None:
-        messages: list[Data | _FailurePending] = []
+        messages: list[Data | FailurePending] = []
         for event in events:
             if isinstance(event, (str, bytes)):
                 messages.append(event)
@@ -320,18 +280,18 @@ class Connection:
                     waiter.done.set()
                     self._ping_deadline = None
             elif isinstance(event, core.Failure):
-                messages.append(_FailurePending(event.exc))
+                messages.append(FailurePending(event.exc))
             elif isinstance(event, core.CloseReceived):
                 self._start_close_deadline()
         if not messages and self.protocol.close_received is None:
             return
         with self._cond:
             for message in messages:
-                if isinstance(message, _FailurePending) and not self._messages:
+                if isinstance(message, FailurePending) and not self._messages:
                     # Nothing unread before the mistake: fail at once.
                     self._fail(message.exc.code, str(message.exc))
                     continue
-                if isinstance(message, _FailurePending):
+                if isinstance(message, FailurePending):
                     self._fail_deadline = (
                         time.monotonic() + self.close_timeout,
                         message.exc.code,
@@ -425,7 +385,7 @@ class Connection:
         if message is None:
             self.wait_closed(self.close_timeout)
             raise closed_exception(self.protocol)
-        if isinstance(message, _FailurePending):
+        if isinstance(message, FailurePending):
             self._fail_deadline = None
             self._fail(message.exc.code, str(message.exc))
             self.wait_closed(self.close_timeout)
