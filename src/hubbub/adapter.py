@@ -27,7 +27,7 @@ from .exceptions import (
 )
 from .protocol import connection as core
 from .protocol.extensions import ClientExtensionFactory, ServerExtensionFactory
-from .protocol.frames import CloseCode
+from .protocol.frames import CloseCode, Opcode
 from .protocol.handshake import WebSocketURI, parse_uri
 from .protocol.http11 import Request, Response
 
@@ -80,6 +80,53 @@ class FailurePending:
 
     def __init__(self, exc: RemoteProtocolError) -> None:
         self.exc = exc
+
+
+class Fragmenter:
+    """Frames of a message sent from an iterable (RFC 6455 section 5.4).
+
+    Each item becomes a frame once the next one is known, so the last frame
+    carries FIN and no empty frame trails. Items are ``str`` (a text message)
+    or bytes-like (binary), never both. :meth:`push` and :meth:`finish` return
+    ``(opcode, data, fin)`` for the adapter to send, or None.
+    """
+
+    __slots__ = ("_opcode", "_pending", "_started")
+
+    def __init__(self) -> None:
+        self._opcode = 0
+        self._pending: bytes | None = None
+        self._started = False
+
+    def push(self, item: object) -> tuple[int, bytes, bool] | None:
+        """Take the next item; return the frame of the previous one, if any.
+
+        Raises:
+            TypeError: the item is neither str nor bytes-like, or its type
+                differs from the first item's.
+        """
+        if isinstance(item, str):
+            opcode, data = Opcode.TEXT, item.encode()
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            opcode, data = Opcode.BINARY, bytes(item)
+        else:
+            raise TypeError(f"cannot send {type(item).__name__} in a fragmented message")
+        if not self._opcode:
+            self._opcode = opcode
+        elif opcode != self._opcode:
+            raise TypeError("a fragmented message mixes text and binary")
+        previous, self._pending = self._pending, data
+        return None if previous is None else self._frame(previous, False)
+
+    def finish(self) -> tuple[int, bytes, bool] | None:
+        """The last frame, with FIN; None if the iterable was empty."""
+        pending, self._pending = self._pending, None
+        return None if pending is None else self._frame(pending, True)
+
+    def _frame(self, data: bytes, fin: bool) -> tuple[int, bytes, bool]:
+        opcode = Opcode.CONTINUATION if self._started else self._opcode
+        self._started = True
+        return opcode, data, fin
 
 
 class ConnectionAttributes:

@@ -7,6 +7,8 @@ Subcommands:
   connection instead of echoed.
 * ``hubbub connect URL``: an interactive client in the spirit of wscat; typed
   lines are sent, received messages printed; works with piped stdin.
+* ``hubbub serve``: the messaging hub and its chat page; ``hubbub token USER``
+  mints a connection token (both in :mod:`hubbub.hub.settings`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="keepalive ping interval, 0 to disable (20)",
     )
 
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark hubbub against other servers (benchmarks/run.py)",
+        description="Run the project's benchmark runner; options after 'bench' go to it "
+        "(try: hubbub bench --help).",
+        add_help=False,
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+
     connect = commands.add_parser(
         "connect",
         help="interactive WebSocket client",
@@ -162,21 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="largest message accepted (1MiB)",
     )
+    from .hub.settings import add_serve_parser, add_token_parser
+
+    add_serve_parser(commands)
+    add_token_parser(commands)
     return parser
 
 
 def _compression(disabled: bool) -> str | None:
-    if disabled:
-        return None
-    try:
-        from .protocol import permessage_deflate  # noqa: F401
-    except ImportError:  # pragma: no cover (until compression lands)
-        return None
-    return "deflate"
+    return None if disabled else "deflate"
 
 
 async def run_echo(args: argparse.Namespace) -> None:
     from .asyncio import serve
+    from .asyncio.broadcast import broadcast
     from .asyncio.server import ServerConnection
 
     server_ref: list[Any] = []
@@ -184,11 +195,9 @@ async def run_echo(args: argparse.Namespace) -> None:
     async def handler(ws: ServerConnection) -> None:
         async for message in ws:
             if args.broadcast and isinstance(message, str) and message.startswith("broadcast:"):
-                payload = message[len("broadcast:") :]
-                for other in server_ref[0].connections:
-                    if other.ready_state == 1:
-                        with contextlib.suppress(ConnectionClosed):
-                            await other.send(payload)
+                # One frame encoded once, written to every open connection;
+                # slow consumers are skipped (hubbub.asyncio.broadcast).
+                broadcast(server_ref[0].connections, message[len("broadcast:") :])
             else:
                 await ws.send(message)
 
@@ -253,11 +262,28 @@ async def run_connect(args: argparse.Namespace) -> int:
 
     reader = asyncio.ensure_future(printer())
 
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    def read_stdin() -> None:
+        # A daemon thread, not run_in_executor(): asyncio.run() joins the
+        # executor's threads on exit, so a readline() blocked on a terminal or
+        # an open pipe would keep the client alive after the server closed.
+        while True:
+            line = sys.stdin.readline()
+            try:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            except RuntimeError:  # the loop is closed: the client is exiting
+                return
+            if not line:
+                return
+
+    threading.Thread(target=read_stdin, name="hubbub-stdin", daemon=True).start()
+
     async def sender() -> None:
         while True:
             if interactive:
                 print(prefix_out, end="", file=sys.stderr, flush=True)
-            line = await loop.run_in_executor(None, sys.stdin.readline)
+            line = await lines.get()
             if not line:
                 return
             text = line.rstrip("\r\n")
@@ -279,8 +305,26 @@ async def run_connect(args: argparse.Namespace) -> int:
     return 0 if ws.close_code in (1000, 1001, 1005) else 1
 
 
+def run_bench(bench_args: list[str]) -> int:
+    """Run ``benchmarks/run.py`` of the source tree (it is not installed with the package)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    for parent in Path(__file__).resolve().parents:
+        runner = parent / "benchmarks" / "run.py"
+        if runner.is_file():
+            env = dict(os.environ, HUBBUB_PYTHON=sys.executable)
+            return subprocess.call([sys.executable, str(runner), *bench_args], env=env)
+    print("hubbub: 'bench' needs a source checkout (benchmarks/run.py)", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["bench"]:  # every option after "bench" belongs to the runner
+        return run_bench(arguments[1:])
+    args = build_parser().parse_args(arguments)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     _install_uvloop()
@@ -289,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "echo":
             asyncio.run(run_echo(args))
             return 0
+        if args.command in ("serve", "token"):
+            from .hub.settings import run_serve, run_token
+
+            return run_serve(args) if args.command == "serve" else run_token(args)
         return asyncio.run(run_connect(args))
     except KeyboardInterrupt:
         return 130

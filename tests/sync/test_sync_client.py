@@ -197,9 +197,10 @@ def test_max_queue_pauses_reading() -> None:
     """With max_queue messages unread, the reader stops; nothing is lost when it resumes."""
     with (
         hubbub_server() as server,
-        connect(f"ws://127.0.0.1:{server.port}", max_queue=2, **FAST) as ws,
+        connect(f"ws://127.0.0.1:{server.port}", max_queue=2, compression=None, **FAST) as ws,
     ):
-        # Messages larger than one read (64 KiB), so that a read adds one at most.
+        # Messages larger than one read (64 KiB), so that a read adds one at most
+        # (uncompressed: deflate would shrink them to a few hundred bytes).
         messages = [f"{i:03}" + "x" * 100_000 for i in range(30)]
         sender = threading.Thread(target=lambda: [ws.send(m) for m in messages])
         sender.start()

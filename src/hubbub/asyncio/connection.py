@@ -37,7 +37,13 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
-from ..adapter import ConnectionAttributes, FailurePending, PingTracker, closed_exception
+from ..adapter import (
+    ConnectionAttributes,
+    FailurePending,
+    Fragmenter,
+    PingTracker,
+    closed_exception,
+)
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -303,7 +309,10 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     # --- sending -------------------------------------------------------------------
 
     async def send(
-        self, message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data]
+        self,
+        message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
+        *,
+        compress: bool = True,
     ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
 
@@ -311,6 +320,10 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         fragmented message, one frame per item (RFC 6455 section 5.4); other
         sends wait until it is complete. Waits while the write buffer is over
         its high water mark.
+
+        ``compress=False`` sends this message uncompressed even when
+        permessage-deflate was negotiated (data known not to compress, or
+        secrets next to attacker-controlled text: the CRIME/BREACH concern).
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
@@ -322,13 +335,15 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         protocol = self.protocol
         try:
             if isinstance(message, str):
-                protocol.send_text(message.encode())
+                protocol.send_text(message.encode(), compress=compress)
             elif isinstance(message, (bytes, bytearray, memoryview)):
-                protocol.send_binary(message)
+                protocol.send_binary(message, compress=compress)
             elif isinstance(message, (Iterable, AsyncIterable)) and not isinstance(
                 message, Mapping
             ):
-                await self._send_fragments(cast(Iterable[Data] | AsyncIterable[Data], message))
+                await self._send_fragments(
+                    cast(Iterable[Data] | AsyncIterable[Data], message), compress
+                )
                 return
             else:
                 raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
@@ -351,52 +366,30 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._flush_soon = False
         self._flush()
 
-    async def _send_fragments(self, message: Iterable[Data] | AsyncIterable[Data]) -> None:
+    async def _send_fragments(
+        self, message: Iterable[Data] | AsyncIterable[Data], compress: bool = True
+    ) -> None:
         if self._fragment_lock is None:
             self._fragment_lock = asyncio.Lock()
         async with self._fragment_lock:
             protocol = self.protocol
-            kind: type | None = None
-            previous: bytes | None = None
+            fragmenter = Fragmenter()
 
-            async def emit(data: bytes, fin: bool) -> None:
-                if kind is None:
-                    raise AssertionError("unreachable")
-                if protocol._send_opcode:
-                    protocol.send_continuation(data, fin)
-                elif kind is str:
-                    protocol.send_text(data, fin)
-                else:
-                    protocol.send_binary(data, fin)
-                self._flush()
-                if self._writing_paused:
-                    await self._wait_drained()
+            async def emit(frame: tuple[int, bytes, bool] | None) -> None:
+                if frame is not None:
+                    protocol.send_data_frame(*frame, compress=compress)
+                    self._flush()
+                    if self._writing_paused:
+                        await self._wait_drained()
 
-            items = message.__aiter__() if isinstance(message, AsyncIterable) else None
-            iterator = iter(cast(Iterable[Data], message)) if items is None else None
             try:
-                while True:
-                    try:
-                        item = await items.__anext__() if items is not None else next(iterator)  # type: ignore[arg-type]
-                    except (StopIteration, StopAsyncIteration):
-                        break
-                    this = str if isinstance(item, str) else bytes
-                    if not isinstance(item, (str, bytes, bytearray, memoryview)):
-                        raise TypeError(
-                            f"cannot send {type(item).__name__} in a fragmented message"
-                        )
-                    if kind is None:
-                        kind = this
-                    elif kind is not this:
-                        raise TypeError("a fragmented message mixes text and binary")
-                    data = item.encode() if isinstance(item, str) else bytes(item)
-                    # Each frame goes out once the next item is known, so that the
-                    # last one carries FIN without an empty trailing frame.
-                    if previous is not None:
-                        await emit(previous, False)
-                    previous = data
-                if previous is not None:
-                    await emit(previous, True)
+                if isinstance(message, AsyncIterable):
+                    async for item in message:
+                        await emit(fragmenter.push(item))
+                else:
+                    for item in message:
+                        await emit(fragmenter.push(item))
+                await emit(fragmenter.finish())
             except BaseException:
                 # Half a message went out and cannot be finished (section 5.4
                 # allows no other data frame before it ends): the connection is

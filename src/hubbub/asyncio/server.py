@@ -139,7 +139,7 @@ class Server:
         select_subprotocol: SubprotocolSelector | None = None,
         origins: Sequence[str | None] | None = None,
         extensions: Sequence[ServerExtensionFactory] | None = None,
-        compression: str | None = None,
+        compression: str | None = "deflate",
         max_size: int | None = DEFAULT_MAX_SIZE,
         max_queue: int = 16,
         write_limit: int | tuple[int, int] = 2**16,

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,8 +52,18 @@ from ..exceptions import (
     PayloadTooBig,
     RemoteProtocolError,
 )
+from ..speedups import parse_messages as _parse_messages
 from .extensions import Extension
-from .frames import CloseCode, Frame, Opcode, apply_mask, encode_frame, parse_close, serialize_close
+from .frames import (
+    CloseCode,
+    Frame,
+    Opcode,
+    apply_mask,
+    encode_frame,
+    is_valid_close_code,
+    parse_close,
+    serialize_close,
+)
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -117,6 +128,7 @@ Event = str | bytes | Ping | Pong | CloseReceived | Failure | object
 """What :meth:`Connection.events_received` returns. Subclasses add handshake events."""
 
 _OP_CONT = Opcode.CONTINUATION
+_pack_tiny = struct.Struct("!BB").pack
 _OP_TEXT = Opcode.TEXT
 _OP_BINARY = Opcode.BINARY
 _OP_CLOSE = Opcode.CLOSE
@@ -124,6 +136,33 @@ _OP_PING = Opcode.PING
 _OP_PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 _new_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _decode_text(decoder: codecs.IncrementalDecoder, data: bytes | bytearray, final: bool) -> str:
+    """Validate and decode the next piece of a text message (section 8.1).
+
+    Raises:
+        RemoteProtocolError: with 1007 at the first byte that cannot be part
+            of valid UTF-8.
+    """
+    try:
+        text = decoder.decode(data, final)
+    except UnicodeDecodeError as exc:
+        raise RemoteProtocolError(
+            f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
+        ) from None
+    if not final:
+        # CPython's decoder waits for the third byte of "\xed\xa0".."\xed\xbf"
+        # before it rejects the surrogate, but RFC 3629 section 4 already
+        # excludes the second: fail fast there too.
+        pending = decoder.getstate()[0]
+        if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+            # Same words as the codec's, which says this of the third byte:
+            # the close reason must not depend on how the bytes were cut.
+            raise RemoteProtocolError(
+                "invalid UTF-8: invalid continuation byte", CloseCode.INVALID_FRAME_PAYLOAD_DATA
+            )
+    return text
 
 
 class Connection:
@@ -169,6 +208,8 @@ class Connection:
         self._reading = True
         # Writing: the opcode of the message being sent in fragments, or 0.
         self._send_opcode = 0
+        # Writing: the message being sent skips the extensions (compress=False).
+        self._send_plain = False
         # Closing (section 7).
         self.close_sent: CloseReceived | None = None
         self.close_received: CloseReceived | None = None
@@ -219,6 +260,16 @@ class Connection:
         if not self._reading:
             return
         buf = self._buf
+        if not buf and not self._msg_opcode and not self._partial_done and not self.extensions:
+            # Fast path (hubbub.speedups): the whole single-frame messages at the
+            # head of the data become events in one call, and what they take is
+            # never copied into the buffer.
+            max_size = -1 if self.max_size is None else self.max_size
+            pos = _parse_messages(data, 0, not self._mask, max_size, self._events)
+            if pos == len(data):
+                return
+            if pos:
+                data = memoryview(data)[pos:]
         buf += data
         try:
             self._parse_frames(buf)
@@ -250,6 +301,10 @@ class Connection:
         end = len(buf)
         masked_expected = self._mask is False  # servers receive masked frames
         extensions = self.extensions
+        if not self._msg_opcode and not self._partial_done and not extensions:
+            # Same fast path as in receive_data; the loop below takes the rest.
+            max_size = -1 if self.max_size is None else self.max_size
+            pos = _parse_messages(buf, 0, masked_expected, max_size, self._events)
         while end - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -258,11 +313,15 @@ class Connection:
             hlen = 2
             if length == 126:
                 if end - pos < 4:
+                    # The theory of operation promises that the first two bytes
+                    # are judged as soon as they are in.
+                    self._check_first_bytes(b0, b1, opcode, masked_expected)
                     break
                 length = (buf[pos + 2] << 8) | buf[pos + 3]
                 hlen = 4
             elif length == 127:
                 if end - pos < 10:
+                    self._check_first_bytes(b0, b1, opcode, masked_expected)
                     break
                 length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 hlen = 10
@@ -272,7 +331,7 @@ class Connection:
                 hlen += 4
             if end - pos < hlen + length:
                 if end - pos >= hlen and opcode < 8:
-                    self._partial_frame(buf, pos, hlen, b0, end, masked)
+                    self._partial_frame(buf, pos, hlen, end)
                 break
             start = pos + hlen
             pos = start + length
@@ -306,6 +365,29 @@ class Connection:
     def _check_header(
         self, b0: int, b1: int, opcode: int, length: int, masked_expected: bool
     ) -> None:
+        self._check_first_bytes(b0, b1, opcode, masked_expected)
+        if opcode >= 8:
+            # Section 5.5: control frames have payloads of at most 125 bytes.
+            if length > 125:
+                raise RemoteProtocolError("control frame payload longer than 125 bytes")
+            return
+        if length >> 63:
+            raise RemoteProtocolError("most significant bit of the payload length is set")
+        max_size = self.max_size
+        if max_size is not None:
+            limit = max_size
+            if self.extensions and self._transformed(b0, opcode):
+                # Compressed data may exceed its inflated size by a few bytes
+                # per block; allow that slack so only the inflated size really
+                # counts. An untransformed message gets none, so that it fails
+                # with 1009 here whether its frames arrive whole or in pieces.
+                limit += (max_size >> 6) + 64
+            size = length + (self._msg_size if opcode == _OP_CONT else 0)
+            if size > limit:
+                raise PayloadTooBig(size, max_size)
+
+    def _check_first_bytes(self, b0: int, b1: int, opcode: int, masked_expected: bool) -> None:
+        """Check what the first two bytes of a frame tell, whatever its length."""
         # Section 5.2: "RSV1, RSV2, RSV3: MUST be 0 unless an extension is
         # negotiated that defines meanings for non-zero values."
         if b0 & 0x70 and not self.extensions:
@@ -319,10 +401,7 @@ class Connection:
                 "incorrect masking: client frames must be masked, server frames must not"
             )
         if opcode >= 8:
-            # Section 5.5: control frames have payloads of at most 125 bytes and
-            # MUST NOT be fragmented.
-            if length > 125:
-                raise RemoteProtocolError("control frame payload longer than 125 bytes")
+            # Section 5.5: control frames MUST NOT be fragmented.
             if not b0 & 0x80:
                 raise RemoteProtocolError("fragmented control frame")
             return
@@ -333,21 +412,11 @@ class Connection:
                 raise RemoteProtocolError("continuation frame without a message to continue")
         elif self._msg_opcode:
             raise RemoteProtocolError("new data frame inside a fragmented message")
-        if length >> 63:
-            raise RemoteProtocolError("most significant bit of the payload length is set")
-        max_size = self.max_size
-        if max_size is not None:
-            # Compressed data may exceed its inflated size by a few bytes per
-            # block; allow that slack so only the inflated size really counts.
-            limit = max_size if not self.extensions else max_size + (max_size >> 6) + 64
-            size = length + (self._msg_size if opcode == _OP_CONT else 0)
-            if size > limit:
-                raise PayloadTooBig(size, max_size)
 
-    def _partial_frame(
-        self, buf: bytearray, pos: int, hlen: int, b0: int, end: int, masked: int
-    ) -> None:
+    def _partial_frame(self, buf: bytearray, pos: int, hlen: int, end: int) -> None:
         """Validate the available part of an incomplete text frame (section 8.1)."""
+        b0 = buf[pos]
+        masked = buf[pos + 1] & 0x80
         opcode = b0 & 0x0F
         if opcode == _OP_TEXT:
             if self.extensions and self._transformed(b0, opcode):
@@ -359,8 +428,14 @@ class Connection:
                 self._msg_parts = []
                 self._msg_size = 0
                 self._msg_transformed = False
-        elif opcode != _OP_CONT or self._msg_decoder is None:
+        elif opcode != _OP_CONT or self._msg_decoder is None or self._msg_transformed:
+            # A transformed (compressed) payload is validated once decoded.
             return
+        if b0 & 0x70:
+            # An extension is negotiated (else _check_first_bytes refused the
+            # bits) but none transforms this message: the bits mean nothing
+            # (section 5.2), as _extension_frame decides for whole frames.
+            raise RemoteProtocolError("reserved bits set without an extension that uses them")
         start = pos + hlen
         done = self._partial_done
         if start + done >= end:
@@ -370,12 +445,9 @@ class Connection:
             chunk = apply_mask(chunk, buf[start - 4 : start], done)
             buf[start + done : end] = chunk
         self._partial_done = end - start
-        try:
-            text = self._msg_decoder.decode(chunk)
-        except UnicodeDecodeError as exc:
-            raise RemoteProtocolError(
-                f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
-            ) from None
+        decoder = self._msg_decoder
+        assert decoder is not None  # set for a text message, checked above otherwise
+        text = _decode_text(decoder, chunk, False)
         parts: list[str] = self._msg_parts  # type: ignore[assignment]
         if text:
             parts.append(text)
@@ -388,12 +460,7 @@ class Connection:
         size = self._msg_size + len(data)
         if self.max_size is not None and size > self.max_size:
             raise PayloadTooBig(size, self.max_size)
-        try:
-            text = decoder.decode(data[done:], final=bool(fin))
-        except UnicodeDecodeError as exc:
-            raise RemoteProtocolError(
-                f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
-            ) from None
+        text = _decode_text(decoder, data[done:], bool(fin))
         parts: list[str] = self._msg_parts  # type: ignore[assignment]
         if text:
             parts.append(text)
@@ -407,13 +474,15 @@ class Connection:
     def _transformed(self, b0: int, opcode: int) -> bool:
         if opcode == _OP_CONT:
             return self._msg_transformed
-        frame = Frame(Opcode(opcode), b"", bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20),
-                      bool(b0 & 0x10))
+        frame = Frame(
+            Opcode(opcode), b"", bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10)
+        )
         return any(ext.is_transformed(frame) for ext in self.extensions)
 
     def _extension_frame(self, b0: int, opcode: int, data: bytes) -> None:
-        frame = Frame(Opcode(opcode), data, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20),
-                      bool(b0 & 0x10))
+        frame = Frame(
+            Opcode(opcode), data, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10)
+        )
         if opcode >= 8:
             if b0 & 0x70:
                 # RFC 7692 section 6: extensions act on data frames only.
@@ -478,12 +547,7 @@ class Connection:
 
     def _text_fragment(self, data: bytes, fin: bool) -> None:
         assert self._msg_decoder is not None
-        try:
-            text = self._msg_decoder.decode(data, final=fin)
-        except UnicodeDecodeError as exc:
-            raise RemoteProtocolError(
-                f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
-            ) from None
+        text = _decode_text(self._msg_decoder, data, fin)
         self._msg_size += len(data)
         if text:
             self._msg_parts.append(text)  # type: ignore[arg-type]
@@ -500,7 +564,10 @@ class Connection:
             self._events.append(Ping(data))
             # Section 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send
             # a Pong frame in response, unless it already received a Close frame."
-            if self.state is State.OPEN:
+            # Having sent one is no excuse: control frames may follow our close.
+            if self.close_received is None and (
+                self.state is State.OPEN or self.state is State.CLOSING
+            ):
                 self._write(_OP_PONG, data)
         elif opcode == _OP_PONG:
             self._events.append(Pong(data))
@@ -535,7 +602,20 @@ class Connection:
         if self.state is not State.OPEN:
             raise InvalidState(f"cannot send in state {self.state.name}")
 
-    def _send_data(self, opcode: int, data: bytes, fin: bool) -> None:
+    def _send_data(self, opcode: int, data: bytes, fin: bool, compress: bool = True) -> None:
+        if (
+            fin
+            and len(data) < 126
+            and self.state is State.OPEN
+            and not self._send_opcode
+            and opcode != _OP_CONT
+            and not self._mask
+            and not self.extensions
+        ):
+            # Fast path: a whole small message from a server, one chunk with a
+            # 2-byte header (section 5.2: 7-bit length, no masking key).
+            self._out.append(_pack_tiny(0x80 | opcode, len(data)) + data)
+            return
         self._check_open()
         if opcode == _OP_CONT:
             if not self._send_opcode:
@@ -543,10 +623,17 @@ class Connection:
         elif self._send_opcode:
             raise LocalProtocolError("a fragmented message is being sent; finish it first")
         if self.extensions:
-            frame = Frame(Opcode(opcode), data, fin)
-            for ext in self.extensions:
-                frame = ext.encode(frame)
-            self._write(opcode, frame.data, fin, frame.rsv1)
+            if opcode != _OP_CONT:
+                # RFC 7692 section 6: any message may go untransformed; the
+                # first frame's choice holds for its continuation frames.
+                self._send_plain = not compress
+            if self._send_plain:
+                self._write(opcode, data, fin)
+            else:
+                frame = Frame(Opcode(opcode), data, fin)
+                for ext in self.extensions:
+                    frame = ext.encode(frame)
+                self._write(opcode, frame.data, fin, frame.rsv1)
         else:
             self._out.extend(encode_frame(opcode, data, fin=fin, mask=self._mask))
         if opcode != _OP_CONT:
@@ -554,20 +641,36 @@ class Connection:
         elif fin:
             self._send_opcode = 0
 
-    def send_text(self, data: str | bytes, fin: bool = True) -> None:
+    def send_text(self, data: str | bytes, fin: bool = True, *, compress: bool = True) -> None:
         """Send a text message, or its first fragment when ``fin`` is false.
 
-        ``bytes`` are sent as they are and must be valid UTF-8.
+        ``bytes`` are sent as they are and must be valid UTF-8. With
+        ``compress=False`` the message (continuations included) skips the
+        extensions: it is sent uncompressed even if permessage-deflate is on.
         """
-        self._send_data(_OP_TEXT, data.encode() if isinstance(data, str) else data, fin)
+        self._send_data(_OP_TEXT, data.encode() if isinstance(data, str) else data, fin, compress)
 
-    def send_binary(self, data: bytes | bytearray | memoryview, fin: bool = True) -> None:
-        """Send a binary message, or its first fragment when ``fin`` is false."""
-        self._send_data(_OP_BINARY, bytes(data), fin)
+    def send_binary(
+        self, data: bytes | bytearray | memoryview, fin: bool = True, *, compress: bool = True
+    ) -> None:
+        """Send a binary message, or its first fragment; ``compress`` as in :meth:`send_text`."""
+        self._send_data(_OP_BINARY, bytes(data), fin, compress)
 
     def send_continuation(self, data: str | bytes, fin: bool) -> None:
         """Send the next fragment of the message being sent (section 5.4)."""
         self._send_data(_OP_CONT, data.encode() if isinstance(data, str) else bytes(data), fin)
+
+    def send_data_frame(
+        self, opcode: int, data: bytes, fin: bool = True, *, compress: bool = True
+    ) -> None:
+        """Send a data frame given its opcode: TEXT, BINARY or CONTINUATION.
+
+        For adapters that turn an iterable into fragments; ``compress`` only
+        matters on a message's first frame.
+        """
+        if opcode not in (_OP_TEXT, _OP_BINARY, _OP_CONT):
+            raise LocalProtocolError(f"{opcode:#x} is not a data opcode")
+        self._send_data(opcode, data, fin, compress)
 
     def _send_control(self, opcode: int, data: bytes) -> None:
         self._check_open()
@@ -602,13 +705,21 @@ class Connection:
         Sends a close frame with ``code`` unless one was sent, stops reading
         (the peer's answer is not awaited) and asks for the TCP connection to be
         closed.
+
+        Raises:
+            LocalProtocolError: ``code`` may not be sent (1005, 1006, 1015, ...);
+                nothing changed. A reason too long for a close frame is cut.
         """
+        if not is_valid_close_code(code):
+            # Section 7.4.1: refuse before changing anything, so that the
+            # caller can still fail the connection with a code that is allowed.
+            raise LocalProtocolError(f"close code {code} may not be sent")
         self._reading = False
         if self.state is State.OPEN:
-            try:
-                payload = serialize_close(code, reason)
-            except LocalProtocolError:
-                payload = serialize_close(code, "")
+            # Section 5.5: at most 125 bytes; cut the reason rather than lose
+            # it, without splitting a character.
+            reason = reason.encode(errors="replace")[:123].decode(errors="ignore")
+            payload = serialize_close(code, reason)
             self._write(_OP_CLOSE, payload)
             self.close_sent = CloseReceived(code, reason)
             self.state = State.CLOSING

@@ -102,7 +102,7 @@ class _Opener:
         origin: str | None = None,
         additional_headers: Headers | Sequence[tuple[str, str]] | None = None,
         user_agent: str | None = USER_AGENT,
-        compression: str | None = None,
+        compression: str | None = "deflate",
         extensions: Sequence[ClientExtensionFactory] | None = None,
         max_size: int | None = DEFAULT_MAX_SIZE,
         max_queue: int = 16,

@@ -43,7 +43,13 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from ..adapter import ConnectionAttributes, FailurePending, PingTracker, closed_exception
+from ..adapter import (
+    ConnectionAttributes,
+    FailurePending,
+    Fragmenter,
+    PingTracker,
+    closed_exception,
+)
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosedOK,
@@ -402,12 +408,16 @@ class Connection(ConnectionAttributes):
 
     # --- sending -------------------------------------------------------------------
 
-    def send(self, message: Data | bytearray | memoryview | Iterable[Data]) -> None:
+    def send(
+        self, message: Data | bytearray | memoryview | Iterable[Data], *, compress: bool = True
+    ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary. Thread-safe.
 
         An iterable of ``str`` or bytes-like is sent as one fragmented message,
         one frame per item (section 5.4); sends from other threads wait until it
         is complete. Returns once the frames are written to the socket.
+        ``compress=False`` sends this message uncompressed even when
+        permessage-deflate was negotiated.
 
         Raises:
             ConnectionClosed: the connection is closing or closed.
@@ -415,52 +425,41 @@ class Connection(ConnectionAttributes):
         """
         with self._send_mutex:
             if isinstance(message, str):
-                self._send_frame(Opcode.TEXT, message.encode(), True)
+                self._send_frame(Opcode.TEXT, message.encode(), True, compress)
             elif isinstance(message, (bytes, bytearray, memoryview)):
-                self._send_frame(Opcode.BINARY, bytes(message), True)
+                self._send_frame(Opcode.BINARY, bytes(message), True, compress)
             elif isinstance(message, Iterable):
-                self._send_fragments(message)
+                self._send_fragments(message, compress)
             else:
                 raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
 
-    def _send_frame(self, opcode: int, data: bytes, fin: bool) -> None:
+    def _send_frame(self, opcode: int, data: bytes, fin: bool, compress: bool = True) -> None:
         try:
             with self._lock:
-                if opcode == Opcode.TEXT:
-                    self.protocol.send_text(data, fin)
-                elif opcode == Opcode.BINARY:
-                    self.protocol.send_binary(data, fin)
-                else:
-                    self.protocol.send_continuation(data, fin)
+                self.protocol.send_data_frame(opcode, data, fin, compress=compress)
                 self._flush_locked()
         except InvalidState:
             self.wait_closed(self.close_timeout)
             raise closed_exception(self.protocol) from None
 
-    def _send_fragments(self, message: Iterable[Data]) -> None:
-        kind: type | None = None
-        previous: bytes | None = None
-        for item in message:
-            if not isinstance(item, (str, bytes, bytearray, memoryview)):
-                raise TypeError(f"cannot send {type(item).__name__} in a fragmented message")
-            this = str if isinstance(item, str) else bytes
-            if kind is None:
-                kind = this
-            elif kind is not this:
-                raise TypeError("a fragmented message mixes text and binary")
-            data = item.encode() if isinstance(item, str) else bytes(item)
-            # Each frame goes out once the next item is known, so that the last
-            # one carries FIN without an empty trailing frame.
-            if previous is not None:
-                self._send_frame(self._fragment_opcode(kind), previous, False)
-            previous = data
-        if previous is not None:
-            self._send_frame(self._fragment_opcode(kind), previous, True)
-
-    def _fragment_opcode(self, kind: type | None) -> int:
-        if self.protocol._send_opcode:
-            return Opcode.CONTINUATION
-        return Opcode.TEXT if kind is str else Opcode.BINARY
+    def _send_fragments(self, message: Iterable[Data], compress: bool = True) -> None:
+        fragmenter = Fragmenter()
+        try:
+            for item in message:
+                frame = fragmenter.push(item)
+                if frame is not None:
+                    self._send_frame(*frame, compress)
+            frame = fragmenter.finish()
+            if frame is not None:
+                self._send_frame(*frame, compress)
+        except BaseException:
+            # Half a message went out and cannot be finished (section 5.4 allows
+            # no other data frame before it ends): fail the connection.
+            if self.protocol._send_opcode and self.protocol.state is core.State.OPEN:
+                with self._lock:
+                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+                    self._flush_locked()
+            raise
 
     def ping(self, data: str | bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping and wait for its pong; return the round-trip time in seconds.

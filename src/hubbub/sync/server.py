@@ -84,7 +84,7 @@ class Server:
         select_subprotocol: SubprotocolSelector | None = None,
         origins: Sequence[str | None] | None = None,
         extensions: Sequence[ServerExtensionFactory] | None = None,
-        compression: str | None = None,
+        compression: str | None = "deflate",
         max_size: int | None = DEFAULT_MAX_SIZE,
         max_queue: int = 16,
         ping_interval: float | None = 20.0,
