@@ -42,7 +42,7 @@ from .http11 import Headers, Request, Response, parse_response
 
 __all__ = ["USER_AGENT", "ClientConnection"]
 
-USER_AGENT = f"hubbub/{__version__}"
+USER_AGENT: str = f"hubbub/{__version__}"
 
 
 class ClientConnection(Connection):
@@ -81,7 +81,8 @@ class ClientConnection(Connection):
                 raise ValueError(f"invalid subprotocol name: {name!r}")
         self.extension_factories = list(extensions)
         self.additional_headers = (
-            additional_headers.items() if isinstance(additional_headers, Headers)
+            additional_headers.items()
+            if isinstance(additional_headers, Headers)
             else list(additional_headers or ())
         )
         self.user_agent = user_agent
@@ -181,15 +182,24 @@ class ClientConnection(Connection):
         chosen = parse_protocol_header(headers)
         if chosen:
             if len(chosen) > 1 or chosen[0] not in self.offered_subprotocols:
-                raise NegotiationError(f"server chose a subprotocol not offered: {', '.join(chosen)}")
+                raise NegotiationError(
+                    f"server chose a subprotocol not offered: {', '.join(chosen)}"
+                )
             self.subprotocol = chosen[0]
         self.extensions = self._negotiate_extensions(headers)
 
     def _negotiate_extensions(self, headers: Headers) -> list[Extension]:
-        answers = [o for v in headers.get_all("Sec-WebSocket-Extensions")
-                   for o in parse_extension_header(v)]
+        answers = [
+            o
+            for v in headers.get_all("Sec-WebSocket-Extensions")
+            for o in parse_extension_header(v)
+        ]
         accepted: list[Extension] = []
         for name, params in answers:
+            if any(e.name == name for e in accepted):
+                # The client offers each extension once (several parameter
+                # sets are alternatives): it cannot be accepted twice.
+                raise NegotiationError(f"server accepted extension {name} twice")
             for factory in self.extension_factories:
                 if factory.name == name:
                     accepted.append(factory.process_response_params(params, accepted))

@@ -179,7 +179,5 @@ def build_extension_header(extensions: Sequence[tuple[str, ExtensionParams]]) ->
     """Build a ``Sec-WebSocket-Extensions`` value."""
     items = []
     for name, params in extensions:
-        items.append(
-            "; ".join([name, *(p if v is None else f"{p}={v}" for p, v in params)])
-        )
+        items.append("; ".join([name, *(p if v is None else f"{p}={v}" for p, v in params)]))
     return ", ".join(items)

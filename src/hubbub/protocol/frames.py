@@ -29,6 +29,7 @@ import os
 import struct
 from dataclasses import dataclass
 
+from .. import speedups as _speedups
 from ..exceptions import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -83,9 +84,7 @@ class CloseCode(enum.IntEnum):
 # Section 7.4.1: 1005, 1006 and 1015 "MUST NOT be set as a status code in a Close
 # control frame by an endpoint"; 1004 is reserved. 1012-1014 are registered with
 # IANA since the RFC was published. 3000-4999 belong to libraries and applications.
-_WIRE_CODES = frozenset(
-    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
-)
+_WIRE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
 
 def is_valid_close_code(code: int) -> bool:
@@ -111,23 +110,11 @@ _pack_tiny = struct.Struct("!BB").pack
 _from_bytes = int.from_bytes
 
 
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, offset: int = 0) -> bytes:
-    """XOR ``data`` with the 4-byte ``mask`` (section 5.3); masking is its own inverse.
-
-    ``offset`` is the position of ``data[0]`` in the frame payload, so that a
-    payload can be unmasked piece by piece as it arrives.
-
-    XORing two big integers runs in C at memory speed, far faster than a
-    byte-by-byte loop; the compiled accelerator does better still.
-    """
-    n = len(data)
-    if not n:
-        return b""
-    if offset & 3:
-        r = offset & 3
-        mask = mask[r:] + mask[:r]
-    key = mask * ((n >> 2) + 1)
-    return (_from_bytes(data, "little") ^ _from_bytes(key[:n], "little")).to_bytes(n, "little")
+# Masking (section 5.3) comes from hubbub.speedups: the compiled accelerator's
+# word-at-a-time XOR when it is built, else a pure-Python big-integer XOR.
+# apply_mask(data, mask, offset=0): ``offset`` is the position of ``data[0]`` in
+# the payload, so that a payload can be unmasked piece by piece.
+apply_mask = _speedups.apply_mask
 
 
 def encode_header(opcode: int, length: int, fin: bool, rsv1: bool, mask: bytes | None) -> bytes:
@@ -201,7 +188,10 @@ def serialize_close(code: int | None, reason: str = "") -> bytes:
         return b""
     if not is_valid_close_code(code):
         raise LocalProtocolError(f"close code {code} may not be sent")
-    data = code.to_bytes(2, "big") + reason.encode()
+    try:
+        data = code.to_bytes(2, "big") + reason.encode()
+    except UnicodeEncodeError:  # a lone surrogate: not a valid Unicode string
+        raise LocalProtocolError("close reason cannot be encoded as UTF-8") from None
     if len(data) > 125:
         raise LocalProtocolError("close reason is longer than 123 bytes once encoded")
     return data

@@ -12,9 +12,9 @@ import binascii
 import hashlib
 import os
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from ..exceptions import InvalidHeader, InvalidURI, InvalidUpgrade
+from ..exceptions import InvalidHeader, InvalidUpgrade, InvalidURI
 from .http11 import Headers, parse_token_list
 
 __all__ = [
@@ -28,6 +28,10 @@ __all__ = [
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 """The magic string of section 1.3, appended to the key before hashing."""
+
+# RFC 3986 sub-delims, ":", "@", "/", "?" and "%": what may stay as it is in the
+# path and query of a request target (unreserved characters always do).
+_RESOURCE_SAFE = "!$&'()*+,;=:@/?%"
 
 
 def generate_key() -> str:
@@ -50,14 +54,18 @@ def check_key(headers: Headers) -> str:
     if not values:
         raise InvalidHeader("Sec-WebSocket-Key")
     if len(values) > 1:
-        raise InvalidHeader("Sec-WebSocket-Key", ", ".join(values), "more than one Sec-WebSocket-Key")
+        raise InvalidHeader(
+            "Sec-WebSocket-Key", ", ".join(values), "more than one Sec-WebSocket-Key"
+        )
     key = values[0]
     try:
         raw = base64.b64decode(key.encode(), validate=True)
     except (binascii.Error, UnicodeEncodeError):
         raise InvalidHeader("Sec-WebSocket-Key", key) from None
     if len(raw) != 16:
-        raise InvalidHeader("Sec-WebSocket-Key", key, "Sec-WebSocket-Key must be 16 bytes once decoded")
+        raise InvalidHeader(
+            "Sec-WebSocket-Key", key, "Sec-WebSocket-Key must be 16 bytes once decoded"
+        )
     return key
 
 
@@ -77,8 +85,12 @@ def check_upgrade(headers: Headers) -> None:
 
 def parse_protocol_header(headers: Headers) -> list[str]:
     """The subprotocols in every ``Sec-WebSocket-Protocol`` field, in order."""
-    return [t.strip() for v in headers.get_all("Sec-WebSocket-Protocol") for t in v.split(",")
-            if t.strip()]
+    return [
+        t.strip()
+        for v in headers.get_all("Sec-WebSocket-Protocol")
+        for t in v.split(",")
+        if t.strip()
+    ]
 
 
 @dataclass(frozen=True)
@@ -122,11 +134,24 @@ def parse_uri(uri: str) -> WebSocketURI:
         raise InvalidURI(uri, "no host")
     if parts.fragment:
         raise InvalidURI(uri, "a WebSocket URI has no fragment")
+    if port == 0:
+        raise InvalidURI(uri, "port 0 cannot be connected to")
+    host = parts.hostname
+    if not host.isascii():
+        # The Host header is ASCII: an internationalized name goes as IDNA.
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidURI(uri, "invalid internationalized host name") from None
     secure = parts.scheme == "wss"
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # The resource name goes into the request line: a space or a non-ASCII
+    # character there would break it, so they are percent-encoded (RFC 3986
+    # section 2.1); what is already percent-encoded stays as it is.
+    path = quote(parts.path or "/", safe=_RESOURCE_SAFE)
+    query = quote(parts.query, safe=_RESOURCE_SAFE)
+    resource = path + (f"?{query}" if query else "")
     user_info = None
     if parts.username is not None:
-        user_info = (parts.username, parts.password or "")
-    return WebSocketURI(
-        secure, parts.hostname, port or (443 if secure else 80), resource, user_info
-    )
+        # Section 3 follows RFC 3986: user info is percent-encoded in the URI.
+        user_info = (unquote(parts.username), unquote(parts.password or ""))
+    return WebSocketURI(secure, host, port or (443 if secure else 80), resource, user_info)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
-from ..exceptions import InvalidHeader, InvalidMessage
+from ..exceptions import InvalidHeader, InvalidMessage, LocalProtocolError
 
 __all__ = [
     "MAX_BODY",
@@ -34,7 +34,7 @@ MAX_LINE = 8192
 MAX_HEADERS = 128
 """Most header fields in one message."""
 MAX_HEAD_SIZE = 65536
-"""Largest head (start line and headers) in bytes."""
+"""Largest head (start line, headers and the blank line after them) in bytes."""
 MAX_BODY = 65536
 """Largest body of a rejected handshake response that the client keeps."""
 
@@ -42,12 +42,16 @@ MAX_BODY = 65536
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 # RFC 9110 section 5.5: field-value = *field-content; obs-text allowed.
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+_STR_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_STR_FORBIDDEN = re.compile(r"[\r\n\x00]")
+_STATUS = re.compile(r"[1-5][0-9][0-9]")
 
 
 class Headers:
     """A case-insensitive multi-map of HTTP header fields, in received order."""
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_index", "_items")
+    __hash__ = None  # type: ignore[assignment]  # mutable: not hashable
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
@@ -56,7 +60,15 @@ class Headers:
             self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
-        """Append a field, keeping earlier ones of the same name."""
+        """Append a field, keeping earlier ones of the same name.
+
+        Raises:
+            LocalProtocolError: the name is not a token or the value holds CR,
+                LF or NUL; serialized, they would inject headers (RFC 9110
+                section 5.5).
+        """
+        if not _STR_TOKEN.fullmatch(name) or _STR_FORBIDDEN.search(value):
+            raise LocalProtocolError(f"invalid HTTP header: {name!r}: {value!r}")
         self._items.append((name, value))
         self._index.setdefault(name.lower(), []).append(value)
 
@@ -148,14 +160,21 @@ class Response:
         return head + self.headers.serialize() + b"\r\n" + self.body
 
 
-def _split_head(buf: bytes | bytearray) -> tuple[list[bytes], int] | None:
-    end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_SIZE + 4)
+def _split_head(buf: bytes | bytearray, start: int = 0) -> tuple[list[bytes], int] | None:
+    # The limits are judged the same way whether the head arrives at once or
+    # byte by byte: MAX_HEAD_SIZE counts the blank line that ends the head,
+    # MAX_LINE never counts a line's CRLF. Each call looks at the new bytes
+    # only (``start``) and at most one line back, so that a head trickling in
+    # a byte at a time costs linear time, not quadratic.
+    end = buf.find(b"\r\n\r\n", max(0, start - 3), MAX_HEAD_SIZE)
     if end < 0:
-        if len(buf) > MAX_HEAD_SIZE:
+        if len(buf) >= MAX_HEAD_SIZE:
             raise InvalidMessage(f"HTTP head larger than {MAX_HEAD_SIZE} bytes")
-        # A line can be judged too long before the head is complete.
-        last = buf.rfind(b"\n") + 1
-        if len(buf) - last > MAX_LINE:
+        # A line can be judged too long before the head is complete. No "\n"
+        # in the last MAX_LINE + 2 bytes means a line too long in any case.
+        last = buf.rfind(b"\n", max(0, len(buf) - MAX_LINE - 2)) + 1
+        line = len(buf) - last - (1 if buf.endswith(b"\r") else 0)
+        if line > MAX_LINE:
             raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
         return None
     lines = bytes(buf[:end]).split(b"\r\n")
@@ -179,8 +198,13 @@ def _parse_headers(lines: list[bytes]) -> Headers:
     return headers
 
 
-def parse_request(buf: bytes | bytearray) -> tuple[Request, int] | None:
+def parse_request(buf: bytes | bytearray, start: int = 0) -> tuple[Request, int] | None:
     """Parse a request head from ``buf``.
+
+    Args:
+        start: the length of ``buf`` when an earlier call returned ``None``
+            (0 the first time); the search for the end of the head resumes
+            there.
 
     Returns:
         ``(request, consumed)``, or ``None`` if the head is not complete yet.
@@ -188,7 +212,7 @@ def parse_request(buf: bytes | bytearray) -> tuple[Request, int] | None:
     Raises:
         InvalidMessage: malformed or over the limits.
     """
-    split = _split_head(buf)
+    split = _split_head(buf, start)
     if split is None:
         return None
     lines, consumed = split
@@ -222,20 +246,23 @@ def parse_response(buf: bytes | bytearray, eof: bool = False) -> tuple[Response,
             raise InvalidMessage("connection closed during the HTTP response")
         return None
     lines, consumed = split
-    try:
-        version, status, *reason = lines[0].decode("ascii").split(" ", 2)
-        code = int(status)
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidMessage(f"invalid HTTP status line: {lines[0][:100]!r}") from None
-    if version != "HTTP/1.1" or not 100 <= code <= 599:
+    # RFC 9112 section 4: status-line = HTTP-version SP status-code SP
+    # [ reason-phrase ], status-code = 3DIGIT, and the reason may hold
+    # obs-text (hence latin-1). int() alone would take "+101" or "1_01".
+    version, _, rest = lines[0].decode("latin-1").partition(" ")
+    status, _, reason = rest.partition(" ")
+    if version != "HTTP/1.1" or not _STATUS.fullmatch(status):
         raise InvalidMessage(f"invalid HTTP status line: {lines[0][:100]!r}")
+    code = int(status)
     headers = _parse_headers(lines[1:])
-    response = Response(code, reason[0] if reason else "", headers)
-    if code == 101 or code == 204 or code == 304:
+    response = Response(code, reason, headers)
+    # RFC 9110 section 6.4.1: 1xx, 204 and 304 responses have no content.
+    if code < 200 or code in {204, 304}:
         return response, consumed
     length_value = headers.get("Content-Length")
     if length_value is not None:
-        if not length_value.isdigit():
+        # Only ASCII digits: "²".isdigit() is true but int("²") fails.
+        if not (length_value.isascii() and length_value.isdigit()):
             raise InvalidHeader("Content-Length", length_value)
         length = int(length_value)
         kept = min(length, MAX_BODY)

@@ -22,6 +22,7 @@ from ..exceptions import (
     InvalidHeader,
     InvalidMessage,
     InvalidOrigin,
+    InvalidState,
     InvalidVersion,
     NegotiationError,
 )
@@ -101,9 +102,10 @@ class ServerConnection(Connection):
             # Section 4.1: the client waits for the response before sending frames.
             self._buf += data
             return
+        scanned = len(self._buf)
         self._buf += data
         try:
-            parsed = parse_request(self._buf)
+            parsed = parse_request(self._buf, scanned)
         except HandshakeError as exc:
             self.handshake_exc = exc
             self.send_response(self.reject(400, f"Failed to open a WebSocket connection: {exc}"))
@@ -126,7 +128,10 @@ class ServerConnection(Connection):
         except HandshakeError as exc:
             self.handshake_exc = exc
             response = self.reject(exc.status, f"Failed to open a WebSocket connection: {exc}")
-            if isinstance(exc, InvalidVersion):
+            if exc.status == 405:
+                # RFC 9110 section 15.5.6: a 405 MUST list the allowed methods.
+                response.headers["Allow"] = "GET"
+            elif isinstance(exc, InvalidVersion):
                 # Section 4.4: answer with the versions the server supports.
                 response.headers["Sec-WebSocket-Version"] = "13"
             elif exc.status == 426:
@@ -150,8 +155,10 @@ class ServerConnection(Connection):
             exc = InvalidMessage(f"method {request.method} is not allowed; use GET")
             exc.status = 405
             raise exc
-        if "Host" not in headers:
-            raise InvalidHeader("Host")
+        # RFC 9112 section 3.2: one Host field, else 400.
+        hosts = headers.get_all("Host")
+        if len(hosts) != 1:
+            raise InvalidHeader("Host", ", ".join(hosts) or None)
         check_upgrade(headers)
         check_key(headers)
         version = headers.get("Sec-WebSocket-Version")
@@ -167,7 +174,11 @@ class ServerConnection(Connection):
         offered = parse_protocol_header(headers)
         chosen = self.select_subprotocol(offered, self.available_subprotocols) if offered else None
         if chosen is not None and chosen not in offered:
-            raise NegotiationError(f"selected subprotocol {chosen!r} was not offered")
+            # Section 4.2.2: the answer must be one of the client's offers. The
+            # selector broke that, so the server is at fault: 500, not 400.
+            not_offered = NegotiationError(f"selected subprotocol {chosen!r} was not offered")
+            not_offered.status = 500
+            raise not_offered
         if chosen is None and self.subprotocol_required:
             raise NegotiationError(
                 "no supported subprotocol offered; expected one of "
@@ -179,8 +190,11 @@ class ServerConnection(Connection):
     def _negotiate_extensions(self, headers: Headers) -> str | None:
         if not self.extension_factories:
             return None
-        offers = [o for v in headers.get_all("Sec-WebSocket-Extensions")
-                  for o in parse_extension_header(v)]
+        offers = [
+            o
+            for v in headers.get_all("Sec-WebSocket-Extensions")
+            for o in parse_extension_header(v)
+        ]
         accepted: list[Extension] = []
         answers: list[tuple[str, ExtensionParams]] = []
         for name, params in offers:
@@ -197,11 +211,15 @@ class ServerConnection(Connection):
         self.extensions = accepted
         return build_extension_header(answers) if answers else None
 
-    def reject(self, status: int, text: str, headers: Headers | None = None) -> Response:
-        """Build an HTTP response with a plain-text body, to refuse the upgrade."""
-        body = (text.rstrip("\n") + "\n").encode()
+    def reject(self, status: int, text: str | bytes, headers: Headers | None = None) -> Response:
+        """Build an HTTP response with a body (plain text unless headers say otherwise).
+
+        Used to refuse the upgrade and to answer plain HTTP requests.
+        """
+        body = text if isinstance(text, bytes) else (text.rstrip("\n") + "\n").encode()
         headers = headers if headers is not None else Headers()
-        headers["Content-Type"] = "text/plain; charset=utf-8"
+        if "Content-Type" not in headers:
+            headers["Content-Type"] = "text/plain; charset=utf-8"
         headers["Content-Length"] = str(len(body))
         headers["Connection"] = "close"
         if self.server_header and "Server" not in headers:
@@ -215,7 +233,7 @@ class ServerConnection(Connection):
     def send_response(self, response: Response) -> None:
         """Send the handshake response; 101 opens the connection (section 4.2.2)."""
         if self.state is not State.CONNECTING:
-            raise RuntimeError("the handshake response was already sent")
+            raise InvalidState("the handshake response was already sent")
         self.response = response
         self._out.append(response.serialize())
         if response.status == 101:
@@ -237,4 +255,3 @@ class ServerConnection(Connection):
             self.send_response(self.reject(500, reason or "internal error"))
             return
         super().fail(code, reason)
-
