@@ -8,7 +8,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0.dev0"
 
-from .adapter import RedirectError
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -29,13 +28,13 @@ from .exceptions import (
     NegotiationError,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
+    RedirectError,
     RemoteProtocolError,
     UsageError,
 )
 from .protocol.connection import State
 from .protocol.frames import CloseCode, Opcode
-from .proxy import ProxyError
-from .websocket import WebSocket
 
 __all__ = [
     "CloseCode",
@@ -67,3 +66,13 @@ __all__ = [
     "WebSocket",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The browser-style client starts threads and sockets; importing it lazily
+    # keeps `import hubbub.protocol` free of I/O modules.
+    if name == "WebSocket":
+        from .websocket import WebSocket
+
+        return WebSocket
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ from .exceptions import (
     HandshakeError,
     InvalidStatus,
     InvalidURI,
+    RedirectError,
     RemoteProtocolError,
 )
 from .protocol import connection as core
@@ -276,20 +277,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 DEFAULT_MAX_REDIRECTS = 10
 """How many redirects a client follows by default, like browsers and curl."""
-
-
-class RedirectError(HandshakeError):
-    """A redirect at the handshake was refused: too many, or to an invalid place.
-
-    Attributes:
-        response: the redirect response.
-    """
-
-    transient = False  # following the same redirects again ends the same way
-
-    def __init__(self, msg: str, response: object = None) -> None:
-        self.response = response
-        super().__init__(msg)
 
 
 def redirect_target(

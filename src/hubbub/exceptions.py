@@ -13,6 +13,8 @@ a connection's life in which they happen::
     │   │   └── InvalidOrigin             Origin refused by the server's policy
     │   ├── InvalidStatus               the server answered something other than 101
     │   ├── NegotiationError            subprotocol or extension negotiation failed
+    │   ├── RedirectError               too many redirects, or an invalid one
+    │   ├── ProxyError                  the proxy refused or failed to open the tunnel
     │   └── HandshakeTimeout            the handshake did not finish within open_timeout
     ├── ConnectionClosed              the connection is closed (RFC 6455 section 7)
     │   ├── ConnectionClosedOK          ... with 1000 or 1001, after a clean close handshake
@@ -60,6 +62,8 @@ __all__ = [
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
+    "RedirectError",
     "RemoteProtocolError",
     "UsageError",
 ]
@@ -135,6 +139,35 @@ class InvalidStatus(HandshakeError):
 
 class NegotiationError(HandshakeError):
     """Subprotocol or extension negotiation failed."""
+
+
+class RedirectError(HandshakeError):
+    """A redirect at the handshake was refused: too many, or to an invalid place.
+
+    Attributes:
+        response: the redirect response.
+    """
+
+    transient = False  # following the same redirects again ends the same way
+
+    def __init__(self, msg: str, response: object = None) -> None:
+        self.response = response
+        super().__init__(msg)
+
+
+class ProxyError(HandshakeError):
+    """The proxy refused or failed to open the tunnel.
+
+    Attributes:
+        status_code: the HTTP status (HTTP CONNECT) or SOCKS reply code, if any.
+        transient: whether trying again later may work (see
+            :func:`hubbub.backoff.is_transient`).
+    """
+
+    def __init__(self, msg: str, status_code: int | None = None, transient: bool = False) -> None:
+        self.status_code = status_code
+        self.transient = transient
+        super().__init__(msg)
 
 
 class HandshakeTimeout(HandshakeError):

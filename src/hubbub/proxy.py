@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from .exceptions import HandshakeError
+from .exceptions import ProxyError
 from .protocol.handshake import WebSocketURI
 
 __all__ = [
@@ -51,21 +51,6 @@ __all__ = [
 ]
 
 _MAX_HEAD = 16384  # a CONNECT answer is a few hundred bytes; refuse to buffer more
-
-
-class ProxyError(HandshakeError):
-    """The proxy refused or failed to open the tunnel.
-
-    Attributes:
-        status_code: the HTTP status (HTTP CONNECT) or SOCKS reply code, if any.
-        transient: whether trying again later may work (see
-            :func:`hubbub.backoff.is_transient`).
-    """
-
-    def __init__(self, msg: str, status_code: int | None = None, transient: bool = False) -> None:
-        self.status_code = status_code
-        self.transient = transient
-        super().__init__(msg)
 
 
 @dataclass(frozen=True)
