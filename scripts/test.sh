@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what it needs, then runs every check.
+#
+#   ./scripts/test.sh                    everything (what CI runs)
+#   ./scripts/test.sh --no-compliance    skip the Autobahn runs (about 3 minutes)
+#   ./scripts/test.sh -- tests/interop -k close     only pytest, with these arguments
+#
+# Steps: .venv (Python >= 3.11) with `pip install -e .[test,speed]`; Node's `ws` for the interop
+# tests (npm ci in tests/interop/node); wstest for Autobahn (compliance/install_wstest.sh);
+# then ruff check, ruff format --check, mypy --strict, pytest, and the Autobahn|Testsuite on
+# both sides (compliance/run_autobahn.py). pytest and Autobahn run once with the compiled
+# accelerator and once with HUBBUB_NO_EXTENSIONS=1 (pure Python): both must pass.
+# Every step runs even when an earlier one failed; the exit status is 1 if any failed.
+#
+# Environment:
+#   CI=true                    also sets HUBBUB_REQUIRE_PEERS=1: a skipped peer test
+#                              (Node, wstest, ...) fails instead (see tests/conftest.py), and
+#                              a missing peer install fails the run
+#   HUBBUB_AUTOBAHN_DEFLATE=1  include the permessage-deflate cases 12.* and 13.* (slow)
+#   HUBBUB_TEST_MODES          which accelerator modes to run (default: "accelerated pure")
+#   PYTHON                     the Python used to create .venv
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+root="$(pwd)"
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+
+compliance=1
+only_pytest=0
+pytest_args=()
+while (($#)); do
+  case "$1" in
+    --no-compliance) compliance=0 ;;
+    --) shift; only_pytest=1; pytest_args=("$@"); break ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [[ "${CI:-}" == "true" ]]; then
+  export HUBBUB_REQUIRE_PEERS=1
+fi
+require_peers="${HUBBUB_REQUIRE_PEERS:-0}"
+
+failed=()
+passed=()
+step() { # step NAME COMMAND...: run, record, never abort
+  local name="$1"
+  shift
+  printf '\n=== %s\n' "$name"
+  if "$@"; then
+    passed+=("$name")
+  else
+    echo "=== FAILED: $name" >&2
+    failed+=("$name")
+  fi
+}
+
+# --- installs ------------------------------------------------------------------------------
+# speed: uvloop, so that the tests that run hubbub on uvloop run too.
+ensure_venv test,speed || { echo "could not set up .venv" >&2; exit 2; }
+py="$root/.venv/bin/python"
+
+install_node_peer() {
+  local dir="$root/tests/interop/node"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "node/npm not found: the Node interop tests will skip (.ci/run installs them)" >&2
+    [[ "$require_peers" != "1" ]]
+    return
+  fi
+  # npm ci only when the lock file changed since the last install.
+  if [[ -f "$dir/node_modules/.package-lock.json" && \
+        "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+    return 0
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+step "install Node ws peer" install_node_peer
+
+# wstest: for the Autobahn runs and for tests/interop/test_autobahn_quick.py.
+wstest_ok=0
+if bash compliance/install_wstest.sh >/dev/null; then
+  wstest_ok=1
+else
+  echo "wstest could not be installed: the Autobahn checks will skip" >&2
+  [[ "$require_peers" == "1" ]] && failed+=("install wstest")
+fi
+
+# Which accelerator modes to test. The C accelerator is optional at install time, so check
+# that it really is there when it should be: otherwise both runs would test pure Python.
+modes="${HUBBUB_TEST_MODES:-accelerated pure}"
+check_accelerator() {
+  if [[ -f src/hubbub/_speedups.c ]] && [[ "$modes" == *accelerated* ]]; then
+    "$py" -c 'import hubbub.speedups as s, sys; sys.exit(not s.ACCELERATED)' ||
+      { echo "the C accelerator did not build (see pip's warning above)" >&2; return 1; }
+  fi
+}
+in_mode() { # in_mode MODE COMMAND...: run COMMAND with (accelerated) or without (pure) C
+  local mode="$1"
+  shift
+  if [[ "$mode" == pure ]]; then
+    HUBBUB_NO_EXTENSIONS=1 "$@"
+  else
+    env -u HUBBUB_NO_EXTENSIONS "$@"
+  fi
+}
+
+if ((only_pytest)); then
+  for mode in $modes; do
+    step "pytest ($mode)" in_mode "$mode" "$py" -m pytest "${pytest_args[@]}"
+  done
+else
+  step "accelerator built" check_accelerator
+  # --- static checks -----------------------------------------------------------------------
+  step "ruff check" "$py" -m ruff check --output-format=concise src tests compliance
+  step "ruff format --check" "$py" -m ruff format --check --output-format=concise src tests compliance
+  step "mypy --strict (src)" "$py" -m mypy
+  # compliance/wstest_loopback.py is Python 2.7 code (it runs inside wstest): not for mypy.
+  typed_compliance=()
+  for file in compliance/*.py; do
+    [[ "$file" == compliance/wstest_loopback.py ]] || typed_compliance+=("$file")
+  done
+  step "mypy --strict (compliance, tests/interop)" "$py" -m mypy --strict \
+    "${typed_compliance[@]}" tests/conftest.py tests/interop
+
+  # --- tests: once per accelerator mode -------------------------------------------------------
+  for mode in $modes; do
+    step "pytest ($mode)" in_mode "$mode" "$py" -m pytest
+  done
+
+  # --- Autobahn|Testsuite, both sides ---------------------------------------------------------
+  if ((compliance)) && ((wstest_ok)); then
+    for mode in $modes; do
+      step "autobahn ($mode)" in_mode "$mode" \
+        "$py" compliance/run_autobahn.py both --out "artifacts/autobahn/$mode"
+      # The blocking client (hubbub.sync) has its own driver; client side only.
+      if [[ -f compliance/client_driver_sync.py ]]; then
+        step "autobahn sync client ($mode)" in_mode "$mode" "$py" compliance/run_autobahn.py \
+          client --testee hubbub-sync --out "artifacts/autobahn/$mode"
+      fi
+    done
+  fi
+fi
+
+printf '\n=== summary: %d steps passed, %d failed\n' "${#passed[@]}" "${#failed[@]}"
+for name in "${failed[@]}"; do echo "    FAILED: $name"; done
+((${#failed[@]} == 0))
