@@ -1,0 +1,598 @@
+"""A hub node: sessions, subscriptions and routing, without I/O.
+
+Theory of operation
+-------------------
+
+An adapter (the asyncio server) owns the sockets and drives a :class:`Node`:
+
+1. for each accepted WebSocket it calls :meth:`Node.open_session` with two
+   callables, ``send(text)`` (queue one message; must not block or raise) and
+   ``close(code, reason)`` (close the WebSocket);
+2. for each message received it awaits :meth:`Node.handle`, one at a time per
+   session, so a session's requests are answered in order;
+3. when the WebSocket is gone it awaits :meth:`Node.close_session`;
+4. about once a second it awaits :meth:`Node.periodic` (clock ticks, token
+   expiry, presence heartbeats, connect timeouts).
+
+The node holds only local bookkeeping: which of *its* sessions belong to which
+user and which channel. Everything shared with other nodes goes through the
+:class:`~hubbub.hub.broker.Broker`: a publish (or a direct ``send``, which is a
+publish to each recipient's inbox stream) is appended by the broker, which hands
+it back to every node subscribed to that stream; the node's listener then
+encodes the push *once* and gives it to exactly the local sessions of that
+channel or user. Nothing is broadcast to be filtered by clients, so a session
+can only ever receive what was addressed to its user or to a channel it joined.
+
+Recovery without gaps or reordering: when a session subscribes (or connects,
+for its inbox) the node first registers it and subscribes to the broker
+stream, and only then reads the stream's history. Live entries arriving in
+between are held in a per-stream *pending* buffer; after the reply with the
+history is sent, the buffer is flushed, skipping offsets the reply already
+carried. So the client sees each offset once, in increasing order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from . import protocol as p
+from .auth import Authenticator, AuthError
+from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice
+from .config import HubConfig, namespace_of
+from .metrics import HubMetrics
+from .permissions import Permissions
+from .session import (
+    INBOX_PREFIX,
+    RECONNECT,
+    REPLIED,
+    DisconnectCode,
+    Fail,
+    Session,
+    Subscription,
+    entry_json,
+    inbox_stream,
+    ms,
+    recovery_failure,
+)
+from .streams import Entry
+
+__all__ = ["DisconnectCode", "Node", "Session", "inbox_stream"]
+
+logger = logging.getLogger(__name__)
+
+
+class Node:
+    """One hub node.
+
+    Args:
+        broker: shared with the other nodes of the hub.
+        auth: verifies tokens.
+        config: rules and limits.
+        clock: current time in seconds (injected for tests).
+        metrics: counters; a fresh :class:`HubMetrics` by default.
+        node_id: unique name of this node; random by default.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        auth: Authenticator,
+        config: HubConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        metrics: HubMetrics | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        self.broker = broker
+        self.auth = auth
+        self.config = config or HubConfig()
+        self.clock = clock
+        self.metrics = metrics or HubMetrics()
+        self.node_id = node_id or secrets.token_hex(4)
+        self.permissions = Permissions(self.config, auth)
+        self.sessions: dict[str, Session] = {}
+        self._channels: dict[str, set[Session]] = {}
+        self._users: dict[str, set[Session]] = {}
+        self._ids = itertools.count(1)
+        self._last_touch = clock()
+        self._listener = self._on_broker
+        self._handlers: dict[type, Callable[[Session, Any], Awaitable[Any]]] = {
+            p.Connect: self._connect,
+            p.Refresh: self._refresh,
+            p.Subscribe: self._subscribe,
+            p.Unsubscribe: self._unsubscribe,
+            p.Publish: self._publish,
+            p.Send: self._send,
+            p.Presence: self._presence,
+            p.PresenceStats: self._presence_stats,
+            p.Online: self._online,
+            p.History: self._history,
+            p.Ack: self._ack,
+            p.Ping: self._ping,
+        }
+        self._method_names = {cls: cls.__name__.lower() for cls in self._handlers}
+
+    # --- sessions -------------------------------------------------------------
+
+    def open_session(
+        self,
+        send: Callable[[str], None],
+        close: Callable[[int, str], None],
+        conn_id: str | None = None,
+    ) -> Session:
+        """Register a new connection; it must ``connect`` within ``connect_timeout``."""
+        if conn_id is None:
+            conn_id = f"{self.node_id}-{next(self._ids)}"
+        session = Session(
+            conn_id, send, close, self.config, clock=self.clock, traffic=self.metrics.traffic
+        )
+        self.sessions[conn_id] = session
+        self.metrics.connections.inc()
+        self.metrics.connections_opened.inc()
+        return session
+
+    async def close_session(self, session: Session) -> None:
+        """Forget a connection that is gone: subscriptions, presence. Idempotent."""
+        if session.released:
+            return
+        session.released = session.closed = True
+        self.sessions.pop(session.conn_id, None)
+        self.metrics.connections.dec()
+        # Each step forgets the local state before it talks to the broker, so a
+        # broker failure cannot leave a dead session in the routing tables;
+        # presence entries it could not remove expire within presence_ttl.
+        for channel in list(session.channels):
+            try:
+                await self._leave(session, channel)
+            except BrokerUnavailable:
+                logger.warning("broker unavailable while closing %s", session.conn_id)
+        if session.user is not None:
+            try:
+                await self._forget_user(session, session.user)
+            except BrokerUnavailable:
+                logger.warning("broker unavailable while closing %s", session.conn_id)
+
+    async def _forget_user(self, session: Session, user: str) -> None:
+        sessions = self._users.get(user)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._users[user]
+                await self.broker.unsubscribe(inbox_stream(user), self._listener)
+                if user in self._users:  # reconnected meanwhile
+                    await self.broker.subscribe(inbox_stream(user), self._listener)
+        await self.broker.presence_remove(ONLINE, session.conn_id)
+
+    async def disconnect(self, session: Session, code: DisconnectCode, reason: str) -> None:
+        """Tell the client why (``disconnect`` push), close it, and forget it."""
+        if not session.closed:
+            reconnect = RECONNECT[code]
+            session.send(
+                p.encode_push(
+                    "disconnect", {"code": int(code), "reason": reason, "reconnect": reconnect}
+                )
+            )
+            self.metrics.disconnects.labels(code=str(int(code))).inc()
+            session.abort(int(code), reason)
+        await self.close_session(session)
+
+    async def shutdown(self) -> None:
+        """Disconnect every session with :attr:`DisconnectCode.SHUTDOWN`."""
+        for session in list(self.sessions.values()):
+            await self.disconnect(session, DisconnectCode.SHUTDOWN, "server shutting down")
+
+    # --- requests -------------------------------------------------------------
+
+    async def handle(self, session: Session, raw: str | bytes) -> None:
+        """Execute one client message and send the reply. Never raises."""
+        if session.closed:
+            return
+        traffic = self.metrics.traffic
+        traffic.messages_in += 1
+        size = len(raw)
+        traffic.chars_in += size
+        if size > self.config.max_request_bytes:
+            await self._reject(session, None, p.ErrorCode.MESSAGE_TOO_LARGE, "message too large")
+            return
+        cmd = p.parse_request(raw)
+        if isinstance(cmd, p.Rejected):
+            await self._reject(session, cmd.id, cmd.code, cmd.message)
+            return
+        if not session.commands.take():
+            await self._reject(session, cmd.id, p.ErrorCode.RATE_LIMITED, "too many requests")
+            return
+        if not session.bytes.take(size):
+            await self._reject(session, cmd.id, p.ErrorCode.BYTES_RATE_LIMITED, "too many bytes")
+            return
+        traffic.commands[self._method_names[type(cmd)]] += 1
+        try:
+            result = await self._handlers[type(cmd)](session, cmd)
+        except Fail as exc:
+            await self._reject(session, cmd.id, exc.code, str(exc))
+            return
+        except AuthError as exc:
+            await self._reject(session, cmd.id, exc.code, str(exc))
+            return
+        except BrokerUnavailable:
+            await self._reject(
+                session, cmd.id, p.ErrorCode.BROKER_UNAVAILABLE, "broker unavailable"
+            )
+            return
+        except Exception:
+            logger.exception("internal error on %r", cmd)
+            await self._reject(session, cmd.id, p.ErrorCode.INTERNAL, "internal error")
+            return
+        session.strikes = 0
+        if result is not REPLIED:
+            session.send(p.encode_result(cmd.id, result))
+
+    async def _reject(
+        self, session: Session, req_id: int | None, code: p.ErrorCode, message: str
+    ) -> None:
+        self.metrics.errors.labels(code=str(int(code))).inc()
+        session.send(p.encode_error(req_id, code, message))
+        session.strikes += 1
+        if session.strikes >= self.config.max_strikes:
+            await self.disconnect(session, DisconnectCode.ABUSE, "too many rejected requests")
+
+    def _user(self, session: Session) -> str:
+        if session.user is None:
+            raise Fail(p.ErrorCode.NOT_CONNECTED, "connect first")
+        return session.user
+
+    # --- connect, refresh -----------------------------------------------------
+
+    async def _connect(self, session: Session, cmd: p.Connect) -> Any:
+        if session.user is not None:
+            raise Fail(p.ErrorCode.ALREADY_CONNECTED, "already connected")
+        if cmd.token is not None:
+            identity = self.auth.verify(cmd.token)
+        else:
+            assert cmd.name is not None
+            identity = self.auth.verify_dev(cmd.name)
+        user = identity.user
+        session.identity, session.user, session.tick = identity, user, cmd.tick
+        pending: list[tuple[int | None, str]] = []
+        session.inbox_pending = pending
+        self._users.setdefault(user, set()).add(session)
+        stream = inbox_stream(user)
+        info = ClientInfo(user, session.conn_id, self.node_id)
+        try:
+            await self.broker.subscribe(stream, self._listener)
+            await self.broker.presence_add(ONLINE, info, self.config.presence_ttl)
+            ack = await self.broker.get_ack(user)
+            limit = self.config.inbox.max_len
+            read = await self.broker.read(stream, ack[0] if ack else 0, limit)
+            reason = None
+            if ack is not None and ack[1] != read.epoch:
+                reason = "epoch"  # the inbox was lost: everything kept is new
+                read = await self.broker.read(stream, 0, limit)
+                # Said once: the ack starts over in the new epoch.
+                await self.broker.set_ack(user, 0, read.epoch)
+            elif not read.complete:
+                reason = "trimmed"
+        except BaseException:
+            session.user = session.identity = None
+            session.inbox_pending = None
+            await self._forget_user(session, user)
+            raise
+        if session.released:  # the client left while we waited for the broker
+            await self.broker.presence_remove(ONLINE, session.conn_id)
+            return REPLIED
+        messages = [entry_json(e) for e in read.entries]
+        inbox: dict[str, Any] = {
+            "epoch": read.epoch,
+            "offset": read.offset,
+            "acked": ack[0] if ack and reason != "epoch" else 0,
+            "recovered": reason is None,
+            "messages": messages,
+        }
+        if reason is not None:
+            inbox["reason"] = reason
+        session.send(
+            p.encode_result(
+                cmd.id,
+                {
+                    "user": user,
+                    "conn_id": session.conn_id,
+                    "node": self.node_id,
+                    "expires_at": None if identity.expires_at is None else ms(identity.expires_at),
+                    "time": ms(self.clock()),
+                    "inbox": inbox,
+                },
+            )
+        )
+        self.metrics.delivered("message", len(messages))
+        session.inbox_pending = None
+        session.flush(pending, read.entries[-1].offset if read.entries else read.offset)
+        return REPLIED
+
+    async def _refresh(self, session: Session, cmd: p.Refresh) -> Any:
+        user = self._user(session)
+        identity = self.auth.verify(cmd.token)
+        if identity.user != user:
+            raise Fail(p.ErrorCode.UNAUTHORIZED, "token is for another user")
+        session.identity, session.expiring_sent = identity, False
+        return {"expires_at": None if identity.expires_at is None else ms(identity.expires_at)}
+
+    # --- channels -------------------------------------------------------------
+
+    async def _subscribe(self, session: Session, cmd: p.Subscribe) -> Any:
+        user = self._user(session)
+        channel = cmd.channel
+        if channel in session.channels:
+            raise Fail(p.ErrorCode.ALREADY_SUBSCRIBED, "already subscribed")
+        rules = self.permissions.rules(channel)
+        if len(session.channels) >= self.config.max_channels:
+            raise Fail(p.ErrorCode.TOO_MANY_CHANNELS, "too many channels")
+        self.permissions.may_subscribe(session, channel, rules, cmd.token)
+        sub = session.channels[channel] = Subscription(rules)
+        self._channels.setdefault(channel, set()).add(session)
+        self.metrics.subscriptions.inc()
+        try:
+            await self.broker.subscribe(channel, self._listener)
+            if rules.presence:
+                info = ClientInfo(user, session.conn_id, self.node_id)
+                await self.broker.presence_add(channel, info, self.config.presence_ttl)
+            if rules.join_leave:
+                await self.broker.broadcast(channel, Notice("join", user, session.conn_id))
+            since = cmd.since
+            read = await self.broker.read(
+                channel,
+                None if since is None else since.offset,
+                0 if since is None else rules.recover_max + 1,
+            )
+        except BaseException:
+            await self._leave(session, channel)
+            raise
+        result: dict[str, Any] = {"channel": channel, "epoch": read.epoch, "offset": read.offset}
+        entries: list[Entry] = []
+        if since is not None:
+            reason = recovery_failure(since, read, rules.recover_max)
+            result["recovered"] = reason is None
+            if reason is None:
+                entries = read.entries
+            else:
+                result["reason"] = reason
+        result["publications"] = [entry_json(e) for e in entries]
+        pending = sub.pending
+        sub.pending = None
+        if session.released:
+            return REPLIED
+        session.send(p.encode_result(cmd.id, result))
+        self.metrics.delivered("publication", len(entries))
+        if pending:
+            session.flush(pending, entries[-1].offset if entries else read.offset)
+        return REPLIED
+
+    async def _leave(self, session: Session, channel: str) -> None:
+        sub = session.channels.pop(channel, None)
+        if sub is None:
+            return
+        self.metrics.subscriptions.dec()
+        sessions = self._channels.get(channel)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._channels[channel]
+                await self.broker.unsubscribe(channel, self._listener)
+                # Someone may have subscribed while we were unsubscribing.
+                if channel in self._channels:
+                    await self.broker.subscribe(channel, self._listener)
+        assert session.user is not None
+        if sub.rules.presence:
+            await self.broker.presence_remove(channel, session.conn_id)
+        if sub.rules.join_leave:
+            await self.broker.broadcast(channel, Notice("leave", session.user, session.conn_id))
+
+    async def _unsubscribe(self, session: Session, cmd: p.Unsubscribe) -> Any:
+        self._user(session)
+        if cmd.channel not in session.channels:
+            raise Fail(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed")
+        await self._leave(session, cmd.channel)
+        return {}
+
+    async def _publish(self, session: Session, cmd: p.Publish) -> Any:
+        user = self._user(session)
+        rules = self.permissions.rules(cmd.channel)
+        self.permissions.may_publish(session, cmd.channel, rules)
+        self.permissions.check_size(cmd.data)
+        entry = await self.broker.publish(cmd.channel, cmd.data, sender=user, limits=rules.history)
+        return {"offset": entry.offset, "epoch": entry.epoch}
+
+    # --- direct events, presence, history, acks -----------------------------
+
+    async def _send(self, session: Session, cmd: p.Send) -> Any:
+        user = self._user(session)
+        if len(cmd.to) > self.config.max_recipients:
+            raise Fail(p.ErrorCode.TOO_MANY_RECIPIENTS, "too many recipients")
+        self.permissions.check_size(cmd.data)
+        return {"results": await self.send(cmd.to, cmd.data, sender=user)}
+
+    async def _presence(self, session: Session, cmd: p.Presence) -> Any:
+        self._presence_allowed(session, cmd.channel)
+        return await self.presence(cmd.channel)
+
+    async def _presence_stats(self, session: Session, cmd: p.PresenceStats) -> Any:
+        self._presence_allowed(session, cmd.channel)
+        presence = await self.presence(cmd.channel)
+        return {"clients": len(presence["clients"]), "users": len(presence["users"])}
+
+    def _presence_allowed(self, session: Session, channel: str) -> None:
+        self._user(session)
+        rules = self.permissions.rules(channel)
+        if not rules.presence:
+            raise Fail(p.ErrorCode.NOT_AVAILABLE, "no presence in this namespace")
+        self.permissions.may_read(session, channel, rules)
+
+    async def _online(self, session: Session, cmd: p.Online) -> Any:
+        self._user(session)
+        if len(cmd.users) > self.config.max_recipients:
+            raise Fail(p.ErrorCode.TOO_MANY_RECIPIENTS, "too many users")
+        online = await self.broker.online(cmd.users)
+        return {"online": {u: u in online for u in cmd.users}}
+
+    async def _history(self, session: Session, cmd: p.History) -> Any:
+        user = self._user(session)
+        if cmd.stream == p.INBOX:
+            stream = inbox_stream(user)
+        else:
+            stream = cmd.stream
+            rules = self.permissions.rules(stream)
+            self.permissions.may_read(session, stream, rules)
+            if rules.history.max_len == 0:
+                raise Fail(p.ErrorCode.NOT_AVAILABLE, "no history in this namespace")
+        return await self.history(stream, cmd.since, cmd.limit)
+
+    async def _ack(self, session: Session, cmd: p.Ack) -> Any:
+        user = self._user(session)
+        top = await self.broker.read(inbox_stream(user), None, 0)
+        if cmd.epoch is not None and cmd.epoch != top.epoch:
+            raise Fail(p.ErrorCode.EPOCH_MISMATCH, f"epoch is now {top.epoch}")
+        if cmd.offset > top.offset:
+            raise Fail(p.ErrorCode.INVALID_PARAMS, "offset is beyond the end of the inbox")
+        offset, epoch = await self.broker.set_ack(user, cmd.offset, top.epoch)
+        return {"offset": offset, "epoch": epoch}
+
+    async def _ping(self, session: Session, cmd: p.Ping) -> Any:
+        return {"time": ms(self.clock())}
+
+    # --- server API (Python, same process) ---------------------------------
+
+    async def publish(self, channel: str, data: Any, *, sender: str | None = None) -> Entry:
+        """Publish to a channel as the server (no permission check)."""
+        if not p.valid_channel(channel):
+            raise ValueError(f"invalid channel {channel!r}")
+        rules = self.config.namespaces.get(namespace_of(channel))
+        if rules is None:
+            raise ValueError(f"unknown namespace in {channel!r}")
+        return await self.broker.publish(channel, data, sender=sender, limits=rules.history)
+
+    async def send(
+        self, users: Iterable[str], data: Any, *, sender: str | None = None
+    ) -> dict[str, Any]:
+        """Store ``data`` in each user's inbox; say per user whether one was online."""
+        users = list(dict.fromkeys(users))
+        online = await self.broker.online(users)
+        results: dict[str, Any] = {}
+        for user in users:
+            entry = await self.broker.publish(
+                inbox_stream(user), data, sender=sender, limits=self.config.inbox
+            )
+            status = "live" if user in online else "queued"
+            if status == "queued":
+                self.metrics.queued.inc()
+            results[user] = {"status": status, "offset": entry.offset, "epoch": entry.epoch}
+        return results
+
+    async def history(self, stream: str, since: p.Since | None, limit: int) -> dict[str, Any]:
+        """Read a stream (a channel, or ``$inbox:USER``) as the ``history`` command does.
+
+        Raises:
+            Fail: ``EPOCH_MISMATCH`` if ``since`` is from another epoch.
+        """
+        read = await self.broker.read(stream, None if since is None else since.offset, limit)
+        if since is not None and since.epoch != read.epoch:
+            raise Fail(p.ErrorCode.EPOCH_MISMATCH, f"epoch is now {read.epoch}")
+        return {
+            "epoch": read.epoch,
+            "offset": read.offset,
+            "complete": read.complete,
+            "publications": [entry_json(e) for e in read.entries],
+        }
+
+    async def presence(self, channel: str) -> dict[str, Any]:
+        """Who is in ``channel``: ``{"clients": {conn: {"user"}}, "users": {user: count}}``."""
+        members = await self.broker.presence(channel)
+        users: dict[str, int] = {}
+        for info in members.values():
+            users[info.user] = users.get(info.user, 0) + 1
+        return {"clients": {c: {"user": i.user} for c, i in members.items()}, "users": users}
+
+    # --- broker fan-out ------------------------------------------------------
+
+    def _on_broker(self, stream: str, item: Entry | Notice) -> None:
+        if stream.startswith(INBOX_PREFIX):
+            user_sessions = self._users.get(stream[len(INBOX_PREFIX) :])
+            if not user_sessions or not isinstance(item, Entry):
+                return
+            text = p.encode_push("message", {"epoch": item.epoch, **entry_json(item)})
+            sent = 0
+            for session in user_sessions:
+                sent += session.deliver(session.inbox_pending, item.offset, text)
+            self.metrics.delivered("message", sent, len(text))
+            return
+        sessions = self._channels.get(stream)
+        if not sessions:
+            return
+        if isinstance(item, Entry):
+            text = p.encode_push(
+                "pub", {"channel": stream, "epoch": item.epoch, **entry_json(item)}
+            )
+            sent = 0
+            for session in sessions:
+                sub = session.channels.get(stream)
+                if sub is not None:
+                    sent += session.deliver(sub.pending, item.offset, text)
+            self.metrics.delivered("publication", sent, len(text))
+        else:
+            text = p.encode_push(
+                item.kind, {"channel": stream, "user": item.user, "conn_id": item.conn_id}
+            )
+            sent = 0
+            for session in sessions:
+                sub = session.channels.get(stream)
+                if sub is not None and session.conn_id != item.conn_id:
+                    sent += session.deliver(sub.pending, None, text)
+            self.metrics.delivered(item.kind, sent, len(text))
+
+    # --- housekeeping --------------------------------------------------------
+
+    async def periodic(self) -> None:
+        """Clock ticks, token expiry, connect timeouts, presence heartbeats."""
+        now = self.clock()
+        tick = p.encode_push("tick", {"time": ms(now)})
+        cfg = self.config
+        for session in list(self.sessions.values()):
+            identity = session.identity
+            if identity is None:
+                if now - session.opened_at >= cfg.connect_timeout:
+                    await self.disconnect(
+                        session, DisconnectCode.CONNECT_TIMEOUT, "connect timeout"
+                    )
+                continue
+            if identity.expires_at is not None:
+                if now >= identity.expires_at:
+                    await self.disconnect(session, DisconnectCode.TOKEN_EXPIRED, "token expired")
+                    continue
+                if not session.expiring_sent and now >= identity.expires_at - cfg.expiring_notice:
+                    session.expiring_sent = True
+                    session.send(p.encode_push("expiring", {"expires_at": ms(identity.expires_at)}))
+            if session.tick:
+                session.send(tick)
+        try:
+            if now - self._last_touch >= cfg.presence_ttl / 3:
+                self._last_touch = now
+                keys = [(ONLINE, s.conn_id) for s in self.sessions.values() if s.user is not None]
+                keys += [
+                    (ch, s.conn_id)
+                    for s in self.sessions.values()
+                    for ch, sub in s.channels.items()
+                    if sub.rules.presence
+                ]
+                await self.broker.presence_touch(keys, cfg.presence_ttl)
+            await self.broker.maintain()
+        except BrokerUnavailable:
+            logger.warning("broker unavailable during housekeeping")
+
+    def health(self) -> dict[str, Any]:
+        """State for ``/healthz``."""
+        broker = self.broker.health()
+        ok, sessions, users = bool(broker.get("ok")), len(self.sessions), len(self._users)
+        counts = {"sessions": sessions, "users": users, "channels": len(self._channels)}
+        return {"ok": ok, "node": self.node_id, **counts, "broker": broker}

@@ -1,0 +1,471 @@
+"""The hub's wire protocol, ``hubbub.json.v1``, without I/O.
+
+Theory of operation
+-------------------
+
+Every WebSocket text message from a client is one JSON object, a *request*::
+
+    {"id": 7, "method": "publish", "params": {"channel": "chat:lobby", "data": "hi"}}
+
+The hub answers each request with exactly one *reply* carrying the same ``id``
+and either ``result`` or ``error`` (``{"code": 102, "message": "..."}``). Between
+replies it sends *pushes*, objects with a ``push`` member and no ``id``. The full
+specification, with every command, push and error code, is ``docs/protocol.md``;
+this module is its executable half:
+
+* :func:`parse_request` turns raw text into one of the typed command dataclasses
+  below, or into a :class:`Rejected` value carrying the numbered error to answer
+  with. It never raises, whatever the input, so a hostile client cannot make an
+  exception escape into the hub (a property the fuzz tests check);
+* :func:`encode_result`, :func:`encode_error` and :func:`encode_push` build the
+  outgoing text. Encoding is compact and refuses NaN, so every message the hub
+  sends is strict JSON that any language's parser accepts.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+__all__ = [
+    "INBOX",
+    "MAX_ID",
+    "SUBPROTOCOL",
+    "Ack",
+    "Command",
+    "Connect",
+    "ErrorCode",
+    "History",
+    "Online",
+    "Ping",
+    "Presence",
+    "PresenceStats",
+    "Publish",
+    "Refresh",
+    "Rejected",
+    "Send",
+    "Since",
+    "Subscribe",
+    "Unsubscribe",
+    "decode",
+    "encode",
+    "encode_error",
+    "encode_push",
+    "encode_result",
+    "parse_params",
+    "parse_request",
+    "valid_channel",
+    "valid_user",
+]
+
+#: The WebSocket subprotocol (RFC 6455 section 1.9) a client must offer.
+SUBPROTOCOL = "hubbub.json.v1"
+
+#: Name by which a client designates its own inbox stream.
+INBOX = "$inbox"
+
+#: Largest request id: 2**53 - 1, so that JavaScript numbers represent every id exactly.
+MAX_ID = 2**53 - 1
+
+JSON: TypeAlias = Any
+
+_CHANNEL_RE = re.compile(r"[A-Za-z0-9_\-.:@=/+#,]{1,255}")
+_USER_RE = re.compile(r"[^\x00-\x20\x7f$][^\x00-\x1f\x7f]{0,127}")
+
+
+class ErrorCode(enum.IntEnum):
+    """Numbered errors of the wire protocol (table in ``docs/protocol.md``)."""
+
+    # 1xx: the request is wrong.
+    BAD_REQUEST = 100
+    UNKNOWN_METHOD = 101
+    INVALID_PARAMS = 102
+    NOT_CONNECTED = 103
+    ALREADY_CONNECTED = 104
+    NOT_SUBSCRIBED = 105
+    ALREADY_SUBSCRIBED = 106
+    UNKNOWN_CHANNEL = 107
+    EPOCH_MISMATCH = 108
+    # 2xx: who you are or what you may do.
+    UNAUTHORIZED = 200
+    TOKEN_EXPIRED = 201
+    PERMISSION_DENIED = 202
+    # 3xx: a limit was reached; the request may be retried later or made smaller.
+    RATE_LIMITED = 300
+    BYTES_RATE_LIMITED = 301
+    MESSAGE_TOO_LARGE = 302
+    TOO_MANY_CHANNELS = 303
+    TOO_MANY_RECIPIENTS = 304
+    # 5xx: the hub failed.
+    INTERNAL = 500
+    BROKER_UNAVAILABLE = 501
+    NOT_AVAILABLE = 502
+
+
+def valid_channel(name: str) -> bool:
+    """Whether ``name`` is a channel name: 1-255 of ``[A-Za-z0-9_-.:@=/+#,]``."""
+    return _CHANNEL_RE.fullmatch(name) is not None
+
+
+def valid_user(user: str) -> bool:
+    """Whether ``user`` is a user id: 1-128 printable characters, not starting with ``$``."""
+    return _USER_RE.fullmatch(user) is not None
+
+
+# --- commands ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    """A stream position a client has seen: the offset of its last entry and the epoch."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Authenticate the connection; ``token`` is a JWT, ``name`` works in development mode."""
+
+    id: int
+    token: str | None
+    name: str | None
+    tick: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """Replace the connection's token before it expires."""
+
+    id: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Join a channel, optionally recovering what was published after ``since``."""
+
+    id: int
+    channel: str
+    since: Since | None
+    token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Leave a channel."""
+
+    id: int
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Publish ``data`` (any JSON value) to a channel."""
+
+    id: int
+    channel: str
+    data: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``data`` to the inboxes of the users in ``to``."""
+
+    id: int
+    to: tuple[str, ...]
+    data: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is in a channel."""
+
+    id: int
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceStats:
+    """How many users and connections are in a channel."""
+
+    id: int
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Online:
+    """Which of ``users`` have at least one live connection anywhere in the hub."""
+
+    id: int
+    users: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Read a stream: entries after ``since``, or the newest ``limit`` ones."""
+
+    id: int
+    stream: str
+    since: Since | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Confirm every inbox entry up to ``offset`` (in ``epoch``, if given)."""
+
+    id: int
+    stream: str
+    offset: int
+    epoch: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Application-level round trip; the result carries the server's time."""
+
+    id: int
+
+
+Command: TypeAlias = (
+    Connect
+    | Refresh
+    | Subscribe
+    | Unsubscribe
+    | Publish
+    | Send
+    | Presence
+    | PresenceStats
+    | Online
+    | History
+    | Ack
+    | Ping
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A request that cannot be executed; answer ``id`` (``None`` if unknown) with the error."""
+
+    id: int | None
+    code: ErrorCode
+    message: str
+
+
+class _Invalid(Exception):
+    """Internal: a parameter is wrong; turned into ``INVALID_PARAMS``."""
+
+
+#: Default and largest number of entries a ``history`` request returns.
+DEFAULT_HISTORY_LIMIT = 100
+MAX_HISTORY_LIMIT = 1000
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    # float("1e400") is inf, which strict JSON cannot carry back out.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
+
+
+def decode(raw: str | bytes) -> Any:
+    """Strict JSON: no NaN, no Infinity, no number that overflows to infinity.
+
+    Raises:
+        ValueError: not strict JSON (RecursionError for absurd nesting).
+    """
+    return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def parse_request(raw: str | bytes) -> Command | Rejected:
+    """Parse one client message.
+
+    Args:
+        raw: the message as received; binary messages are rejected (the JSON
+            encoding uses text frames only).
+
+    Returns:
+        The command, or a :class:`Rejected` value saying which error to reply.
+        Never raises.
+    """
+    if not isinstance(raw, str):
+        return Rejected(None, ErrorCode.BAD_REQUEST, "binary messages are not supported")
+    try:
+        obj = decode(raw)
+    except (ValueError, RecursionError):
+        return Rejected(None, ErrorCode.BAD_REQUEST, "message is not valid JSON")
+    if not isinstance(obj, dict):
+        return Rejected(None, ErrorCode.BAD_REQUEST, "message is not a JSON object")
+    req_id = obj.get("id")
+    if type(req_id) is not int or not 1 <= req_id <= MAX_ID:
+        return Rejected(None, ErrorCode.BAD_REQUEST, "id must be an integer in 1..2**53-1")
+    method = obj.get("method")
+    if not isinstance(method, str):
+        return Rejected(req_id, ErrorCode.BAD_REQUEST, "method must be a string")
+    return parse_params(method, obj.get("params", {}), req_id)
+
+
+def parse_params(method: str, params: Any, req_id: int = 0) -> Command | Rejected:
+    """Validate the ``params`` of a known ``method`` (also used by the HTTP API).
+
+    Never raises; an unknown method is rejected with ``UNKNOWN_METHOD``.
+    """
+    parser = _PARSERS.get(method)
+    if parser is None:
+        return Rejected(req_id, ErrorCode.UNKNOWN_METHOD, f"unknown method {method[:40]!r}")
+    if not isinstance(params, dict):
+        return Rejected(req_id, ErrorCode.INVALID_PARAMS, "params must be an object")
+    try:
+        return parser(req_id, params)
+    except _Invalid as exc:
+        return Rejected(req_id, ErrorCode.INVALID_PARAMS, str(exc))
+
+
+# --- parameter helpers -------------------------------------------------------------
+
+
+def _str(params: Mapping[str, Any], key: str, *, optional: bool = False) -> str | None:
+    value = params.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _Invalid(f"{key} must be a non-empty string")
+    return value
+
+
+def _required_str(params: Mapping[str, Any], key: str) -> str:
+    value = _str(params, key)
+    assert value is not None
+    return value
+
+
+def _int(params: Mapping[str, Any], key: str, low: int, high: int) -> int:
+    value = params.get(key)
+    # bool is a subclass of int in Python but not a number on the wire.
+    if type(value) is not int or not low <= value <= high:
+        raise _Invalid(f"{key} must be an integer in {low}..{high}")
+    return value
+
+
+def _channel(params: Mapping[str, Any]) -> str:
+    channel = _required_str(params, "channel")
+    if not valid_channel(channel):
+        raise _Invalid("channel must be 1-255 characters among A-Z a-z 0-9 _-.:@=/+#,")
+    return channel
+
+
+def _since(params: Mapping[str, Any]) -> Since | None:
+    since = params.get("since")
+    if since is None:
+        return None
+    if not isinstance(since, dict):
+        raise _Invalid("since must be an object {offset, epoch}")
+    return Since(_int(since, "offset", 0, MAX_ID), _required_str(since, "epoch"))
+
+
+def _users(params: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    users = params.get(key)
+    if not isinstance(users, list) or not users:
+        raise _Invalid(f"{key} must be a non-empty list of user ids")
+    seen: dict[str, None] = {}
+    for user in users:
+        if not isinstance(user, str) or not valid_user(user):
+            raise _Invalid(f"{key} must contain user ids (1-128 printable characters)")
+        seen[user] = None  # de-duplicates, keeping the order
+    return tuple(seen)
+
+
+def _has(params: Mapping[str, Any], key: str) -> JSON:
+    if key not in params:
+        raise _Invalid(f"{key} is required")
+    return params[key]
+
+
+def _connect(req_id: int, params: Mapping[str, Any]) -> Connect:
+    token = _str(params, "token", optional=True)
+    name = _str(params, "name", optional=True)
+    if token is None and name is None:
+        raise _Invalid("token is required")
+    if name is not None and not valid_user(name):
+        raise _Invalid("name must be a valid user id")
+    tick = params.get("tick", False)
+    if not isinstance(tick, bool):
+        raise _Invalid("tick must be a boolean")
+    return Connect(req_id, token, name, tick)
+
+
+def _stream(params: Mapping[str, Any]) -> str:
+    stream = _required_str(params, "stream")
+    if stream != INBOX and not valid_channel(stream):
+        raise _Invalid(f"stream must be {INBOX!r} or a channel name")
+    return stream
+
+
+def _history(req_id: int, params: Mapping[str, Any]) -> History:
+    limit = DEFAULT_HISTORY_LIMIT
+    if "limit" in params:
+        limit = _int(params, "limit", 1, MAX_HISTORY_LIMIT)
+    return History(req_id, _stream(params), _since(params), limit)
+
+
+def _ack(req_id: int, params: Mapping[str, Any]) -> Ack:
+    stream = _stream(params)
+    if stream != INBOX:
+        raise _Invalid(f"only the {INBOX!r} stream is acknowledged")
+    return Ack(
+        req_id, stream, _int(params, "offset", 0, MAX_ID), _str(params, "epoch", optional=True)
+    )
+
+
+def _subscribe(req_id: int, params: Mapping[str, Any]) -> Subscribe:
+    return Subscribe(req_id, _channel(params), _since(params), _str(params, "token", optional=True))
+
+
+_PARSERS: dict[str, Callable[[int, Mapping[str, Any]], Command]] = {
+    "connect": _connect,
+    "refresh": lambda i, p: Refresh(i, _required_str(p, "token")),
+    "subscribe": _subscribe,
+    "unsubscribe": lambda i, p: Unsubscribe(i, _channel(p)),
+    "publish": lambda i, p: Publish(i, _channel(p), _has(p, "data")),
+    "send": lambda i, p: Send(i, _users(p, "to"), _has(p, "data")),
+    "presence": lambda i, p: Presence(i, _channel(p)),
+    "presence_stats": lambda i, p: PresenceStats(i, _channel(p)),
+    "online": lambda i, p: Online(i, _users(p, "users")),
+    "history": _history,
+    "ack": _ack,
+    "ping": lambda i, p: Ping(i),
+}
+
+
+# --- encoding -------------------------------------------------------------------
+
+
+def encode(obj: JSON) -> str:
+    """Compact, strict JSON (no NaN or Infinity), UTF-8 characters kept as they are."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_result(req_id: int, result: JSON) -> str:
+    """The reply to a successful request."""
+    return encode({"id": req_id, "result": result})
+
+
+def encode_error(req_id: int | None, code: ErrorCode, message: str) -> str:
+    """The reply to a failed request (``id`` is ``null`` when it could not be read)."""
+    return encode({"id": req_id, "error": {"code": int(code), "message": message}})
+
+
+def encode_push(push: str, fields: Mapping[str, JSON]) -> str:
+    """A server push: ``{"push": <type>, ...fields}``."""
+    return encode({"push": push, **fields})

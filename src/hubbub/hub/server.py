@@ -1,0 +1,252 @@
+"""The hub on asyncio: the WebSocket endpoint, ``/healthz``, ``/metrics``, the HTTP API.
+
+Theory of operation
+-------------------
+
+:func:`start_hub` wires a :class:`~hubbub.hub.core.Node` to
+:func:`hubbub.asyncio.serve`:
+
+* each WebSocket connection (subprotocol ``hubbub.json.v1`` required) becomes a
+  session. The node's ``send(text)`` is synchronous and must never block, so
+  it appends to the connection's :class:`_Outbox`, whose writer task awaits
+  ``ws.send`` and thereby honours the connection's write buffer limits. An
+  outbox that fills up (the client reads too slowly) is dropped and the
+  connection closed with 4011: the client reconnects and recovers from its
+  offsets, which costs far less than buffering without bound;
+* plain HTTP on the same port goes through the adapter's ``process_request``
+  hook: ``GET /healthz`` (JSON, 503 when the broker is down) and ``GET /metrics``;
+* the publish API (:mod:`hubbub.hub.http_api`) listens on its own port when an
+  API key is configured, because it needs request bodies;
+* a housekeeping task calls :meth:`Node.periodic` every second (clock ticks,
+  token expiry, presence heartbeats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..asyncio import Server, ServerConnection, serve
+from ..exceptions import ConnectionClosed
+from ..protocol.http11 import Request, Response
+from .auth import Authenticator
+from .broker import Broker, MemoryBroker
+from .config import HubConfig
+from .core import Node
+from .http_api import HttpApi
+from .metrics import CONTENT_TYPE
+from .protocol import SUBPROTOCOL
+from .session import DisconnectCode
+from .static import serve_static
+
+__all__ = ["Hub", "run_hub", "start_hub"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Outbox:
+    """Turns the node's synchronous ``send`` into ordered awaits of ``ws.send``."""
+
+    def __init__(self, ws: ServerConnection, max_pending: int) -> None:
+        self.ws = ws
+        self.max_pending = max_pending
+        self.queue: collections.deque[str] = collections.deque()
+        self.wakeup = asyncio.Event()
+        self.closing: tuple[int, str] | None = None
+
+    def send(self, text: str) -> None:
+        if self.closing is not None:
+            return
+        if len(self.queue) >= self.max_pending:
+            # Slow consumer: what is queued is dropped; the client recovers it.
+            self.queue.clear()
+            self.close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
+            return
+        self.queue.append(text)
+        self.wakeup.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason)
+            self.wakeup.set()
+
+    async def run(self) -> None:
+        ws, queue = self.ws, self.queue
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while queue:
+                    await ws.send(queue.popleft())
+                if self.closing is not None:
+                    await ws.close(*self.closing)
+                    return
+
+
+@dataclass
+class Hub:
+    """A running hub, as :func:`start_hub` yields it."""
+
+    node: Node
+    server: Server
+    api: HttpApi | None
+
+    @property
+    def port(self) -> int:
+        """The WebSocket / HTTP port (handy with ``port=0``)."""
+        return self.server.port
+
+    @property
+    def api_port(self) -> int | None:
+        """The HTTP API's port, if it runs."""
+        return self.api.port if self.api is not None else None
+
+
+class _Endpoint:
+    def __init__(self, node: Node, max_pending: int) -> None:
+        self.node = node
+        self.max_pending = max_pending
+        self.outboxes: set[_Outbox] = set()
+        node.metrics.gauge_function(
+            "hubbub_outbox_messages",
+            "Messages queued on this node for clients that read slowly",
+            lambda: sum(len(o.queue) for o in self.outboxes),
+        )
+        node.metrics.gauge_function(
+            "hubbub_broker_entries",
+            "Entries kept by the broker (histories and inboxes), if it says",
+            lambda: float(node.broker.health().get("entries", 0)),
+        )
+
+    async def handler(self, ws: ServerConnection) -> None:
+        outbox = _Outbox(ws, self.max_pending)
+        self.outboxes.add(outbox)
+        session = self.node.open_session(outbox.send, outbox.close)
+        writer = asyncio.create_task(outbox.run())
+        try:
+            async for message in ws:
+                await self.node.handle(session, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.outboxes.discard(outbox)
+            await self.node.close_session(session)
+            if not writer.done():
+                writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        if "Upgrade" in request.headers:
+            return None  # the WebSocket handshake
+        path = request.path_only
+        if path == "/healthz":
+            health = self.node.health()
+            body = json.dumps(health)
+            return conn.respond(200 if health["ok"] else 503, body, "application/json")
+        if path == "/metrics":
+            return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
+        static = serve_static(request)  # the chat page, hubbub.js (hub/static)
+        if static is not None:
+            return static
+        return conn.respond(404, '{"error":"not found"}', "application/json")
+
+
+async def _housekeeping(node: Node, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await node.periodic()
+        except Exception:
+            logger.exception("hub housekeeping failed")
+
+
+@contextlib.asynccontextmanager
+async def start_hub(
+    host: str | None = "127.0.0.1",
+    port: int | None = 8765,
+    *,
+    node: Node | None = None,
+    broker: Broker | None = None,
+    auth: Authenticator | None = None,
+    config: HubConfig | None = None,
+    secret: str | None = None,
+    public_key: str | bytes | None = None,
+    insecure_dev_mode: bool = False,
+    api_key: str | None = None,
+    api_host: str | None = None,
+    api_port: int | None = 8766,
+    tick_interval: float = 1.0,
+    max_pending: int = 4096,
+    **ws_options: Any,
+) -> AsyncIterator[Hub]:
+    """Run a hub while the ``async with`` block runs.
+
+    Args:
+        host / port: where the WebSocket endpoint, ``/healthz`` and ``/metrics`` listen.
+        node: a ready node, whose broker the caller starts and closes (several
+            nodes may share it); otherwise one is built from ``broker`` (a
+            :class:`MemoryBroker` by default; started and closed with the hub),
+            ``auth`` (or ``secret`` / ``public_key`` / ``insecure_dev_mode``) and ``config``.
+        api_key: enables the HTTP API on ``api_host:api_port`` (``host`` by default).
+        tick_interval: seconds between housekeeping rounds (the clock push).
+        max_pending: messages queued for one slow client before it is closed (4011).
+        ws_options: passed to :func:`hubbub.asyncio.serve` (``max_size``, ``ssl`` ...).
+    """
+    given_node = node is not None
+    if node is None:
+        if auth is None:
+            if secret is None and public_key is None and not insecure_dev_mode:
+                raise ValueError("configure a secret, a public key, or insecure_dev_mode")
+            auth = Authenticator(
+                secret=secret, public_key=public_key, insecure_dev_mode=insecure_dev_mode
+            )
+        node = Node(broker or MemoryBroker(), auth, config)
+    # The broker of a node given by the caller may be shared with other nodes:
+    # the caller starts and closes it. Otherwise the hub does.
+    owns_broker = not given_node
+    if owns_broker:
+        await node.broker.start()
+    endpoint = _Endpoint(node, max_pending)
+    ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
+    housekeeping = asyncio.create_task(_housekeeping(node, tick_interval))
+    api: HttpApi | None = None
+    try:
+        async with serve(
+            endpoint.handler,
+            host,
+            port,
+            subprotocols=[SUBPROTOCOL],
+            subprotocol_required=True,
+            process_request=endpoint.process_request,
+            health_check_path=None,
+            **ws_options,
+        ) as server:
+            if api_key is not None:
+                api = HttpApi(node, api_key)
+                await api.start(api_host if api_host is not None else host, api_port)
+            try:
+                yield Hub(node, server, api)
+            finally:
+                if api is not None:
+                    await api.close()
+                await node.shutdown()
+    finally:
+        housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await housekeeping
+        if owns_broker:
+            await node.broker.close()
+
+
+async def run_hub(host: str | None = "127.0.0.1", port: int | None = 8765, **options: Any) -> None:
+    """Serve a hub until cancelled (see :func:`start_hub` for the options)."""
+    async with start_hub(host, port, **options) as hub:
+        logger.info("hub listening on %s:%d", host, hub.port)
+        await asyncio.Future()

@@ -1,0 +1,182 @@
+"""Sessions of a hub node and the small pieces of state they carry."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from . import protocol as p
+from .auth import Identity
+from .config import HubConfig, NamespaceRules, TokenBucket
+from .metrics import Traffic
+from .streams import Entry, ReadResult
+
+__all__ = [
+    "RECONNECT",
+    "REPLIED",
+    "DisconnectCode",
+    "Fail",
+    "Session",
+    "Subscription",
+    "entry_json",
+    "inbox_stream",
+    "ms",
+    "recovery_failure",
+]
+
+logger = logging.getLogger(__name__)
+
+INBOX_PREFIX = "$inbox:"
+
+
+def inbox_stream(user: str) -> str:
+    """Name of a user's inbox stream in the broker."""
+    return INBOX_PREFIX + user
+
+
+def ms(seconds: float) -> int:
+    """Seconds to the integer milliseconds used by every time on the wire."""
+    return int(seconds * 1000)
+
+
+class DisconnectCode(enum.IntEnum):
+    """WebSocket close codes the hub uses (private range, RFC 6455 section 7.4.2)."""
+
+    SHUTDOWN = 4000
+    TOKEN_EXPIRED = 4001
+    CONNECT_TIMEOUT = 4002
+    ABUSE = 4008
+    SLOW_CONSUMER = 4011
+
+
+RECONNECT = {
+    DisconnectCode.SHUTDOWN: True,
+    DisconnectCode.TOKEN_EXPIRED: True,
+    DisconnectCode.CONNECT_TIMEOUT: True,
+    DisconnectCode.ABUSE: False,
+    DisconnectCode.SLOW_CONSUMER: True,
+}
+
+
+class Fail(Exception):
+    """A request failed with a wire error ``code``; raised by handlers, answered by the node."""
+
+    def __init__(self, code: p.ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Subscription:
+    """One subscription of a session; ``pending`` buffers pushes while recovering."""
+
+    __slots__ = ("pending", "rules")
+
+    def __init__(self, rules: NamespaceRules) -> None:
+        self.rules = rules
+        self.pending: list[tuple[int | None, str]] | None = []
+
+
+class Session:
+    """One client connection, as the node sees it (create with :meth:`Node.open_session`)."""
+
+    def __init__(
+        self,
+        conn_id: str,
+        send: Callable[[str], None],
+        close: Callable[[int, str], None],
+        config: HubConfig,
+        *,
+        clock: Callable[[], float],
+        traffic: Traffic | None = None,
+    ) -> None:
+        self.conn_id = conn_id
+        self._traffic = traffic or Traffic()
+        self._send = send
+        self._close = close
+        self.identity: Identity | None = None
+        self.user: str | None = None
+        self.channels: dict[str, Subscription] = {}
+        self.tick = False
+        self.closed = False
+        self.released = False
+        self.opened_at = clock()
+        self.expiring_sent = False
+        self.strikes = 0
+        self.inbox_pending: list[tuple[int | None, str]] | None = None
+        self.commands = TokenBucket(config.command_rate, config.command_burst, clock)
+        self.bytes = TokenBucket(config.byte_rate, config.byte_burst, clock)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.conn_id} user={self.user!r}>"
+
+    def send(self, text: str) -> None:
+        """Queue ``text`` for the client (nothing once the session is closed)."""
+        if self.closed:
+            return
+        traffic = self._traffic
+        traffic.messages_out += 1
+        traffic.chars_out += len(text)
+        try:
+            self._send(text)
+        except Exception:
+            logger.exception("send failed on %s", self.conn_id)
+            self.closed = True
+
+    def abort(self, code: int, reason: str) -> None:
+        """Stop sending and ask the adapter to close the WebSocket."""
+        self.closed = True
+        self._close(code, reason)
+
+    def deliver(
+        self, pending: list[tuple[int | None, str]] | None, offset: int | None, text: str
+    ) -> int:
+        """Send ``text`` now, or buffer it in ``pending`` while that stream recovers.
+
+        The hot path of fan-out: returns 1 if it was sent now, so that the caller
+        counts the traffic once for all recipients instead of once per send.
+        """
+        if pending is not None:
+            pending.append((offset, text))
+            return 0
+        if self.closed:
+            return 0
+        try:
+            self._send(text)
+        except Exception:
+            logger.exception("send failed on %s", self.conn_id)
+            self.closed = True
+            return 0
+        return 1
+
+    def flush(self, pending: list[tuple[int | None, str]], after: int) -> None:
+        """Send what was buffered while recovering, skipping offsets up to ``after``."""
+        for offset, text in pending:
+            if offset is None or offset > after:
+                self.send(text)
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    return {
+        "offset": entry.offset,
+        "time": ms(entry.time),
+        "from": entry.sender,
+        "data": entry.data,
+    }
+
+
+REPLIED: Any = object()
+
+
+def recovery_failure(since: p.Since, read: ReadResult, recover_max: int) -> str | None:
+    """Why the publications after ``since`` cannot be recovered, or ``None`` if they can."""
+    if since.epoch != read.epoch:
+        return "epoch"
+    if since.offset > read.offset:
+        return "offset"
+    if not read.complete:
+        return "trimmed"
+    if len(read.entries) > recover_max:
+        return "too_many"
+    return None

@@ -1,0 +1,179 @@
+"""The wire protocol: parsing every command, rejecting bad input with numbered errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hubbub.hub import protocol as p
+from hubbub.hub.protocol import ErrorCode
+
+
+def req(method: str, params: object = None, req_id: object = 1) -> str:
+    obj: dict[str, object] = {"id": req_id, "method": method}
+    if params is not None:
+        obj["params"] = params
+    return json.dumps(obj)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (req("connect", {"token": "t"}), p.Connect(1, "t", None, False)),
+        (req("connect", {"name": "bob", "tick": True}), p.Connect(1, None, "bob", True)),
+        (req("refresh", {"token": "t2"}), p.Refresh(1, "t2")),
+        (req("subscribe", {"channel": "chat:a"}), p.Subscribe(1, "chat:a", None, None)),
+        (
+            req("subscribe", {"channel": "c", "since": {"offset": 3, "epoch": "e"}, "token": "s"}),
+            p.Subscribe(1, "c", p.Since(3, "e"), "s"),
+        ),
+        (req("unsubscribe", {"channel": "c"}), p.Unsubscribe(1, "c")),
+        (req("publish", {"channel": "c", "data": {"x": [1]}}), p.Publish(1, "c", {"x": [1]})),
+        (req("publish", {"channel": "c", "data": None}), p.Publish(1, "c", None)),
+        (req("send", {"to": ["a", "b", "a"], "data": "hi"}), p.Send(1, ("a", "b"), "hi")),
+        (req("presence", {"channel": "c"}), p.Presence(1, "c")),
+        (req("presence_stats", {"channel": "c"}), p.PresenceStats(1, "c")),
+        (req("online", {"users": ["a"]}), p.Online(1, ("a",))),
+        (req("history", {"stream": "c"}), p.History(1, "c", None, p.DEFAULT_HISTORY_LIMIT)),
+        (
+            req("history", {"stream": "$inbox", "since": {"offset": 0, "epoch": "e"}, "limit": 5}),
+            p.History(1, "$inbox", p.Since(0, "e"), 5),
+        ),
+        (req("ack", {"stream": "$inbox", "offset": 9}), p.Ack(1, "$inbox", 9, None)),
+        (req("ping"), p.Ping(1)),
+        (req("ping", {}, p.MAX_ID), p.Ping(p.MAX_ID)),
+    ],
+)
+def test_parse_valid(raw: str, expected: p.Command) -> None:
+    assert p.parse_request(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "req_id"),
+    [
+        (b'{"id":1,"method":"ping"}', ErrorCode.BAD_REQUEST, None),
+        ("not json", ErrorCode.BAD_REQUEST, None),
+        ('{"id":1,"method":"ping","x":NaN}', ErrorCode.BAD_REQUEST, None),
+        ("[1,2]", ErrorCode.BAD_REQUEST, None),
+        ('{"id":1,"method":"publish","params":{"channel":"c","data":1e400}}', 100, None),
+        ('{"id":1,"method":"publish","params":{"channel":"c","data":-1E999}}', 100, None),
+        ("[" * 100_000, ErrorCode.BAD_REQUEST, None),
+        (req("ping", req_id=0), ErrorCode.BAD_REQUEST, None),
+        (req("ping", req_id=p.MAX_ID + 1), ErrorCode.BAD_REQUEST, None),
+        (req("ping", req_id=True), ErrorCode.BAD_REQUEST, None),
+        (req("ping", req_id="1"), ErrorCode.BAD_REQUEST, None),
+        (req("ping", req_id=1.0), ErrorCode.BAD_REQUEST, None),
+        ('{"id":4}', ErrorCode.BAD_REQUEST, 4),
+        (req("fly"), ErrorCode.UNKNOWN_METHOD, 1),
+        (req("ping", [1]), ErrorCode.INVALID_PARAMS, 1),
+        (req("connect", {}), ErrorCode.INVALID_PARAMS, 1),
+        (req("connect", {"name": "$bad"}), ErrorCode.INVALID_PARAMS, 1),
+        (req("connect", {"token": "t", "tick": 1}), ErrorCode.INVALID_PARAMS, 1),
+        (req("subscribe", {"channel": ""}), ErrorCode.INVALID_PARAMS, 1),
+        (req("subscribe", {"channel": "a b"}), ErrorCode.INVALID_PARAMS, 1),
+        (req("subscribe", {"channel": "$inbox"}), ErrorCode.INVALID_PARAMS, 1),
+        (req("subscribe", {"channel": "x" * 256}), ErrorCode.INVALID_PARAMS, 1),
+        (req("subscribe", {"channel": "c", "since": 3}), ErrorCode.INVALID_PARAMS, 1),
+        (req("subscribe", {"channel": "c", "since": {"offset": -1, "epoch": "e"}}), 102, 1),
+        (req("subscribe", {"channel": "c", "since": {"offset": True, "epoch": "e"}}), 102, 1),
+        (req("subscribe", {"channel": "c", "since": {"offset": 1}}), 102, 1),
+        (req("publish", {"channel": "c"}), ErrorCode.INVALID_PARAMS, 1),
+        (req("send", {"to": [], "data": 1}), ErrorCode.INVALID_PARAMS, 1),
+        (req("send", {"to": "bob", "data": 1}), ErrorCode.INVALID_PARAMS, 1),
+        (req("send", {"to": [1], "data": 1}), ErrorCode.INVALID_PARAMS, 1),
+        (req("send", {"to": ["ok", "no\nnewline"], "data": 1}), ErrorCode.INVALID_PARAMS, 1),
+        (req("history", {"stream": "c", "limit": 0}), ErrorCode.INVALID_PARAMS, 1),
+        (req("history", {"stream": "c", "limit": p.MAX_HISTORY_LIMIT + 1}), 102, 1),
+        (req("ack", {"stream": "chat:a", "offset": 1}), ErrorCode.INVALID_PARAMS, 1),
+        (req("ack", {"stream": "$inbox"}), ErrorCode.INVALID_PARAMS, 1),
+    ],
+)
+def test_parse_invalid(raw: str | bytes, code: int, req_id: int | None) -> None:
+    result = p.parse_request(raw)
+    assert isinstance(result, p.Rejected)
+    assert (result.code, result.id) == (code, req_id)
+    assert result.message
+
+
+def test_encoding_is_strict_compact_json() -> None:
+    assert p.encode_result(3, {"a": "é"}) == '{"id":3,"result":{"a":"é"}}'
+    assert json.loads(p.encode_error(None, ErrorCode.RATE_LIMITED, "slow down")) == {
+        "id": None,
+        "error": {"code": 300, "message": "slow down"},
+    }
+    assert json.loads(p.encode_push("tick", {"time": 5})) == {"push": "tick", "time": 5}
+    with pytest.raises(ValueError, match="JSON"):
+        p.encode_result(1, float("nan"))
+
+
+def test_error_codes_are_grouped() -> None:
+    groups = {code.value // 100 for code in ErrorCode}
+    assert groups == {1, 2, 3, 5}
+    assert ErrorCode.PERMISSION_DENIED // 100 == 2
+    assert ErrorCode.MESSAGE_TOO_LARGE // 100 == 3
+
+
+def test_names() -> None:
+    assert p.valid_channel("chat:room-1/a.b@c=d")
+    assert p.valid_channel("dm:x#alice,bob")
+    assert not p.valid_channel("$online")
+    assert not p.valid_channel("ünïcode")
+    assert p.valid_user("alice")
+    assert p.valid_user("Ada Lovelace")
+    assert not p.valid_user(" lead")
+    assert not p.valid_user("$inbox")
+    assert not p.valid_user("x" * 129)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(st.text())
+def test_parse_never_raises_on_text(raw: str) -> None:
+    result = p.parse_request(raw)
+    assert isinstance(result, p.Rejected)
+
+
+@given(
+    st.sampled_from([*p._PARSERS, "nope"]),
+    st.one_of(st.integers(-2, 2**60), json_values),
+    st.one_of(
+        json_values,
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "token",
+                    "name",
+                    "channel",
+                    "since",
+                    "data",
+                    "to",
+                    "users",
+                    "stream",
+                    "limit",
+                    "offset",
+                    "epoch",
+                    "tick",
+                ]
+            ),
+            json_values,
+        ),
+    ),
+)
+def test_parse_never_raises_on_json(method: str, req_id: object, params: object) -> None:
+    raw = json.dumps({"id": req_id, "method": method, "params": params})
+    result = p.parse_request(raw)
+    if isinstance(result, p.Rejected):
+        assert isinstance(result.code, ErrorCode)
+        # An id is echoed only when it was a valid one.
+        assert result.id is None or result.id == req_id
+    else:
+        assert result.id == req_id
+        assert type(result).__name__.lower() == method.replace("_", "")
