@@ -6,22 +6,21 @@ key in ``Authorization: Bearer <key>`` (or ``X-API-Key``). The answer is the
 command's result as JSON (200), or ``{"error": {"code", "message"}}`` with the
 wire error code and an HTTP status (400, 401, 404, 405, 413, 503).
 
-The API is served by this small HTTP/1.1 server (one request per connection,
-bodies bounded by ``Content-Length``), on its own port: the WebSocket endpoint's
-handshake hook sees request heads only.
+The API shares the hub's port with the WebSocket endpoint: the adapter reads a
+request's ``Content-Length`` body (up to ``max_body``, :data:`MAX_BODY` here;
+413 past it) before the hub's ``process_request`` hook hands it to
+:meth:`HttpApi.respond`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import logging
 from typing import Any
 
-from ..exceptions import HubbubError
-from ..protocol.http11 import parse_request
+from ..asyncio.server import ServerConnection
+from ..protocol.http11 import Request, Response
 from . import protocol as p
 from .broker import BrokerUnavailable
 from .core import Node
@@ -33,19 +32,6 @@ logger = logging.getLogger(__name__)
 
 #: Largest request body accepted, in bytes.
 MAX_BODY = 1024 * 1024
-_MAX_HEAD = 16 * 1024
-_TIMEOUT = 10.0
-
-_STATUS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 class _HttpError(Exception):
@@ -70,71 +56,21 @@ class HttpApi:
             raise ValueError("the API key must not be empty")
         self.node = node
         self._key = api_key.encode()
-        self._server: asyncio.Server | None = None
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def start(self, host: str | None, port: int | None) -> None:
-        self._server = await asyncio.start_server(self._serve, host, port or 0, limit=_MAX_HEAD)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def respond(self, conn: ServerConnection, request: Request) -> Response:
+        """Answer one API request (the hub's ``process_request`` hands it over)."""
         try:
-            status, body = await asyncio.wait_for(self._exchange(reader), _TIMEOUT)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-            return
-        except Exception:
-            logger.exception("HTTP API failure")
-            status, body = 500, _error(p.ErrorCode.INTERNAL, "internal error")
-        payload = json.dumps(body).encode()
-        head = (
-            f"HTTP/1.1 {status} {_STATUS.get(status, 'Error')}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n"
-            "Connection: close\r\n\r\n"
-        )
-        with contextlib.suppress(ConnectionError):
-            writer.write(head.encode() + payload)
-            await writer.drain()
-        writer.close()
-
-    async def _exchange(self, reader: asyncio.StreamReader) -> tuple[int, Any]:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            return 413, _error(p.ErrorCode.MESSAGE_TOO_LARGE, "request head too large")
-        try:
-            parsed = parse_request(head)
-        except HubbubError as exc:
-            return 400, _error(p.ErrorCode.BAD_REQUEST, str(exc))
-        assert parsed is not None  # the head is complete
-        request = parsed[0]
-        try:
-            length = int(request.headers.get("Content-Length") or "0")
-        except ValueError:
-            return 400, _error(p.ErrorCode.BAD_REQUEST, "invalid Content-Length")
-        if length < 0 or length > MAX_BODY:
-            return 413, _error(p.ErrorCode.MESSAGE_TOO_LARGE, "body too large")
-        body = await reader.readexactly(length)
-        try:
-            result = await self.dispatch(
+            result: Any = await self.dispatch(
                 request.method,
                 request.path_only,
                 request.headers.get("Authorization"),
                 request.headers.get("X-API-Key"),
-                body,
+                request.body,
             )
+            status = 200
         except _HttpError as exc:
-            return exc.status, _error(exc.code, str(exc))
-        return 200, result
+            status, result = exc.status, _error(exc.code, str(exc))
+        return conn.respond(status, json.dumps(result), "application/json")
 
     def _authorized(self, authorization: str | None, api_key: str | None) -> bool:
         presented = api_key

@@ -15,8 +15,9 @@ Theory of operation
   offsets, which costs far less than buffering without bound;
 * plain HTTP on the same port goes through the adapter's ``process_request``
   hook: ``GET /healthz`` (JSON, 503 when the broker is down) and ``GET /metrics``;
-* the publish API (:mod:`hubbub.hub.http_api`) listens on its own port when an
-  API key is configured, because it needs request bodies;
+* the HTTP API (:mod:`hubbub.hub.http_api`, ``POST /api/...``) is served on the
+  same port when an API key is configured (the adapter reads request bodies up
+  to ``max_body``);
 * a housekeeping task calls :meth:`Node.periodic` every second (clock ticks,
   token expiry, presence heartbeats).
 """
@@ -39,7 +40,7 @@ from .auth import Authenticator
 from .broker import Broker, MemoryBroker
 from .config import HubConfig
 from .core import Node
-from .http_api import HttpApi
+from .http_api import MAX_BODY, HttpApi
 from .metrics import CONTENT_TYPE
 from .protocol import SUBPROTOCOL
 from .session import DisconnectCode
@@ -102,16 +103,12 @@ class Hub:
         """The WebSocket / HTTP port (handy with ``port=0``)."""
         return self.server.port
 
-    @property
-    def api_port(self) -> int | None:
-        """The HTTP API's port, if it runs."""
-        return self.api.port if self.api is not None else None
-
 
 class _Endpoint:
-    def __init__(self, node: Node, max_pending: int) -> None:
+    def __init__(self, node: Node, max_pending: int, api: HttpApi | None) -> None:
         self.node = node
         self.max_pending = max_pending
+        self.api = api
         self.outboxes: set[_Outbox] = set()
         node.metrics.gauge_function(
             "hubbub_outbox_messages",
@@ -142,10 +139,18 @@ class _Endpoint:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
-    def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+    async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if "Upgrade" in request.headers:
             return None  # the WebSocket handshake
         path = request.path_only
+        if path.startswith("/api/"):
+            if self.api is None:
+                return conn.respond(
+                    404,
+                    '{"error":"the HTTP API is off: start the hub with an API key"}',
+                    "application/json",
+                )
+            return await self.api.respond(conn, request)
         if path == "/healthz":
             health = self.node.health()
             body = json.dumps(health)
@@ -180,8 +185,6 @@ async def start_hub(
     public_key: str | bytes | None = None,
     insecure_dev_mode: bool = False,
     api_key: str | None = None,
-    api_host: str | None = None,
-    api_port: int | None = 8766,
     tick_interval: float = 1.0,
     max_pending: int = 4096,
     **ws_options: Any,
@@ -194,7 +197,7 @@ async def start_hub(
             nodes may share it); otherwise one is built from ``broker`` (a
             :class:`MemoryBroker` by default; started and closed with the hub),
             ``auth`` (or ``secret`` / ``public_key`` / ``insecure_dev_mode``) and ``config``.
-        api_key: enables the HTTP API on ``api_host:api_port`` (``host`` by default).
+        api_key: enables the HTTP API (``POST /api/...`` on the same port).
         tick_interval: seconds between housekeeping rounds (the clock push).
         max_pending: messages queued for one slow client before it is closed (4011).
         ws_options: passed to :func:`hubbub.asyncio.serve` (``max_size``, ``ssl`` ...).
@@ -213,10 +216,11 @@ async def start_hub(
     owns_broker = not given_node
     if owns_broker:
         await node.broker.start()
-    endpoint = _Endpoint(node, max_pending)
+    api = HttpApi(node, api_key) if api_key is not None else None
+    endpoint = _Endpoint(node, max_pending, api)
     ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
+    ws_options.setdefault("max_body", MAX_BODY)
     housekeeping = asyncio.create_task(_housekeeping(node, tick_interval))
-    api: HttpApi | None = None
     try:
         async with serve(
             endpoint.handler,
@@ -228,14 +232,9 @@ async def start_hub(
             health_check_path=None,
             **ws_options,
         ) as server:
-            if api_key is not None:
-                api = HttpApi(node, api_key)
-                await api.start(api_host if api_host is not None else host, api_port)
             try:
                 yield Hub(node, server, api)
             finally:
-                if api is not None:
-                    await api.close()
                 await node.shutdown()
     finally:
         housekeeping.cancel()

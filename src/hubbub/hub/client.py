@@ -1,0 +1,599 @@
+"""The Python asyncio client of the hub (the ``hubbub.json.v1`` protocol, ``docs/protocol.md``).
+
+Usage::
+
+    from hubbub.hub.client import HubClient
+
+    async with HubClient("ws://127.0.0.1:8765/", token=get_token) as hub:
+        await hub.subscribe("chat:lobby")
+        await hub.publish("chat:lobby", {"text": "hi"})
+        await hub.send(["bob"], {"text": "psst"})
+        async for push in hub:            # pub, message, join, leave, tick, recovery ...
+            print(push.kind, push.channel, push.data)
+
+Theory of operation
+-------------------
+
+One task (the *runner*) owns the connection: it opens a WebSocket, sends
+``connect``, re-subscribes to every channel the application joined, then
+reports ``live``. When the connection drops it waits a delay with full jitter
+(:class:`hubbub.backoff.Backoff`: uniform in ``[0, min(max, initial *
+factor**n)]``, so clients cut off together by a hub restart come back spread
+out) and starts again. After 4008 or 1008, a ``disconnect`` push saying
+``reconnect: false``, or a refused static token, it stops in ``closed``.
+
+Recovery (protocol section 2): per channel and for the inbox, the client keeps
+the epoch and offset of the last entry it queued for the application, and
+re-subscribes with them as ``since``. Entries carried by replies are queued as
+the reply is read, before any later push, and an entry at or below the kept
+offset of the same epoch (a redelivery) is dropped: the application sees each
+entry once, in order, across reconnections. When recovery is impossible, a
+``recovery`` push (``stream``, ``reason``) is queued in the entries' place.
+
+Acks (section 2.2): an inbox entry counts as processed when the application
+asks for the next push; it is then acknowledged in the background (batched),
+unless ``auto_ack=False`` (then call :meth:`HubClient.ack`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..asyncio import ClientConnection, connect
+from ..backoff import Backoff, is_transient
+from ..exceptions import ConnectionClosed, HubbubError
+from .protocol import SUBPROTOCOL
+
+__all__ = ["INBOX", "ConnectionLost", "HubClient", "HubError", "Push", "State"]
+
+logger = logging.getLogger(__name__)
+
+INBOX = "$inbox"
+TokenSource = str | Callable[[], str | Awaitable[str]] | None
+
+# Close codes after which reconnecting would not help (protocol section 9).
+_FINAL_CLOSE_CODES = frozenset({1008, 4008})
+# connect errors that a static token or name will get again: 200, 201, 102.
+_IDENTITY_ERRORS = frozenset({102, 200, 201})
+
+
+class HubError(HubbubError):
+    """An error reply from the hub; ``code`` is in ``docs/protocol.md`` section 5."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{message} ({code})")
+        self.code = code
+
+
+class ConnectionLost(HubbubError):
+    """The connection dropped before the reply came: the request may or may not have run."""
+
+
+class State(enum.StrEnum):
+    """What the client is doing, as :attr:`HubClient.state` reports it."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Push:
+    """A push from the hub, or a ``recovery`` notice from the client.
+
+    Attributes:
+        kind: ``pub``, ``message``, ``join``, ``leave``, ``tick``, ``expiring``,
+            ``disconnect``, ``recovery`` (``raw["reason"]`` says why), or newer kinds.
+        channel: of ``pub``/``join``/``leave``; the stream of ``recovery``.
+        data / offset / epoch / sender (``from``) / time: as on the wire.
+        raw: the whole push object.
+    """
+
+    kind: str
+    channel: str | None = None
+    data: Any = None
+    offset: int | None = None
+    epoch: str | None = None
+    sender: str | None = None
+    time: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> Push:
+        """The :class:`Push` of a wire push object."""
+        fields = (m.get("data"), m.get("offset"), m.get("epoch"), m.get("from"), m.get("time"))
+        return cls(str(m["push"]), m.get("channel", m.get("stream")), *fields, raw=m)
+
+
+_CLOSED = Push("closed")
+
+
+@dataclass
+class _Stream:
+    epoch: str | None = None
+    offset: int = 0
+    token: str | None = None
+    active: bool = False
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[Any]
+    on_reply: Callable[[Any], None] | None
+
+
+class HubClient:
+    """A hub client that stays connected and recovers what it missed.
+
+    Args:
+        uri: the hub's WebSocket URL (``ws://127.0.0.1:8765/``).
+        token: a JWT, or a function (sync or async) returning a fresh one; it is
+            called on every (re)connection and when the hub pushes ``expiring``.
+        name: development mode only (insecure): the user id, without a token.
+        tick: ask for the hub's clock every second (``tick`` pushes).
+        auto_ack: acknowledge inbox entries once the application moved past them.
+        backoff: reconnection delays; ``Backoff(0.5, 2, 30)`` by default.
+        on_state: called with each new :class:`State`.
+        ws_options: passed to :func:`hubbub.asyncio.connect`.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        token: TokenSource = None,
+        name: str | None = None,
+        tick: bool = False,
+        auto_ack: bool = True,
+        backoff: Backoff | None = None,
+        on_state: Callable[[State], object] | None = None,
+        **ws_options: Any,
+    ) -> None:
+        if token is None and name is None:
+            raise ValueError("give a token (or a token function), or a name in development mode")
+        self.uri = uri
+        self.token = token
+        self.name = name
+        self.tick = tick
+        self.auto_ack = auto_ack
+        self.backoff = backoff or Backoff(initial_delay=0.5, factor=2.0, max_delay=30.0)
+        self.on_state = on_state
+        self.ws_options = ws_options
+        self.state = State.IDLE
+        self.user: str | None = None
+        self.conn_id: str | None = None
+        self.connect_result: dict[str, Any] | None = None
+        self.close_error: BaseException | None = None
+        self.reconnections = 0
+        self._channels: dict[str, _Stream] = {}
+        self._inbox = _Stream()
+        self._queue: asyncio.Queue[Push] = asyncio.Queue()
+        self._pending: dict[int, _Pending] = {}
+        self._ids = 0
+        self._ws: ClientConnection | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._no_reconnect = False
+        self._processed: int | None = None  # inbox offset the app moved past
+        self._ack_wanted = 0
+        self._ack_sent = 0
+        self._ack_task: asyncio.Future[Any] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> HubClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> dict[str, Any]:
+        """Connect; return the ``connect`` result once live.
+
+        Raises:
+            HubError / HubbubError / OSError: a failure retrying cannot fix.
+        """
+        if self._runner is None:
+            self._set_state(State.CONNECTING)
+            self._runner = asyncio.create_task(self._run(), name="hubbub-hub-client")
+        return await self.wait_live()
+
+    async def close(self) -> None:
+        """Disconnect for good; pending requests fail with :class:`ConnectionLost`."""
+        ws = self._ws
+        self._finish(None)
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if ws is not None:
+            await ws.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def wait_live(self) -> dict[str, Any]:
+        """Wait until the client is live (again); return the ``connect`` result."""
+        while True:
+            if self.state is State.LIVE and self.connect_result is not None:
+                return self.connect_result
+            if self.state is State.CLOSED:
+                raise self.close_error or ConnectionLost("the client is closed")
+            await self._changed.wait()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client stopped for good (:meth:`close`, or a final failure)."""
+        return self.state is State.CLOSED
+
+    async def wait_state(self, state: State) -> None:
+        """Wait until the client is in ``state``."""
+        while self.state is not state:
+            await self._changed.wait()
+
+    def _set_state(self, state: State) -> None:
+        if state is self.state and state is not State.RECONNECTING:
+            return
+        self.state = state
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if self.on_state is not None:
+            self.on_state(state)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.close_error = error
+        self._set_state(State.CLOSED)
+        self._queue.put_nowait(_CLOSED)  # wakes up a recv() waiting for a push
+        self._fail_pending()
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self) -> None:
+        attempt = 0
+        while self.state is not State.CLOSED:
+            try:
+                live = await self._session()
+            except Exception as exc:
+                if isinstance(exc, HubError) or not is_transient(exc):
+                    self._finish(exc)
+                    return
+                live = False
+                logger.info("hub connection failed: %s", exc)
+            if self.closed:
+                return
+            if self._no_reconnect:
+                self._finish(ConnectionLost("the hub asked not to reconnect"))
+                return
+            attempt = 0 if live else attempt + 1
+            # Full jitter even after a live connection: a hub restart drops every
+            # client at once, and they must not all come back at once.
+            delay = self.backoff.delay(attempt)
+            self._set_state(State.RECONNECTING)
+            self.reconnections += 1
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> bool:
+        """One connection, from opening to closing; says whether it was live."""
+        ws = await connect(self.uri, subprotocols=[SUBPROTOCOL], **self.ws_options)
+        self._ws = ws
+        self._no_reconnect = False
+        reader = asyncio.create_task(self._read(ws))
+        live = False
+        try:
+            await self._handshake(ws)
+            live = True
+            self._set_state(State.LIVE)
+            await reader
+        except HubError as exc:
+            if exc.code in _IDENTITY_ERRORS and not callable(self.token):
+                raise  # the same token or name would be refused again
+            logger.warning("hub handshake failed: %s", exc)
+        except (ConnectionLost, ConnectionClosed):
+            pass
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._ws = None
+            self._fail_pending()
+            for sub in self._channels.values():
+                sub.active = False
+            if self.state is not State.CLOSED:
+                await ws.close()
+        if ws.close_code in _FINAL_CLOSE_CODES:
+            self._finish(ConnectionLost(f"closed by the hub: {ws.close_code} {ws.close_reason}"))
+        return live
+
+    async def _handshake(self, ws: ClientConnection) -> None:
+        params: dict[str, Any] = {"tick": self.tick}
+        token = await self._fresh_token()
+        if token is not None:
+            params["token"] = token
+        else:
+            params["name"] = self.name
+        result = await self._request(ws, "connect", params, self._on_connected)
+        self.user, self.conn_id = result["user"], result["conn_id"]
+        for channel, sub in list(self._channels.items()):
+            try:
+                await self._join(ws, channel, sub)
+            except HubError as exc:  # no longer allowed, for instance
+                self._channels.pop(channel, None)
+                self._queue.put_nowait(
+                    Push("unsubscribed", channel, raw={"code": exc.code, "message": str(exc)})
+                )
+        self.connect_result = result
+        acked = result["inbox"]["acked"]
+        if self._ack_wanted > acked and self._inbox.epoch == result["inbox"]["epoch"]:
+            self._ack_sent = acked  # acks lost with the connection: send again
+            self._schedule_ack()
+
+    async def _fresh_token(self) -> str | None:
+        token = self.token
+        if callable(token):
+            value = token()
+            return await value if inspect.isawaitable(value) else value
+        return token
+
+    def _on_connected(self, result: Any) -> None:
+        # Runs as the reply is read, before later pushes: the backlog is in order.
+        inbox = result["inbox"]
+        if self._inbox.epoch is not None and inbox["epoch"] != self._inbox.epoch:
+            self._recovery(INBOX, "epoch")
+            self._inbox.offset = self._ack_wanted = self._ack_sent = 0
+            self._processed = None
+        elif not inbox["recovered"]:
+            self._recovery(INBOX, inbox.get("reason", "unknown"))
+        self._inbox.epoch = inbox["epoch"]
+        for entry in inbox["messages"]:
+            self._entry(self._inbox, {"push": "message", "epoch": inbox["epoch"], **entry})
+
+    async def _join(self, ws: ClientConnection, channel: str, sub: _Stream) -> Any:
+        params: dict[str, Any] = {"channel": channel}
+        if sub.token is not None:
+            params["token"] = sub.token
+        if sub.epoch is not None:
+            params["since"] = {"offset": sub.offset, "epoch": sub.epoch}
+
+        def on_reply(result: Any) -> None:
+            if result.get("recovered") is False:
+                self._recovery(channel, result.get("reason", "unknown"))
+            sub.active = True
+            if sub.epoch != result["epoch"]:
+                sub.epoch, sub.offset = result["epoch"], result["offset"]
+            for entry in result["publications"]:
+                wire = {"push": "pub", "channel": channel, "epoch": result["epoch"], **entry}
+                self._entry(sub, wire)
+            sub.offset = max(sub.offset, result["offset"])
+
+        return await self._request(ws, "subscribe", params, on_reply)
+
+    def _recovery(self, stream: str, reason: str) -> None:
+        self._queue.put_nowait(
+            Push("recovery", stream, raw={"push": "recovery", "stream": stream, "reason": reason})
+        )
+
+    # --- wire ------------------------------------------------------------------
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for text in ws:
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    logger.warning("hub sent a message that is not JSON")
+                    continue
+                if isinstance(message, dict):
+                    self._receive(message)
+
+    def _receive(self, message: dict[str, Any]) -> None:
+        kind = message.get("push")
+        if kind is None:
+            pending = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if pending is None:
+                logger.warning("unexpected reply from the hub: %s", message)
+                return
+            error = message.get("error")
+            if error is not None:
+                pending.future.set_exception(HubError(error["code"], error["message"]))
+                return
+            try:
+                if pending.on_reply is not None:
+                    pending.on_reply(message["result"])
+            finally:
+                if not pending.future.done():
+                    pending.future.set_result(message["result"])
+            return
+        if kind in {"pub", "message"}:
+            channel = str(message.get("channel"))
+            self._entry(self._inbox if kind == "message" else self._channels.get(channel), message)
+            return
+        if kind == "expiring" and callable(self.token):
+            self._spawn(self._refresh())
+        elif kind == "disconnect":
+            self._no_reconnect = not message.get("reconnect", True)
+        self._queue.put_nowait(Push.from_wire(message))
+
+    def _entry(self, stream: _Stream | None, message: dict[str, Any]) -> None:
+        if stream is None:
+            return  # a channel we left
+        offset, epoch = message["offset"], message["epoch"]
+        if epoch == stream.epoch and offset <= stream.offset:
+            return  # delivered before: an unacknowledged redelivery or an overlap
+        stream.epoch, stream.offset = epoch, offset
+        self._queue.put_nowait(Push.from_wire(message))
+
+    async def _request(
+        self,
+        ws: ClientConnection,
+        method: str,
+        params: dict[str, Any],
+        on_reply: Callable[[Any], None] | None = None,
+    ) -> Any:
+        self._ids += 1
+        req_id = self._ids
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = _Pending(future, on_reply)
+        try:
+            await ws.send(json.dumps({"id": req_id, "method": method, "params": params}))
+        except ConnectionClosed:
+            self._pending.pop(req_id, None)
+            raise ConnectionLost(f"connection lost before {method} was sent") from None
+        return await future
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if not p.future.done():
+                p.future.set_exception(ConnectionLost("connection lost before the reply"))
+                p.future.exception()  # nobody may be waiting: do not warn about it
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """Send a request once live (waiting through a reconnection); return its result.
+
+        Raises:
+            HubError: the hub answered with an error.
+            ConnectionLost: the connection dropped before the reply (the request
+                may have been executed: retry only what is safe to repeat).
+        """
+        return await self._request(await self._live_ws(), method, params)
+
+    async def _live_ws(self) -> ClientConnection:
+        while True:
+            await self.wait_live()
+            if self._ws is not None:
+                return self._ws
+            await self._changed.wait()  # dropped; the runner is about to reconnect
+
+    # --- commands (docs/protocol.md section 3) ----------------------------------
+
+    async def subscribe(
+        self, channel: str, *, token: str | None = None, since: dict[str, Any] | None = None
+    ) -> Any:
+        """Join ``channel`` and stay in it across reconnections.
+
+        ``since`` (``{"offset", "epoch"}``, for instance from :meth:`history`)
+        recovers from a known position.
+        """
+        if channel in self._channels:
+            raise HubError(106, "already subscribed")
+        sub = _Stream(token=token)
+        if since is not None:
+            sub.epoch, sub.offset = since["epoch"], since["offset"]
+        self._channels[channel] = sub
+        try:
+            while True:
+                ws = await self._live_ws()
+                if sub.active:  # joined by a reconnection meanwhile
+                    return {"channel": channel, "epoch": sub.epoch, "offset": sub.offset}
+                try:
+                    return await self._join(ws, channel, sub)
+                except ConnectionLost:
+                    continue  # the next connection joins it
+        except BaseException:
+            self._channels.pop(channel, None)
+            raise
+
+    async def unsubscribe(self, channel: str) -> Any:
+        """Leave ``channel``."""
+        self._channels.pop(channel, None)
+        return await self.call("unsubscribe", channel=channel)
+
+    async def publish(self, channel: str, data: Any) -> Any:
+        """Publish to a channel; returns ``{"offset", "epoch"}`` of the new entry."""
+        return await self.call("publish", channel=channel, data=data)
+
+    async def send(self, to: list[str], data: Any) -> Any:
+        """A direct event to users: ``{"results": {user: {"status", "offset", "epoch"}}}``."""
+        return await self.call("send", to=list(to), data=data)
+
+    async def presence(self, channel: str) -> Any:
+        """Who is in ``channel``: ``{"clients": {...}, "users": {user: connections}}``."""
+        return await self.call("presence", channel=channel)
+
+    async def presence_stats(self, channel: str) -> Any:
+        """``{"clients": n, "users": n}`` for ``channel``."""
+        return await self.call("presence_stats", channel=channel)
+
+    async def online(self, users: list[str]) -> dict[str, bool]:
+        """Which of ``users`` are online anywhere in the hub."""
+        result = await self.call("online", users=list(users))
+        return dict(result["online"])
+
+    async def history(
+        self, stream: str, *, since: dict[str, Any] | None = None, limit: int | None = None
+    ) -> Any:
+        """Read a channel or :data:`INBOX`: newest ``limit`` entries, or those after ``since``."""
+        params = {"stream": stream, "since": since, "limit": limit}
+        return await self.call("history", **{k: v for k, v in params.items() if v is not None})
+
+    async def ping(self) -> int:
+        """The hub's clock (ms)."""
+        return int((await self.call("ping"))["time"])
+
+    def ack(self, offset: int) -> None:
+        """Acknowledge the inbox up to ``offset`` (sent in the background, batched)."""
+        if offset > self._ack_wanted:
+            self._ack_wanted = offset
+            self._schedule_ack()
+
+    def _schedule_ack(self) -> None:
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = self._spawn(self._send_acks())
+
+    async def _send_acks(self) -> None:
+        while self._ack_wanted > self._ack_sent and self.state is State.LIVE:
+            offset, ws, epoch = self._ack_wanted, self._ws, self._inbox.epoch
+            if ws is None or epoch is None:
+                return
+            try:
+                await self._request(ws, "ack", {"stream": INBOX, "offset": offset, "epoch": epoch})
+            except (ConnectionLost, HubError) as exc:
+                logger.info("ack not sent: %s", exc)  # sent again after reconnecting
+                return
+            self._ack_sent = max(self._ack_sent, offset)
+
+    async def _refresh(self) -> None:
+        try:
+            token = await self._fresh_token()
+            await self.call("refresh", token=token)
+        except (HubError, ConnectionLost) as exc:
+            logger.warning("token refresh failed: %s", exc)
+
+    # --- pushes ------------------------------------------------------------------
+
+    async def recv(self) -> Push:
+        """The next push (entries in stream order, each once)."""
+        if self._processed is not None and self.auto_ack:
+            self.ack(self._processed)
+        self._processed = None
+        push = await self._queue.get()
+        if push is _CLOSED:
+            self._queue.put_nowait(_CLOSED)  # for the next caller too
+            raise self.close_error or ConnectionLost("the client is closed")
+        if push.kind == "message" and push.offset is not None:
+            self._processed = push.offset
+        return push
+
+    async def __aiter__(self) -> AsyncIterator[Push]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionLost:
+                return

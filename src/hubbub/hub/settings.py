@@ -1,0 +1,290 @@
+"""``hubbub serve`` and ``hubbub token``: the hub's settings from flags, environment and TOML.
+
+Each setting is looked up, in order, in the command-line flag, the environment
+variable ``HUBBUB_<NAME>``, the TOML file (``--config`` or ``HUBBUB_CONFIG``),
+and finally the default. The TOML file may also describe namespaces and
+limits, which have no flags::
+
+    host = "0.0.0.0"
+    port = 8765
+    secret = "at least 32 random bytes, kept secret"
+    api_key = "another secret"
+
+    [limits]               # any HubConfig field (docs/hub.md)
+    max_message_bytes = 65536
+    command_rate = 50
+
+    [inbox]
+    max_len = 1000
+    max_age = 604800       # seconds
+
+    [namespaces.chat]      # NamespaceRules (docs/hub.md)
+    publish = "subscribers"
+    history_size = 1000
+    history_ttl = 86400
+
+Without a ``[namespaces]`` table the hub has the default namespace and
+``chat`` (1000 entries kept for a day), which the chat page uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .auth import mint_token
+from .config import HubConfig, NamespaceRules
+from .streams import StreamLimits
+
+__all__ = ["add_serve_parser", "add_token_parser", "run_serve", "run_token", "settings"]
+
+ENV_PREFIX = "HUBBUB_"
+
+# name -> (default, type, help). Booleans are flags; the rest take a value.
+SETTINGS: dict[str, tuple[Any, type, str]] = {
+    "host": ("127.0.0.1", str, "address to listen on"),
+    "port": (8765, int, "TCP port of the chat page, WebSocket endpoint, /healthz, /metrics"),
+    "dev": (
+        False,
+        bool,
+        "INSECURE development mode: clients (the chat page) sign in with a bare name. "
+        "Anyone can claim any name; never on a reachable hub",
+    ),
+    "secret": (None, str, "HS256 secret that signs connection tokens (32 bytes or more)"),
+    "public_key_file": (None, str, "PEM public key verifying RS256/ES256 tokens"),
+    "api_key": (None, str, "enables the HTTP API (POST /api/...) with this key"),
+    "max_size": (None, int, "largest WebSocket message in bytes (4 x the request limit)"),
+}
+
+_CHAT = NamespaceRules(history=StreamLimits(1000, 86400.0))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_serve_parser(commands: Any) -> None:
+    """Add ``serve`` to the CLI's subcommands."""
+    lines = [
+        f"  {_flag(n):<18} {ENV_PREFIX}{n.upper():<18} default: {d!r}"
+        for n, (d, _, _) in SETTINGS.items()
+    ]
+    serve = commands.add_parser(
+        "serve",
+        help="run the messaging hub (chat page at http://127.0.0.1:8765/)",
+        description="Run a hub with the in-memory broker. Each setting comes from its flag, "
+        "else its environment variable, else the TOML file (--config / HUBBUB_CONFIG), else "
+        "its default. A secret, a public key or --dev is required.",
+        epilog="settings (flag, environment variable, default):\n"
+        + "\n".join(lines)
+        + "\n\nThe TOML file takes the same names (host = ..., secret = ...) and the tables "
+        "[limits], [inbox] and [namespaces.NAME]; see docs/chat.md and docs/hub.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--config", metavar="FILE", help="TOML settings file (HUBBUB_CONFIG)")
+    for name, (_default, kind, text) in SETTINGS.items():
+        if kind is bool:
+            serve.add_argument(_flag(name), action="store_true", default=None, help=text)
+        else:
+            serve.add_argument(_flag(name), type=kind, default=None, help=text)
+
+
+def add_token_parser(commands: Any) -> None:
+    """Add ``token`` to the CLI's subcommands."""
+    token = commands.add_parser(
+        "token",
+        help="mint a connection token (JWT) for a user",
+        description="Print a JWT whose 'sub' is USER, signed with the hub's secret (--secret, "
+        "HUBBUB_SECRET or the config file) or with --private-key for RS256/ES256.",
+    )
+    token.add_argument("user", metavar="USER", help="the user id (the token's sub claim)")
+    token.add_argument("--config", metavar="FILE", help="TOML settings file (HUBBUB_CONFIG)")
+    token.add_argument("--secret", help="HS256 secret (HUBBUB_SECRET)")
+    token.add_argument("--private-key", metavar="PEM_FILE", help="sign with this private key")
+    token.add_argument(
+        "--algorithm", default=None, help="RS256 or ES256 with --private-key (HS256 otherwise)"
+    )
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds of validity (3600)")
+    token.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="CHANNEL",
+        help="grant a private channel (the channels claim; repeatable)",
+    )
+
+
+def _load_toml(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    with Path(path).open("rb") as file:
+        return tomllib.load(file)
+
+
+def _convert(name: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{name}: expected a boolean, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+
+
+def settings(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resolve every setting; return ``(settings, toml)`` (the whole TOML document too).
+
+    Raises:
+        ValueError: a value of the wrong type.
+        OSError / tomllib.TOMLDecodeError: the config file.
+    """
+    env = os.environ if environ is None else environ
+    toml = _load_toml(getattr(args, "config", None) or env.get(ENV_PREFIX + "CONFIG"))
+    resolved: dict[str, Any] = {}
+    for name, (default, kind, _) in SETTINGS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            value = env.get(ENV_PREFIX + name.upper())
+        if value is None:
+            value = toml.get(name)
+        resolved[name] = default if value is None else _convert(name, value, kind)
+    return resolved, toml
+
+
+def _rules(name: str, table: Mapping[str, Any]) -> NamespaceRules:
+    fields = {f.name for f in dataclasses.fields(NamespaceRules)}
+    options = {k: v for k, v in table.items() if k in fields and k != "history"}
+    unknown = set(table) - fields - {"history_size", "history_ttl"}
+    if unknown:
+        raise ValueError(f"namespaces.{name}: unknown keys {sorted(unknown)}")
+    history = StreamLimits(
+        int(table.get("history_size", 100)), table.get("history_ttl", 300.0) or None
+    )
+    return NamespaceRules(history=history, **options)
+
+
+def hub_config(toml: Mapping[str, Any]) -> HubConfig:
+    """The :class:`HubConfig` described by the TOML tables ``limits``, ``inbox``, ``namespaces``."""
+    limits = dict(toml.get("limits", {}))
+    allowed = {f.name for f in dataclasses.fields(HubConfig)} - {"namespaces", "inbox"}
+    unknown = set(limits) - allowed
+    if unknown:
+        raise ValueError(f"limits: unknown keys {sorted(unknown)}")
+    namespaces: dict[str, NamespaceRules] = {"": NamespaceRules(), "chat": _CHAT}
+    if "namespaces" in toml:
+        namespaces = {n: _rules(n, t) for n, t in toml["namespaces"].items()}
+    inbox = toml.get("inbox")
+    if inbox is not None:
+        limits["inbox"] = StreamLimits(int(inbox.get("max_len", 1000)), inbox.get("max_age"))
+    return HubConfig(namespaces=namespaces, **limits)
+
+
+async def serve_hub(resolved: dict[str, Any], config: HubConfig) -> None:
+    """Run the hub until SIGINT or SIGTERM, then shut down cleanly (clients get 4000)."""
+    from .server import start_hub
+
+    public_key = None
+    if resolved["public_key_file"]:
+        public_key = Path(resolved["public_key_file"]).read_bytes()
+    options: dict[str, Any] = {}
+    if resolved["max_size"]:
+        options["max_size"] = resolved["max_size"]
+    host, dev = resolved["host"], resolved["dev"]
+    async with start_hub(
+        host,
+        resolved["port"],
+        config=config,
+        secret=resolved["secret"],
+        public_key=public_key,
+        insecure_dev_mode=dev,
+        api_key=resolved["api_key"],
+        **options,
+    ) as hub:
+        shown = f"[{host}]" if ":" in host else host
+        print(
+            f"hubbub hub: chat page http://{shown}:{hub.port}/, WebSocket "
+            f"ws://{shown}:{hub.port}/ (hubbub.json.v1)",
+            file=sys.stderr,
+            flush=True,
+        )
+        if hub.api is not None:
+            print(
+                f"hubbub hub: HTTP API at http://{shown}:{hub.port}/api/",
+                file=sys.stderr,
+                flush=True,
+            )
+        if dev:
+            print(
+                "hubbub hub: INSECURE development mode: anyone can sign in as anyone",
+                file=sys.stderr,
+                flush=True,
+            )
+        stop = asyncio.get_running_loop().create_future()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``hubbub serve``: resolve the settings, then run the hub."""
+    try:
+        resolved, toml = settings(args)
+        config = hub_config(toml)
+    except (ValueError, TypeError, OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"hubbub serve: {exc}", file=sys.stderr)
+        return 2
+    if not (resolved["secret"] or resolved["public_key_file"] or resolved["dev"]):
+        print(
+            "hubbub serve: configure a token secret (--secret, HUBBUB_SECRET, or 'secret' in "
+            "the config file) or a public key, or pass --dev for the INSECURE development "
+            "mode where the chat page signs in with a bare name",
+            file=sys.stderr,
+        )
+        return 2
+    asyncio.run(serve_hub(resolved, config))
+    return 0
+
+
+def run_token(args: argparse.Namespace) -> int:
+    """``hubbub token USER``: print a connection token."""
+    try:
+        toml = _load_toml(args.config or os.environ.get(ENV_PREFIX + "CONFIG"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"hubbub token: {exc}", file=sys.stderr)
+        return 2
+    key: str | bytes | None
+    algorithm = args.algorithm or "HS256"
+    if args.private_key:
+        key = Path(args.private_key).read_bytes()
+        algorithm = args.algorithm or "RS256"
+    else:
+        key = args.secret or os.environ.get(ENV_PREFIX + "SECRET") or toml.get("secret")
+    if not key:
+        print("hubbub token: give --secret (or HUBBUB_SECRET) or --private-key", file=sys.stderr)
+        return 2
+    try:
+        token = mint_token(args.user, key, args.ttl, algorithm=algorithm, channels=args.channel)
+    except ValueError as exc:
+        print(f"hubbub token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
