@@ -141,6 +141,7 @@ class Server:
         extensions: Sequence[ServerExtensionFactory] | None = None,
         compression: str | None = "deflate",
         max_size: int | None = DEFAULT_MAX_SIZE,
+        max_body: int = 65536,
         max_queue: int = 16,
         write_limit: int | tuple[int, int] = 2**16,
         ping_interval: float | None = 20.0,
@@ -169,6 +170,7 @@ class Server:
             origins=origins,
             extensions=factories,
             max_size=max_size,
+            max_body=max_body,
             server_header=server_header,
             defer_failure=True,
         )
@@ -302,6 +304,7 @@ class serve:
     ``subprotocol_required``, ``select_subprotocol``, ``origins`` (allow-list;
     include ``None`` to allow clients without Origin), ``compression``
     (``"deflate"`` or ``None``), ``extensions``, ``max_size`` (1 MiB),
+    ``max_body`` (64 KiB; bodies of plain HTTP requests for ``process_request``),
     ``max_queue`` (16 messages), ``write_limit`` (64 KiB high water mark),
     ``ping_interval``/``ping_timeout`` (20 s), ``open_timeout`` (10 s),
     ``close_timeout`` (10 s), ``ssl``, ``unix_path``, ``extra_headers``,

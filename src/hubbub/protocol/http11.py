@@ -130,6 +130,8 @@ class Request:
     path: str
     headers: Headers
     method: str = "GET"
+    body: bytes = b""
+    """The body of a plain HTTP request (``Content-Length`` only); b"" for a handshake."""
 
     @property
     def query(self) -> dict[str, str]:

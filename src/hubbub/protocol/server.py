@@ -64,6 +64,8 @@ class ServerConnection(Connection):
             without one (non-browser clients). ``None`` (the default) allows all.
         extensions: extension factories, tried in the client's order of offers.
         max_size: see :class:`~hubbub.protocol.connection.Connection`.
+        max_body: largest body of a plain HTTP request (``Content-Length``), for
+            hooks that answer HTTP on the WebSocket port; over it: 413.
         defer_failure: see :class:`~hubbub.protocol.connection.Connection`.
         server_header: the ``Server`` header value, or ``None`` to send none.
     """
@@ -77,6 +79,7 @@ class ServerConnection(Connection):
         origins: Sequence[str | None] | None = None,
         extensions: Sequence[ServerExtensionFactory] = (),
         max_size: int | None = DEFAULT_MAX_SIZE,
+        max_body: int = 65536,
         defer_failure: bool = False,
         server_header: str | None = SERVER_HEADER,
     ) -> None:
@@ -89,6 +92,8 @@ class ServerConnection(Connection):
         self.origins = None if origins is None else list(origins)
         self.extension_factories = list(extensions)
         self.server_header = server_header
+        self.max_body = max_body
+        self._body_needed = 0
         self.request: Request | None = None
         self.response: Response | None = None
         self.subprotocol: str | None = None
@@ -99,8 +104,11 @@ class ServerConnection(Connection):
             super().receive_data(data)
             return
         if self.request is not None:
-            # Section 4.1: the client waits for the response before sending frames.
+            # Section 4.1: the client waits for the response before sending frames;
+            # a plain HTTP request may still be receiving its body.
             self._buf += data
+            if self._body_needed:
+                self._take_body()
             return
         scanned = len(self._buf)
         self._buf += data
@@ -114,6 +122,48 @@ class ServerConnection(Connection):
             return
         self.request, consumed = parsed
         del self._buf[:consumed]
+        try:
+            self._body_needed = self._body_length(self.request)
+        except HandshakeError as exc:
+            self.handshake_exc = exc
+            self.send_response(self.reject(exc.status, str(exc)))
+            return
+        if self._body_needed:
+            self._take_body()
+        else:
+            self._events.append(self.request)
+
+    def _body_length(self, request: Request) -> int:
+        """How many body bytes follow the head (RFC 9112 section 6.3).
+
+        A WebSocket handshake has none; plain HTTP requests answered by the
+        adapter's ``process_request`` hook (an HTTP API on the same port) may.
+        """
+        if "Transfer-Encoding" in request.headers:
+            exc = InvalidMessage("chunked request bodies are not supported; send Content-Length")
+            exc.status = 411  # RFC 9110 section 15.5.12: Length Required
+            raise exc
+        values = {v.strip() for v in request.headers.get_all("Content-Length")}
+        if not values:
+            return 0
+        value = values.pop()
+        if values or not value.isascii() or not value.isdigit():
+            raise InvalidMessage("invalid Content-Length")
+        length = int(value)
+        if length > self.max_body:
+            exc = InvalidMessage(f"request body of {length} bytes exceeds {self.max_body}")
+            exc.status = 413  # RFC 9110 section 15.5.14: Content Too Large
+            raise exc
+        return length
+
+    def _take_body(self) -> None:
+        needed = self._body_needed
+        if len(self._buf) < needed:
+            return
+        assert self.request is not None
+        self.request.body = bytes(self._buf[:needed])
+        del self._buf[:needed]
+        self._body_needed = 0
         self._events.append(self.request)
 
     def receive_eof(self) -> None:

@@ -86,6 +86,7 @@ class Server:
         extensions: Sequence[ServerExtensionFactory] | None = None,
         compression: str | None = "deflate",
         max_size: int | None = DEFAULT_MAX_SIZE,
+        max_body: int = 65536,
         max_queue: int = 16,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -113,6 +114,7 @@ class Server:
             origins=origins,
             extensions=server_extension_factories(compression, extensions),
             max_size=max_size,
+            max_body=max_body,
             server_header=server_header,
             defer_failure=True,
         )

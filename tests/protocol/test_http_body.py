@@ -1,0 +1,84 @@
+"""Plain HTTP request bodies on the WebSocket port (RFC 9112 section 6.3).
+
+The server core reads a ``Content-Length`` body before it emits the request, so
+that ``process_request`` hooks (an HTTP API beside the WebSocket endpoint) see
+it; chunked bodies are refused with 411 and oversized ones with 413.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hubbub.protocol import Request, ServerConnection, State
+
+
+def head(extra: str = "", method: str = "POST") -> bytes:
+    return f"{method} /api/publish HTTP/1.1\r\nHost: example\r\n{extra}\r\n".encode()
+
+
+def status_of(conn: ServerConnection) -> int:
+    out = b"".join(conn.data_to_send())
+    return int(out.split(b" ", 2)[1])
+
+
+def test_body_read_before_the_request_event() -> None:
+    conn = ServerConnection()
+    conn.receive_data(head("Content-Length: 11\r\n"))
+    assert conn.events_received() == []
+    conn.receive_data(b"hello")
+    assert conn.events_received() == []
+    conn.receive_data(b" world")
+    [request] = conn.events_received()
+    assert isinstance(request, Request)
+    assert request.body == b"hello world"
+    assert conn.state is State.CONNECTING
+
+
+def test_body_in_the_same_chunk_as_the_head() -> None:
+    conn = ServerConnection()
+    conn.receive_data(head("Content-Length: 2\r\n") + b"{}")
+    [request] = conn.events_received()
+    assert isinstance(request, Request)
+    assert request.body == b"{}"
+
+
+def test_handshake_has_no_body() -> None:
+    conn = ServerConnection()
+    conn.receive_data(head(method="GET"))
+    [request] = conn.events_received()
+    assert isinstance(request, Request)
+    assert request.body == b""
+
+
+def test_body_over_max_body_is_413() -> None:
+    conn = ServerConnection(max_body=10)
+    conn.receive_data(head("Content-Length: 11\r\n"))
+    assert conn.events_received() == []
+    assert status_of(conn) == 413
+    assert conn.state is State.CLOSED
+    assert conn.eof_sent
+
+
+def test_chunked_body_is_411() -> None:
+    conn = ServerConnection()
+    conn.receive_data(head("Transfer-Encoding: chunked\r\n"))
+    assert conn.events_received() == []
+    assert status_of(conn) == 411
+
+
+@pytest.mark.parametrize(
+    "value", ["abc", "-1", "1, 2", "١٢"], ids=["letters", "negative", "two", "arabic-digits"]
+)
+def test_invalid_content_length_is_400(value: str) -> None:
+    conn = ServerConnection()
+    conn.receive_data(head(f"Content-Length: {value}\r\n"))
+    assert conn.events_received() == []
+    assert status_of(conn) == 400
+
+
+def test_repeated_equal_content_length_is_accepted() -> None:
+    conn = ServerConnection()
+    conn.receive_data(head("Content-Length: 1\r\nContent-Length: 1\r\n") + b"x")
+    [request] = conn.events_received()
+    assert isinstance(request, Request)
+    assert request.body == b"x"
