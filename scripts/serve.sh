@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Run the hubbub server from a fresh clone: creates .venv and installs hubbub if needed.
+# Run the hub from a fresh clone: creates .venv and installs hubbub if needed, then runs
+# `hubbub serve --dev`: the in-memory broker, the chat page at http://127.0.0.1:8765/.
 #
-#   ./scripts/serve.sh                       echo server on ws://127.0.0.1:8765
-#   ./scripts/serve.sh --port 9000 --subprotocol chat
+#   ./scripts/serve.sh                       the hub on 127.0.0.1:8765
+#   ./scripts/serve.sh --port 9000           more arguments go to `hubbub serve`
 #
-# Arguments go to `hubbub echo` (see `./scripts/serve.sh --help`). When the messaging hub's
-# `hubbub serve` exists, this script runs that instead.
+# --dev is INSECURE development mode (sign in with a bare name) and is meant for a hub on
+# this machine only; for a real deployment run `hubbub serve --secret ...` (docs/chat.md).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,4 +14,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/venv.sh
 ensure_venv
 
-exec .venv/bin/hubbub echo "$@"
+exec .venv/bin/hubbub serve --dev "$@"
