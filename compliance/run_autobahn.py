@@ -18,7 +18,7 @@ every case must be OK or INFORMATIONAL, frames and close alike (issue 2's bar: N
 UNIMPLEMENTED and FAILED all fail), and every selected case must have a result.
 
 The 12.* and 13.* cases (permessage-deflate, RFC 7692) are left out unless ``--deflate`` is
-given (or ``HUBBUB_AUTOBAHN_DEFLATE=1``): hubbub has no compression yet, and those 216 cases take
+given: those 216 cases take
 ~97% of a full run (about 11 min server side, more client side).
 
 ``--testee websockets`` runs the same harness against the ``websockets`` library instead. It
@@ -155,11 +155,11 @@ def selected_case_count(wstest_log: Path) -> int | None:
     return None
 
 
-def server_testee_argv(testee: str, port: int, deflate: bool) -> list[str]:
+def server_testee_argv(testee: str, port: int) -> list[str]:
     """The echo server under test, listening on 127.0.0.1:port.
 
-    Without ``deflate`` the server does not offer permessage-deflate at all, so the run
-    does not depend on the compression code (wstest only offers it in 12.* and 13.*).
+    hubbub runs with its defaults, permessage-deflate included: wstest offers it only
+    in 12.* and 13.*, so the other cases run uncompressed either way.
     """
     if testee == "websockets":
         return [sys.executable, str(HERE / "websockets_echo.py"), "--port", str(port)]
@@ -177,7 +177,6 @@ def server_testee_argv(testee: str, port: int, deflate: bool) -> list[str]:
         # A keepalive ping in the middle of a case is an event wstest does not expect.
         "--ping-interval",
         "0",
-        *([] if deflate else ["--no-compression"]),
     ]
 
 
@@ -200,7 +199,7 @@ def run_server_side(args: argparse.Namespace, venv: Path, out: Path) -> summariz
             indent=1,
         )
     )
-    testee_argv = server_testee_argv(args.testee, port, args.deflate)
+    testee_argv = server_testee_argv(args.testee, port)
     log(f"server side: starting {' '.join(testee_argv)}")
     with background(testee_argv, out / "testee.log") as testee:
         if not wait_for_port(port, 15, testee):
@@ -310,8 +309,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--deflate",
         action="store_true",
-        default=os.environ.get("HUBBUB_AUTOBAHN_DEFLATE") == "1",
-        help="include the permessage-deflate cases 12.* and 13.* (env HUBBUB_AUTOBAHN_DEFLATE=1)",
+        default=False,
+        help="include the permessage-deflate cases 12.* and 13.*",
     )
     parser.add_argument("--agent", help="agent name in the report (default: from --testee)")
     parser.add_argument(
