@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import ssl as ssl_module
 from collections.abc import Sequence
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .exceptions import (
@@ -30,7 +30,9 @@ from .protocol import connection as core
 from .protocol.extensions import ClientExtensionFactory, ServerExtensionFactory
 from .protocol.frames import CloseCode, Opcode
 from .protocol.handshake import WebSocketURI, parse_uri
-from .protocol.http11 import Request, Response
+from .protocol.http11 import Headers, Request, Response
+from .protocol.server import SERVER_HEADER, SubprotocolSelector
+from .protocol.server import ServerConnection as ServerCore
 
 __all__ = [
     "DEFAULT_MAX_REDIRECTS",
@@ -330,3 +332,87 @@ def redirect_target(
             new_uri.secure, new_uri.host, new_uri.port, new_uri.resource_name, uri.user_info
         )
     return new_uri
+
+
+def respond(
+    protocol: ServerCore, status: int, body: str | bytes, content_type: str | None = None
+) -> Response:
+    """A plain HTTP response for ``process_request`` hooks (both adapters)."""
+    headers = Headers()
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return protocol.reject(status, body, headers)
+
+
+class ServerPolicy:
+    """The handshake policy and per-connection options both adapters' servers share.
+
+    The adapter calls :meth:`new_core` for each accepted connection, runs the
+    ``process_request`` hook itself (the asyncio one may await it), then
+    :meth:`answer` for the default: ``/healthz``, or the handshake checks with
+    ``extra_headers`` added to a 101.
+    """
+
+    CONNECTION_OPTIONS: frozenset[str] = frozenset()
+    """Options the adapter's connection class takes besides ``close_timeout``."""
+
+    def __init__(
+        self,
+        *,
+        subprotocols: Sequence[str] = (),
+        subprotocol_required: bool = False,
+        select_subprotocol: SubprotocolSelector | None = None,
+        origins: Sequence[str | None] | None = None,
+        extensions: Sequence[ServerExtensionFactory] | None = None,
+        compression: str | None = "deflate",
+        max_size: int | None = core.DEFAULT_MAX_SIZE,
+        max_body: int = 65536,
+        open_timeout: float | None = 10.0,
+        close_timeout: float = 10.0,
+        extra_headers: Headers | Sequence[tuple[str, str]] = (),
+        health_check_path: str | None = "/healthz",
+        server_header: str | None = SERVER_HEADER,
+        **connection_options: Any,
+    ) -> None:
+        unknown = set(connection_options) - self.CONNECTION_OPTIONS
+        if unknown:
+            raise TypeError(f"unexpected server options: {', '.join(sorted(unknown))}")
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.health_check_path = health_check_path
+        self.extra_headers = (
+            extra_headers.items() if isinstance(extra_headers, Headers) else list(extra_headers)
+        )
+        self.core_options: dict[str, Any] = dict(
+            subprotocols=subprotocols,
+            subprotocol_required=subprotocol_required,
+            select_subprotocol=select_subprotocol,
+            origins=origins,
+            extensions=server_extension_factories(compression, extensions),
+            max_size=max_size,
+            max_body=max_body,
+            server_header=server_header,
+            # Messages before a peer's protocol error are delivered first.
+            defer_failure=True,
+        )
+        self.connection_options: dict[str, Any] = dict(
+            close_timeout=close_timeout, **connection_options
+        )
+
+    def new_core(self) -> ServerCore:
+        """A sans-I/O server connection with this policy."""
+        return ServerCore(**self.core_options)
+
+    def answer(self, protocol: ServerCore, request: Request) -> Response:
+        """The response when no ``process_request`` hook answered."""
+        if (
+            self.health_check_path is not None
+            and request.path_only == self.health_check_path
+            and "Upgrade" not in request.headers
+        ):
+            return respond(protocol, 200, "OK")
+        response = protocol.accept(request)
+        if response.status == 101:
+            for name, value in self.extra_headers:
+                response.headers[name] = value
+        return response

@@ -458,3 +458,11 @@ async def test_frames_pipelined_behind_the_request_are_delivered() -> None:
         frame = await peer.read_frame()
         assert (frame.opcode, frame.payload) == (OP_TEXT, b"eager")
         await peer.close_handshake()
+
+
+async def test_unknown_option_is_refused_at_once() -> None:
+    async def handler(ws: object) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="max_queu"):
+        serve(handler, "127.0.0.1", 0, max_queu=3)

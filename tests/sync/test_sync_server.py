@@ -143,3 +143,8 @@ def test_peer_disconnects_abruptly() -> None:
     with running(handler) as server:
         asyncio.run(drop(server.port))
         assert closed.wait(5)
+
+
+def test_unknown_option_is_refused_without_leaking_the_socket() -> None:
+    with pytest.raises(TypeError, match="write_limit"):
+        serve(lambda ws: None, "127.0.0.1", 0, write_limit=10)  # asyncio only

@@ -21,13 +21,11 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..adapter import server_extension_factories
+from ..adapter import ServerPolicy, respond
 from ..exceptions import ConnectionClosed
-from ..protocol.connection import DEFAULT_MAX_SIZE, State
-from ..protocol.extensions import ServerExtensionFactory
+from ..protocol.connection import State
 from ..protocol.frames import CloseCode
-from ..protocol.http11 import Headers, Request, Response
-from ..protocol.server import SERVER_HEADER, SubprotocolSelector
+from ..protocol.http11 import Request, Response
 from ..protocol.server import ServerConnection as ServerCore
 from .connection import Connection
 
@@ -70,30 +68,16 @@ class ServerConnection(Connection):
 
     def respond(self, status: int, body: str | bytes, content_type: str | None = None) -> Response:
         """Build a plain HTTP response, for ``process_request`` hooks."""
-        headers = Headers()
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        return self.protocol.reject(status, body, headers)
+        return respond(self.protocol, status, body, content_type)
 
     async def _handshake(self, request: Request) -> Response:
         server = self.server
-        response: Response | None = None
         if server.process_request is not None:
             result = server.process_request(self, request)
             response = await result if inspect.isawaitable(result) else result
-        if (
-            response is None
-            and server.health_check_path is not None
-            and request.path_only == server.health_check_path
-            and "Upgrade" not in request.headers
-        ):
-            response = self.respond(200, "OK")
-        if response is None:
-            response = self.protocol.accept(request)
-            if response.status == 101:
-                for name, value in server.extra_headers:
-                    response.headers[name] = value
-        return response
+            if response is not None:
+                return response
+        return server.answer(self.protocol, request)
 
     async def _run(self, request: Request) -> None:
         try:
@@ -127,67 +111,24 @@ class ServerConnection(Connection):
         await self.close()
 
 
-class Server:
-    """A running WebSocket server, returned by :func:`serve`."""
+class Server(ServerPolicy):
+    """A running WebSocket server, returned by :func:`serve` (options: see there)."""
+
+    CONNECTION_OPTIONS = frozenset({"max_queue", "write_limit", "ping_interval", "ping_timeout"})
 
     def __init__(
-        self,
-        handler: Handler,
-        *,
-        subprotocols: Sequence[str] = (),
-        subprotocol_required: bool = False,
-        select_subprotocol: SubprotocolSelector | None = None,
-        origins: Sequence[str | None] | None = None,
-        extensions: Sequence[ServerExtensionFactory] | None = None,
-        compression: str | None = "deflate",
-        max_size: int | None = DEFAULT_MAX_SIZE,
-        max_body: int = 65536,
-        max_queue: int = 16,
-        write_limit: int | tuple[int, int] = 2**16,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        open_timeout: float | None = 10.0,
-        close_timeout: float = 10.0,
-        extra_headers: Headers | Sequence[tuple[str, str]] = (),
-        process_request: ProcessRequest | None = None,
-        health_check_path: str | None = "/healthz",
-        server_header: str | None = SERVER_HEADER,
+        self, handler: Handler, *, process_request: ProcessRequest | None = None, **options: Any
     ) -> None:
+        super().__init__(**options)
         self.handler = handler
         self.process_request = process_request
-        self.health_check_path = health_check_path
-        self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
-        self.extra_headers = (
-            extra_headers.items() if isinstance(extra_headers, Headers) else list(extra_headers)
-        )
-        # Shared with hubbub.sync (hubbub.adapter): option checks and factories.
-        factories = server_extension_factories(compression, extensions)
-        self._core_options: dict[str, Any] = dict(
-            subprotocols=subprotocols,
-            subprotocol_required=subprotocol_required,
-            select_subprotocol=select_subprotocol,
-            origins=origins,
-            extensions=factories,
-            max_size=max_size,
-            max_body=max_body,
-            server_header=server_header,
-            defer_failure=True,
-        )
-        self._connection_options: dict[str, Any] = dict(
-            max_queue=max_queue,
-            write_limit=write_limit,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-        )
         self._connections: set[ServerConnection] = set()
         self._server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
 
     def _make_connection(self) -> ServerConnection:
-        return ServerConnection(self, ServerCore(**self._core_options), **self._connection_options)
+        return ServerConnection(self, self.new_core(), **self.connection_options)
 
     @property
     def connections(self) -> set[ServerConnection]:

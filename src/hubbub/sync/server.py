@@ -26,18 +26,16 @@ import socket
 import ssl as ssl_module
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from ..adapter import server_extension_factories
+from ..adapter import ServerPolicy, respond
 from ..exceptions import ConnectionClosed
 from ..protocol import connection as core
-from ..protocol.connection import DEFAULT_MAX_SIZE, State
-from ..protocol.extensions import ServerExtensionFactory
+from ..protocol.connection import State
 from ..protocol.frames import CloseCode
-from ..protocol.http11 import Headers, Request, Response
-from ..protocol.server import SERVER_HEADER, SubprotocolSelector
+from ..protocol.http11 import Request, Response
 from ..protocol.server import ServerConnection as ServerCore
 from .connection import Connection
 
@@ -64,14 +62,13 @@ class ServerConnection(Connection):
 
     def respond(self, status: int, body: str | bytes, content_type: str | None = None) -> Response:
         """Build a plain HTTP response, for ``process_request`` hooks."""
-        headers = Headers()
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        return self.protocol.reject(status, body, headers)
+        return respond(self.protocol, status, body, content_type)
 
 
-class Server:
-    """A running blocking server; see :func:`serve`."""
+class Server(ServerPolicy):
+    """A running blocking server; see :func:`serve` (options: see there)."""
+
+    CONNECTION_OPTIONS = frozenset({"max_queue", "ping_interval", "ping_timeout"})
 
     def __init__(
         self,
@@ -79,51 +76,14 @@ class Server:
         sock: socket.socket,
         *,
         ssl: ssl_module.SSLContext | None = None,
-        subprotocols: Sequence[str] = (),
-        subprotocol_required: bool = False,
-        select_subprotocol: SubprotocolSelector | None = None,
-        origins: Sequence[str | None] | None = None,
-        extensions: Sequence[ServerExtensionFactory] | None = None,
-        compression: str | None = "deflate",
-        max_size: int | None = DEFAULT_MAX_SIZE,
-        max_body: int = 65536,
-        max_queue: int = 16,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        open_timeout: float | None = 10.0,
-        close_timeout: float = 10.0,
-        extra_headers: Headers | Sequence[tuple[str, str]] = (),
         process_request: ProcessRequest | None = None,
-        health_check_path: str | None = "/healthz",
-        server_header: str | None = SERVER_HEADER,
+        **options: Any,
     ) -> None:
+        super().__init__(**options)
         self.handler = handler
         self.socket = sock
         self.ssl = ssl
         self.process_request = process_request
-        self.health_check_path = health_check_path
-        self.open_timeout = open_timeout
-        self.close_timeout = close_timeout
-        self.extra_headers = (
-            extra_headers.items() if isinstance(extra_headers, Headers) else list(extra_headers)
-        )
-        self._core_options: dict[str, Any] = dict(
-            subprotocols=subprotocols,
-            subprotocol_required=subprotocol_required,
-            select_subprotocol=select_subprotocol,
-            origins=origins,
-            extensions=server_extension_factories(compression, extensions),
-            max_size=max_size,
-            max_body=max_body,
-            server_header=server_header,
-            defer_failure=True,
-        )
-        self._connection_options: dict[str, Any] = dict(
-            max_queue=max_queue,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-        )
         self._connections: set[ServerConnection] = set()
         self._threads: set[threading.Thread] = set()
         self._mutex = threading.Lock()
@@ -172,26 +132,15 @@ class Server:
                 self._threads.discard(threading.current_thread())
 
     def _handshake(self, connection: ServerConnection, request: Request) -> Response:
-        response: Response | None = None
         if self.process_request is not None:
             response = self.process_request(connection, request)
-        if (
-            response is None
-            and self.health_check_path is not None
-            and request.path_only == self.health_check_path
-            and "Upgrade" not in request.headers
-        ):
-            response = connection.respond(200, "OK")
-        if response is None:
-            response = connection.protocol.accept(request)
-            if response.status == 101:
-                for name, value in self.extra_headers:
-                    response.headers[name] = value
-        return response
+            if response is not None:
+                return response
+        return self.answer(connection.protocol, request)
 
     def _handle_connection(self, sock: socket.socket) -> None:
         deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
-        protocol = ServerCore(**self._core_options)
+        protocol = self.new_core()
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl is not None:
@@ -210,7 +159,7 @@ class Server:
                 protocol.receive_data(data)
                 events.extend(protocol.events_received())
             request = protocol.request
-            connection = ServerConnection(self, sock, protocol, **self._connection_options)
+            connection = ServerConnection(self, sock, protocol, **self.connection_options)
             if request is not None:
                 try:
                     response = self._handshake(connection, request)
@@ -316,4 +265,8 @@ def serve(
             sock.listen(backlog)
         else:
             sock = socket.create_server((host or "", port or 0), backlog=backlog)
-    return Server(handler, sock, ssl=ssl, **options)
+    try:
+        return Server(handler, sock, ssl=ssl, **options)
+    except BaseException:
+        sock.close()  # e.g. a misspelt option: do not leak the listening socket
+        raise
