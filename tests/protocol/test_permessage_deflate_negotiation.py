@@ -178,8 +178,26 @@ def test_server_declines_second_permessage_deflate() -> None:
 # --- client: offering and checking the answer ------------------------------------------
 
 
-def test_client_default_offer_limits_only_its_own_window() -> None:
-    assert ClientPerMessageDeflateFactory().get_request_params() == [(CMWB, "12")]
+def test_client_default_offer_is_value_less_like_browsers() -> None:
+    # The server may limit our window; our compressor still uses at most 12 bits.
+    factory = ClientPerMessageDeflateFactory()
+    assert factory.get_request_params() == [(CMWB, None)]
+    assert factory.window_bits == 12
+
+
+def test_client_compresses_with_less_than_the_server_allows() -> None:
+    # Autobahn 13.4/13.6: the server answers client_max_window_bits=15. Accepted,
+    # and the client still compresses with its own 12-bit window (any inflater
+    # reads a stream made with a smaller window).
+    assert sides(client_accepts([(CMWB, "15")])) == (False, False, 12, 15)
+    assert sides(client_accepts([(CMWB, "10")])) == (False, False, 10, 15)
+    assert sides(client_accepts([(CMWB, "15")], window_bits=15)) == (False, False, 15, 15)
+
+
+def test_client_numeric_offer_binds_its_compressor() -> None:
+    assert ClientPerMessageDeflateFactory(client_max_window_bits=11).window_bits == 11
+    with pytest.raises(NegotiationError, match="more than offered"):
+        client_accepts([(CMWB, "12")], client_max_window_bits=11)
 
 
 def test_client_may_offer_client_max_window_bits_without_value() -> None:
@@ -203,7 +221,7 @@ def test_client_may_leave_client_max_window_bits_out() -> None:
 
 def test_client_accepts_empty_answer() -> None:
     assert sides(client_accepts([])) == (False, False, 12, 15)
-    assert sides(client_accepts([], client_max_window_bits=True)) == (False, False, 15, 15)
+    assert sides(client_accepts([], window_bits=15)) == (False, False, 15, 15)
 
 
 def test_client_accepts_answer_limiting_both_windows() -> None:
@@ -306,7 +324,7 @@ def test_deflate_factories_builds_one_factory_per_side() -> None:
     assert (server.level, server.server_max_window_bits) == (9, 10)
     (client,) = deflate_factories(Side.CLIENT)
     assert isinstance(client, ClientPerMessageDeflateFactory)
-    assert client.get_request_params() == [(CMWB, "12")]
+    assert client.get_request_params() == [(CMWB, None)]
 
 
 def test_deflate_factories_none_disables_compression() -> None:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Sequence
-from typing import Literal, TypedDict, Unpack, overload
+from typing import Any, Literal, TypedDict, Unpack, cast, overload
 
 from ..exceptions import NegotiationError, PayloadTooBig, RemoteProtocolError
 from .connection import Side
@@ -487,10 +487,14 @@ class ServerPerMessageDeflateFactory(_Tuning, ServerExtensionFactory):
 class ClientPerMessageDeflateFactory(_Tuning, ClientExtensionFactory):
     """Offer permessage-deflate and check the server's answer.
 
-    The default offer is ``permessage-deflate; client_max_window_bits=12``:
-    it binds only our own compressor (a 4 KiB window, cheap to rebuild and
-    cheap for the server to inflate) and asks the server for nothing it could
-    have to decline; the server may still ask for a smaller window.
+    The default offer is ``permessage-deflate; client_max_window_bits``, as
+    browsers send it: the server may limit our window, and asks for nothing it
+    could have to decline. Whatever the server allows, our compressor uses at
+    most ``window_bits`` (12: a 4 KiB window, cheap to rebuild and cheap for
+    the server to inflate); a smaller window than allowed is always valid,
+    since any inflater reads a stream made with a smaller window. (Offering
+    ``client_max_window_bits=12`` instead would bind the server too, but some
+    servers, Autobahn's among them, then answer 15 and must be refused.)
 
     Args:
         server_no_context_takeover: ask the server to reset its window.
@@ -500,6 +504,9 @@ class ClientPerMessageDeflateFactory(_Tuning, ClientExtensionFactory):
         client_max_window_bits: ``True`` offers the parameter without a value
             (the server may then limit our window), an integer offers it with
             that value (our largest window), ``None`` does not offer it.
+        window_bits: the largest window our compressor uses, within what the
+            server allows; by default the numeric ``client_max_window_bits``
+            offered, else 12.
         level, mem_level, min_size, keep_zlib_objects: see
             :class:`PerMessageDeflate`.
     """
@@ -512,7 +519,8 @@ class ClientPerMessageDeflateFactory(_Tuning, ClientExtensionFactory):
         server_no_context_takeover: bool = False,
         client_no_context_takeover: bool = False,
         server_max_window_bits: int | None = None,
-        client_max_window_bits: int | Literal[True] | None = DEFAULT_WINDOW_BITS,
+        client_max_window_bits: int | Literal[True] | None = True,
+        window_bits: int | None = None,
         level: int = DEFAULT_LEVEL,
         mem_level: int = DEFAULT_MEM_LEVEL,
         min_size: int = DEFAULT_MIN_SIZE,
@@ -522,6 +530,15 @@ class ClientPerMessageDeflateFactory(_Tuning, ClientExtensionFactory):
             _check_bits("server_max_window_bits", server_max_window_bits)
         if client_max_window_bits is not None and client_max_window_bits is not True:
             _check_bits("client_max_window_bits", client_max_window_bits)
+        if window_bits is None:
+            # An explicit numeric offer is also our compressor's window.
+            window_bits = (
+                client_max_window_bits
+                if isinstance(client_max_window_bits, int) and client_max_window_bits is not True
+                else DEFAULT_WINDOW_BITS
+            )
+        _check_bits("window_bits", window_bits)
+        self.window_bits = window_bits
         self._set_tuning(level, mem_level, min_size, keep_zlib_objects)
         self.server_no_context_takeover = server_no_context_takeover
         self.client_no_context_takeover = client_no_context_takeover
@@ -579,6 +596,7 @@ class ClientPerMessageDeflateFactory(_Tuning, ClientExtensionFactory):
                 raise NegotiationError(
                     f"server answered {_CLIENT_MWB}={client_bits}, more than offered"
                 )
+        client_bits = min(client_bits, self.window_bits)
         return self._extension(client_nct, server_nct, client_bits, server_bits)
 
 
@@ -592,6 +610,7 @@ class DeflateOptions(TypedDict, total=False):
     client_no_context_takeover: bool
     server_max_window_bits: int | None
     client_max_window_bits: int | Literal[True] | None  # True: client only
+    window_bits: int  # client only
     level: int
     mem_level: int
     min_size: int
@@ -630,5 +649,7 @@ def deflate_factories(
     if compression != "deflate":
         raise ValueError(f"unsupported compression: {compression!r}; use 'deflate' or None")
     if side is Side.SERVER:
-        return [ServerPerMessageDeflateFactory(**options)]
+        if "window_bits" in options:
+            raise ValueError("window_bits is a client option; servers use *_max_window_bits")
+        return [ServerPerMessageDeflateFactory(**cast(Any, options))]
     return [ClientPerMessageDeflateFactory(**options)]
