@@ -27,12 +27,15 @@ from .exceptions import (
     RemoteProtocolError,
 )
 from .protocol import connection as core
+from .protocol.client import USER_AGENT
+from .protocol.client import ClientConnection as ClientCore
 from .protocol.extensions import ClientExtensionFactory, ServerExtensionFactory
 from .protocol.frames import CloseCode, Opcode
 from .protocol.handshake import WebSocketURI, parse_uri
 from .protocol.http11 import Headers, Request, Response
 from .protocol.server import SERVER_HEADER, SubprotocolSelector
 from .protocol.server import ServerConnection as ServerCore
+from .proxy import Proxy
 
 __all__ = [
     "DEFAULT_MAX_REDIRECTS",
@@ -416,3 +419,71 @@ class ServerPolicy:
             for name, value in self.extra_headers:
                 response.headers[name] = value
         return response
+
+
+class ClientPolicy:
+    """The options both adapters' clients share, checked once when given.
+
+    ``connect()`` in each adapter subclasses it, adds its own connection
+    options (:attr:`CONNECTION_OPTIONS`) and opens connections with
+    :meth:`new_core`, following redirects and proxies the same way.
+    """
+
+    CONNECTION_OPTIONS: frozenset[str] = frozenset()
+    """Options the adapter's connection class takes besides ``close_timeout``."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        subprotocols: Sequence[str] = (),
+        origin: str | None = None,
+        additional_headers: Headers | Sequence[tuple[str, str]] | None = None,
+        user_agent: str | None = USER_AGENT,
+        compression: str | None = "deflate",
+        extensions: Sequence[ClientExtensionFactory] | None = None,
+        max_size: int | None = core.DEFAULT_MAX_SIZE,
+        open_timeout: float | None = 10.0,
+        close_timeout: float = 10.0,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        server_hostname: str | None = None,
+        unix_path: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        sock: Any = None,
+        proxy: str | Proxy | bool | None = True,
+        max_redirects: int = DEFAULT_MAX_REDIRECTS,
+        **connection_options: Any,
+    ) -> None:
+        unknown = set(connection_options) - self.CONNECTION_OPTIONS
+        if unknown:
+            raise TypeError(f"unexpected client options: {', '.join(sorted(unknown))}")
+        self.uri = parse_uri(uri)
+        client_ssl_context(self.uri, ssl)  # TLS asked for a ws:// URI fails now
+        self.core_options: dict[str, Any] = dict(
+            origin=origin,
+            subprotocols=subprotocols,
+            extensions=client_extension_factories(compression, extensions),
+            additional_headers=additional_headers,
+            user_agent=user_agent,
+            max_size=max_size,
+            # Messages before a peer's protocol error are delivered first.
+            defer_failure=True,
+        )
+        self.connection_options: dict[str, Any] = dict(
+            close_timeout=close_timeout, **connection_options
+        )
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self.unix_path = unix_path
+        self.host = host
+        self.port = port
+        self.sock = sock
+        self.proxy = proxy
+        self.max_redirects = max_redirects
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+
+    def new_core(self, uri: WebSocketURI) -> ClientCore:
+        """A sans-I/O client connection to ``uri`` (the first one or a redirect's)."""
+        return ClientCore(uri, **self.core_options)

@@ -177,3 +177,8 @@ async def test_async_with_closes_the_connection_when_the_body_raises() -> None:
                 1 / 0  # noqa: B018
         assert ws.ready_state == 3
         assert ws.close_code == 1000
+
+
+def test_unknown_client_option_is_refused_at_once() -> None:
+    with pytest.raises(TypeError, match="max_queu"):
+        connect("ws://127.0.0.1:1/", max_queu=3)

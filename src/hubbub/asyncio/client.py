@@ -10,19 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl as ssl_module
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Generator
 from types import TracebackType
 from typing import Any
 
-from ..adapter import DEFAULT_MAX_REDIRECTS, client_extension_factories, redirect_target
+from ..adapter import ClientPolicy, redirect_target
 from ..exceptions import HandshakeTimeout, InvalidMessage, InvalidStatus
-from ..protocol.client import USER_AGENT
 from ..protocol.client import ClientConnection as ClientCore
-from ..protocol.connection import DEFAULT_MAX_SIZE
-from ..protocol.extensions import ClientExtensionFactory
-from ..protocol.handshake import WebSocketURI, parse_uri
-from ..protocol.http11 import Headers, Response
+from ..protocol.handshake import WebSocketURI
+from ..protocol.http11 import Response
 from ..proxy import Proxy, ProxyError, select_proxy
 from ..reconnect import RetryPolicy, reconnecting_async
 from .connection import Connection
@@ -56,7 +52,7 @@ class ClientConnection(Connection):
             self.handshake_done.set_result(None)
 
 
-class connect:
+class connect(ClientPolicy):
     """Open a WebSocket connection to ``uri``.
 
     Use it as ``async with connect(uri) as ws:`` (closed on exit) or
@@ -85,66 +81,11 @@ class connect:
         OSError: TCP or TLS could not connect.
     """
 
-    def __init__(
-        self,
-        uri: str,
-        *,
-        subprotocols: Sequence[str] = (),
-        origin: str | None = None,
-        additional_headers: Headers | Sequence[tuple[str, str]] | None = None,
-        user_agent: str | None = USER_AGENT,
-        compression: str | None = "deflate",
-        extensions: Sequence[ClientExtensionFactory] | None = None,
-        max_size: int | None = DEFAULT_MAX_SIZE,
-        max_queue: int = 16,
-        write_limit: int | tuple[int, int] = 2**16,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        open_timeout: float | None = 10.0,
-        close_timeout: float = 10.0,
-        ssl: ssl_module.SSLContext | bool | None = None,
-        server_hostname: str | None = None,
-        unix_path: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        sock: Any = None,
-        proxy: str | Proxy | bool | None = True,
-        max_redirects: int = DEFAULT_MAX_REDIRECTS,
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self.uri = parse_uri(uri)
-        self.proxy = proxy
-        self.max_redirects = max_redirects
+    CONNECTION_OPTIONS = frozenset({"max_queue", "write_limit", "ping_interval", "ping_timeout"})
+
+    def __init__(self, uri: str, *, retry: RetryPolicy | None = None, **options: Any) -> None:
+        super().__init__(uri, **options)
         self.retry = retry
-        # Shared with hubbub.sync: option checks and extension factories.
-        factories = client_extension_factories(compression, extensions)
-        self._core_options: dict[str, Any] = dict(
-            origin=origin,
-            subprotocols=subprotocols,
-            extensions=factories,
-            additional_headers=additional_headers,
-            user_agent=user_agent,
-            max_size=max_size,
-            defer_failure=True,
-        )
-        self._connection_options: dict[str, Any] = dict(
-            max_queue=max_queue,
-            write_limit=write_limit,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-        )
-        if ssl is None and self.uri.secure:
-            ssl = True
-        if ssl and not self.uri.secure:
-            raise ValueError("ssl given for a ws:// URI; use wss://")
-        self.ssl = ssl
-        self.server_hostname = server_hostname
-        self.unix_path = unix_path
-        self.host = host or self.uri.host
-        self.port = port or self.uri.port
-        self.sock = sock
-        self.open_timeout = open_timeout
         self.connection: ClientConnection | None = None
 
     async def _connect(self) -> ClientConnection:
@@ -184,9 +125,7 @@ class connect:
         loop = asyncio.get_running_loop()
 
         def factory() -> ClientConnection:
-            return ClientConnection(
-                ClientCore(uri, **self._core_options), **self._connection_options
-            )
+            return ClientConnection(self.new_core(uri), **self.connection_options)
 
         kwargs: dict[str, Any] = {}
         ssl = (self.ssl or True) if uri.secure else None

@@ -23,25 +23,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import ssl as ssl_module
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
-from ..adapter import (
-    DEFAULT_MAX_REDIRECTS,
-    client_extension_factories,
-    client_ssl_context,
-    redirect_target,
-)
+from ..adapter import ClientPolicy, client_ssl_context, redirect_target
 from ..exceptions import HandshakeTimeout, InvalidMessage, InvalidStatus
 from ..protocol import connection as core
-from ..protocol.client import USER_AGENT
 from ..protocol.client import ClientConnection as ClientCore
-from ..protocol.connection import DEFAULT_MAX_SIZE
-from ..protocol.extensions import ClientExtensionFactory
-from ..protocol.handshake import WebSocketURI, parse_uri
-from ..protocol.http11 import Headers, Response
+from ..protocol.handshake import WebSocketURI
+from ..protocol.http11 import Response
 from ..proxy import Proxy, ProxyError, select_proxy
 from ..reconnect import RetryPolicy, reconnecting
 from .connection import Connection
@@ -91,60 +82,10 @@ def _tunnel(proxy: Proxy, uri: WebSocketURI, deadline: float | None) -> socket.s
     return sock
 
 
-class _Opener:
+class _Opener(ClientPolicy):
     """Options of :func:`connect`, checked once; opens connections."""
 
-    def __init__(
-        self,
-        uri: str,
-        *,
-        subprotocols: Sequence[str] = (),
-        origin: str | None = None,
-        additional_headers: Headers | Sequence[tuple[str, str]] | None = None,
-        user_agent: str | None = USER_AGENT,
-        compression: str | None = "deflate",
-        extensions: Sequence[ClientExtensionFactory] | None = None,
-        max_size: int | None = DEFAULT_MAX_SIZE,
-        max_queue: int = 16,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        open_timeout: float | None = 10.0,
-        close_timeout: float = 10.0,
-        ssl: ssl_module.SSLContext | bool | None = None,
-        server_hostname: str | None = None,
-        unix_path: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        sock: socket.socket | None = None,
-        proxy: str | Proxy | bool | None = True,
-        max_redirects: int = DEFAULT_MAX_REDIRECTS,
-    ) -> None:
-        self.uri = parse_uri(uri)
-        self.core_options: dict[str, Any] = dict(
-            origin=origin,
-            subprotocols=subprotocols,
-            extensions=client_extension_factories(compression, extensions),
-            additional_headers=additional_headers,
-            user_agent=user_agent,
-            max_size=max_size,
-            defer_failure=True,
-        )
-        self.connection_options: dict[str, Any] = dict(
-            max_queue=max_queue,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-        )
-        client_ssl_context(self.uri, ssl)  # check ssl against the scheme now
-        self.ssl = ssl
-        self.server_hostname = server_hostname
-        self.unix_path = unix_path
-        self.host = host
-        self.port = port
-        self.sock = sock
-        self.proxy = proxy
-        self.max_redirects = max_redirects
-        self.open_timeout = open_timeout
+    CONNECTION_OPTIONS = frozenset({"max_queue", "ping_interval", "ping_timeout"})
 
     def open(self) -> ClientConnection:
         """Open a connection, following redirects, within ``open_timeout``."""
@@ -171,7 +112,7 @@ class _Opener:
         # host/port/unix_path/sock override where the first URI is reached; a
         # redirect goes where it says.
         if first and self.sock is not None:
-            return self.sock
+            return cast(socket.socket, self.sock)
         if first and self.unix_path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -202,7 +143,7 @@ class _Opener:
                 sock = context.wrap_socket(
                     sock, server_hostname=(self.server_hostname if first else None) or uri.host
                 )
-            protocol = ClientCore(uri, **self.core_options)
+            protocol = self.new_core(uri)
             protocol.send_request()
             sock.settimeout(_remaining(deadline))
             sock.sendall(b"".join(protocol.data_to_send()))
