@@ -108,10 +108,12 @@ def _encode(message: Data) -> dict[str, str]:
 class NodeRemote:
     """A connection of Node's ``ws`` library in a child process (see peer.js)."""
 
-    def __init__(self, peer: Any, name: str, subprotocol: str | None) -> None:
+    def __init__(self, peer: Any, name: str, subprotocol: str | None, extensions: str = "") -> None:
         self.peer = peer
         self.name = name
         self.subprotocol = subprotocol
+        #: The negotiated extensions' names as ws reports them, e.g. "permessage-deflate".
+        self.extensions = extensions
         self.pings_received: list[bytes] = []
         self.closed: tuple[int | None, str] | None = None
 
@@ -183,12 +185,13 @@ async def open_pair(
     server_subprotocols: Sequence[str] = (),
     client_subprotocols: Sequence[str] = (),
     path: str = "/interop?x=1",
+    node_options: Sequence[str] = (),
     **hubbub_options: Any,
 ) -> AsyncIterator[tuple[Connection, Remote]]:
     """Connect hubbub and a real peer over loopback, as ``pairing`` says.
 
     Yields hubbub's connection and the remote end. On exit both ends are closed if the test
-    left them open, and the server stops.
+    left them open, and the server stops. ``node_options`` go to peer.js (e.g. ``--deflate``).
     """
     hubbub_role, peer = pairing.split("+")
     if hubbub_role == "hubbub-server":
@@ -208,10 +211,11 @@ async def open_pair(
                     accepted_ws = await asyncio.wait_for(accepted.get(), STEP_TIMEOUT)
                     yield accepted_ws, WebsocketsRemote(ws, peer)
             else:
-                node = await node_peer("client", url, *client_subprotocols)
+                node = await node_peer("client", url, *node_options, *client_subprotocols)
                 opened = await node.expect("open")
                 accepted_ws = await asyncio.wait_for(accepted.get(), STEP_TIMEOUT)
-                yield accepted_ws, NodeRemote(node, peer, opened["protocol"] or None)
+                extensions = opened.get("extensions") or ""
+                yield accepted_ws, NodeRemote(node, peer, opened["protocol"] or None, extensions)
                 await node.stop()
         return
 
@@ -231,14 +235,15 @@ async def open_pair(
                 remote_ws = await asyncio.wait_for(remotes.get(), STEP_TIMEOUT)
                 yield local, WebsocketsRemote(remote_ws, peer)
     else:
-        node = await node_peer("server", *server_subprotocols)
+        node = await node_peer("server", *node_options, *server_subprotocols)
         port = (await node.expect("listening"))["port"]
         async with connect(
             f"ws://127.0.0.1:{port}{path}", subprotocols=client_subprotocols, **hubbub_options
         ) as local:
             opened = await node.expect("open")
             assert opened["path"] == path
-            yield local, NodeRemote(node, peer, opened["protocol"] or None)
+            extensions = opened.get("extensions") or ""
+            yield local, NodeRemote(node, peer, opened["protocol"] or None, extensions)
         await node.stop()
 
 

@@ -5,12 +5,16 @@
 //   node peer.js server [SUBPROTOCOL...]       listen on 127.0.0.1, a free port; accept the
 //                                              first connection, choosing the first of OUR
 //                                              subprotocols that the client offers
+//   --deflate (anywhere after the mode)        enable permessage-deflate (ws's
+//                                              perMessageDeflate: true; a client offers it
+//                                              by default, a server accepts it only with this)
 //
 // It speaks JSON, one object per line. Commands arrive on stdin; events go to stdout.
 // Payloads travel as {"text": "..."} for text and {"b64": "..."} for binary.
 //
 // Events:  {"event": "listening", "port": N}                     (server mode)
 //          {"event": "open", "protocol": "...", "path": "..."}   (path: server mode)
+//                 also "extensions": the negotiated extensions' names (ws.extensions)
 //          {"event": "message", "text"|"b64": ...}
 //          {"event": "ping", "b64": ...}    {"event": "pong", "b64": ...}
 //          {"event": "close", "code": N, "reason": "..."}        (what the other side sent)
@@ -30,7 +34,9 @@ const readline = require("node:readline");
 const { WebSocket, WebSocketServer } = require("ws");
 
 // ws's default maxPayload is 100 MiB; keep it: our tests send at most a few MiB.
-const [mode, ...rest] = process.argv.slice(2);
+const [mode, ...args] = process.argv.slice(2);
+const rest = args.filter((arg) => !arg.startsWith("--"));
+const deflate = args.includes("--deflate");
 
 function emit(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
@@ -41,7 +47,9 @@ function payload(obj) {
 }
 
 function attach(ws, extra) {
-  ws.on("open", () => emit({ event: "open", protocol: ws.protocol, ...extra }));
+  ws.on("open", () =>
+    emit({ event: "open", protocol: ws.protocol, extensions: ws.extensions, ...extra }),
+  );
   ws.on("message", (data, isBinary) => {
     if (isBinary) emit({ event: "message", b64: Buffer.from(data).toString("base64") });
     else emit({ event: "message", text: data.toString("utf8") });
@@ -103,13 +111,14 @@ function run(cmd) {
 
 if (mode === "client") {
   const [url, ...protocols] = rest;
-  ws = new WebSocket(url, protocols);
+  ws = new WebSocket(url, protocols, deflate ? { perMessageDeflate: true } : {});
   attach(ws, {});
 } else if (mode === "server") {
   const ours = rest;
   server = new WebSocketServer({
     host: "127.0.0.1",
     port: 0,
+    perMessageDeflate: deflate,
     // Server's preference: the first of OUR subprotocols the client offers.
     handleProtocols: (offered) => ours.find((p) => offered.has(p)) || false,
   });
@@ -121,7 +130,7 @@ if (mode === "client") {
     }
     ws = socket;
     attach(ws, {});
-    emit({ event: "open", protocol: ws.protocol, path: request.url });
+    emit({ event: "open", protocol: ws.protocol, extensions: ws.extensions, path: request.url });
     pending.splice(0).forEach(run);
   });
   server.on("error", (err) => emit({ event: "error", message: String(err && err.message) }));
