@@ -205,6 +205,10 @@ class Connection:
         # Reading: how much of the payload of an incomplete frame at the head of
         # the buffer was already unmasked in place and validated.
         self._partial_done = 0
+        # Reading: bytes still missing from a large binary frame at the head of
+        # the buffer, and the chunks held back until they are all in.
+        self._need = 0
+        self._held: list[bytes] = []
         self._reading = True
         # Writing: the opcode of the message being sent in fragments, or 0.
         self._send_opcode = 0
@@ -259,6 +263,17 @@ class Connection:
         """Feed bytes received from the network."""
         if not self._reading:
             return
+        if self._need:
+            # The rest of a large binary frame: gather the chunks and copy them
+            # into the buffer once. Appending each one would reallocate and
+            # copy the whole buffer every time (quadratic for a 1 MiB frame).
+            self._held.append(data if isinstance(data, bytes) else bytes(data))
+            self._need -= len(data)
+            if self._need > 0:
+                return
+            self._need = 0
+            data = b"".join(self._held)
+            self._held = []
         buf = self._buf
         if not buf and not self._msg_opcode and not self._partial_done and not self.extensions:
             # Fast path (hubbub.speedups): the whole single-frame messages at the
@@ -275,6 +290,11 @@ class Connection:
             self._parse_frames(buf)
         except RemoteProtocolError as exc:
             self._remote_error(exc)
+        if self._need and buf:
+            # The head of that large frame is held too: once complete, the frame
+            # is joined once and parsed straight from the joined bytes.
+            self._held.append(bytes(buf))
+            buf.clear()
 
     def receive_eof(self) -> None:
         """The peer closed its end of the TCP connection (or it was lost)."""
@@ -283,6 +303,7 @@ class Connection:
         self.eof_received = True
         self._reading = False
         self._buf = bytearray()
+        self._held = []
         self.state = State.CLOSED
         for ext in self.extensions:
             ext.release()
@@ -332,6 +353,13 @@ class Connection:
             if end - pos < hlen + length:
                 if end - pos >= hlen and opcode < 8:
                     self._partial_frame(buf, pos, hlen, end)
+                    missing = hlen + length - (end - pos)
+                    if missing > 65536 and (
+                        opcode == _OP_BINARY or (opcode == _OP_CONT and self._msg_decoder is None)
+                    ):
+                        # Nothing reads a binary frame before it is whole (text
+                        # is validated as it arrives): receive_data holds the rest.
+                        self._need = missing
                 break
             start = pos + hlen
             pos = start + length

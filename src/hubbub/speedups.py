@@ -1,0 +1,273 @@
+"""The hot-path building blocks: the compiled accelerator or its pure-Python twins.
+
+Theory of operation
+-------------------
+
+:mod:`hubbub._speedups` (C, built by ``pip install`` when a compiler is there)
+provides three functions; this module defines the same three in pure Python and
+exports whichever is available, so the rest of the library imports them from
+here and never cares:
+
+* :func:`apply_mask` - masking, RFC 6455 section 5.3;
+* :func:`validate_utf8` - incremental UTF-8 validation (section 8.1), with a
+  resumable state and the index of the first invalid byte;
+* :func:`parse_messages` - the small-message fast path of the frame parser:
+  every complete frame in the buffer that is a whole text or binary message by
+  itself becomes a ``str``/``bytes`` in one call; anything else stops it and is
+  left to the general parser in :mod:`hubbub.protocol.connection`.
+
+Both implementations behave identically (``tests/test_speedups.py`` checks them
+against each other); the C one is faster. Setting the environment variable
+``HUBBUB_NO_EXTENSIONS=1`` forces the pure-Python ones (CI runs the tests both
+ways). :data:`ACCELERATED` tells which is in use.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from typing import Any
+
+__all__ = [
+    "ACCELERATED",
+    "apply_mask",
+    "mask_inplace",
+    "parse_messages",
+    "py_apply_mask",
+    "py_mask_inplace",
+    "py_parse_messages",
+    "py_validate_utf8",
+    "validate_utf8",
+]
+
+Buffer = bytes | bytearray | memoryview
+
+_from_bytes = int.from_bytes
+
+
+def py_apply_mask(data: Buffer, mask: Buffer, offset: int = 0) -> bytes:
+    """XOR ``data`` with the 4-byte ``mask``; ``offset`` is where ``data[0]`` sits in the payload.
+
+    XORing two big integers runs in C at memory speed, far faster than a
+    byte-by-byte loop.
+    """
+    if len(mask) != 4:
+        raise ValueError("mask must be 4 bytes long")
+    if offset < 0:
+        raise ValueError("offset must be >= 0")
+    n = len(data)
+    if not n:
+        return b""
+    key = bytes(mask)
+    if offset & 3:
+        r = offset & 3
+        key = key[r:] + key[:r]
+    if n <= _CHUNK:
+        return _xor(data, key, n)
+    # Large payloads go by chunks (a multiple of 4, so the key stays aligned):
+    # the temporary integers then cost a few chunks of memory, not a few
+    # payloads, and stay in the CPU cache.
+    view = memoryview(data)
+    return b"".join(
+        [_xor(view[i : i + _CHUNK], key, min(_CHUNK, n - i)) for i in range(0, n, _CHUNK)]
+    )
+
+
+_CHUNK = 1 << 16
+
+
+def _xor(data: Buffer, key: bytes, n: int) -> bytes:
+    # The key is repeated to a whole number of words; the XOR then has up to 3
+    # bytes of key alone at its top (little-endian), which the slice drops.
+    m = (n + 3) & ~3
+    out = (_from_bytes(data, "little") ^ _from_bytes(key * (m >> 2), "little")).to_bytes(
+        m, "little"
+    )
+    return out if m == n else out[:n]
+
+
+def py_mask_inplace(buf: bytearray, start: int, end: int, mask: Buffer, offset: int = 0) -> None:
+    """XOR ``buf[start:end]`` with the mask, in place."""
+    if start < 0 or end > len(buf) or start > end:
+        raise ValueError("bad range")
+    buf[start:end] = py_apply_mask(memoryview(buf)[start:end], mask, offset)
+
+
+# --- UTF-8 -----------------------------------------------------------------------
+#
+# A validator state is 0 between characters, else: bits 0-1 the continuation
+# bytes still due, bits 8-15 and 16-23 the range the next byte must fall in
+# (narrower than 80..BF only right after E0, ED, F0 and F4: overlong forms,
+# surrogates and code points over U+10FFFF; Unicode table 3-7).
+
+
+def _state(due: int, lo: int, hi: int) -> int:
+    return due | (lo << 8) | (hi << 16)
+
+
+_LEAD: dict[int, int] = {}
+for _c in range(0xC2, 0xE0):
+    _LEAD[_c] = _state(1, 0x80, 0xBF)
+for _c in range(0xE1, 0xF0):
+    _LEAD[_c] = _state(2, 0x80, 0xBF)
+_LEAD[0xE0] = _state(2, 0xA0, 0xBF)
+_LEAD[0xED] = _state(2, 0x80, 0x9F)
+_LEAD[0xF0] = _state(3, 0x90, 0xBF)
+for _c in range(0xF1, 0xF4):
+    _LEAD[_c] = _state(3, 0x80, 0xBF)
+_LEAD[0xF4] = _state(3, 0x80, 0x8F)
+_CONT = _state(0, 0x80, 0xBF)
+
+
+def _step(c: int, s: int) -> int:
+    """Advance the validator by one byte; -1 if the byte is invalid here."""
+    if not s:
+        if c < 0x80:
+            return 0
+        return _LEAD.get(c, -1)
+    if c < (s >> 8) & 0xFF or c > (s >> 16) & 0xFF:
+        return -1
+    due = (s & 3) - 1
+    return due | _CONT if due else 0
+
+
+def _state_ok(s: int) -> bool:
+    if s == 0:
+        return True
+    lo, hi = (s >> 8) & 0xFF, (s >> 16) & 0xFF
+    return bool(s & 3) and not s >> 24 and not s & 0xFC and 0x80 <= lo <= hi <= 0xBF
+
+
+def py_validate_utf8(data: Buffer, state: int = 0) -> tuple[int, int]:
+    """Validate a chunk of UTF-8, continuing from ``state`` (0 at the start of a text).
+
+    Returns:
+        ``(state, index)``: ``index`` is -1 if the chunk is valid so far (the text
+        is complete when ``state`` is 0 too), else the index of the first invalid
+        byte in ``data`` (and ``state`` is 0).
+    """
+    if not _state_ok(state):
+        raise ValueError("invalid UTF-8 validator state")
+    chunk = bytes(data)
+    n = len(chunk)
+    i = 0
+    while state and i < n:  # finish the character started in an earlier chunk
+        state = _step(chunk[i], state)
+        if state < 0:
+            return 0, i
+        i += 1
+    if i >= n:
+        return state, -1
+    rest = chunk[i:] if i else chunk
+    if rest.isascii():
+        return 0, -1
+    try:
+        # CPython's codec validates strictly (no surrogates, no overlong forms)
+        # and leaves an incomplete final character unconsumed when final=False.
+        _, consumed = codecs.utf_8_decode(rest, "strict", False)
+    except UnicodeDecodeError as exc:
+        # exc.start is where the bad sequence starts; find the byte that broke it.
+        s = 0
+        for k in range(exc.start, len(rest)):
+            s = _step(rest[k], s)
+            if s < 0:
+                return 0, i + k
+        raise AssertionError("the codec and the validator disagree") from None
+    s = 0
+    for k in range(consumed, len(rest)):
+        s = _step(rest[k], s)
+        if s < 0:  # pragma: no cover (the codec would have raised)
+            return 0, i + k
+    return s, -1
+
+
+# --- frames ------------------------------------------------------------------------
+
+
+def py_parse_messages(buf: Buffer, pos: int, masked: bool, max_size: int, events: list[Any]) -> int:
+    """Append the complete single-frame text/binary messages at ``buf[pos:]`` to ``events``.
+
+    Stops at the first frame that is anything else (incomplete, control,
+    fragmented, with RSV bits, over ``max_size``, wrongly masked, invalid
+    UTF-8) and returns the position after the last frame taken; the general
+    parser takes it from there. ``max_size`` -1 means no limit.
+    """
+    if pos < 0 or pos > len(buf):
+        raise ValueError("pos out of range")
+    end = len(buf)
+    append = events.append
+    want = 1 if masked else 0
+    while end - pos >= 2:
+        b0 = buf[pos]
+        b1 = buf[pos + 1]
+        # FIN set, RSV clear, text (0x81) or binary (0x82); section 5.2.
+        if b0 not in {0x81, 0x82} or b1 >> 7 != want:
+            break
+        length = b1 & 0x7F
+        start = pos + 2
+        if length == 126:
+            if end - pos < 4:
+                break
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            start = pos + 4
+        elif length == 127:
+            if end - pos < 10:
+                break
+            length = _from_bytes(buf[pos + 2 : pos + 10], "big")
+            if length >> 62:
+                break
+            start = pos + 10
+        if max_size >= 0 and length > max_size:
+            break
+        if want:
+            if end - start < 4:
+                break
+            stop = start + 4 + length
+            if stop > end:
+                break
+            if length > _CHUNK:
+                data = py_apply_mask(memoryview(buf)[start + 4 : stop], buf[start : start + 4])
+            else:  # inlined _xor: this is the per-message hot path
+                words = (length + 3) >> 2
+                data = (
+                    _from_bytes(buf[start + 4 : stop], "little")
+                    ^ _from_bytes(bytes(buf[start : start + 4]) * words, "little")
+                ).to_bytes(words << 2, "little")
+                if words << 2 != length:
+                    data = data[:length]
+        else:
+            stop = start + length
+            if stop > end:
+                break
+            data = bytes(buf[start:stop])
+        if b0 == 0x81:
+            try:
+                append(data.decode())
+            except UnicodeDecodeError:
+                break
+        else:
+            append(data)
+        pos = stop
+    return pos
+
+
+# --- choosing ----------------------------------------------------------------------
+
+apply_mask = py_apply_mask
+mask_inplace = py_mask_inplace
+validate_utf8 = py_validate_utf8
+parse_messages = py_parse_messages
+ACCELERATED = False
+"""Whether the compiled accelerator is in use."""
+
+if os.environ.get("HUBBUB_NO_EXTENSIONS", "") in ("", "0"):
+    try:
+        from . import _speedups
+    except ImportError:  # no compiler at install time: stay in pure Python
+        pass
+    else:
+        apply_mask = _speedups.apply_mask
+        mask_inplace = _speedups.mask_inplace
+        validate_utf8 = _speedups.validate_utf8
+        parse_messages = _speedups.parse_messages
+        ACCELERATED = True

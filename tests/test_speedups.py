@@ -1,0 +1,444 @@
+"""The accelerator's building blocks: C and pure Python against simple references.
+
+Each function is checked against an obvious reference written here, for both
+implementations (the C one only when it was built), so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hubbub import speedups
+
+try:
+    from hubbub import _speedups
+except ImportError:  # built without a compiler
+    _speedups = None  # type: ignore[assignment]
+
+IMPLS: list[Any] = [pytest.param("py", id="py")]
+if _speedups is not None:
+    IMPLS.append(pytest.param("c", id="c"))
+
+
+def impl(kind: str, name: str) -> Callable[..., Any]:
+    if kind == "c":
+        assert _speedups is not None
+        return getattr(_speedups, name)  # type: ignore[no-any-return]
+    return getattr(speedups, "py_" + name)  # type: ignore[no-any-return]
+
+
+def ref_mask(data: bytes, key: bytes, offset: int = 0) -> bytes:
+    return bytes(b ^ key[(i + offset) % 4] for i, b in enumerate(data))
+
+
+def ref_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def frame(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    key: bytes | None = None,
+    rsv: int = 0,
+    form: int | None = None,
+) -> bytes:
+    """Build a frame by hand (RFC 6455 section 5.2), independently of the library."""
+    b0 = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    mbit = 0x80 if key is not None else 0
+    if form is None:
+        form = 0 if n < 126 else 1 if n < 65536 else 2
+    if form == 0:
+        head = bytes([b0, mbit | n])
+    elif form == 1:
+        head = bytes([b0, mbit | 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([b0, mbit | 127]) + struct.pack("!Q", n)
+    if key is None:
+        return head + payload
+    return head + key + ref_mask(payload, key)
+
+
+# --- masking ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 7, 8, 15, 16, 31, 32, 33, 63, 64, 65, 1000, 4099])
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 6])
+def test_apply_mask_sizes_and_offsets(kind: str, n: int, offset: int) -> None:
+    data = os.urandom(n)
+    key = b"\x01\x9a\xff\x3c"
+    assert impl(kind, "apply_mask")(data, key, offset) == ref_mask(data, key, offset)
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+@given(
+    data=st.binary(max_size=300), key=st.binary(min_size=4, max_size=4), offset=st.integers(0, 9)
+)
+@settings(max_examples=200, deadline=None)
+def test_apply_mask_is_xor(kind: str, data: bytes, key: bytes, offset: int) -> None:
+    fn = impl(kind, "apply_mask")
+    masked = fn(data, key, offset)
+    assert masked == ref_mask(data, key, offset)
+    assert fn(masked, key, offset) == data  # masking is its own inverse
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_apply_mask_accepts_buffers_and_pieces(kind: str) -> None:
+    fn = impl(kind, "apply_mask")
+    key = b"abcd"
+    data = os.urandom(1001)
+    whole = fn(data, key)
+    # Unmasking piece by piece with the right offsets gives the same result.
+    pieces = fn(bytearray(data[:5]), key, 0) + fn(memoryview(data)[5:600], key, 5)
+    pieces += fn(data[600:], bytearray(key), 600)
+    assert pieces == whole
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_apply_mask_rejects_bad_keys(kind: str) -> None:
+    with pytest.raises(ValueError, match="4 bytes"):
+        impl(kind, "apply_mask")(b"data", b"abc")
+    with pytest.raises(ValueError, match=">= 0"):
+        impl(kind, "apply_mask")(b"data", b"abcd", -1)
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_mask_inplace(kind: str) -> None:
+    buf = bytearray(os.urandom(200))
+    original = bytes(buf)
+    impl(kind, "mask_inplace")(buf, 10, 150, b"wxyz", 3)
+    assert buf[:10] == original[:10]
+    assert buf[150:] == original[150:]
+    assert bytes(buf[10:150]) == ref_mask(original[10:150], b"wxyz", 3)
+    with pytest.raises(ValueError, match="range"):
+        impl(kind, "mask_inplace")(buf, 10, 300, b"wxyz")
+
+
+# --- UTF-8 -------------------------------------------------------------------------
+
+UTF8_CASES = [
+    b"",
+    b"hello",
+    "κόσμε".encode(),
+    "\U0010ffff\ud7ff\ue000".encode(errors="surrogatepass"),
+    b"\xc0\xaf",  # overlong "/"
+    b"\xe0\x80\xaf",  # overlong, 3 bytes
+    b"\xed\xa0\x80",  # surrogate U+D800
+    b"\xf4\x90\x80\x80",  # over U+10FFFF
+    b"\xf5",
+    b"\x80",
+    b"ab\xce",  # truncated: valid so far, not complete
+    b"ab\xce\xbaz\xff",
+    b"\xf0\x9f\x98",  # truncated 4-byte sequence
+    b"caf\xc3\xa9 " * 20 + b"\xc3",
+]
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+@pytest.mark.parametrize("data", UTF8_CASES)
+def test_validate_utf8_known_cases(kind: str, data: bytes) -> None:
+    state, index = impl(kind, "validate_utf8")(data)
+    if ref_utf8(data):
+        assert (state, index) == (0, -1)
+    elif index == -1:
+        # Valid so far: only the end is missing; completing it with a
+        # continuation byte or more must eventually make it valid or not.
+        assert state != 0
+        assert (
+            ref_utf8(data + b"\x80" * (state & 3))
+            or ref_utf8(data + b"\xbf" * (state & 3))
+            or not ref_utf8(data)
+        )
+    else:
+        assert state == 0
+        # Everything before the bad byte is a valid prefix (possibly ending
+        # inside a character); including the bad byte is not.
+        prefix = data[:index]
+        assert (
+            ref_utf8(prefix)
+            or ref_utf8(prefix + b"\x80" * 3)
+            or any(ref_utf8(prefix + bytes([c]) * k) for c in range(0x80, 0xC0) for k in (1, 2))
+        )
+
+
+def first_invalid(data: bytes) -> int:
+    """Reference: the shortest prefix that no continuation can make valid."""
+    for i in range(len(data) + 1):
+        prefix = data[:i]
+        if not can_complete(prefix):
+            return i - 1
+    return -1
+
+
+def can_complete(prefix: bytes) -> bool:
+    if ref_utf8(prefix):
+        return True
+    for tail_len in (1, 2, 3):
+        for c in range(0x80, 0xC0):
+            if ref_utf8(prefix + bytes([c]) * tail_len):
+                return True
+        # the second byte after E0/ED/F0/F4 has a narrower range; try pairs
+        for c in range(0x80, 0xC0):
+            if ref_utf8(prefix + bytes([c]) + b"\x80" * (tail_len - 1)):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"a",
+                b"\xc3\xa9",
+                b"\xe2\x82\xac",
+                b"\xf0\x9f\x98\x80",
+                b"\x80",
+                b"\xc3",
+                b"\xed\xa0",
+                b"\xe0\x80",
+                b"\xf4\x90",
+                b"\xff",
+                b"z" * 9,
+            ]
+        ),
+        max_size=12,
+    ),
+    st.integers(0, 40),
+)
+@settings(max_examples=300, deadline=None)
+def test_validate_utf8_incremental(kind: str, parts: list[bytes], split: int) -> None:
+    fn = impl(kind, "validate_utf8")
+    data = b"".join(parts)
+    expected = first_invalid(data)
+    state, index = fn(data)
+    assert index == expected
+    if index == -1:
+        assert (state == 0) == ref_utf8(data)
+    # Split in two chunks: the same verdict, indices relative to the chunk.
+    split = min(split, len(data))
+    s1, i1 = fn(data[:split])
+    if i1 != -1:
+        assert i1 == expected
+        return
+    s2, i2 = fn(data[split:], s1)
+    assert (split + i2 if i2 != -1 else -1) == expected
+    if i2 == -1:
+        assert s2 == state
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_validate_utf8_rejects_bad_states(kind: str) -> None:
+    with pytest.raises(ValueError, match="state"):
+        impl(kind, "validate_utf8")(b"a", 0x7)
+
+
+# --- parse_messages ------------------------------------------------------------------
+
+KEY = b"\x37\xfa\x21\x3d"
+INCOMPLETE = b"<incomplete>"
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+@pytest.mark.parametrize("masked", [True, False], ids=["masked", "unmasked"])
+def test_parse_messages_takes_whole_messages(kind: str, masked: bool) -> None:
+    key = KEY if masked else None
+    payloads: list[str | bytes] = ["hi", b"\x00\x01", "é" * 70, b"x" * 300, "", b"", "a" * 70000]
+    wire = b""
+    for p in payloads:
+        wire += frame(
+            1 if isinstance(p, str) else 2, p.encode() if isinstance(p, str) else p, key=key
+        )
+    for buffer in (wire, bytearray(wire), memoryview(wire)):
+        events: list[Any] = []
+        pos = impl(kind, "parse_messages")(buffer, 0, masked, -1, events)
+        assert pos == len(wire)
+        assert events == payloads
+        assert [type(e) for e in events] == [type(p) for p in payloads]
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+@pytest.mark.parametrize(
+    "stopper",
+    [
+        frame(1, b"frag", fin=False, key=KEY),  # fragmented
+        frame(0, b"cont", key=KEY),  # continuation
+        frame(9, b"ping", key=KEY),  # control frame
+        frame(8, b"\x03\xe8", key=KEY),  # close
+        frame(1, b"rsv", rsv=0x40, key=KEY),  # RSV1 without an extension
+        frame(3, b"", key=KEY),  # reserved opcode
+        frame(1, b"unmasked"),  # a server requires masking
+        frame(1, b"\xff\xfe", key=KEY),  # invalid UTF-8
+        frame(2, b"x" * 101, key=KEY),  # over max_size
+        INCOMPLETE + frame(2, b"x" * 50, key=KEY)[:-1],
+        INCOMPLETE + frame(2, b"x" * 50, key=KEY)[:1],  # header
+        INCOMPLETE + frame(2, b"x" * 50, key=KEY)[:4],  # mask
+        INCOMPLETE + frame(2, b"x" * 200, key=KEY)[:3],  # extended length
+    ],
+)
+def test_parse_messages_stops_at_other_frames(kind: str, stopper: bytes) -> None:
+    head = frame(1, b"first", key=KEY) + frame(2, b"second", key=KEY)
+    wire = b"junk" + head + stopper.removeprefix(INCOMPLETE)
+    if not stopper.startswith(INCOMPLETE):  # what follows a whole frame is not taken either
+        wire += frame(1, b"after", key=KEY)
+    events: list[Any] = []
+    pos = impl(kind, "parse_messages")(bytearray(wire), 4, True, 100, events)
+    assert events == ["first", b"second"]
+    assert pos == 4 + len(head)
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_parse_messages_length_forms(kind: str) -> None:
+    # A small payload in the 16-bit and 64-bit forms is legal (section 5.2
+    # only says the minimal form SHOULD be used... it is not checked).
+    wire = frame(2, b"abc", key=KEY, form=1) + frame(1, b"def", key=KEY, form=2)
+    events: list[Any] = []
+    assert impl(kind, "parse_messages")(wire, 0, True, -1, events) == len(wire)
+    assert events == [b"abc", "def"]
+    huge = bytes([0x82, 0xFF]) + (2**63).to_bytes(8, "big") + KEY
+    assert impl(kind, "parse_messages")(huge, 0, True, -1, []) == 0
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1, 2, 8, 9]), st.binary(max_size=140), st.booleans(), st.booleans()
+        ),
+        max_size=8,
+    ),
+    st.booleans(),
+    st.integers(0, 12),
+)
+@settings(max_examples=300, deadline=None)
+def test_parse_messages_c_matches_python(
+    frames: list[tuple[int, bytes, bool, bool]], masked: bool, cut: int
+) -> None:
+    if _speedups is None:
+        pytest.skip("the C accelerator is not built")
+    wire = b"".join(
+        frame(op, data, fin=fin, key=(KEY if masked != flip else None))
+        for op, data, fin, flip in frames
+    )
+    wire = wire[: max(0, len(wire) - cut)]
+    ev_py: list[Any] = []
+    ev_c: list[Any] = []
+    pos_py = speedups.py_parse_messages(wire, 0, masked, 128, ev_py)
+    pos_c = _speedups.parse_messages(wire, 0, masked, 128, ev_c)
+    assert (pos_c, ev_c) == (pos_py, ev_py)
+
+
+# --- choosing ----------------------------------------------------------------------
+
+
+def test_environment_variable_forces_pure_python() -> None:
+    code = "import hubbub.speedups as s; print(s.ACCELERATED, s.apply_mask is s.py_apply_mask)"
+    env = dict(os.environ, HUBBUB_NO_EXTENSIONS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "True"]
+    env.pop("HUBBUB_NO_EXTENSIONS")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [str(_speedups is not None), str(_speedups is None)]
+
+
+def test_core_uses_the_chosen_implementation() -> None:
+    from hubbub.protocol import frames
+
+    assert frames.apply_mask is speedups.apply_mask
+
+
+# --- the core's hot paths (protocol/connection.py) ---------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1000, 65536, 100_000])
+def test_large_frames_arriving_in_pieces(chunk: int) -> None:
+    """A large binary frame is held back in pieces and joined once; nothing is lost."""
+    from hubbub.protocol import Connection, Side
+
+    conn = Connection(Side.SERVER, max_size=2**22)
+    big = os.urandom(300_000)
+    part1, part2 = os.urandom(100_000), os.urandom(90_000)
+    wire = (
+        frame(2, big, key=KEY)
+        + frame(1, b"small", key=KEY)
+        + frame(2, part1, fin=False, key=KEY)
+        + frame(9, b"ping", key=KEY)  # a control frame between the fragments
+        + frame(0, part2, key=KEY)
+        + frame(1, "é".encode() * 50_000, key=KEY)
+    )
+    reusable = bytearray(chunk)
+    events: list[Any] = []
+    for i in range(0, len(wire), chunk):
+        piece = wire[i : i + chunk]
+        # The adapter may hand over a buffer it reuses: what is held must be a copy.
+        reusable[: len(piece)] = piece
+        conn.receive_data(memoryview(reusable)[: len(piece)])
+        events += conn.events_received()
+    data = [e for e in events if isinstance(e, (str, bytes))]
+    assert data == [big, "small", part1 + part2, "é" * 50_000]
+    assert conn.state == 1
+    assert conn._buf == bytearray()
+
+
+def test_large_frame_over_max_size_fails_before_it_is_held() -> None:
+    from hubbub.protocol import Connection, Side
+
+    conn = Connection(Side.SERVER, max_size=100_000)
+    wire = frame(2, bytes(200_000), key=KEY)
+    conn.receive_data(wire[:1000])
+    assert conn.close_sent is not None
+    assert conn.close_sent.code == 1009  # section 7.4.1: message too big
+    assert conn._held == []
+
+
+async def test_pipelined_echoes_are_written_together_and_in_order() -> None:
+    """send() holds small frames while more messages wait; nothing is lost or reordered."""
+    import asyncio
+
+    from hubbub.asyncio import connect, serve
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def echo_later(ws: Any) -> None:
+        # Echoes half the messages while the other half still waits in the
+        # queue (so every send is held back), then never calls recv() again:
+        # the call_soon flush must write them.
+        first = await ws.recv()
+        while len(ws._messages) < 9:
+            await asyncio.sleep(0.01)
+        for message in [first] + [await ws.recv() for _ in range(4)]:
+            await ws.send(message)
+        await asyncio.sleep(3600)
+
+    for handler, count, expected in ((echo, 200, 200), (echo_later, 10, 5)):
+        async with serve(handler, "127.0.0.1", 0, ping_interval=None, max_queue=1000) as server:
+            ws = await connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None)
+            # One write of many frames: the server reads them in one go.
+            ws.protocol._out.extend(
+                frame(1, f"message {i}".encode(), key=KEY) for i in range(count)
+            )
+            ws._flush()
+            got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(expected)]
+            assert got == [f"message {i}" for i in range(expected)]
+            await ws.close()
