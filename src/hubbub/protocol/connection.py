@@ -41,29 +41,26 @@ before its mistake, which is what the Autobahn suite calls "strict".
 from __future__ import annotations
 
 import codecs
-import enum
-import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ..exceptions import (
-    InvalidState,
     LocalProtocolError,
     PayloadTooBig,
     RemoteProtocolError,
 )
 from ..speedups import parse_messages as _parse_messages
+from .events import CloseReceived, Event, Failure, Ping, Pong, Side, State
 from .extensions import Extension
 from .frames import (
     CloseCode,
     Frame,
     Opcode,
     apply_mask,
-    encode_frame,
     is_valid_close_code,
     parse_close,
     serialize_close,
 )
+from .sending import Sender
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -81,54 +78,9 @@ DEFAULT_MAX_SIZE = 2**20
 """Default limit on the size of a received message: 1 MiB."""
 
 
-class Side(enum.Enum):
-    SERVER = "server"
-    CLIENT = "client"
-
-
-class State(enum.IntEnum):
-    """The connection's state, numbered like the browser's ``readyState``."""
-
-    CONNECTING = 0
-    OPEN = 1
-    CLOSING = 2
-    CLOSED = 3
-
-
-@dataclass(slots=True, frozen=True)
-class Ping:
-    """A ping frame arrived; the pong was already queued (section 5.5.2)."""
-
-    data: bytes
-
-
-@dataclass(slots=True, frozen=True)
-class Pong:
-    """A pong frame arrived (section 5.5.3)."""
-
-    data: bytes
-
-
-@dataclass(slots=True, frozen=True)
-class CloseReceived:
-    """A close frame arrived (section 5.5.1); 1005 when it had no code."""
-
-    code: int
-    reason: str
-
-
-@dataclass(slots=True, frozen=True)
-class Failure:
-    """The peer broke the protocol here; only with ``defer_failure=True``."""
-
-    exc: RemoteProtocolError
-
-
-Event = str | bytes | Ping | Pong | CloseReceived | Failure | object
-"""What :meth:`Connection.events_received` returns. Subclasses add handshake events."""
+# The states and event classes live in .events; they are re-exported here.
 
 _OP_CONT = Opcode.CONTINUATION
-_pack_tiny = struct.Struct("!BB").pack
 _OP_TEXT = Opcode.TEXT
 _OP_BINARY = Opcode.BINARY
 _OP_CLOSE = Opcode.CLOSE
@@ -165,7 +117,7 @@ def _decode_text(decoder: codecs.IncrementalDecoder, data: bytes | bytearray, fi
     return text
 
 
-class Connection:
+class Connection(Sender):
     """A WebSocket connection in the OPEN state and after (sections 5-7).
 
     Args:
@@ -621,98 +573,7 @@ class Connection:
         if self.side is Side.SERVER:
             self.send_eof()
 
-    # --- sending -----------------------------------------------------------------
-
-    def _write(self, opcode: int, data: bytes, fin: bool = True, rsv1: bool = False) -> None:
-        self._out.extend(encode_frame(opcode, data, fin=fin, rsv1=rsv1, mask=self._mask))
-
-    def _check_open(self) -> None:
-        if self.state is not State.OPEN:
-            raise InvalidState(f"cannot send in state {self.state.name}")
-
-    def _send_data(self, opcode: int, data: bytes, fin: bool, compress: bool = True) -> None:
-        if (
-            fin
-            and len(data) < 126
-            and self.state is State.OPEN
-            and not self._send_opcode
-            and opcode != _OP_CONT
-            and not self._mask
-            and not self.extensions
-        ):
-            # Fast path: a whole small message from a server, one chunk with a
-            # 2-byte header (section 5.2: 7-bit length, no masking key).
-            self._out.append(_pack_tiny(0x80 | opcode, len(data)) + data)
-            return
-        self._check_open()
-        if opcode == _OP_CONT:
-            if not self._send_opcode:
-                raise LocalProtocolError("no fragmented message to continue")
-        elif self._send_opcode:
-            raise LocalProtocolError("a fragmented message is being sent; finish it first")
-        if self.extensions:
-            if opcode != _OP_CONT:
-                # RFC 7692 section 6: any message may go untransformed; the
-                # first frame's choice holds for its continuation frames.
-                self._send_plain = not compress
-            if self._send_plain:
-                self._write(opcode, data, fin)
-            else:
-                frame = Frame(Opcode(opcode), data, fin)
-                for ext in self.extensions:
-                    frame = ext.encode(frame)
-                self._write(opcode, frame.data, fin, frame.rsv1)
-        else:
-            self._out.extend(encode_frame(opcode, data, fin=fin, mask=self._mask))
-        if opcode != _OP_CONT:
-            self._send_opcode = 0 if fin else opcode
-        elif fin:
-            self._send_opcode = 0
-
-    def send_text(self, data: str | bytes, fin: bool = True, *, compress: bool = True) -> None:
-        """Send a text message, or its first fragment when ``fin`` is false.
-
-        ``bytes`` are sent as they are and must be valid UTF-8. With
-        ``compress=False`` the message (continuations included) skips the
-        extensions: it is sent uncompressed even if permessage-deflate is on.
-        """
-        self._send_data(_OP_TEXT, data.encode() if isinstance(data, str) else data, fin, compress)
-
-    def send_binary(
-        self, data: bytes | bytearray | memoryview, fin: bool = True, *, compress: bool = True
-    ) -> None:
-        """Send a binary message, or its first fragment; ``compress`` as in :meth:`send_text`."""
-        self._send_data(_OP_BINARY, bytes(data), fin, compress)
-
-    def send_continuation(self, data: str | bytes, fin: bool) -> None:
-        """Send the next fragment of the message being sent (section 5.4)."""
-        self._send_data(_OP_CONT, data.encode() if isinstance(data, str) else bytes(data), fin)
-
-    def send_data_frame(
-        self, opcode: int, data: bytes, fin: bool = True, *, compress: bool = True
-    ) -> None:
-        """Send a data frame given its opcode: TEXT, BINARY or CONTINUATION.
-
-        For adapters that turn an iterable into fragments; ``compress`` only
-        matters on a message's first frame.
-        """
-        if opcode not in (_OP_TEXT, _OP_BINARY, _OP_CONT):
-            raise LocalProtocolError(f"{opcode:#x} is not a data opcode")
-        self._send_data(opcode, data, fin, compress)
-
-    def _send_control(self, opcode: int, data: bytes) -> None:
-        self._check_open()
-        if len(data) > 125:
-            raise LocalProtocolError("control frame payload longer than 125 bytes")
-        self._write(opcode, data)
-
-    def send_ping(self, data: bytes = b"") -> None:
-        """Send a ping (section 5.5.2); at most 125 bytes of payload."""
-        self._send_control(_OP_PING, data)
-
-    def send_pong(self, data: bytes = b"") -> None:
-        """Send an unsolicited pong, a heartbeat (section 5.5.3)."""
-        self._send_control(_OP_PONG, data)
+    # --- closing (sending messages, pings and pongs: .sending.Sender) -----------------
 
     def send_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake (section 7.1.2).

@@ -1,0 +1,127 @@
+"""Sending messages, fragments, pings and pongs (RFC 6455 sections 5.4-5.6).
+
+:class:`Sender` is a mixin of :class:`hubbub.protocol.connection.Connection`:
+it turns messages and fragments into frames on the connection's output,
+through the negotiated extensions, and enforces what the RFC says a sender
+may not do (a new message inside a fragmented one, sending after close).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..exceptions import InvalidState, LocalProtocolError
+from .events import State
+from .extensions import Extension
+from .frames import Frame, Opcode, encode_frame
+
+__all__ = ["Sender"]
+
+_OP_CONT = Opcode.CONTINUATION
+_OP_TEXT = Opcode.TEXT
+_OP_BINARY = Opcode.BINARY
+_OP_PING = Opcode.PING
+_OP_PONG = Opcode.PONG
+_pack_tiny = struct.Struct("!BB").pack
+
+
+class Sender:
+    """The sending half of a connection (closing stays with the connection)."""
+
+    state: State
+    extensions: list[Extension]
+    _out: list[bytes]
+    _mask: bool
+    _send_opcode: int
+    _send_plain: bool
+
+    def _write(self, opcode: int, data: bytes, fin: bool = True, rsv1: bool = False) -> None:
+        self._out.extend(encode_frame(opcode, data, fin=fin, rsv1=rsv1, mask=self._mask))
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send in state {self.state.name}")
+
+    def _send_data(self, opcode: int, data: bytes, fin: bool, compress: bool = True) -> None:
+        if (
+            fin
+            and len(data) < 126
+            and self.state is State.OPEN
+            and not self._send_opcode
+            and opcode != _OP_CONT
+            and not self._mask
+            and not self.extensions
+        ):
+            # Fast path: a whole small message from a server, one chunk with a
+            # 2-byte header (section 5.2: 7-bit length, no masking key).
+            self._out.append(_pack_tiny(0x80 | opcode, len(data)) + data)
+            return
+        self._check_open()
+        if opcode == _OP_CONT:
+            if not self._send_opcode:
+                raise LocalProtocolError("no fragmented message to continue")
+        elif self._send_opcode:
+            raise LocalProtocolError("a fragmented message is being sent; finish it first")
+        if self.extensions:
+            if opcode != _OP_CONT:
+                # RFC 7692 section 6: any message may go untransformed; the
+                # first frame's choice holds for its continuation frames.
+                self._send_plain = not compress
+            if self._send_plain:
+                self._write(opcode, data, fin)
+            else:
+                frame = Frame(Opcode(opcode), data, fin)
+                for ext in self.extensions:
+                    frame = ext.encode(frame)
+                self._write(opcode, frame.data, fin, frame.rsv1)
+        else:
+            self._out.extend(encode_frame(opcode, data, fin=fin, mask=self._mask))
+        if opcode != _OP_CONT:
+            self._send_opcode = 0 if fin else opcode
+        elif fin:
+            self._send_opcode = 0
+
+    def send_text(self, data: str | bytes, fin: bool = True, *, compress: bool = True) -> None:
+        """Send a text message, or its first fragment when ``fin`` is false.
+
+        ``bytes`` are sent as they are and must be valid UTF-8. With
+        ``compress=False`` the message (continuations included) skips the
+        extensions: it is sent uncompressed even if permessage-deflate is on.
+        """
+        self._send_data(_OP_TEXT, data.encode() if isinstance(data, str) else data, fin, compress)
+
+    def send_binary(
+        self, data: bytes | bytearray | memoryview, fin: bool = True, *, compress: bool = True
+    ) -> None:
+        """Send a binary message, or its first fragment; ``compress`` as in :meth:`send_text`."""
+        self._send_data(_OP_BINARY, bytes(data), fin, compress)
+
+    def send_continuation(self, data: str | bytes, fin: bool) -> None:
+        """Send the next fragment of the message being sent (section 5.4)."""
+        self._send_data(_OP_CONT, data.encode() if isinstance(data, str) else bytes(data), fin)
+
+    def send_data_frame(
+        self, opcode: int, data: bytes, fin: bool = True, *, compress: bool = True
+    ) -> None:
+        """Send a data frame given its opcode: TEXT, BINARY or CONTINUATION.
+
+        For adapters that turn an iterable into fragments; ``compress`` only
+        matters on a message's first frame.
+        """
+        if opcode not in (_OP_TEXT, _OP_BINARY, _OP_CONT):
+            raise LocalProtocolError(f"{opcode:#x} is not a data opcode")
+        self._send_data(opcode, data, fin, compress)
+
+    def _send_control(self, opcode: int, data: bytes) -> None:
+        self._check_open()
+        if len(data) > 125:
+            raise LocalProtocolError("control frame payload longer than 125 bytes")
+        self._write(opcode, data)
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Send a ping (section 5.5.2); at most 125 bytes of payload."""
+        self._send_control(_OP_PING, data)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Send an unsolicited pong, a heartbeat (section 5.5.3)."""
+        self._send_control(_OP_PONG, data)
