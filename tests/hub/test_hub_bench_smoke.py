@@ -1,0 +1,49 @@
+"""The hub benchmark (benchmarks/hub_bench.py) at tiny scale against a real hub.
+
+It runs as a subprocess, as a person would run it: it starts ``hubbub serve``
+itself and forks its client processes, which pytest's process should not do.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "hub_bench.py"
+
+
+@pytest.mark.timeout(60)
+def test_hub_bench_tiny_run_reports_sane_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--subscribers", "50", "--users", "50", "--duration", "1", "--warmup", "0.2"]
+    args += ["--processes", "2", "--drain", "5", "--connect-timeout", "10"]
+    subprocess.run(
+        [sys.executable, str(BENCH), "fanout,direct", *args, "--quiet", "--json", str(out)],
+        check=True,
+        timeout=50,
+        capture_output=True,
+    )
+    report = json.loads(out.read_text())
+    for scenario in ("fanout", "direct"):
+        (run,) = report[scenario]["runs"]
+        assert run["connections"] == 50
+        assert run["deliveries"] > 0
+        assert run["deliveries_per_s"] > 0
+        assert run["latency_samples"] > 0
+        assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"]
+        # Every publication reached every subscriber; every live send arrived once.
+        assert run["expected"] > 0
+        assert run["total_delivered"] == run["expected"]
+        assert run["missing"] == 0
+        assert run["closed_connections"] == 0
+        assert run["hub_cpu_s"] > 0
+        assert run["hub_deliveries_per_cpu_s"] > 0
+    fanout = report["fanout"]["runs"][0]
+    assert fanout["expected"] == fanout["published"] * 50
+    direct = report["direct"]["runs"][0]
+    assert direct["sent_not_live"] == 0
+    assert direct["expected"] == direct["sent"]
