@@ -63,6 +63,11 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
     "public_key_file": (None, str, "PEM public key verifying RS256/ES256 tokens"),
     "api_key": (None, str, "enables the HTTP API (POST /api/...) with this key"),
     "max_size": (None, int, "largest WebSocket message in bytes (4 x the request limit)"),
+    "broker": (
+        "memory",
+        str,
+        "'memory' (one node) or redis://HOST:PORT/DB to share a hub between nodes (docs/redis.md)",
+    ),
 }
 
 _CHAT = NamespaceRules(history=StreamLimits(1000, 86400.0))
@@ -207,6 +212,11 @@ async def serve_hub(resolved: dict[str, Any], config: HubConfig) -> None:
     if resolved["max_size"]:
         options["max_size"] = resolved["max_size"]
     host, dev = resolved["host"], resolved["dev"]
+    broker_url = resolved["broker"]
+    if broker_url != "memory":
+        from .redis_broker import RedisBroker
+
+        options["broker"] = RedisBroker(broker_url)
     async with start_hub(
         host,
         resolved["port"],
