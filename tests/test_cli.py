@@ -279,3 +279,17 @@ async def test_insecure_wss(tmp_path: Path) -> None:
     assert err.startswith("hubbub: ")
     assert "CERTIFICATE_VERIFY_FAILED" in err
     assert "Traceback" not in err
+
+
+def test_serve_refuses_a_bad_broker_url() -> None:
+    result = subprocess.run(
+        [*HUBBUB, "serve", "--dev", "--port", "0", "--broker", "memcached://x"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=15,
+        env=ENV,
+    )
+    assert result.returncode == 2
+    assert "redis://" in result.stderr
+    assert "Traceback" not in result.stderr

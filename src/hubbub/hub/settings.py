@@ -40,6 +40,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .auth import mint_token
 from .config import HubConfig, NamespaceRules
@@ -267,6 +268,14 @@ def run_serve(args: argparse.Namespace) -> int:
             "hubbub serve: configure a token secret (--secret, HUBBUB_SECRET, or 'secret' in "
             "the config file) or a public key, or pass --dev for the INSECURE development "
             "mode where the chat page signs in with a bare name",
+            file=sys.stderr,
+        )
+        return 2
+    broker = resolved["broker"]
+    if broker != "memory" and urlsplit(broker).scheme not in ("redis", "rediss", "unix"):
+        print(
+            f"hubbub serve: --broker is 'memory' or a redis://, rediss:// or unix:// URL, "
+            f"not {broker!r}",
             file=sys.stderr,
         )
         return 2
