@@ -466,3 +466,17 @@ async def test_unknown_option_is_refused_at_once() -> None:
 
     with pytest.raises(TypeError, match="max_queu"):
         serve(handler, "127.0.0.1", 0, max_queu=3)
+
+
+async def test_healthz_answers_http_1_0() -> None:
+    async def handler(ws: object) -> None:
+        pass
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /healthz HTTP/1.0\r\n\r\n")
+        response = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        await writer.wait_closed()
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert response.endswith(b"\r\n\r\nOK\n")

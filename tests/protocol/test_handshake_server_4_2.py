@@ -173,7 +173,7 @@ class TestRejectMalformed:
     @pytest.mark.parametrize(
         "request_data",
         [
-            b"GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/2\r\nHost: a\r\n\r\n",
             b"GARBAGE\r\n\r\n",
             b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
             b"GET / HTTP/1.1\r\nX: \x00\r\n\r\n",

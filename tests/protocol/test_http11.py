@@ -115,7 +115,6 @@ class TestParseRequest:
             b"GET /",
             b"GET / HTTP/1.1 extra",
             b"GET  / HTTP/1.1",
-            b"GET / HTTP/1.0",
             b"GET / HTTP/2",
             b"GET / http/1.1",
             b"GET chat HTTP/1.1",

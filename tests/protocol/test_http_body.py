@@ -82,3 +82,20 @@ def test_repeated_equal_content_length_is_accepted() -> None:
     [request] = conn.events_received()
     assert isinstance(request, Request)
     assert request.body == b"x"
+
+
+def test_http_1_0_reaches_the_hook_but_never_upgrades() -> None:
+    # Health checkers (HAProxy, nginx upstreams) often speak HTTP/1.0: the
+    # request is parsed so process_request can answer it...
+    conn = ServerConnection()
+    conn.receive_data(
+        b"GET /healthz HTTP/1.0\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    [request] = conn.events_received()
+    assert isinstance(request, Request)
+    assert request.version == "HTTP/1.0"
+    # ... but RFC 6455 section 4.1 requires HTTP/1.1 for the handshake.
+    response = conn.accept(request)
+    assert response.status == 400
+    assert b"HTTP/1.1" in response.body

@@ -132,6 +132,8 @@ class Request:
     method: str = "GET"
     body: bytes = b""
     """The body of a plain HTTP request (``Content-Length`` only); b"" for a handshake."""
+    version: str = "HTTP/1.1"
+    """``HTTP/1.1``, or ``HTTP/1.0`` for plain requests (never a valid handshake)."""
 
     @property
     def query(self) -> dict[str, str]:
@@ -144,7 +146,7 @@ class Request:
         return urlsplit(self.path).path or "/"
 
     def serialize(self) -> bytes:
-        head = f"{self.method} {self.path} HTTP/1.1\r\n".encode("latin-1")
+        head = f"{self.method} {self.path} {self.version}\r\n".encode("latin-1")
         return head + self.headers.serialize() + b"\r\n"
 
 
@@ -224,13 +226,15 @@ def parse_request(buf: bytes | bytearray, start: int = 0) -> tuple[Request, int]
         method, target, version = lines[0].decode("ascii").split(" ")
     except (UnicodeDecodeError, ValueError):
         raise InvalidMessage(f"invalid HTTP request line: {lines[0][:100]!r}") from None
-    if version != "HTTP/1.1":
-        # Section 4.1: "The method of the request MUST be GET, and the HTTP
-        # version MUST be at least 1.1." HTTP/1.0 and HTTP/2 framing differ.
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        # HTTP/2 and later frame messages differently (RFC 8441 is not supported).
         raise InvalidMessage(f"unsupported HTTP version: {version}")
     if not target.startswith("/"):
         raise InvalidMessage(f"unsupported request target: {target[:100]}")
-    return Request(target, _parse_headers(lines[1:]), method), consumed
+    # HTTP/1.0 is parsed so that health checkers and proxies that speak it get
+    # an answer from process_request; the WebSocket handshake itself refuses it
+    # (RFC 6455 section 4.1: "the HTTP version MUST be at least 1.1").
+    return Request(target, _parse_headers(lines[1:]), method, version=version), consumed
 
 
 def parse_response(buf: bytes | bytearray, eof: bool = False) -> tuple[Response, int] | None:

@@ -201,6 +201,9 @@ class ServerConnection(Connection):
 
     def _check_request(self, request: Request) -> tuple[str | None, str | None]:
         headers = request.headers
+        if request.version != "HTTP/1.1":
+            # Section 4.1: "the HTTP version MUST be at least 1.1".
+            raise InvalidMessage(f"a WebSocket handshake needs HTTP/1.1, not {request.version}")
         if request.method != "GET":
             exc = InvalidMessage(f"method {request.method} is not allowed; use GET")
             exc.status = 405
