@@ -32,6 +32,7 @@ that cannot reach its backend raises :class:`BrokerUnavailable`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -186,6 +187,10 @@ class MemoryBroker(Broker):
         self._streams: dict[str, Stream] = {}
         self._listeners: dict[str, list[Listener]] = {}
         self._presence: dict[str, dict[str, _Member]] = {}
+        # stream -> no member of it expires before this time (a lower bound), so
+        # that maintain() scans only the presence sets where something may have
+        # expired, not every member of every set every second.
+        self._presence_due: dict[str, float] = {}
         # user -> connection ids in ONLINE, so that online() costs O(users asked).
         self._online: dict[str, set[str]] = {}
         self._acks: dict[str, tuple[int, str]] = {}
@@ -205,10 +210,15 @@ class MemoryBroker(Broker):
 
     async def maintain(self) -> None:
         now = self._clock()
-        for name, stream in list(self._streams.items()):
-            if len(stream) == 0 and now - stream.last_time > self._idle_ttl:
-                del self._streams[name]
-        for name in list(self._presence):
+        # The cheap idle test first: len() trims, which only idle streams need here.
+        idle = [
+            name
+            for name, stream in self._streams.items()
+            if now - stream.last_time > self._idle_ttl and len(stream) == 0
+        ]
+        for name in idle:
+            del self._streams[name]
+        for name in [name for name, due in self._presence_due.items() if due <= now]:
             self._live_presence(name)
 
     def _check(self) -> None:
@@ -268,19 +278,31 @@ class MemoryBroker(Broker):
         if members is None:
             return {}
         now = self._clock()
-        expired = [conn for conn, m in members.items() if m.expires <= now]
+        due = math.inf
+        expired = []
+        for conn, m in members.items():
+            if m.expires <= now:
+                expired.append(conn)
+            elif m.expires < due:
+                due = m.expires
         for conn in expired:
             member = members.pop(conn)
             if stream == ONLINE:
                 self._forget_online(member.info)
-        if not members:
+        if members:
+            self._presence_due[stream] = due
+        else:
             del self._presence[stream]
+            self._presence_due.pop(stream, None)
         return members
 
     async def presence_add(self, stream: str, info: ClientInfo, ttl: float) -> None:
         self._check()
         members = self._presence.setdefault(stream, {})
-        members[info.conn_id] = _Member(info, self._clock() + ttl)
+        expires = self._clock() + ttl
+        members[info.conn_id] = _Member(info, expires)
+        if expires < self._presence_due.get(stream, math.inf):
+            self._presence_due[stream] = expires
         if stream == ONLINE:
             self._online.setdefault(info.user, set()).add(info.conn_id)
 
@@ -291,6 +313,7 @@ class MemoryBroker(Broker):
             member = members.pop(conn_id, None)
             if not members:
                 del self._presence[stream]
+                self._presence_due.pop(stream, None)
             if member is not None and stream == ONLINE:
                 self._forget_online(member.info)
 
@@ -301,6 +324,9 @@ class MemoryBroker(Broker):
             member = self._presence.get(stream, {}).get(conn_id)
             if member is not None:
                 member.expires = expires
+                # A shorter ttl than before moves the earliest expiry forward.
+                if expires < self._presence_due.get(stream, math.inf):
+                    self._presence_due[stream] = expires
 
     async def presence(self, stream: str) -> dict[str, ClientInfo]:
         self._check()

@@ -7,12 +7,17 @@ Theory of operation
 :func:`hubbub.asyncio.serve`:
 
 * each WebSocket connection (subprotocol ``hubbub.json.v1`` required) becomes a
-  session. The node's ``send(text)`` is synchronous and must never block, so
-  it appends to the connection's :class:`_Outbox`, whose writer task awaits
-  ``ws.send`` and thereby honours the connection's write buffer limits. An
-  outbox that fills up (the client reads too slowly) is dropped and the
-  connection closed with 4011: the client reconnects and recovers from its
-  offsets, which costs far less than buffering without bound;
+  session. The node's ``send(text)`` is synchronous and must never block. When
+  nothing is queued and the transport is below its high water mark, the
+  :class:`_Outbox` writes the frame straight to the transport: server frames
+  are not masked (RFC 6455 section 5.1), so the frame of a push fanned out to
+  many sessions is encoded once (:class:`_FrameCache`) and the same bytes are
+  written to each. Otherwise (the client reads slowly, or the connection
+  negotiated an extension such as permessage-deflate, which compresses per
+  connection, RFC 7692) the text is queued, and the outbox's writer task
+  awaits ``ws.send``, honouring the write buffer limits. An outbox that fills
+  up is dropped and the connection closed with 4011: the client reconnects and
+  recovers from its offsets, which costs far less than buffering without bound;
 * plain HTTP on the same port goes through the adapter's ``process_request``
   hook: ``GET /healthz`` (JSON, 503 when the broker is down) and ``GET /metrics``;
 * the HTTP API (:mod:`hubbub.hub.http_api`, ``POST /api/...``) is served on the
@@ -35,6 +40,8 @@ from typing import Any
 
 from ..asyncio import Server, ServerConnection, serve
 from ..exceptions import ConnectionClosed
+from ..protocol.connection import State
+from ..protocol.frames import Opcode, encode_header
 from ..protocol.http11 import Request, Response
 from .auth import Authenticator
 from .broker import Broker, MemoryBroker
@@ -51,25 +58,72 @@ __all__ = ["Hub", "run_hub", "start_hub"]
 logger = logging.getLogger(__name__)
 
 
-class _Outbox:
-    """Turns the node's synchronous ``send`` into ordered awaits of ``ws.send``."""
+_OPEN = State.OPEN
 
-    def __init__(self, ws: ServerConnection, max_pending: int) -> None:
+
+class _FrameCache:
+    """The unmasked text frame of the last push, shared by every connection.
+
+    The node encodes a fan-out push once and hands the same ``str`` object to
+    each local recipient in a row, so an identity check finds it.
+    """
+
+    __slots__ = ("frame", "text")
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.frame = b""
+
+    def encode(self, text: str) -> bytes:
+        if text is not self.text:
+            payload = text.encode()
+            # Section 5.2: FIN set, no RSV bit (no extension), no mask (5.1).
+            self.frame = encode_header(Opcode.TEXT, len(payload), True, False, None) + payload
+            self.text = text
+        return self.frame
+
+
+class _Outbox:
+    """Turns the node's synchronous ``send`` into writes, queuing while the client is slow."""
+
+    def __init__(
+        self, ws: ServerConnection, max_pending: int, frames: _FrameCache | None = None
+    ) -> None:
         self.ws = ws
         self.max_pending = max_pending
+        self.frames = frames or _FrameCache()
         self.queue: collections.deque[str] = collections.deque()
         self.wakeup = asyncio.Event()
         self.closing: tuple[int, str] | None = None
+        # Without shared frames, everything goes through ws.send. An extension
+        # transforms each frame per connection: no shared frame either.
+        self.direct = frames is not None and not ws.protocol._mask and not ws.protocol.extensions
 
     def send(self, text: str) -> None:
         if self.closing is not None:
             return
-        if len(self.queue) >= self.max_pending:
+        queue = self.queue
+        if not queue and self.direct:
+            # Nothing queued ahead of it: write now unless the transport is
+            # above its high water mark (then the writer task waits for it).
+            ws = self.ws
+            protocol = ws.protocol
+            if (
+                protocol.state is _OPEN
+                and not ws._writing_paused
+                and not ws._transport_closing
+                and not protocol._send_opcode
+            ):
+                if protocol._out:
+                    ws._flush()  # frames ws.send held back go first
+                ws.transport.write(self.frames.encode(text))
+                return
+        if len(queue) >= self.max_pending:
             # Slow consumer: what is queued is dropped; the client recovers it.
-            self.queue.clear()
+            queue.clear()
             self.close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
             return
-        self.queue.append(text)
+        queue.append(text)
         self.wakeup.set()
 
     def close(self, code: int, reason: str) -> None:
@@ -84,6 +138,8 @@ class _Outbox:
                 await self.wakeup.wait()
                 self.wakeup.clear()
                 while queue:
+                    # ws.send writes before it waits for the buffer to drain, so
+                    # a message popped here precedes anything send() writes next.
                     await ws.send(queue.popleft())
                 if self.closing is not None:
                     await ws.close(*self.closing)
@@ -110,6 +166,7 @@ class _Endpoint:
         self.max_pending = max_pending
         self.api = api
         self.outboxes: set[_Outbox] = set()
+        self.frames = _FrameCache()
         node.metrics.gauge_function(
             "hubbub_outbox_messages",
             "Messages queued on this node for clients that read slowly",
@@ -122,7 +179,7 @@ class _Endpoint:
         )
 
     async def handler(self, ws: ServerConnection) -> None:
-        outbox = _Outbox(ws, self.max_pending)
+        outbox = _Outbox(ws, self.max_pending, self.frames)
         self.outboxes.add(outbox)
         session = self.node.open_session(outbox.send, outbox.close)
         writer = asyncio.create_task(outbox.run())
