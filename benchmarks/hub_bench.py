@@ -31,10 +31,15 @@ hub's CPU time comes from ``/proc/<pid>/stat`` over the same window, giving
 deliveries per hub CPU-second: the figure least disturbed by the clients
 sharing the machine's cores.
 
+Several nodes (``--nodes N --broker redis``, and ``--compare-nodes 1,2``):
+see ``hub_bench_nodes.py``. The hub figures then add up every node.
+
 Usage::
 
     python benchmarks/hub_bench.py fanout --subscribers 10000 --duration 10
     python benchmarks/hub_bench.py direct --users 10000 --rate max --json out.json
+    python benchmarks/hub_bench.py fanout --nodes 2 --broker redis
+    python benchmarks/hub_bench.py fanout --compare-nodes 1,2 --reps 3
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ from hub_bench_clients import (
     raise_nofile,
     worker_main,
 )
+from hub_bench_nodes import RedisProcess, compare
 
 TICK = os.sysconf("SC_CLK_TCK")
 API_KEY = "hub-bench-api-key"
@@ -111,7 +117,9 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def start_hub(port: int, profile: str | None = None) -> subprocess.Popen[bytes]:
+def start_hub(
+    port: int, profile: str | None = None, broker: str | None = None
+) -> subprocess.Popen[bytes]:
     """``hubbub serve --dev`` (uvloop if installed, RLIMIT_NOFILE raised by the CLI)."""
     config = Path(tempfile.gettempdir()) / f"hub-bench-{os.getpid()}.toml"
     config.write_text(HUB_TOML)
@@ -120,7 +128,12 @@ def start_hub(port: int, profile: str | None = None) -> subprocess.Popen[bytes]:
         cmd[1:1] = ["-m", "cProfile", "-o", profile]
     cmd += ["--config", str(config)]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if broker:
+        cmd += ["--broker", broker]
+    # The log goes to a file: a pipe nobody reads would stall the hub once full.
+    log_path = Path(tempfile.gettempdir()) / f"hub-bench-{os.getpid()}-{port}.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -132,7 +145,8 @@ def start_hub(port: int, profile: str | None = None) -> subprocess.Popen[bytes]:
                 break
             time.sleep(0.05)
     proc.kill()
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    proc.wait()
+    err = log_path.read_text(errors="replace")
     raise RuntimeError(f"the hub did not start: {err[-2000:]}")
 
 
@@ -234,7 +248,9 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
     n = args.subscribers if scenario == "fanout" else args.users
     if scenario == "direct" and args.rate != "max":
         pass
-    args.port = free_port()
+    nodes = getattr(args, "nodes", 1)
+    args.ports = [free_port() for _ in range(nodes)]
+    args.port = args.ports[0]  # the publisher's node
     ctx = mp.get_context("fork")
     P = args.processes
     shared: dict[str, Any] = {
@@ -246,11 +262,25 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
         "done": ctx.RawArray(ctypes.c_long, P),
         "received": ctx.RawArray(ctypes.c_long, P),
     }
-    hub = start_hub(args.port, args.hub_profile)
+    redis: RedisProcess | None = None
+    hubs: list[subprocess.Popen[bytes]] = []
     procs: list[tuple[Any, Pipe]] = []
-    result: dict[str, Any] = {"scenario": scenario, "connections": n}
+    result: dict[str, Any] = {"scenario": scenario, "connections": n, "nodes": nodes}
+    result["broker"] = getattr(args, "broker", "memory")
     started = time.monotonic()
     try:
+        if result["broker"] == "redis":
+            redis = RedisProcess(free_port())
+            redis.start()
+        broker = redis.url if redis else None
+        if broker and args.redis_max_connections:
+            # redis-py's pool fails a command at once ("Too many connections")
+            # beyond 100 (its default); a connection storm exceeds that.
+            broker += f"?max_connections={args.redis_max_connections}"
+        for i, port in enumerate(args.ports):
+            profile = args.hub_profile if i == 0 else None
+            hubs.append(start_hub(port, profile, broker))
+        started = time.monotonic()
         for wid in range(P):
             users = [f"u{i}" for i in range(wid, n, P)]
             parent, child = ctx.Pipe(duplex=False)
@@ -275,7 +305,11 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
             raise RuntimeError(f"only {opened}/{n} connections opened: {errors}")
         log(args, f"  [{scenario}] {n} connections open in {result['connect_s']} s")
         pids = [proc.pid for proc, _pipe in procs if proc.pid is not None]
-        result.update(asyncio.run(drive(args, scenario, shared, hub.pid, pids)))
+        hub_pids = [hub.pid for hub in hubs]
+        redis_pid = redis.pid if redis else None
+        result.update(
+            asyncio.run(drive(args, scenario, shared, hub_pids, redis=redis_pid, clients=pids))
+        )
         results: list[dict[str, Any]] = [
             pipe.recv() if pipe.poll(args.drain + 30) else {"error": "no result"}
             for _p, pipe in procs
@@ -286,7 +320,10 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
-        stop_hub(hub)
+        for hub in hubs:
+            stop_hub(hub)
+        if redis is not None:
+            redis.stop()
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise RuntimeError(f"client process failed: {errors}")
@@ -296,6 +333,10 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
         a.frombytes(r["lat"])
         lat.extend(a)
     lat.sort()
+    cross = array.array("q")
+    for r in results:
+        cross.frombytes(r["lat_cross"])
+    lat_cross = sorted(cross)
     window = result.pop("window_s")
     deliveries = sum(r["deliveries"] for r in results)
     total = sum(r["total"] for r in results)
@@ -322,35 +363,80 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
     result["hub_deliveries_per_cpu_s"] = (
         round(deliveries / result["hub_cpu_s"]) if result["hub_cpu_s"] else None
     )
+    if nodes > 1 or result["broker"] == "redis":
+        add_node_figures(result, results, lat_cross, nodes, deliveries)
     return result
 
 
+def add_node_figures(
+    result: dict[str, Any],
+    results: list[dict[str, Any]],
+    lat_cross: list[int],
+    nodes: int,
+    deliveries: int,
+) -> None:
+    """Multi-node figures: cross-node latency, completeness per node, CPU with Redis."""
+    per_node = [0] * nodes
+    conns = [0] * nodes
+    for r in results:
+        for count, node in zip(r["counts"], r["nodes"], strict=True):
+            per_node[node] += count
+            conns[node] += 1
+    result["connections_per_node"] = conns
+    result["delivered_per_node"] = per_node
+    if result["scenario"] == "fanout":
+        result["missing_per_node"] = [
+            result["published"] * c - d for c, d in zip(conns, per_node, strict=True)
+        ]
+        result["cross_p50_ms"] = round(percentile(lat_cross, 0.50), 3) if lat_cross else None
+        result["cross_p99_ms"] = round(percentile(lat_cross, 0.99), 3) if lat_cross else None
+        result["cross_latency_samples"] = len(lat_cross)
+    cpu = result["hub_cpu_s"] + (result.get("redis_cpu_s") or 0.0)
+    result["deliveries_per_cpu_s_with_redis"] = round(deliveries / cpu) if cpu else None
+
+
 async def drive(
-    args: argparse.Namespace, scenario: str, shared: dict[str, Any], pid: int, clients: list[int]
+    args: argparse.Namespace,
+    scenario: str,
+    shared: dict[str, Any],
+    hubs: list[int],
+    *,
+    redis: int | None,
+    clients: list[int],
 ) -> dict[str, Any]:
     """Run the warm-up and the measured window; return timing and CPU use."""
     phase = shared["phase"]
     phase.value = RUNNING
     publisher = asyncio.create_task(run_publisher(args, shared)) if scenario == "fanout" else None
     await asyncio.sleep(args.warmup)
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    cpu0, t0 = [cpu_seconds(p) for p in hubs], time.monotonic()
+    redis0 = cpu_seconds(redis) if redis else 0.0
     clients0 = sum(cpu_seconds(c) for c in clients)
     phase.value = MEASURING
     while (elapsed := time.monotonic() - t0) < args.duration:
         await asyncio.sleep(min(1.0, args.duration - elapsed))
         log(args, f"  [{scenario}] measuring: {time.monotonic() - t0:4.1f}/{args.duration} s")
     phase.value = DRAINING
-    t1, cpu1 = time.monotonic(), cpu_seconds(pid)
+    t1, cpu1 = time.monotonic(), [cpu_seconds(p) for p in hubs]
+    redis1 = cpu_seconds(redis) if redis else 0.0
     clients1 = sum(cpu_seconds(c) for c in clients)
-    outbox = hub_gauge(args.port, "hubbub_outbox_messages")
+    outboxes = [hub_gauge(port, "hubbub_outbox_messages") for port in args.ports]
+    hub_cpu = sum(cpu1) - sum(cpu0)
     out: dict[str, Any] = {
         "window_s": t1 - t0,
-        "hub_cpu_s": round(cpu1 - cpu0, 3),
-        "hub_cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
-        "hub_rss_mib": round(rss_mib(pid), 1),
+        "hub_cpu_s": round(hub_cpu, 3),
+        "hub_cpu_pct": round(100 * hub_cpu / (t1 - t0), 1),
+        "hub_rss_mib": round(sum(rss_mib(p) for p in hubs), 1),
         "clients_cpu_pct": round(100 * (clients1 - clients0) / (t1 - t0), 1),
-        "hub_outbox_messages_at_end": outbox,
+        "hub_outbox_messages_at_end": None if None in outboxes else sum(filter(None, outboxes)),
     }
+    if len(hubs) > 1 or redis:
+        out["hub_cpu_pct_per_node"] = [
+            round(100 * (b - a) / (t1 - t0), 1) for a, b in zip(cpu0, cpu1, strict=True)
+        ]
+    if redis:
+        out["redis_cpu_s"] = round(redis1 - redis0, 3)
+        out["redis_cpu_pct"] = round(100 * (redis1 - redis0) / (t1 - t0), 1)
     if publisher is not None:
         published = await publisher
         shared["final_seq"].value = published
@@ -431,7 +517,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--hub-profile", metavar="FILE", help="run the hub under cProfile, stats to FILE"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--nodes", type=int, default=1, help="hub nodes (needs --broker redis)")
+    parser.add_argument(
+        "--broker", choices=("memory", "redis"), default="memory", help="redis: a real redis-server"
+    )
+    parser.add_argument(
+        "--redis-max-connections",
+        type=int,
+        default=1000,
+        help="each node's Redis pool size, in the broker URL (0: redis-py's default, 100)",
+    )
+    parser.add_argument(
+        "--compare-nodes",
+        metavar="1,2",
+        help="fanout only: node counts run interleaved --reps times (1 = memory and redis)",
+    )
     args = parser.parse_args(argv)
+    if args.nodes < 1 or (args.nodes > 1 and args.broker != "redis"):
+        parser.error("--nodes above 1 needs --broker redis")
     if args.rate != "max" and float(args.rate) <= 0:
         parser.error("--rate must be positive or 'max'")
     for name in args.scenarios.split(","):
@@ -445,6 +548,13 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile()
     install_uvloop()
     report: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "json"}}
+    if args.compare_nodes:
+        cargs = argparse.Namespace(**vars(args))
+        cargs.window = cargs.window or 2
+        report["compare"] = compare(cargs, run_once, lambda text: log(args, text))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2))
+        return 0
     for scenario in args.scenarios.split(","):
         sargs = argparse.Namespace(**vars(args))
         if not sargs.window:

@@ -21,6 +21,10 @@ The processes coordinate through shared memory (``multiprocessing`` raw
 values, no locks): the main process sets the phase; workers count connections
 opened, the lowest sequence number all their connections reached (the fan-out
 window), and, when draining, what they sent and received.
+
+With several hub nodes (``args.ports``, one per node) user ``u<i>`` connects
+to node ``i % nodes``; the main process publishes through node 0, so the
+latencies of connections on the other nodes are also kept apart (cross-node).
 """
 
 from __future__ import annotations
@@ -88,10 +92,11 @@ def make_data(seq: int, size: int) -> str:
 class WsConn(asyncio.Protocol):
     """One minimal hubbub.json.v1 client connection."""
 
-    def __init__(self, worker: Worker, index: int, user: str) -> None:
+    def __init__(self, worker: Worker, index: int, user: str, node: int = 0) -> None:
         self.worker = worker
         self.index = index
         self.user = user
+        self.node = node  # index of the hub node this connection is on
         # uvloop's transports do not subclass asyncio.Transport: typed loosely.
         self.transport: Any = None
         self.buf = b""
@@ -209,6 +214,7 @@ class Worker:
         self.closed = 0
         self.close_codes: list[int] = []
         self.lat = array.array("q")
+        self.lat_cross = array.array("q")  # connections not on node 0 (the publisher's)
         self.deliveries = 0  # in the measured window
         self.total = 0  # since the start
         self.sent_live = 0
@@ -240,15 +246,20 @@ class Worker:
             if self.phase.value == MEASURING:
                 self.deliveries += 1
                 if conn.sample:
-                    self.lat.append(now - int(payload[i + 20 : i + 39]))
+                    latency = now - int(payload[i + 20 : i + 39])
+                    self.lat.append(latency)
+                    if conn.node:
+                        self.lat_cross.append(latency)
 
     async def open_all(self, users: list[str]) -> None:
         sem = asyncio.Semaphore(100)  # handshakes in flight per process
+        ports: list[int] = getattr(self.args, "ports", None) or [self.args.port]
 
         async def one(index: int, user: str) -> None:
             async with sem:
-                conn = WsConn(self, index, user)
-                await self.loop.create_connection(lambda: conn, "127.0.0.1", self.args.port)
+                node = int(user[1:]) % len(ports)
+                conn = WsConn(self, index, user, node)
+                await self.loop.create_connection(lambda: conn, "127.0.0.1", ports[node])
                 await conn.opened
                 reply = await conn.call(1, "connect", {"name": user})
                 if b'"result"' not in reply:
@@ -384,12 +395,14 @@ async def worker_run(
             deliveries=w.deliveries,
             total=w.total,
             counts=[c.count for c in w.conns],
+            nodes=[c.node for c in w.conns],
             sent_live=w.sent_live,
             sent_other=w.sent_other,
             closed=w.closed,
             close_codes=w.close_codes[:20],
             errors=w.errors[:5],
             lat=w.lat.tobytes(),
+            lat_cross=w.lat_cross.tobytes(),
         )
     except Exception as exc:  # reported to the main process, which fails the run
         result["error"] = f"{type(exc).__name__}: {exc}"

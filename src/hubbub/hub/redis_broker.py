@@ -78,6 +78,8 @@ class RedisBroker(Broker):
         idle_ttl: seconds an empty stream is kept (then a new epoch).
         timeout: seconds before a Redis command counts as failed.
         backoff: delays between reconnection attempts of the subscriber.
+        max_connections: Redis connections for commands; more concurrent
+            commands wait up to ``timeout`` for one.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class RedisBroker(Broker):
         idle_ttl: float = 3600.0,
         timeout: float = 2.0,
         backoff: Backoff | None = None,
+        max_connections: int = 64,
     ) -> None:
         self.url = url
         self._prefix = prefix
@@ -97,8 +100,14 @@ class RedisBroker(Broker):
         self._backoff = backoff or Backoff(initial_delay=0.1, max_delay=5.0)
         # No retries inside redis-py: a failed command raises at once and the
         # node answers 501; reconnection is the next command's business.
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: past max_connections commands wait (up to timeout)
+        # for a free connection. redis-py's default pool fails them at once,
+        # which turned a burst of handshakes (a reconnection storm after a node
+        # died) into "broker down" and error 501 for everyone.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout,
             decode_responses=True,
             # RESP2: pub/sub messages are ordinary replies of the subscriber
             # connection (RESP3 would route them to a push handler).
@@ -107,6 +116,7 @@ class RedisBroker(Broker):
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
+        self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
         self._scripts = {
             name: self._redis.register_script(getattr(lua, name))
             for name in ("PUBLISH", "READ", "ACK", "PRESENCE_ADD", "PRESENCE_REMOVE", "PRESENCE")

@@ -105,6 +105,10 @@ class Connection(ConnectionAttributes):
         self._send_mutex = threading.RLock()  # held for a whole fragmented message
         self._cond = threading.Condition(threading.Lock())  # the receive queue
         self._messages: collections.deque[Data | FailurePending] = collections.deque()
+        # Set under _cond once the reader queued the last message (a close frame
+        # or a protocol error came): the core's own state changes earlier, in
+        # the reader thread, before the messages parsed with it are queued.
+        self._end_of_messages = False
         self._receiving = False
         self._pings: PingTracker[_PingWaiter] = PingTracker()
         self._keepalive_at: float | None = None
@@ -304,6 +308,8 @@ class Connection(ConnectionAttributes):
                         str(message.exc),
                     )
                 self._messages.append(message)
+            if self.protocol.close_received is not None or self.protocol.close_exc is not None:
+                self._end_of_messages = True
             self._cond.notify_all()
 
     # --- writing -------------------------------------------------------------------
@@ -372,12 +378,7 @@ class Connection(ConnectionAttributes):
             self._receiving = True
             try:
                 while not self._messages:
-                    protocol = self.protocol
-                    if (
-                        protocol.close_received is not None
-                        or protocol.close_exc is not None
-                        or self._closed.is_set()
-                    ):
+                    if self._end_of_messages or self._closed.is_set():
                         break
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
