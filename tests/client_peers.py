@@ -418,3 +418,21 @@ def tls_contexts(directory: Path) -> tuple[Any, Any]:
         spec.loader.exec_module(module)
     contexts: tuple[Any, Any] = module.make_tls_contexts(directory)
     return contexts
+
+
+ECHO_SERVERS = ["websockets", "hubbub", pytest.param("node", marks=pytest.mark.peer)]
+"""Parameters for tests that run against each echo server; Node's is a real peer."""
+
+
+@contextlib.contextmanager
+def echo_server(kind: str) -> Iterator[int]:
+    """Run the echo server of ``kind`` (see :data:`ECHO_SERVERS`); yield its port."""
+    if kind == "websockets":
+        with websockets_server() as port:
+            yield port
+    elif kind == "hubbub":
+        with hubbub_server() as server:
+            yield server.port
+    else:
+        with node_server() as port:
+            yield port

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
@@ -13,9 +12,10 @@ import pytest
 
 import hubbub
 from client_peers import (
+    ECHO_SERVERS,
     FAST,
+    echo_server,
     hubbub_server,
-    node_server,
     raw_server,
     respond,
     wait_until,
@@ -25,23 +25,8 @@ from hubbub import WebSocket
 from hubbub.browser import CloseEvent, ErrorEvent, Event, MessageEvent
 from hubbub.exceptions import InvalidState, InvalidStatus, InvalidURI
 
-SERVERS = ["websockets", "hubbub", pytest.param("node", marks=pytest.mark.peer)]
 
-
-@contextlib.contextmanager
-def echo_server(kind: str) -> Iterator[int]:
-    if kind == "websockets":
-        with websockets_server() as port:
-            yield port
-    elif kind == "hubbub":
-        with hubbub_server() as server:
-            yield server.port
-    else:
-        with node_server() as port:
-            yield port
-
-
-@pytest.fixture(params=SERVERS)
+@pytest.fixture(params=ECHO_SERVERS)
 def url(request: pytest.FixtureRequest) -> Iterator[str]:
     with echo_server(request.param) as port:
         yield f"ws://127.0.0.1:{port}/"
