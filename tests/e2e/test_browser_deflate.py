@@ -20,13 +20,14 @@ import asyncio
 import hashlib
 import threading
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
 from hubbub.asyncio import ServerConnection, serve
 from hubbub.protocol.http11 import Request, Response
 from hubbub.protocol.permessage_deflate import PerMessageDeflate
+from wire_frames import FrameLog, WireFrame
 
 pytestmark = pytest.mark.peer
 
@@ -98,47 +99,6 @@ async ({ url }) => {
   return { extensions: ws.extensions, results, closeCode: await closed };
 }
 """
-
-
-class WireFrame(NamedTuple):
-    fin: bool
-    rsv1: bool
-    opcode: int
-    length: int  # payload length on the wire (compressed, if RSV1)
-
-
-class FrameLog:
-    """Data frames parsed from a byte stream starting at a frame boundary (RFC 6455 5.2)."""
-
-    def __init__(self) -> None:
-        self.frames: list[WireFrame] = []
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buffer += data
-        buf = self._buffer
-        while len(buf) >= 2:
-            length, offset = buf[1] & 0x7F, 2
-            if length == 126:
-                length, offset = int.from_bytes(buf[2:4]), 4
-            elif length == 127:
-                length, offset = int.from_bytes(buf[2:10]), 10
-            offset += 4 if buf[1] & 0x80 else 0  # masking key
-            if len(buf) < offset + length:
-                return
-            if buf[0] & 0xF < 8:  # control frames are never compressed: skip them
-                frame = WireFrame(bool(buf[0] & 0x80), bool(buf[0] & 0x40), buf[0] & 0xF, length)
-                self.frames.append(frame)
-            del buf[: offset + length]
-
-    def messages(self) -> list[list[WireFrame]]:
-        """The frames grouped by message (a message ends with FIN)."""
-        grouped: list[list[WireFrame]] = [[]]
-        for frame in self.frames:
-            grouped[-1].append(frame)
-            if frame.fin:
-                grouped.append([])
-        return grouped[:-1]
 
 
 class EchoServer:

@@ -18,7 +18,7 @@ import os
 import random
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from interop_peers import (
@@ -34,6 +34,7 @@ from interop_peers import (
 from hubbub import CloseCode
 from hubbub.exceptions import ConnectionClosedError
 from hubbub.protocol.permessage_deflate import PerMessageDeflate
+from wire_frames import FrameLog, WireFrame
 
 pytestmark = pytest.mark.peer
 
@@ -55,46 +56,6 @@ def random_text(size: int, seed: int) -> str:
 
 
 # --- the wire ------------------------------------------------------------------------------
-
-
-class WireFrame(NamedTuple):
-    fin: bool
-    rsv1: bool
-    opcode: int
-    length: int  # payload length on the wire (compressed, if RSV1)
-
-
-class FrameLog:
-    """Frames parsed from a byte stream that starts at a frame boundary (RFC 6455 5.2)."""
-
-    def __init__(self) -> None:
-        self.frames: list[WireFrame] = []
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buffer += data
-        buf = self._buffer
-        while len(buf) >= 2:
-            length = buf[1] & 0x7F
-            offset = 2
-            if length == 126:
-                length, offset = int.from_bytes(buf[2:4]), 4
-            elif length == 127:
-                length, offset = int.from_bytes(buf[2:10]), 10
-            if buf[1] & 0x80:
-                offset += 4  # masking key
-            if len(buf) < offset + length:
-                return  # incomplete: wait for more
-            self.frames.append(
-                WireFrame(bool(buf[0] & 0x80), bool(buf[0] & 0x40), buf[0] & 0xF, length)
-            )
-            del buf[: offset + length]
-
-    def take(self) -> list[WireFrame]:
-        """The data frames parsed since the last call (control frames are dropped)."""
-        frames = [f for f in self.frames if f.opcode < 8]
-        self.frames.clear()
-        return frames
 
 
 class WireTap:
