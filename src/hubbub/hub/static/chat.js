@@ -84,7 +84,15 @@ function addChannelEntry(entry) {
   learn(entry.from);
 }
 
+// Inbox entries redelivered at connect time arrive before the connect reply
+// tells who we are: they wait here until then.
+const earlyDirect = [];
+
 function addDirect(entry) {
+  if (me === null) {
+    earlyDirect.push(entry);
+    return;
+  }
   const key = `i:${entry.epoch}:${entry.offset}`;
   if (seen.has(key)) return;
   seen.add(key);
@@ -228,7 +236,9 @@ async function signIn(credentials) {
   try {
     const result = await hub.start();
     me = result.user;
+    for (const entry of earlyDirect.splice(0)) addDirect(entry);
   } catch (err) {
+    earlyDirect.length = 0;
     hub = null;
     sessionStorage.removeItem(STORAGE);
     const hint =
