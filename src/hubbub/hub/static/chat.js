@@ -271,6 +271,9 @@ async function sendMessage(event) {
   const body = input.value.trim();
   const to = $("to").value;
   if (!body || !hub) return;
+  // Cleared now, not after the reply: clearing later would wipe what the person
+  // typed in the meantime (and a quick second message would be lost).
+  input.value = "";
   try {
     if (to === LOBBY) {
       await hub.publish(channel, { text: body });
@@ -282,9 +285,9 @@ async function sendMessage(event) {
       status.textContent =
         result.status === "live" ? `Delivered to ${to}.` : `${to} is offline: queued for later.`;
     }
-    input.value = "";
   } catch (err) {
     status.textContent = `Not sent: ${err.message}`;
+    if (!input.value) input.value = body; // give the text back to retry
   }
 }
 
