@@ -7,7 +7,7 @@ sizes of what crossed the socket.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class WireFrame(NamedTuple):
@@ -54,3 +54,26 @@ class FrameLog:
             if frame.fin:
                 grouped.append([])
         return grouped[:-1]
+
+
+def tap(core: Any, sent: FrameLog, received: FrameLog) -> None:
+    """Record what a sans-I/O connection writes to and reads from the socket.
+
+    It wraps the core's ``data_to_send`` and ``receive_data``: every byte the
+    adapter writes or reads goes through them. Install it while no frame is in
+    flight (right after the handshake), so both streams start at a frame boundary.
+    """
+    data_to_send, receive_data = core.data_to_send, core.receive_data
+
+    def tapped_data_to_send() -> list[bytes]:
+        chunks: list[bytes] = data_to_send()
+        for chunk in chunks:
+            sent.feed(chunk)
+        return chunks
+
+    def tapped_receive_data(data: bytes | bytearray | memoryview) -> None:
+        received.feed(data)
+        receive_data(data)
+
+    core.data_to_send = tapped_data_to_send
+    core.receive_data = tapped_receive_data

@@ -27,7 +27,7 @@ import pytest
 from hubbub.asyncio import ServerConnection, serve
 from hubbub.protocol.http11 import Request, Response
 from hubbub.protocol.permessage_deflate import PerMessageDeflate
-from wire_frames import FrameLog, WireFrame
+from wire_frames import FrameLog, WireFrame, tap
 
 pytestmark = pytest.mark.peer
 
@@ -123,21 +123,7 @@ class EchoServer:
     def _tap(self, conn: ServerConnection) -> None:
         # Installed as the handler starts: the 101 is written, no frame has been read yet
         # (the page sends only once `open` fired), so both streams start at a frame boundary.
-        core = conn.protocol
-        data_to_send, receive_data = core.data_to_send, core.receive_data
-
-        def tapped_data_to_send() -> list[bytes]:
-            chunks = data_to_send()
-            for chunk in chunks:
-                self.wire_out.feed(chunk)
-            return chunks
-
-        def tapped_receive_data(data: bytes | bytearray | memoryview) -> None:
-            self.wire_in.feed(data)
-            receive_data(data)
-
-        core.data_to_send = tapped_data_to_send  # type: ignore[method-assign]
-        core.receive_data = tapped_receive_data  # type: ignore[method-assign]
+        tap(conn.protocol, self.wire_out, self.wire_in)
 
     async def _echo(self, conn: ServerConnection) -> None:
         self._tap(conn)

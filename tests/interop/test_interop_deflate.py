@@ -34,7 +34,7 @@ from interop_peers import (
 from hubbub import CloseCode
 from hubbub.exceptions import ConnectionClosedError
 from hubbub.protocol.permessage_deflate import PerMessageDeflate
-from wire_frames import FrameLog, WireFrame
+from wire_frames import FrameLog, WireFrame, tap
 
 pytestmark = pytest.mark.peer
 
@@ -69,21 +69,7 @@ class WireTap:
     def __init__(self, conn: Connection) -> None:
         self.sent = FrameLog()
         self.received = FrameLog()
-        core = conn.protocol
-        data_to_send, receive_data = core.data_to_send, core.receive_data
-
-        def tapped_data_to_send() -> list[bytes]:
-            chunks = data_to_send()
-            for chunk in chunks:
-                self.sent.feed(chunk)
-            return chunks
-
-        def tapped_receive_data(data: bytes | bytearray | memoryview) -> None:
-            self.received.feed(data)
-            receive_data(data)
-
-        core.data_to_send = tapped_data_to_send  # type: ignore[method-assign]
-        core.receive_data = tapped_receive_data  # type: ignore[method-assign]
+        tap(conn.protocol, self.sent, self.received)
 
 
 def assert_compressed(frames: list[WireFrame], size: int, *, ratio: float = 0.2) -> None:
