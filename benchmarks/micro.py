@@ -63,7 +63,7 @@ def masked_frame(payload: bytes, key: bytes = b"\x01\x02\x03\x04") -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + key + masked
 
 
-async def run(conns: int, window: int, messages: int) -> float:
+async def run(conns: int, window: int, messages: int, callback: bool = False) -> float:
     chunk = masked_frame(b"x" * 64) * window
     pairs = []
     tasks = []
@@ -73,8 +73,12 @@ async def run(conns: int, window: int, messages: int) -> float:
         ws.connection_made(transport)
 
         async def handler(ws: Connection = ws) -> None:
-            async for message in ws:
-                await ws.send(message)
+            if callback:
+                ws.on_message = ws.send_nowait
+                await ws.wait_closed()
+            else:
+                async for message in ws:
+                    await ws.send(message)
 
         tasks.append(asyncio.ensure_future(handler()))
         pairs.append((ws, transport))
@@ -100,6 +104,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument(
+        "--callback", action="store_true", help="answer from on_message, not async for"
+    )
     args = parser.parse_args()
     runner: Any
     if args.uvloop:
@@ -108,10 +115,11 @@ def main() -> None:
         runner = uvloop.run
     else:
         runner = asyncio.run
-    per = runner(run(args.conns, args.window, args.messages))
+    per = runner(run(args.conns, args.window, args.messages, args.callback))
     print(
         f"accelerated={speedups.ACCELERATED} loop={'uvloop' if args.uvloop else 'asyncio'} "
-        f"conns={args.conns} window={args.window}: {per * 1e6:.2f} CPU-us per message "
+        f"conns={args.conns} window={args.window} callback={args.callback}: "
+        f"{per * 1e6:.2f} CPU-us per message "
         f"(pid {os.getpid()})"
     )
 

@@ -217,13 +217,18 @@ async def run_echo(args: argparse.Namespace) -> None:
     server_ref: list[Any] = []
 
     async def handler(ws: ServerConnection) -> None:
-        async for message in ws:
+        # Callback mode (Connection.on_message): each message is answered from
+        # the read callback, with no Future or Task step per message.
+        def on_message(message: str | bytes) -> None:
             if args.broadcast and isinstance(message, str) and message.startswith("broadcast:"):
                 # One frame encoded once, written to every open connection;
                 # slow consumers are skipped (hubbub.asyncio.broadcast).
                 broadcast(server_ref[0].connections, message[len("broadcast:") :])
             else:
-                await ws.send(message)
+                ws.send_nowait(message)
+
+        ws.on_message = on_message
+        await ws.wait_closed()
 
     options: dict[str, Any] = dict(
         subprotocols=args.subprotocol,

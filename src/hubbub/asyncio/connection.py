@@ -26,6 +26,15 @@ the close frame, as RFC 6455 allows and Autobahn's "strict" rating wants.
 
 Timers (keepalive ping, ping timeout, close timeout) are ``call_later``
 handles, not tasks: an idle connection costs a few hundred bytes for them.
+
+Callback mode: when the application sets :attr:`Connection.on_message`, each
+message is handed to that function from ``data_received``, as soon as it is
+parsed, instead of going through the queue, a Future and a Task step; what the
+callback sends with :meth:`Connection.send_nowait` is written with one system
+call per read. This is the request/response fast path (``hubbub echo`` uses
+it). Flow control in that mode: reading stops while the write buffer is above
+its high water mark, so a peer that sends faster than it reads cannot make an
+echo or relay buffer without bound.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
 from ..adapter import (
@@ -103,6 +112,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._close_deadline: asyncio.TimerHandle | None = None
         self._transport_closing = False
         self._flush_soon = False
+        self._on_message: Callable[[Data], object] | None = None
+        self._in_callback = False
         self._closed: asyncio.Future[None] = self.loop.create_future()
 
     # --- public attributes ----------------------------------------------------
@@ -133,7 +144,10 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         protocol = self.protocol
         protocol.receive_data(data)
         if protocol._events:
-            self._process_events(protocol.events_received())
+            if self._on_message is not None:
+                self._dispatch_events(protocol.events_received())
+            else:
+                self._process_events(protocol.events_received())
         self._flush()
 
     def eof_received(self) -> bool | None:
@@ -161,11 +175,18 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        if self._on_message is not None and not self._reading_paused:
+            # Callback mode has no send() to wait in: stop reading instead.
+            self._reading_paused = True
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
+        if self._on_message is not None and self._reading_paused and not self._transport_closing:
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     # --- events and output -------------------------------------------------------
 
@@ -205,6 +226,32 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         elif self.protocol.close_received is not None or self.protocol.close_exc is not None:
             self._wake_receiver()
 
+    def _dispatch_events(self, events: list[core.Event]) -> None:
+        # Callback mode (see the module docstring): messages go straight to the
+        # callback, in order; everything else is handled as in queue mode.
+        on_message = self._on_message
+        self._in_callback = True
+        try:
+            for event in events:
+                if on_message is not None and (type(event) is str or type(event) is bytes):
+                    try:
+                        on_message(event)
+                    except Exception:
+                        self.logger.exception("error in on_message callback")
+                        self._fail(CloseCode.INTERNAL_ERROR, "")
+                        return
+                    # The callback may have cleared or replaced itself.
+                    on_message = self._on_message
+                elif on_message is None:
+                    self._process_events([event])
+                elif isinstance(event, core.Failure):
+                    # Every message before the failure has been handled: fail now.
+                    self._fail(event.exc.code, str(event.exc))
+                else:
+                    self._process_events([event])
+        finally:
+            self._in_callback = False
+
     def _other_event(self, event: core.Event) -> None:
         """Handshake events, handled by the server and client subclasses."""
 
@@ -215,8 +262,9 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def _flush(self) -> None:
         protocol = self.protocol
-        if protocol._out:
-            data = protocol.data_to_send()
+        data = protocol._out
+        if data:
+            protocol._out = []  # = data_to_send(), without the call
             if not self._transport_closing:
                 if len(data) == 1:
                     self.transport.write(data[0])
@@ -251,8 +299,11 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         Raises:
             ConnectionClosedOK: the connection closed normally.
             ConnectionClosedError: it closed with an error or a protocol error.
-            ConcurrencyError: another coroutine is already waiting in recv().
+            ConcurrencyError: another coroutine is already waiting in recv(),
+                or :attr:`on_message` is set.
         """
+        if self._on_message is not None:
+            raise ConcurrencyError("messages go to on_message: recv() would never return one")
         messages = self._messages
         while not messages:
             if (
@@ -281,6 +332,46 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             await self._wait_closed_quietly()
             raise self._closed_exception()
         return message
+
+    @property
+    def on_message(self) -> Callable[[Data], object] | None:
+        """A function called with each message (``str`` or ``bytes``), or None.
+
+        While it is set, messages are not queued for :meth:`recv`: each one is
+        passed to the function as soon as it is parsed, which saves a Future
+        and a Task step per message. The function runs inside the event loop's
+        read callback, so it must not block; it answers with
+        :meth:`send_nowait` and may start tasks for longer work. If it raises,
+        the error is logged and the connection is closed with 1011. Reading
+        pauses while the write buffer is over its high water mark. Messages
+        already queued when it is set are passed to it at once, in order. Set
+        it back to None to return to :meth:`recv`.
+
+        Raises:
+            ConcurrencyError: on setting it while a coroutine waits in recv().
+        """
+        return self._on_message
+
+    @on_message.setter
+    def on_message(self, callback: Callable[[Data], object] | None) -> None:
+        if callback is not None and self._recv_waiter is not None:
+            raise ConcurrencyError("a coroutine is waiting in recv(): cannot set on_message")
+        self._on_message = callback
+        if callback is None:
+            return
+        # Hand over what was queued, in order (a failure that was waiting
+        # behind these messages fails the connection after them).
+        queued = self._messages
+        pending: list[core.Event] = []
+        while queued:
+            item = queued.popleft()
+            pending.append(core.Failure(item.exc) if isinstance(item, FailurePending) else item)
+        if pending:
+            self._dispatch_events(pending)
+            self._flush()
+        if self._reading_paused and not self._writing_paused and not self._transport_closing:
+            self._reading_paused = False
+            self.transport.resume_reading()
 
     def __aiter__(self) -> AsyncIterator[Data]:
         # The connection is its own iterator (one coroutine per message, no
@@ -361,6 +452,39 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._flush()
         if self._writing_paused:
             await self._wait_drained()
+
+    def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
+        """Send a message without waiting: ``str`` as text, bytes-like as binary.
+
+        For :attr:`on_message` callbacks and other synchronous code. The frame
+        is written at once (from a callback: with the other answers to the same
+        read, in one system call); nothing waits for the write buffer to drain,
+        so check :attr:`buffered_amount` when sending much more than you receive.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            ConcurrencyError: a fragmented message is being sent.
+            TypeError: the message is neither ``str`` nor bytes-like.
+        """
+        if self._fragment_lock is not None and self._fragment_lock.locked():
+            raise ConcurrencyError("a fragmented message is being sent")
+        protocol = self.protocol
+        try:
+            # _send_data directly: this is the per-message path of callback mode.
+            if type(message) is str:
+                protocol._send_data(1, message.encode(), True, compress)  # text
+            elif type(message) is bytes:
+                protocol._send_data(2, message, True, compress)  # binary
+            elif isinstance(message, (bytes, bytearray, memoryview)):
+                protocol.send_binary(message, compress=compress)
+            elif isinstance(message, str):
+                protocol.send_text(message, compress=compress)
+            else:
+                raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
+        except InvalidState:
+            raise self._closed_exception() from None
+        if not self._in_callback:
+            self._flush()
 
     def _deferred_flush(self) -> None:
         self._flush_soon = False

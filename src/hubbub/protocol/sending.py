@@ -17,9 +17,11 @@ from .frames import Frame, Opcode, encode_frame
 
 __all__ = ["Sender"]
 
-_OP_CONT = Opcode.CONTINUATION
-_OP_TEXT = Opcode.TEXT
-_OP_BINARY = Opcode.BINARY
+# Plain ints: arithmetic on IntEnum members is several times slower, and the
+# small-message path below runs once per message.
+_OP_CONT = int(Opcode.CONTINUATION)
+_OP_TEXT = int(Opcode.TEXT)
+_OP_BINARY = int(Opcode.BINARY)
 _OP_PING = Opcode.PING
 _OP_PONG = Opcode.PONG
 _pack_tiny = struct.Struct("!BB").pack
