@@ -130,6 +130,37 @@ def test_mask_inplace(kind: str) -> None:
         impl(kind, "mask_inplace")(buf, 10, 300, b"wxyz")
 
 
+@pytest.mark.parametrize("kind", IMPLS)
+@given(
+    chunks=st.lists(st.binary(max_size=70), min_size=1, max_size=6),
+    data=st.data(),
+    key=st.one_of(st.none(), st.binary(min_size=4, max_size=4)),
+)
+@settings(max_examples=200, deadline=None)
+def test_unmask_join_is_slice_of_join_then_xor(
+    kind: str, chunks: list[bytes], data: st.DataObject, key: bytes | None
+) -> None:
+    joined = b"".join(chunks)
+    start = data.draw(st.integers(0, len(joined)))
+    length = data.draw(st.integers(0, len(joined) - start))
+    pieces: list[Any] = [bytearray(c) if i % 2 else c for i, c in enumerate(chunks)]
+    got = impl(kind, "unmask_join")(pieces, start, length, key)
+    wanted = joined[start : start + length]
+    assert got == (wanted if key is None else ref_mask(wanted, key))
+    assert type(got) is bytes
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_unmask_join_rejects_short_chunks_and_bad_arguments(kind: str) -> None:
+    unmask_join = impl(kind, "unmask_join")
+    with pytest.raises(ValueError, match="fewer bytes"):
+        unmask_join([b"abc", b"de"], 2, 4, None)
+    with pytest.raises(ValueError, match=">= 0"):
+        unmask_join([b"abc"], -1, 1, None)
+    with pytest.raises(ValueError, match="4 bytes"):
+        unmask_join([b"abcdef"], 0, 2, b"xyz")
+
+
 # --- UTF-8 -------------------------------------------------------------------------
 
 UTF8_CASES = [
@@ -407,7 +438,7 @@ def test_large_frame_over_max_size_fails_before_it_is_held() -> None:
     conn.receive_data(wire[:1000])
     assert conn.close_sent is not None
     assert conn.close_sent.code == 1009  # section 7.4.1: message too big
-    assert conn._held == []
+    assert not conn._held
 
 
 async def test_pipelined_echoes_are_written_together_and_in_order() -> None:

@@ -185,6 +185,77 @@ mask_inplace(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(unmask_join_doc,
+"unmask_join(chunks, start, length, mask) -> bytes\n\n"
+"Bytes start..start+length of the concatenation of chunks (bytes-like objects),\n"
+"XORed with the 4-byte mask (key[0] on the first byte), or copied when mask is\n"
+"None: a large frame gathered in pieces becomes its payload in one pass.");
+
+static PyObject *
+unmask_join(PyObject *self, PyObject *args)
+{
+    PyObject *chunks, *mask, *result = NULL;
+    Py_ssize_t start, length, n, i, skip, filled = 0;
+    unsigned char key[4];
+    int masked;
+
+    if (!PyArg_ParseTuple(args, "O!nnO:unmask_join", &PyList_Type, &chunks, &start, &length,
+                          &mask))
+        return NULL;
+    if (start < 0 || length < 0) {
+        PyErr_SetString(PyExc_ValueError, "start and length must be >= 0");
+        return NULL;
+    }
+    masked = mask != Py_None;
+    if (masked && get_key(mask, 0, key) < 0)
+        return NULL;
+    result = PyBytes_FromStringAndSize(NULL, length);
+    if (result == NULL)
+        return NULL;
+    n = PyList_GET_SIZE(chunks);
+    skip = start;
+    for (i = 0; i < n && filled < length; i++) {
+        Py_buffer cb;
+        Py_ssize_t take;
+        const unsigned char *src;
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result) + filled;
+
+        if (PyObject_GetBuffer(PyList_GET_ITEM(chunks, i), &cb, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        if (skip >= cb.len) {
+            skip -= cb.len;
+            PyBuffer_Release(&cb);
+            continue;
+        }
+        src = (const unsigned char *)cb.buf + skip;
+        take = cb.len - skip;
+        if (take > length - filled)
+            take = length - filled;
+        skip = 0;
+        if (masked) {
+            /* The key turns with the payload position (section 5.3). */
+            unsigned char k[4];
+            int j;
+            for (j = 0; j < 4; j++)
+                k[j] = key[(filled + j) & 3];
+            xor_mask(dst, src, take, k);
+        }
+        else {
+            memcpy(dst, src, (size_t)take);
+        }
+        filled += take;
+        PyBuffer_Release(&cb);
+    }
+    if (filled < length) {
+        Py_DECREF(result);
+        PyErr_SetString(PyExc_ValueError, "chunks hold fewer bytes than asked for");
+        return NULL;
+    }
+    return result;
+}
+
 /* --------------------------------------------------------------- UTF-8 */
 
 /* A state is 0 between characters, else
@@ -446,6 +517,7 @@ static PyMethodDef methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_VARARGS | METH_KEYWORDS,
      apply_mask_doc},
     {"mask_inplace", mask_inplace, METH_VARARGS, mask_inplace_doc},
+    {"unmask_join", unmask_join, METH_VARARGS, unmask_join_doc},
     {"validate_utf8", validate_utf8, METH_VARARGS, validate_utf8_doc},
     {"parse_messages", parse_messages, METH_VARARGS, parse_messages_doc},
     {NULL, NULL, 0, NULL},

@@ -1,5 +1,6 @@
 """Type stubs of the compiled accelerator; see hubbub.speedups and _speedups.c."""
 
+from collections.abc import Sequence
 from typing import Any
 
 _Buffer = bytes | bytearray | memoryview
@@ -12,3 +13,6 @@ def validate_utf8(data: _Buffer, state: int = 0) -> tuple[int, int]: ...
 def parse_messages(
     buf: _Buffer, pos: int, masked: bool, max_size: int, events: list[Any]
 ) -> int: ...
+def unmask_join(
+    chunks: Sequence[_Buffer], start: int, length: int, mask: _Buffer | None
+) -> bytes: ...

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import os
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -36,7 +37,9 @@ __all__ = [
     "py_apply_mask",
     "py_mask_inplace",
     "py_parse_messages",
+    "py_unmask_join",
     "py_validate_utf8",
+    "unmask_join",
     "validate_utf8",
 ]
 
@@ -99,6 +102,33 @@ def py_mask_inplace(buf: bytearray, start: int, end: int, mask: Buffer, offset: 
 # bytes still due, bits 8-15 and 16-23 the range the next byte must fall in
 # (narrower than 80..BF only right after E0, ED, F0 and F4: overlong forms,
 # surrogates and code points over U+10FFFF; Unicode table 3-7).
+
+
+def py_unmask_join(chunks: Sequence[Buffer], start: int, length: int, mask: Buffer | None) -> bytes:
+    """Bytes ``start:start+length`` of the chunks joined, unmasked with ``mask`` if given.
+
+    A large frame gathered in pieces becomes its payload (section 5.3: the key
+    starts over at the payload's first byte).
+    """
+    if start < 0 or length < 0:
+        raise ValueError("start and length must be >= 0")
+    parts: list[bytes] = []
+    need = length
+    for chunk in chunks:
+        n = len(chunk)
+        if start >= n:
+            start -= n
+            continue
+        take = min(n - start, need)
+        parts.append(bytes(chunk[start : start + take]))
+        start = 0
+        need -= take
+        if not need:
+            break
+    if need:
+        raise ValueError("chunks hold fewer bytes than asked for")
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    return data if mask is None else py_apply_mask(data, mask)
 
 
 def _state(due: int, lo: int, hi: int) -> int:
@@ -255,6 +285,7 @@ def py_parse_messages(buf: Buffer, pos: int, masked: bool, max_size: int, events
 
 apply_mask = py_apply_mask
 mask_inplace = py_mask_inplace
+unmask_join = py_unmask_join
 validate_utf8 = py_validate_utf8
 parse_messages = py_parse_messages
 ACCELERATED = False
@@ -268,6 +299,7 @@ if os.environ.get("HUBBUB_NO_EXTENSIONS", "") in ("", "0"):
     else:
         apply_mask = _speedups.apply_mask
         mask_inplace = _speedups.mask_inplace
+        unmask_join = _speedups.unmask_join
         validate_utf8 = _speedups.validate_utf8
         parse_messages = _speedups.parse_messages
         ACCELERATED = True
