@@ -85,14 +85,9 @@ class WebSocket(BrowserWebSocket):
         connection = self._connection_to_send(data)
         if connection is None:
             return
-        protocol = connection.protocol
-        if isinstance(data, str):
-            protocol.send_text(data.encode())
-        else:
-            protocol.send_binary(data)
         # The transport buffers without limit, like the browser; the caller
         # watches buffered_amount.
-        connection._flush()
+        connection.send_nowait(data)
 
     def close(self, code: int | None = None, reason: str = "") -> None:
         """Start closing: ``code`` is 1000 or 3000-4999, ``reason`` at most 123 bytes.
