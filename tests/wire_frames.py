@@ -59,21 +59,30 @@ class FrameLog:
 def tap(core: Any, sent: FrameLog, received: FrameLog) -> None:
     """Record what a sans-I/O connection writes to and reads from the socket.
 
-    It wraps the core's ``data_to_send`` and ``receive_data``: every byte the
-    adapter writes or reads goes through them. Install it while no frame is in
-    flight (right after the handshake), so both streams start at a frame boundary.
+    The cores have ``__slots__``, so their methods cannot be replaced on the
+    instance: ``core`` becomes an instance of a subclass of its class, with the
+    same layout. Its ``receive_data`` records what is read. What is written is
+    recorded when the adapter takes the queued chunks, which it does by
+    replacing the ``_out`` list (``data_to_send()`` or directly): the subclass
+    makes ``_out`` a property whose setter records the chunks being taken.
+    Install it while no frame is in flight (right after the handshake), so
+    both streams start at a frame boundary.
     """
-    data_to_send, receive_data = core.data_to_send, core.receive_data
+    base = type(core)
+    slot = base._out  # the member descriptor of the "_out" slot
 
-    def tapped_data_to_send() -> list[bytes]:
-        chunks: list[bytes] = data_to_send()
-        for chunk in chunks:
-            sent.feed(chunk)
+    def get_out(self: Any) -> list[bytes]:
+        chunks: list[bytes] = slot.__get__(self, base)
         return chunks
 
-    def tapped_receive_data(data: bytes | bytearray | memoryview) -> None:
-        received.feed(data)
-        receive_data(data)
+    def set_out(self: Any, chunks: list[bytes]) -> None:
+        for chunk in slot.__get__(self, base):
+            sent.feed(chunk)
+        slot.__set__(self, chunks)
 
-    core.data_to_send = tapped_data_to_send
-    core.receive_data = tapped_receive_data
+    def receive_data(self: Any, data: bytes | bytearray | memoryview) -> None:
+        received.feed(data)
+        base.receive_data(self, data)
+
+    namespace = {"__slots__": (), "_out": property(get_out, set_out), "receive_data": receive_data}
+    core.__class__ = type(f"Tapped{base.__name__}", (base,), namespace)

@@ -480,3 +480,123 @@ async def test_healthz_answers_http_1_0() -> None:
         await writer.wait_closed()
     assert response.startswith(b"HTTP/1.1 200 ")
     assert response.endswith(b"\r\n\r\nOK\n")
+
+
+# --- what an idle connection costs ---------------------------------------------------------
+
+_IDLE_CLIENTS = r"""
+import base64, os, socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+peers = []
+for _ in range(count):
+    peer = socket.create_connection(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    peer.sendall(
+        f"GET /room?id=1 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nUser-Agent: idle-test\r\n\r\n".encode()
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += peer.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    peers.append(peer)
+print("open", flush=True)
+sys.stdin.readline()
+"""
+
+
+async def test_python_heap_per_idle_connection() -> None:
+    """Idle connections, handler waiting in recv(): a bound on the server's Python heap.
+
+    The clients are another process (real sockets, nothing of theirs in this
+    heap). Before the compact handshake, slots and shared timers, it was ~9 KB.
+    """
+    import sys
+    import tracemalloc
+
+    count = 100
+    async with running_server(ping_interval=20.0, open_timeout=10.0) as server:
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            clients = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                _IDLE_CLIENTS,
+                str(server.port),
+                str(count),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert clients.stdout is not None
+            assert clients.stdin is not None
+            assert await asyncio.wait_for(clients.stdout.readline(), 30) == b"open\n"
+            await wait_until(lambda: len(server.connections) == count)
+            await asyncio.sleep(0.1)  # handlers reach recv()
+            per_connection = (tracemalloc.get_traced_memory()[0] - before) / count
+        finally:
+            tracemalloc.stop()
+        (any_connection, *_) = server.connections
+        assert any_connection.request is not None
+        assert any_connection.request.path == "/room?id=1"  # parsed again from its bytes
+        clients.stdin.write(b"done\n")
+        await clients.stdin.drain()
+        await clients.wait()
+    assert per_connection < 6500, per_connection
+
+
+async def test_keepalive_pings_of_every_connection_share_one_timer() -> None:
+    """Each connection is pinged about every ping_interval; closed ones leave the wheel."""
+    interval = 0.2
+    async with running_server(ping_interval=interval, ping_timeout=2.0) as server:
+        peers = [await RawPeer.open(server.port) for _ in range(3)]
+        try:
+            for peer in peers:
+                await peer.handshake()
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for peer in peers:
+                frame = await peer.read_frame(timeout=2.0)
+                assert frame.opcode == 0x9  # ping (section 5.5.2)
+                await peer.send_frame(0xA, frame.payload)
+            # Late by at most a tick (interval / 16) plus scheduling noise.
+            assert interval * 0.9 <= loop.time() - start < interval * 4
+            wheel = server._keepalive
+            assert wheel is not None
+            waiting = {c for slot in wheel._slots.values() for c in slot}
+            assert waiting == server.connections
+            assert all(c._keepalive is None for c in server.connections)  # no own timer
+            await peers[0].close_handshake()
+            await wait_until(lambda: len(server.connections) == 2)
+            waiting = {c for slot in wheel._slots.values() for c in slot}
+            assert waiting == server.connections
+        finally:
+            for peer in peers:
+                peer.close()
+
+
+async def test_a_connection_with_its_own_ping_interval_gets_its_own_timer() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        ws.ping_interval = 0.05  # from the next ping on; the server's wheel has 0.2
+        await echo(ws)
+
+    async with (
+        running_server(handler, ping_interval=0.2, ping_timeout=2.0) as server,
+        await RawPeer.open(server.port) as peer,
+    ):
+        await peer.handshake()
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            frame = await peer.read_frame(timeout=2.0)
+            assert frame.opcode == 0x9
+            await peer.send_frame(0xA, frame.payload)
+            last = loop.time()
+        frame = await peer.read_frame(timeout=2.0)
+        assert frame.opcode == 0x9
+        assert loop.time() - last < 0.15  # the short period, not the wheel's
+        (conn,) = server.connections
+        assert conn._keepalive is not None  # a timer handle of its own
+        wheel = server._keepalive
+        assert wheel is not None
+        assert not any(conn in slot for slot in wheel._slots.values())

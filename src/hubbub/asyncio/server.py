@@ -9,6 +9,12 @@ with 1011 if it raised.
 Plain HTTP shares the port: ``process_request`` may return any
 :class:`~hubbub.protocol.http11.Response` (see :meth:`ServerConnection.respond`),
 and ``GET /healthz`` without an upgrade is answered ``200 OK`` by default.
+
+Timers: ``open_timeout`` and the keepalive pings (``ping_interval``) of all the
+connections run on one :class:`_Wheel` per server each, not on a timer handle
+per connection (a handle, its context and the event loop's timer cost a few
+hundred bytes, and a server holds thousands of idle connections). A wheel
+rounds deadlines up to its tick, a sixteenth of the delay.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
@@ -33,10 +40,69 @@ __all__ = ["Server", "ServerConnection", "serve"]
 
 logger = logging.getLogger("hubbub.server")
 
+_DEFAULTS = inspect.signature(Connection).parameters
+_DEFAULT_PING_INTERVAL = _DEFAULTS["ping_interval"].default
+
 Handler = Callable[["ServerConnection"], Awaitable[Any]]
 ProcessRequest = Callable[
     ["ServerConnection", Request], Response | Awaitable[Response | None] | None
 ]
+
+
+class _Wheel:
+    """Runs ``callback(connection)`` ``delay`` after :meth:`add`, for many connections.
+
+    Connections wait in slots, one per tick (``delay / 16``), under a single
+    event loop timer armed for the earliest slot; a deadline is rounded up to
+    its tick. Every deadline is ``delay`` after the time it was added, so new
+    slots come after the existing ones and the timer never needs moving.
+    """
+
+    __slots__ = ("_callback", "_delay", "_handle", "_loop", "_slots", "_tick")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delay: float,
+        callback: Callable[[ServerConnection], object],
+    ) -> None:
+        self._loop = loop
+        self._delay = delay
+        self._tick = max(delay / 16, 0.001)  # open_timeout=0 is allowed: at once
+        self._callback = callback
+        self._slots: dict[int, set[ServerConnection]] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, connection: ServerConnection) -> int:
+        """Schedule ``connection``; return the key that :meth:`discard` needs."""
+        key = math.ceil((self._loop.time() + self._delay) / self._tick)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = set()
+        slot.add(connection)
+        if self._handle is None:  # also while _fire runs: it arms the timer last
+            self._handle = self._loop.call_at(key * self._tick, self._fire)
+        return key
+
+    def discard(self, connection: ServerConnection, key: int) -> None:
+        slot = self._slots.get(key)
+        if slot is not None:
+            slot.discard(connection)  # an empty slot is dropped when it is due
+
+    def _fire(self) -> None:
+        # Event loops may round timers (uvloop: to the millisecond): allow that.
+        now = self._loop.time() + 0.001
+        for key in sorted(k for k in self._slots if k * self._tick <= now):
+            for connection in self._slots.pop(key):
+                try:
+                    self._callback(connection)
+                except Exception:  # one connection must not stop the others' timers
+                    logger.exception("error in a connection timer")
+        self._handle = None
+        if self._slots:
+            key = min(self._slots)
+            self._handle = self._loop.call_at(key * self._tick, self._fire)
+        # With no slot left the timer stops: a closed server leaves none behind.
 
 
 class ServerConnection(Connection):
@@ -48,19 +114,54 @@ class ServerConnection(Connection):
         super().__init__(protocol, logger=logger, **options)
         self.server = server
         self.handler_task: asyncio.Task[None] | None = None
-        self._open_deadline: asyncio.TimerHandle | None = None
+        # Keys of this connection's slots in the server's wheels, or None.
+        self._open_key: int | None = None
+        self._keepalive_key: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server._connections.add(self)
-        if self.server.open_timeout is not None:
-            self._open_deadline = self.loop.call_later(self.server.open_timeout, self._abort)
+        wheel = self.server._open_wheel()
+        if wheel is not None:
+            self._open_key = wheel.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self.server._connections.discard(self)
-        if self._open_deadline is not None:
-            self._open_deadline.cancel()
+        self._cancel_open_deadline()
+        wheel = self.server._keepalive
+        if self._keepalive_key is not None and wheel is not None:
+            wheel.discard(self, self._keepalive_key)
+            self._keepalive_key = None
+
+    def _cancel_open_deadline(self) -> None:
+        wheel = self.server._opening
+        if self._open_key is not None and wheel is not None:
+            wheel.discard(self, self._open_key)
+            self._open_key = None
+
+    def _open_timed_out(self) -> None:
+        self._open_key = None
+        self._abort()
+
+    def start_keepalive(self) -> None:
+        """Ping every ``ping_interval`` (see :meth:`Connection.start_keepalive`).
+
+        On the server's keepalive wheel (see the module docstring), unless this
+        connection's ``ping_interval`` was changed from the server's.
+        """
+        interval = self.ping_interval
+        if interval is None or interval <= 0:
+            return
+        wheel = self.server._keepalive_wheel(interval)
+        if wheel is None:
+            super().start_keepalive()
+        else:
+            self._keepalive_key = wheel.add(self)
+
+    def _keepalive_due(self) -> None:
+        self._keepalive_key = None
+        self._keepalive_ping()  # which calls start_keepalive() again while open
 
     def _other_event(self, event: object) -> None:
         if isinstance(event, Request) and self.handler_task is None:
@@ -69,6 +170,28 @@ class ServerConnection(Connection):
     def respond(self, status: int, body: str | bytes, content_type: str | None = None) -> Response:
         """Build a plain HTTP response, for ``process_request`` hooks."""
         return respond(self.protocol, status, body, content_type)
+
+    async def _open(self, request: Request) -> bool:
+        """Answer the handshake; tell whether the connection is open."""
+        try:
+            response = await self._handshake(request)
+        except Exception:
+            logger.exception("error while handling the opening handshake")
+            response = self.protocol.reject(500, "Internal Server Error")
+        if self.transport.is_closing() or self._closed.done():
+            return False  # lost, or dropped by open_timeout, while the hook ran
+        self.protocol.send_response(response)
+        if self.protocol._events:
+            # Frames the client sent right behind its request were parsed by
+            # send_response(); no data_received() call will announce them.
+            self._process_events(self.protocol.events_received())
+        self._flush()
+        self._cancel_open_deadline()
+        if self.protocol.state is not State.OPEN:
+            if self.protocol.handshake_exc is not None and response.status >= 400:
+                logger.info("handshake refused: %s", self.protocol.handshake_exc)
+            return False
+        return True
 
     async def _handshake(self, request: Request) -> Response:
         server = self.server
@@ -80,24 +203,12 @@ class ServerConnection(Connection):
         return server.answer(self.protocol, request)
 
     async def _run(self, request: Request) -> None:
-        try:
-            response = await self._handshake(request)
-        except Exception:
-            logger.exception("error while handling the opening handshake")
-            response = self.protocol.reject(500, "Internal Server Error")
-        if self.transport.is_closing() or self._closed.done():
-            return  # lost, or dropped by open_timeout, while the hook ran
-        self.protocol.send_response(response)
-        if self.protocol._events:
-            # Frames the client sent right behind its request were parsed by
-            # send_response(); no data_received() call will announce them.
-            self._process_events(self.protocol.events_received())
-        self._flush()
-        if self._open_deadline is not None:
-            self._open_deadline.cancel()
-        if self.protocol.state is not State.OPEN:
-            if self.protocol.handshake_exc is not None and response.status >= 400:
-                logger.info("handshake refused: %s", self.protocol.handshake_exc)
+        opened = await self._open(request)
+        # The core keeps the handshake compactly from now on (see
+        # hubbub.protocol.server): this frame, which lives as long as the
+        # connection, must not hold the objects.
+        del request
+        if not opened:
             return
         self.start_keepalive()
         try:
@@ -120,12 +231,40 @@ class Server(ServerPolicy):
         self, handler: Handler, *, process_request: ProcessRequest | None = None, **options: Any
     ) -> None:
         super().__init__(**options)
+        # One (high, low) tuple for all the connections rather than one each,
+        # made the way Connection makes it from a single number.
+        limit = self.connection_options.get("write_limit", _DEFAULTS["write_limit"].default)
+        if isinstance(limit, int):
+            self.connection_options["write_limit"] = (limit, limit // 4)
         self.handler = handler
         self.process_request = process_request
         self._connections: set[ServerConnection] = set()
         self._server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
+        # Timers of all the connections (see the module docstring), made when
+        # first needed: the event loop runs by then.
+        self._opening: _Wheel | None = None
+        self._keepalive: _Wheel | None = None
+
+    def _open_wheel(self) -> _Wheel | None:
+        if self.open_timeout is None:
+            return None
+        if self._opening is None:
+            self._opening = _Wheel(
+                asyncio.get_running_loop(), self.open_timeout, ServerConnection._open_timed_out
+            )
+        return self._opening
+
+    def _keepalive_wheel(self, interval: float) -> _Wheel | None:
+        """The wheel for ``interval``, or None if it is not the server's."""
+        if interval != self.connection_options.get("ping_interval", _DEFAULT_PING_INTERVAL):
+            return None
+        if self._keepalive is None:
+            self._keepalive = _Wheel(
+                asyncio.get_running_loop(), interval, ServerConnection._keepalive_due
+            )
+        return self._keepalive
 
     def _make_connection(self) -> ServerConnection:
         return ServerConnection(self, self.new_core(), **self.connection_options)

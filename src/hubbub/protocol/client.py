@@ -58,6 +58,20 @@ class ClientConnection(Connection):
         max_size, defer_failure: see :class:`~hubbub.protocol.connection.Connection`.
     """
 
+    __slots__ = (
+        "additional_headers",
+        "extension_factories",
+        "handshake_exc",
+        "key",
+        "offered_subprotocols",
+        "origin",
+        "request",
+        "response",
+        "subprotocol",
+        "uri",
+        "user_agent",
+    )
+
     def __init__(
         self,
         uri: str | WebSocketURI,

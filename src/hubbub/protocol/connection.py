@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
+from typing import Any
 
 from ..exceptions import (
     LocalProtocolError,
@@ -49,6 +50,7 @@ from ..exceptions import (
     RemoteProtocolError,
 )
 from ..speedups import parse_messages as _parse_messages
+from ..speedups import unmask_join as _unmask_join
 from .events import CloseReceived, Event, Failure, Ping, Pong, Side, State
 from .extensions import Extension
 from .frames import (
@@ -88,6 +90,10 @@ _OP_PING = Opcode.PING
 _OP_PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 _new_decoder = codecs.getincrementaldecoder("utf-8")
+# Shared by every connection while no message is being assembled and no large
+# frame is held: an idle connection then owns no list for them. A tuple, so
+# that code that forgot to make a list of its own fails instead of sharing it.
+_NOTHING: Any = ()
 
 
 def _decode_text(decoder: codecs.IncrementalDecoder, data: bytes | bytearray, final: bool) -> str:
@@ -130,6 +136,34 @@ class Connection(Sender):
         defer_failure: see the module's theory of operation.
     """
 
+    # Slots: a server holds thousands of idle connections, and an instance
+    # dictionary would be their largest per-connection cost.
+    __slots__ = (
+        "_buf",
+        "_events",
+        "_held",
+        "_mask",
+        "_msg_decoder",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_size",
+        "_msg_transformed",
+        "_need",
+        "_out",
+        "_partial_done",
+        "_reading",
+        "close_exc",
+        "close_received",
+        "close_sent",
+        "defer_failure",
+        "eof_received",
+        "eof_sent",
+        "extensions",
+        "max_size",
+        "side",
+        "state",
+    )
+
     def __init__(
         self,
         side: Side,
@@ -150,7 +184,7 @@ class Connection(Sender):
         self._out: list[bytes] = []
         # Reading: the message being assembled (section 5.4).
         self._msg_opcode = 0  # 0 when no fragmented message is in progress
-        self._msg_parts: list[bytes] | list[str] = []
+        self._msg_parts: list[bytes] | list[str] = _NOTHING
         self._msg_size = 0
         self._msg_decoder: codecs.IncrementalDecoder | None = None
         self._msg_transformed = False
@@ -160,7 +194,7 @@ class Connection(Sender):
         # Reading: bytes still missing from a large binary frame at the head of
         # the buffer, and the chunks held back until they are all in.
         self._need = 0
-        self._held: list[bytes] = []
+        self._held: list[bytes] = _NOTHING
         self._reading = True
         # Writing: the opcode of the message being sent in fragments, or 0.
         self._send_opcode = 0
@@ -224,8 +258,15 @@ class Connection(Sender):
             if self._need > 0:
                 return
             self._need = 0
-            data = b"".join(self._held)
-            self._held = []
+            held, self._held = self._held, _NOTHING
+            if self.extensions:
+                data = b"".join(held)
+            else:
+                # The frame is whole: its payload is copied (and unmasked) once,
+                # straight from the pieces; what follows it is parsed as usual.
+                data = self._large_frame(held)
+                if not data or not self._reading:
+                    return
         buf = self._buf
         if not buf and not self._msg_opcode and not self._partial_done and not self.extensions:
             # Fast path (hubbub.speedups): the whole single-frame messages at the
@@ -244,9 +285,37 @@ class Connection(Sender):
             self._remote_error(exc)
         if self._need and buf:
             # The head of that large frame is held too: once complete, the frame
-            # is joined once and parsed straight from the joined bytes.
-            self._held.append(bytes(buf))
+            # is joined once and parsed straight from the joined bytes. Nothing
+            # is held yet: _need was 0 when this call started parsing.
+            self._held = [bytes(buf)]
             buf.clear()
+
+    def _large_frame(self, held: list[bytes]) -> bytes:
+        """Handle the large binary frame gathered in ``held``; return what follows it.
+
+        ``held[0]`` starts with the frame's header, checked when the frame began
+        (``_parse_frames`` set ``_need``); the last piece may run past the frame.
+        """
+        head = held[0]
+        b0, b1 = head[0], head[1]
+        length = b1 & 0x7F
+        hlen = 2
+        if length == 126:
+            length, hlen = int.from_bytes(head[2:4], "big"), 4
+        elif length == 127:
+            length, hlen = int.from_bytes(head[2:10], "big"), 10
+        mask = None
+        if b1 & 0x80:
+            mask, hlen = head[hlen : hlen + 4], hlen + 4
+        payload = _unmask_join(held, hlen, length, mask)
+        extra = sum(map(len, held)) - hlen - length
+        last = held[-1]
+        try:
+            self._data_frame(b0 & 0x0F, b0 & 0x80, payload)
+        except RemoteProtocolError as exc:
+            self._remote_error(exc)
+            return b""
+        return last[len(last) - extra :] if extra > 0 else b""
 
     def receive_eof(self) -> None:
         """The peer closed its end of the TCP connection (or it was lost)."""
@@ -255,7 +324,7 @@ class Connection(Sender):
         self.eof_received = True
         self._reading = False
         self._buf = bytearray()
-        self._held = []
+        self._held = _NOTHING
         self.state = State.CLOSED
         for ext in self.extensions:
             ext.release()
@@ -315,7 +384,11 @@ class Connection(Sender):
                 break
             start = pos + hlen
             pos = start + length
-            data = bytes(buf[start:pos])
+            if masked and not self._partial_done:
+                # Copied and unmasked in one pass (hubbub.speedups).
+                data = _unmask_join([buf], start, length, buf[start - 4 : start])
+            else:
+                data = bytes(buf[start:pos])
             if masked:
                 done = self._partial_done
                 if done:
@@ -325,7 +398,6 @@ class Connection(Sender):
                         data = data[:done] + apply_mask(data[done:], buf[start - 4 : start], done)
                     self._data_frame_after_partial(data, done, b0, opcode)
                     continue
-                data = apply_mask(data, buf[start - 4 : start])
             elif self._partial_done:
                 done, self._partial_done = self._partial_done, 0
                 self._data_frame_after_partial(data, done, b0, opcode)
@@ -534,7 +606,7 @@ class Connection(Sender):
 
     def _end_message(self) -> None:
         self._msg_opcode = 0
-        self._msg_parts = []
+        self._msg_parts = _NOTHING
         self._msg_size = 0
         self._msg_decoder = None
         self._msg_transformed = False

@@ -42,8 +42,17 @@ MAX_BODY = 65536
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 # RFC 9110 section 5.5: field-value = *field-content; obs-text allowed.
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+# A whole valid field line: _TOKEN, ":", then a _VALUE without the whitespace
+# around it (RFC 9112 section 5: field-line = field-name ":" OWS field-value OWS).
+_FIELD = re.compile(
+    rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*"
+    rb"((?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)[ \t]*"
+)
 _STR_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _STR_FORBIDDEN = re.compile(r"[\r\n\x00]")
+# A value that _parse_headers gives back unchanged once serialized: what _VALUE
+# allows, without the surrounding whitespace that parsing strips.
+_STR_EXACT = re.compile(r"(?:[!-~\x80-\xff](?:[\t -~\x80-\xff]*[!-~\x80-\xff])?)?")
 _STATUS = re.compile(r"[1-5][0-9][0-9]")
 
 
@@ -71,6 +80,20 @@ class Headers:
             raise LocalProtocolError(f"invalid HTTP header: {name!r}: {value!r}")
         self._items.append((name, value))
         self._index.setdefault(name.lower(), []).append(value)
+
+    def _add_valid(self, name: str, value: str) -> None:
+        # For fields known to be valid: parsed (_TOKEN and _VALUE, stricter
+        # than add's checks, already ran) or built from constants.
+        self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
+
+    def parses_back(self) -> bool:
+        """Tell whether parsing :meth:`serialize`'s output gives these fields back.
+
+        False when a value has whitespace around it (parsing strips it) or a
+        character that a received header may not hold (RFC 9110 section 5.5).
+        """
+        return all(_STR_EXACT.fullmatch(value) for _, value in self._items)
 
     def __setitem__(self, name: str, value: str) -> None:
         """Replace every field of that name with one."""
@@ -192,13 +215,17 @@ def _parse_headers(lines: list[bytes]) -> Headers:
     for line in lines:
         if len(line) > MAX_LINE:
             raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
+        field = _FIELD.fullmatch(line)
+        if field is not None:  # one regex for a valid line; the checks below say what is wrong
+            headers._add_valid(field[1].decode("ascii"), field[2].decode("latin-1"))
+            continue
         name, sep, value = line.partition(b":")
         if not sep or not _TOKEN.fullmatch(name):
             raise InvalidMessage(f"invalid HTTP header line: {line[:100]!r}")
         value = value.strip(b" \t")
         if not _VALUE.fullmatch(value):
             raise InvalidHeader(name.decode(), value.decode("latin-1"))
-        headers.add(name.decode("ascii"), value.decode("latin-1"))
+        headers._add_valid(name.decode("ascii"), value.decode("latin-1"))
     return headers
 
 

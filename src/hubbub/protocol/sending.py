@@ -30,6 +30,8 @@ _pack_tiny = struct.Struct("!BB").pack
 class Sender:
     """The sending half of a connection (closing stays with the connection)."""
 
+    # The slots of the rest are the connection's (see Connection.__slots__).
+    __slots__ = ("_send_opcode", "_send_plain")
     state: State
     extensions: list[Extension]
     _out: list[bytes]

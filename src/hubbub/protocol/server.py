@@ -9,11 +9,18 @@ headers) and hands it to :meth:`ServerConnection.send_response`. A 101 opens
 the connection; anything else is sent and the connection closes.
 
 A malformed request is answered with 400 at once, without an event.
+
+Once a 101 is sent, the connection keeps the request and the response as the
+bytes of their heads, a few hundred bytes instead of a few kilobytes of
+objects: an idle server holds thousands of connections. :attr:`request` and
+:attr:`response` parse them again when read, and the result lives as long as
+the application keeps a reference to it.
 """
 
 from __future__ import annotations
 
 import http
+import weakref
 from collections.abc import Callable, Sequence
 
 from .. import __version__
@@ -35,7 +42,7 @@ from .extensions import (
     parse_extension_header,
 )
 from .handshake import accept_key, check_key, check_upgrade, parse_protocol_header
-from .http11 import Headers, Request, Response, parse_request
+from .http11 import Headers, Request, Response, parse_request, parse_response
 
 __all__ = ["SERVER_HEADER", "ServerConnection", "SubprotocolSelector"]
 
@@ -56,6 +63,9 @@ def _prefer_server(offered: Sequence[str], supported: Sequence[str]) -> str | No
 class ServerConnection(Connection):
     """A server connection, from the handshake request on.
 
+    The options are kept as given when they are tuples, so that a server can
+    share them between all its connections.
+
     Args:
         subprotocols: subprotocols the server supports, preferred first.
         subprotocol_required: refuse clients that offer none of them (400).
@@ -69,6 +79,23 @@ class ServerConnection(Connection):
         defer_failure: see :class:`~hubbub.protocol.connection.Connection`.
         server_header: the ``Server`` header value, or ``None`` to send none.
     """
+
+    __slots__ = (
+        "_body_needed",
+        "_request",
+        "_request_head",
+        "_response",
+        "_response_head",
+        "available_subprotocols",
+        "extension_factories",
+        "handshake_exc",
+        "max_body",
+        "origins",
+        "select_subprotocol",
+        "server_header",
+        "subprotocol",
+        "subprotocol_required",
+    )
 
     def __init__(
         self,
@@ -86,24 +113,65 @@ class ServerConnection(Connection):
         super().__init__(
             Side.SERVER, state=State.CONNECTING, max_size=max_size, defer_failure=defer_failure
         )
-        self.available_subprotocols = list(subprotocols)
+        # tuple() returns a tuple as it is: no copy per connection.
+        self.available_subprotocols: Sequence[str] = tuple(subprotocols)
         self.subprotocol_required = subprotocol_required
         self.select_subprotocol = select_subprotocol or _prefer_server
-        self.origins = None if origins is None else list(origins)
-        self.extension_factories = list(extensions)
+        self.origins: Sequence[str | None] | None = None if origins is None else tuple(origins)
+        self.extension_factories: Sequence[ServerExtensionFactory] = tuple(extensions)
         self.server_header = server_header
         self.max_body = max_body
         self._body_needed = 0
-        self.request: Request | None = None
-        self.response: Response | None = None
+        # The Request (Response) while the handshake runs. After a 101: None,
+        # or a weak reference to its last parse, and the bytes of its head.
+        self._request: Request | weakref.ref[Request] | None = None
+        self._request_head = b""
+        self._response: Response | weakref.ref[Response] | None = None
+        self._response_head = b""
         self.subprotocol: str | None = None
         self.handshake_exc: HandshakeError | None = None
+
+    @property
+    def request(self) -> Request | None:
+        """The handshake request, once its head is complete; None before.
+
+        After a 101 it is parsed again from the bytes received when no earlier
+        result is still referenced: read it, keep it if needed, do not change
+        it (changes made by a ``process_request`` hook are not kept).
+        """
+        request = self._request
+        if isinstance(request, Request):
+            return request
+        parsed = None if request is None else request()
+        if parsed is None and self._request_head:
+            found = parse_request(self._request_head)
+            assert found is not None  # these bytes were parsed once already
+            parsed = found[0]
+            self._request = weakref.ref(parsed)
+        return parsed
+
+    @property
+    def response(self) -> Response | None:
+        """The response sent (see :meth:`send_response`); None before.
+
+        After a 101 it is parsed again from the bytes sent, like :attr:`request`.
+        """
+        response = self._response
+        if isinstance(response, Response):
+            return response
+        parsed = None if response is None else response()
+        if parsed is None and self._response_head:
+            found = parse_response(self._response_head)
+            assert found is not None  # a 101 head that parses back (send_response)
+            parsed = found[0]
+            self._response = weakref.ref(parsed)
+        return parsed
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         if self.state is not State.CONNECTING:
             super().receive_data(data)
             return
-        if self.request is not None:
+        if self._request is not None:
             # Section 4.1: the client waits for the response before sending frames;
             # a plain HTTP request may still be receiving its body.
             self._buf += data
@@ -120,10 +188,12 @@ class ServerConnection(Connection):
             return
         if parsed is None:
             return
-        self.request, consumed = parsed
+        request, consumed = parsed
+        self._request = request
+        self._request_head = bytes(self._buf[:consumed])
         del self._buf[:consumed]
         try:
-            self._body_needed = self._body_length(self.request)
+            self._body_needed = self._body_length(request)
         except HandshakeError as exc:
             self.handshake_exc = exc
             self.send_response(self.reject(exc.status, str(exc)))
@@ -131,7 +201,7 @@ class ServerConnection(Connection):
         if self._body_needed:
             self._take_body()
         else:
-            self._events.append(self.request)
+            self._events.append(request)
 
     def _body_length(self, request: Request) -> int:
         """How many body bytes follow the head (RFC 9112 section 6.3).
@@ -160,11 +230,12 @@ class ServerConnection(Connection):
         needed = self._body_needed
         if len(self._buf) < needed:
             return
-        assert self.request is not None
-        self.request.body = bytes(self._buf[:needed])
+        request = self._request
+        assert isinstance(request, Request)  # the head came first
+        request.body = bytes(self._buf[:needed])
         del self._buf[:needed]
         self._body_needed = 0
-        self._events.append(self.request)
+        self._events.append(request)
 
     def receive_eof(self) -> None:
         if self.state is State.CONNECTING and self.handshake_exc is None:
@@ -188,11 +259,12 @@ class ServerConnection(Connection):
                 response.headers["Upgrade"] = "websocket"
             return response
         headers = Headers()
-        headers.add("Upgrade", "websocket")
-        headers.add("Connection", "Upgrade")
-        headers.add("Sec-WebSocket-Accept", accept_key(check_key(request.headers)))
+        # Constants, base64 and a token the client sent: valid as they are.
+        headers._add_valid("Upgrade", "websocket")
+        headers._add_valid("Connection", "Upgrade")
+        headers._add_valid("Sec-WebSocket-Accept", accept_key(check_key(request.headers)))
         if protocol_header is not None:
-            headers.add("Sec-WebSocket-Protocol", protocol_header)
+            headers._add_valid("Sec-WebSocket-Protocol", protocol_header)
         if extension_header is not None:
             headers.add("Sec-WebSocket-Extensions", extension_header)
         if self.server_header:
@@ -287,13 +359,17 @@ class ServerConnection(Connection):
         """Send the handshake response; 101 opens the connection (section 4.2.2)."""
         if self.state is not State.CONNECTING:
             raise InvalidState("the handshake response was already sent")
-        self.response = response
-        self._out.append(response.serialize())
+        self._response = response
+        head = response.serialize()
+        self._out.append(head)
         if response.status == 101:
             self.state = State.OPEN
+            self._compact(response, head)
             if self._buf:
                 pending, self._buf = bytes(self._buf), bytearray()
                 super().receive_data(pending)
+            else:
+                self._buf = bytearray()  # drop the capacity the handshake used
         else:
             if self.handshake_exc is None:
                 self.handshake_exc = HandshakeError(
@@ -302,6 +378,17 @@ class ServerConnection(Connection):
             self._reading = False
             self.send_eof()
             self.state = State.CLOSED
+
+    def _compact(self, response: Response, head: bytes) -> None:
+        """Keep the handshake as bytes (see the module docstring)."""
+        request = self._request
+        if isinstance(request, Request) and not request.body:
+            self._request = None  # parsed again from _request_head when read
+        else:
+            self._request_head = b""  # a body is not kept in the head: keep the object
+        if not response.body and response.headers.parses_back():
+            self._response = None
+            self._response_head = head
 
     def fail(self, code: int = 1002, reason: str = "") -> None:
         if self.state is State.CONNECTING:
