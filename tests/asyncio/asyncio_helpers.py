@@ -412,6 +412,26 @@ async def wait_until(
         await asyncio.sleep(0.005)
 
 
+async def send_until_stalled(sock: socket.socket, data: bytes, stall: float = 0.3) -> int:
+    """Send ``data`` without blocking until no byte goes out for ``stall`` seconds.
+
+    Returns how many bytes went out; fails if all of it did (no backpressure).
+    """
+    loop = asyncio.get_running_loop()
+    view, offset = memoryview(data), 0
+    stalled_since = loop.time()
+    while loop.time() - stalled_since < stall:
+        try:
+            n = sock.send(view[offset : offset + 2**16])
+        except BlockingIOError:
+            await asyncio.sleep(0.01)
+            continue
+        offset += n
+        stalled_since = loop.time()
+        assert offset < len(data), "the whole stream went through: no backpressure"
+    return offset
+
+
 def short_unix_path() -> str:
     """A Unix socket path short enough for sun_path (108 bytes), unlike tmp_path."""
     return os.path.join(tempfile.mkdtemp(prefix="hb"), "s")

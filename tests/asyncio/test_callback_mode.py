@@ -21,6 +21,7 @@ from asyncio_helpers import (
     RawPeer,
     build_frame,
     running_server,
+    send_until_stalled,
     url,
     wait_until,
 )
@@ -216,19 +217,8 @@ async def test_reading_pauses_while_the_write_buffer_is_full() -> None:
             await wait_until(lambda: server_ws)
             ws = server_ws[0]
             frame = build_frame(OP_BINARY, bytes(size - 4) + b"tail", mask=b"abcd")
-            loop = asyncio.get_running_loop()
-            sent, stalled_since = 0, loop.time()
-            view, offset = memoryview(frame * 400), 0  # 25.6 MiB if nothing pushed back
-            while loop.time() - stalled_since < 0.3:
-                try:
-                    n = peer.sock.send(view[offset : offset + 2**16])
-                except BlockingIOError:
-                    await asyncio.sleep(0.01)
-                    continue
-                offset += n
-                stalled_since = loop.time()
-                assert offset < len(view), "the whole stream went through: no backpressure"
-            sent = offset
+            # 25.6 MiB if nothing pushed back.
+            sent = await send_until_stalled(peer.sock, frame * 400)
             # The server stopped reading with its write buffer bounded: the
             # high water mark plus what one read (256 KiB at most) answered.
             assert not ws.transport.is_reading()

@@ -22,6 +22,7 @@ from asyncio_helpers import (
     RawServer,
     build_frame,
     running_server,
+    send_until_stalled,
     url,
     wait_until,
 )
@@ -125,19 +126,9 @@ async def test_receive_queue_bound_pushes_back_on_the_peer_without_loss() -> Non
                 build_frame(OP_BINARY, struct.pack("!I", i) + bytes(size - 4), mask=b"abcd")
                 for i in range(count)
             )
-            sock, view, offset = peer.sock, memoryview(blob), 0
-            # Send without blocking until no progress is made for a while.
+            sock, view = peer.sock, memoryview(blob)
+            offset = await send_until_stalled(sock, blob)
             loop = asyncio.get_running_loop()
-            stalled_since = loop.time()
-            while loop.time() - stalled_since < 0.3:
-                try:
-                    n = sock.send(view[offset : offset + 2**16])
-                except BlockingIOError:
-                    await asyncio.sleep(0.01)
-                    continue
-                offset += n
-                stalled_since = loop.time()
-                assert offset < len(blob), "the whole stream went through: no backpressure"
             ws = server_ws[0]
             assert not ws.transport.is_reading()
             assert ws.ready_state == 1
