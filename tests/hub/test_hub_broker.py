@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hub_helpers import FakeClock
 
-from hubbub.hub.broker import ONLINE, BrokerUnavailable, ClientInfo, MemoryBroker, Notice
+from hubbub.hub.broker import ONLINE, BrokerUnavailable, ClientInfo, MemoryBroker, Notice, Reset
 from hubbub.hub.streams import Entry, StreamLimits
 
 LIMITS = StreamLimits(3, 60.0)
@@ -13,9 +13,9 @@ LIMITS = StreamLimits(3, 60.0)
 
 class Recorder:
     def __init__(self) -> None:
-        self.items: list[tuple[str, Entry | Notice]] = []
+        self.items: list[tuple[str, Entry | Notice | Reset]] = []
 
-    def __call__(self, stream: str, item: Entry | Notice) -> None:
+    def __call__(self, stream: str, item: Entry | Notice | Reset) -> None:
         self.items.append((stream, item))
 
 
@@ -49,7 +49,7 @@ async def test_broadcast_is_not_stored() -> None:
 async def test_a_failing_listener_does_not_stop_others(caplog: pytest.LogCaptureFixture) -> None:
     broker = MemoryBroker(clock=FakeClock())
 
-    def broken(stream: str, item: Entry | Notice) -> None:
+    def broken(stream: str, item: Entry | Notice | Reset) -> None:
         raise RuntimeError("boom")
 
     rec = Recorder()
@@ -89,6 +89,34 @@ async def test_idle_empty_streams_are_dropped_with_a_new_epoch() -> None:
     await broker.maintain()
     assert broker.health()["streams"] == 0
     assert (await broker.read("c", None, 0)).epoch != entry.epoch
+
+
+async def test_a_stream_dropped_under_its_listeners_resets_them_first() -> None:
+    clock = FakeClock()
+    broker = MemoryBroker(clock=clock, idle_ttl=100)
+    rec, gone = Recorder(), Recorder()
+    await broker.subscribe("c", rec)
+    await broker.subscribe("d", gone)
+    old = await broker.publish("c", 1, sender=None, limits=StreamLimits(10, 10.0))
+    await broker.publish("d", 1, sender=None, limits=StreamLimits(10, 10.0))
+    await broker.unsubscribe("d", gone)  # nobody listens to "d" any more
+    clock.advance(200)
+    await broker.maintain()
+    assert rec.items == [("c", old)]  # noticed when the stream is created again
+    new = await broker.publish("c", 2, sender=None, limits=LIMITS)
+    assert new.epoch != old.epoch
+    assert new.offset == 1
+    assert rec.items[1:] == [("c", Reset(new.epoch, 0)), ("c", new)]
+    await broker.publish("c", 3, sender=None, limits=LIMITS)
+    assert [type(item) for _, item in rec.items].count(Reset) == 1  # said once
+    # A read creating it again resets too; a stream nobody listened to does not.
+    clock.advance(200)
+    await broker.maintain()
+    read = await broker.read("c", None, 0)
+    assert rec.items[-1] == ("c", Reset(read.epoch, 0))
+    await broker.subscribe("d", gone)
+    await broker.read("d", None, 0)
+    assert [type(item) for _, item in gone.items] == [Entry]  # from before it left
 
 
 async def test_presence_add_remove_expire_and_touch() -> None:

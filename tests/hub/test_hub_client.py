@@ -8,15 +8,19 @@ every entry exactly once, in order.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_helpers import SECRET
+from hub_helpers import SECRET, FakeClock
 
 from hubbub.backoff import Backoff
-from hubbub.hub import HubConfig, NamespaceRules, StreamLimits, mint_token
+from hubbub.hub import HubConfig, MemoryBroker, NamespaceRules, StreamLimits, mint_token
 from hubbub.hub.client import INBOX, HubClient, HubError, Push, State
 from hubbub.hub.server import Hub, start_hub
 
@@ -269,3 +273,97 @@ async def test_subscribe_since_a_history_position_misses_nothing(hub: Hub) -> No
         await hub.node.publish("board", 5)
         pubs = await take(client, 3, "pub")
         assert [(p.offset, p.data) for p in pubs] == [(4, 3), (5, 4), (6, 5)]
+
+
+async def test_a_stream_lost_while_connected_moves_the_kept_position() -> None:
+    clock = FakeClock()  # the broker's: entries age out and idle streams go
+    broker = MemoryBroker(clock=clock, idle_ttl=100)
+    short = StreamLimits(10, 5.0)
+    config = HubConfig(namespaces={"": NamespaceRules(history=short)}, inbox=short)
+    async with (
+        start_hub("127.0.0.1", 0, **hub_options(config=config, broker=broker)) as hub,
+        HubClient(uri(hub), name="gus", backoff=FAST) as client,
+    ):
+        await client.subscribe("feed")
+        await hub.node.publish("feed", "old")
+        await hub.node.send(["gus"], "old")
+        await take(client, 1, "pub")
+        await take(client, 1, "message")
+        clock.advance(200)
+        await broker.maintain()  # the broker lost both streams
+        new = await hub.node.publish("feed", "new")
+        sent = (await hub.node.send(["gus"], "new"))["gus"]
+        pushes = [await asyncio.wait_for(client.recv(), 5) for _ in range(4)]
+        # Told while connected, each before the first entry of the new epoch.
+        assert [(p.kind, p.channel, p.epoch, p.offset) for p in pushes] == [
+            ("recovery", "feed", new.epoch, 0),
+            ("pub", "feed", new.epoch, 1),
+            ("recovery", INBOX, sent["epoch"], 0),
+            ("message", None, sent["epoch"], 1),
+        ]
+        for notice in (pushes[0], pushes[2]):
+            assert (notice.raw["reason"], notice.raw["live"]) == ("epoch", True)
+        # The kept positions are in the new epoch: a reconnection recovers
+        # from there, with nothing more to report and nothing given twice.
+        cut_all(hub)
+        await client.wait_state(State.RECONNECTING)
+        await client.wait_live()
+        await hub.node.publish("feed", "later")
+        await hub.node.send(["gus"], "later")
+        after: list[Push] = []
+        async with asyncio.timeout(5):
+            while len([p for p in after if p.kind in {"pub", "message"}]) < 2:
+                after.append(await client.recv())
+        assert [(p.kind, p.data, p.offset) for p in after] == [
+            ("pub", "later", 2),
+            ("message", "later", 2),
+        ]
+
+
+NODE = shutil.which("node")
+HUBBUB_JS = Path(__file__).resolve().parents[2] / "src" / "hubbub" / "hub" / "static" / "hubbub.js"
+
+# Feeds hubbub.js the wire messages of a stream lost while connected; prints
+# what the application saw and the position the client kept.
+JS_RESET = """
+import { HubClient, INBOX } from "./hubbub.mjs";
+const hub = new HubClient("ws://127.0.0.1:1/", { name: "ann", autoAck: false });
+const seen = [];
+for (const type of ["pub", "message", "recovery"]) {
+  hub.addEventListener(type, (e) => seen.push([type, e.detail.stream ?? e.detail.channel ?? null,
+    e.detail.epoch, e.detail.offset, e.detail.live ?? null]));
+}
+hub.channels.set("feed", { epoch: "e1", offset: 7, active: true });
+hub.inbox = { epoch: "i1", offset: 4 };
+hub.ackWanted = 4;
+const push = (m) => hub.receive(JSON.stringify(m));
+push({ push: "reset", stream: "feed", epoch: "e2", offset: 0, reason: "epoch" });
+push({ push: "reset", stream: "feed", epoch: "e2", offset: 0, reason: "epoch" });  // said twice
+push({ push: "pub", channel: "feed", epoch: "e2", offset: 1, time: 0, from: null, data: 1 });
+push({ push: "reset", stream: INBOX, epoch: "i2", offset: 0, reason: "epoch" });
+push({ push: "message", epoch: "i2", offset: 1, time: 0, from: null, data: 1 });
+push({ push: "reset", stream: "gone", epoch: "x", offset: 0, reason: "epoch" });  // not joined
+console.log(JSON.stringify({ seen, feed: hub.channels.get("feed"), inbox: hub.inbox,
+  ackWanted: hub.ackWanted }));
+"""
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_js_client_moves_its_position_on_a_reset_push(tmp_path: Path) -> None:
+    shutil.copy(HUBBUB_JS, tmp_path / "hubbub.mjs")  # an ES module for node
+    (tmp_path / "reset.mjs").write_text(JS_RESET)
+    assert NODE is not None
+    done = subprocess.run(
+        [NODE, "reset.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["seen"] == [
+        ["recovery", "feed", "e2", 0, True],
+        ["pub", "feed", "e2", 1, None],
+        ["recovery", "$inbox", "i2", 0, True],
+        ["message", None, "i2", 1, None],
+    ]
+    assert result["feed"] == {"epoch": "e2", "offset": 1, "active": True}
+    assert result["inbox"] == {"epoch": "i2", "offset": 1}
+    assert result["ackWanted"] == 0  # acks of the lost epoch are forgotten

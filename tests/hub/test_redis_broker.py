@@ -17,7 +17,15 @@ from hub_helpers import FakeClock
 from redis_helpers import REDIS_SERVER, RedisServer
 
 from hubbub.backoff import Backoff
-from hubbub.hub.broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, MemoryBroker, Notice
+from hubbub.hub.broker import (
+    ONLINE,
+    Broker,
+    BrokerUnavailable,
+    ClientInfo,
+    MemoryBroker,
+    Notice,
+    Reset,
+)
 from hubbub.hub.redis_broker import RedisBroker
 from hubbub.hub.settings import settings
 from hubbub.hub.streams import Entry, StreamLimits
@@ -32,9 +40,9 @@ _prefixes = itertools.count()
 
 class Recorder:
     def __init__(self) -> None:
-        self.items: list[tuple[str, Entry | Notice]] = []
+        self.items: list[tuple[str, Entry | Notice | Reset]] = []
 
-    def __call__(self, stream: str, item: Entry | Notice) -> None:
+    def __call__(self, stream: str, item: Entry | Notice | Reset) -> None:
         self.items.append((stream, item))
 
 
@@ -117,7 +125,7 @@ async def test_broadcast_is_not_stored(any_broker: Broker) -> None:
 async def test_a_failing_listener_does_not_stop_others(
     any_broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(stream: str, item: Entry | Notice) -> None:
+    def broken(stream: str, item: Entry | Notice | Reset) -> None:
         raise RuntimeError("boom")
 
     rec = Recorder()
@@ -286,6 +294,49 @@ async def test_lost_data_means_a_new_epoch_and_presence_heals(
 
 
 @pytest.mark.peer
+async def test_flushall_resets_every_node_before_the_new_epoch(
+    make_redis: Callable[..., RedisBroker],
+) -> None:
+    one, two = make_redis(), make_redis()
+    await one.start()
+    await two.start()
+    try:
+        rec1, rec2, other = Recorder(), Recorder(), Recorder()
+        await one.subscribe("c", rec1)
+        await two.subscribe("c", rec2)
+        await two.subscribe("d", other)
+        old = await one.publish("c", "old", sender=None, limits=LIMITS)
+        await wait_until(lambda: len(rec1.items) == 1 and len(rec2.items) == 1)
+        await one._redis.flushall()  # Redis lost everything; both nodes stay connected
+        new = await one.publish("c", "new", sender=None, limits=LIMITS)
+        assert new.epoch != old.epoch
+        assert new.offset == 1
+        await wait_until(lambda: len(rec1.items) == 3 and len(rec2.items) == 3)
+        # Each node tells its own listeners, before the first entry of the new epoch.
+        for rec in (rec1, rec2):
+            assert [item for _, item in rec.items[1:]] == [Reset(new.epoch, 0), new]
+        assert other.items == []  # "d" was never touched: nothing noticed yet
+        # A late entry of the lost epoch (published before the loss, arriving
+        # after the reset) is not delivered: it would move listeners back.
+        one._dispatch("c", Entry(old.offset + 1, old.epoch, old.time, "late", None))
+        assert len(rec1.items) == 3
+        # The check that maintain() runs notices the quiet stream too: it
+        # creates it again, and the new epoch is the one everybody reads.
+        await two.check_epochs()
+        assert len(other.items) == 1
+        stream, reset = other.items[0]
+        assert stream == "d"
+        assert isinstance(reset, Reset)
+        assert reset.offset == 0
+        assert (await one.read("d", None, 0)).epoch == reset.epoch
+        await two.check_epochs()  # nothing new: said once
+        assert len(other.items) == 1
+    finally:
+        await one.close()
+        await two.close()
+
+
+@pytest.mark.peer
 async def test_a_lost_subscriber_connection_reconnects_and_fills_the_gap(
     make_redis: Callable[..., RedisBroker],
 ) -> None:
@@ -340,10 +391,17 @@ async def test_redis_killed_then_restarted_empty(
         await wait_until(lambda: broker.health()["subscriber"], timeout=10)
         await broker.maintain()
         assert broker.health()["ok"]
+        # The reconnection found the stream lost: its listener is told at once,
+        # before anything is published in the new epoch.
+        await wait_until(lambda: len(rec.items) == 2)
+        stream, reset = rec.items[1]
+        assert stream == "c"
+        assert isinstance(reset, Reset)
+        assert reset.epoch != before.epoch
+        assert reset.offset == 0
         after = await broker.publish("c", "z", sender=None, limits=LIMITS)
-        assert after.epoch != before.epoch
-        assert after.offset == 1
-        await wait_until(lambda: len(rec.items) == 2)  # still subscribed
+        assert (after.epoch, after.offset) == (reset.epoch, 1)
+        await wait_until(lambda: len(rec.items) == 3)  # still subscribed
         assert rec.items[-1][1] == after
     finally:
         await broker.close()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from hub_helpers import SECRET
 from redis_helpers import REDIS_SERVER, RedisServer, free_port
 
@@ -329,6 +330,98 @@ async def test_redis_killed_under_load_nothing_acknowledged_is_lost(
                 await consumer
             if not publisher.done():
                 publisher.cancel()
+
+
+async def _recovery_notices(
+    c: HubClient, streams: set[str], timeout: float = 15.0
+) -> dict[str, Push]:
+    """The live ``recovery`` notice of each of ``streams`` (entries are not expected first)."""
+    got: dict[str, Push] = {}
+    async with asyncio.timeout(timeout):
+        while set(got) != streams:
+            push = await c.recv()
+            assert push.kind not in {"pub", "message"}, push  # the notice comes first
+            if push.kind == "recovery":
+                assert push.channel is not None
+                got[push.channel] = push
+    return got
+
+
+async def test_redis_restarted_empty_connected_clients_are_told_and_continue(
+    start_node: Callable[[], HubNode], redis_server: RedisServer
+) -> None:
+    a, b = start_node(), start_node()
+    async with (
+        client(a, "alice") as alice,
+        client(b, "alice") as alice_b,
+        client(b, "bob") as bob,
+    ):
+        for c in (alice, alice_b, bob):
+            await c.subscribe("chat:room")
+        await bob.publish("chat:room", "before")
+        old = (await bob.send(["alice", "bob"], "before"))["results"]
+        for c in (alice, alice_b, bob):
+            await take(c, {"pub": 1, "message": 1})
+        redis_server.kill()
+        await eventually(lambda: _status(a.port, 503))
+        await eventually(lambda: _status(b.port, 503))
+        redis_server.start()  # empty: no persistence
+        # Without anything published, every connection on both nodes is told
+        # that its channel and its inbox were lost, when its node reconnects.
+        notices = {}
+        for name, c in (("alice", alice), ("alice_b", alice_b), ("bob", bob)):
+            notices[name] = await _recovery_notices(c, {"chat:room", "$inbox"})
+        for got in notices.values():
+            for notice in got.values():
+                assert (notice.raw["reason"], notice.raw["live"], notice.offset) == (
+                    "epoch",
+                    True,
+                    0,
+                )
+        room = notices["alice"]["chat:room"].epoch
+        assert room != old["alice"]["epoch"]
+        assert {n["chat:room"].epoch for n in notices.values()} == {room}  # one new epoch
+        assert notices["alice"]["$inbox"].epoch == notices["alice_b"]["$inbox"].epoch
+        assert notices["alice"]["$inbox"].epoch != old["alice"]["epoch"]
+        assert notices["bob"]["$inbox"].epoch != old["bob"]["epoch"]
+        # The SDK keeps the new position (a reconnection asks for no impossible
+        # recovery), and new entries keep coming in the new epoch.
+        assert alice._channels["chat:room"].epoch == room
+        await eventually(lambda: _published(bob, "after"))
+        sent = (await bob.send(["alice", "bob"], "after"))["results"]
+        for name, c in (("alice", alice), ("alice_b", alice_b), ("bob", bob)):
+            entries = await take(c, {"pub": 1, "message": 1})
+            (pub,), (message,) = entries["pub"], entries["message"]
+            assert (pub.data, pub.epoch, pub.offset) == ("after", room, 1)
+            user = "bob" if name == "bob" else "alice"
+            inbox = notices[name]["$inbox"].epoch
+            assert (message.data, message.epoch, message.offset) == ("after", inbox, 1)
+            assert sent[user]["epoch"] == inbox
+
+
+async def test_redis_flushed_the_next_entry_comes_after_the_notice_on_every_node(
+    start_node: Callable[[], HubNode], redis_server: RedisServer
+) -> None:
+    a, b = start_node(), start_node()
+    async with client(a, "alice") as alice, client(b, "bob") as bob:
+        await alice.subscribe("chat:room")
+        await bob.subscribe("chat:room")
+        first = await bob.publish("chat:room", "before")
+        for c in (alice, bob):
+            await next_push(c, "pub")
+        flusher = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await flusher.flushall()  # the nodes stay connected to Redis
+        finally:
+            await flusher.aclose()
+        result = await bob.publish("chat:room", "after")
+        assert result["epoch"] != first["epoch"]
+        assert result["offset"] == 1
+        for c in (alice, bob):  # alice's node only saw the entry arrive
+            notices = await _recovery_notices(c, {"chat:room"})
+            assert notices["chat:room"].epoch == result["epoch"]
+            pub = await next_push(c, "pub")
+            assert (pub.data, pub.epoch, pub.offset) == ("after", result["epoch"], 1)
 
 
 async def _count(items: list[Any], n: int) -> bool:

@@ -17,6 +17,11 @@ broker, behind the :class:`Broker` interface:
   :class:`Notice` values sent by :meth:`Broker.broadcast`. A node never
   delivers its own publications directly: they come back through the broker
   like everyone else's, so all nodes see one order;
+* **resets**: when the broker notices that a stream it delivers was lost and
+  created again with a new epoch (a Redis restarted without its data, an idle
+  stream dropped), it hands the listeners a :class:`Reset` *before* any entry
+  of the new epoch, so that nodes can tell their connected clients at once
+  that their position in the stream means nothing any more;
 * **presence**: entries keyed by connection id with an expiry. Nodes refresh
   theirs with :meth:`Broker.presence_touch`; when a node dies its entries expire,
   so its users vanish within one TTL. Hub-wide "is X online" is the presence of
@@ -50,6 +55,7 @@ __all__ = [
     "Listener",
     "MemoryBroker",
     "Notice",
+    "Reset",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,8 +86,25 @@ class Notice:
     conn_id: str
 
 
-#: Called by the broker with (stream, entry or notice) for streams a node subscribed to.
-Listener: TypeAlias = Callable[[str, Entry | Notice], None]
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The stream was lost and created again: positions in its old epoch mean nothing.
+
+    Listeners get it before any entry of the new epoch; the entries delivered
+    after it are those after ``offset``.
+
+    Attributes:
+        epoch: the stream's new epoch.
+        offset: the position in the new epoch from which delivery continues
+            (0 when the stream was noticed empty).
+    """
+
+    epoch: str
+    offset: int
+
+
+#: Called by the broker with (stream, entry, notice or reset) for streams a node subscribed to.
+Listener: TypeAlias = Callable[[str, Entry | Notice | Reset], None]
 
 
 class Broker(ABC):
@@ -178,7 +201,9 @@ class MemoryBroker(Broker):
         clock: current time in seconds (injected for tests).
         idle_ttl: an empty stream untouched this long is dropped; publishing to
             it again starts a new epoch (clients are told recovery is impossible,
-            which is the truth: its entries expired anyway).
+            which is the truth: its entries expired anyway). If the stream had
+            listeners when it was dropped, the first read or publish that creates
+            it again hands them a :class:`Reset` first, as the Redis broker does.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.time, idle_ttl: float = 3600.0) -> None:
@@ -194,6 +219,8 @@ class MemoryBroker(Broker):
         # user -> connection ids in ONLINE, so that online() costs O(users asked).
         self._online: dict[str, set[str]] = {}
         self._acks: dict[str, tuple[int, str]] = {}
+        # Streams dropped while someone listened: their re-creation is a Reset.
+        self._lost: set[str] = set()
         self.closed = False
 
     def health(self) -> dict[str, Any]:
@@ -218,6 +245,8 @@ class MemoryBroker(Broker):
         ]
         for name in idle:
             del self._streams[name]
+            if name in self._listeners:
+                self._lost.add(name)
         for name in [name for name, due in self._presence_due.items() if due <= now]:
             self._live_presence(name)
 
@@ -230,11 +259,14 @@ class MemoryBroker(Broker):
         if stream is None:
             stream = Stream(limits or StreamLimits(), self._clock)
             self._streams[name] = stream
+            if name in self._lost:
+                self._lost.discard(name)
+                self._deliver(name, Reset(stream.epoch, 0))
         elif limits is not None:
             stream.limits = limits
         return stream
 
-    def _deliver(self, stream: str, item: Entry | Notice) -> None:
+    def _deliver(self, stream: str, item: Entry | Notice | Reset) -> None:
         # Copy: a listener may unsubscribe while being called.
         for listener in list(self._listeners.get(stream, ())):
             try:
@@ -254,6 +286,7 @@ class MemoryBroker(Broker):
             listeners.remove(listener)
             if not listeners:
                 del self._listeners[stream]
+                self._lost.discard(stream)  # nobody left to tell
 
     async def broadcast(self, stream: str, notice: Notice) -> None:
         self._check()

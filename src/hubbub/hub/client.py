@@ -29,6 +29,11 @@ the reply is read, before any later push, and an entry at or below the kept
 offset of the same epoch (a redelivery) is dropped: the application sees each
 entry once, in order, across reconnections. When recovery is impossible, a
 ``recovery`` push (``stream``, ``reason``) is queued in the entries' place.
+The hub also says so while connected: its ``reset`` push (the broker lost the
+stream, which has a new epoch) moves the kept position to the new epoch, so
+that the next reconnection does not ask for an impossible recovery, and is
+queued as a ``recovery`` push too (``reason`` ``"epoch"``, ``raw["live"]``
+true, with the new ``epoch`` and ``offset``), in order with the entries.
 
 Acks (section 2.2): an inbox entry counts as processed when the application
 asks for the next push; it is then acknowledged in the background (batched),
@@ -93,8 +98,11 @@ class Push:
 
     Attributes:
         kind: ``pub``, ``message``, ``join``, ``leave``, ``tick``, ``expiring``,
-            ``disconnect``, ``recovery`` (``raw["reason"]`` says why), or newer kinds.
-        channel: of ``pub``/``join``/``leave``; the stream of ``recovery``.
+            ``disconnect``, ``recovery`` (``raw["reason"]`` says why; ``epoch``
+            and ``offset`` are the new position when the hub lost the stream
+            while connected), or newer kinds.
+        channel: of ``pub``/``join``/``leave``; the stream of ``recovery``
+            (a channel, or :data:`INBOX`).
         data / offset / epoch / sender (``from``) / time: as on the wire.
         raw: the whole push object.
     """
@@ -354,12 +362,14 @@ class HubClient:
     def _on_connected(self, result: Any) -> None:
         # Runs as the reply is read, before later pushes: the backlog is in order.
         inbox = result["inbox"]
+        reason = None if inbox["recovered"] else inbox.get("reason", "unknown")
         if self._inbox.epoch is not None and inbox["epoch"] != self._inbox.epoch:
             self._recovery(INBOX, "epoch")
             self._inbox.offset = self._ack_wanted = self._ack_sent = 0
             self._processed = None
-        elif not inbox["recovered"]:
-            self._recovery(INBOX, inbox.get("reason", "unknown"))
+        elif reason is not None and not (reason == "epoch" and self._inbox.epoch is not None):
+            # ("epoch" in the epoch we hold: a reset push told us already.)
+            self._recovery(INBOX, reason)
         self._inbox.epoch = inbox["epoch"]
         for entry in inbox["messages"]:
             self._entry(self._inbox, {"push": "message", "epoch": inbox["epoch"], **entry})
@@ -424,11 +434,39 @@ class HubClient:
             channel = str(message.get("channel"))
             self._entry(self._inbox if kind == "message" else self._channels.get(channel), message)
             return
+        if kind == "reset":
+            self._reset(message)
+            return
         if kind == "expiring" and callable(self.token):
             self._spawn(self._refresh())
         elif kind == "disconnect":
             self._no_reconnect = not message.get("reconnect", True)
         self._queue.put_nowait(Push.from_wire(message))
+
+    def _reset(self, message: dict[str, Any]) -> None:
+        """The hub lost a stream while we were connected (protocol section 2.3)."""
+        name, epoch, offset = message.get("stream"), message.get("epoch"), message.get("offset")
+        stream = self._inbox if name == INBOX else self._channels.get(str(name))
+        if stream is None or not isinstance(epoch, str) or not isinstance(offset, int):
+            return  # a channel we left, or a malformed push
+        if stream.epoch == epoch:
+            return  # a subscribe reply gave us the new epoch already
+        stream.epoch, stream.offset = epoch, offset
+        if stream is self._inbox:
+            # Acks name offsets of the lost epoch: they mean nothing now.
+            self._ack_wanted = self._ack_sent = 0
+            self._processed = None
+        reason = str(message.get("reason", "epoch"))
+        raw = {"push": "recovery", "stream": name, "reason": reason, "live": True}
+        self._queue.put_nowait(
+            Push(
+                "recovery",
+                str(name),
+                offset=offset,
+                epoch=epoch,
+                raw={**raw, "epoch": epoch, "offset": offset},
+            )
+        )
 
     def _entry(self, stream: _Stream | None, message: dict[str, Any]) -> None:
         if stream is None:
@@ -587,7 +625,8 @@ class HubClient:
         if push is _CLOSED:
             self._queue.put_nowait(_CLOSED)  # for the next caller too
             raise self.close_error or ConnectionLost("the client is closed")
-        if push.kind == "message" and push.offset is not None:
+        # An entry of an epoch lost meanwhile is not acknowledged in the new one.
+        if push.kind == "message" and push.offset is not None and push.epoch == self._inbox.epoch:
             self._processed = push.offset
         return push
 

@@ -42,7 +42,7 @@ from typing import Any
 
 from . import protocol as p
 from .auth import Authenticator, AuthError
-from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice
+from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice, Reset
 from .config import HubConfig, namespace_of
 from .metrics import HubMetrics
 from .permissions import Permissions
@@ -516,7 +516,10 @@ class Node:
 
     # --- broker fan-out ------------------------------------------------------
 
-    def _on_broker(self, stream: str, item: Entry | Notice) -> None:
+    def _on_broker(self, stream: str, item: Entry | Notice | Reset) -> None:
+        if isinstance(item, Reset):
+            self._on_reset(stream, item)
+            return
         if stream.startswith(INBOX_PREFIX):
             user_sessions = self._users.get(stream[len(INBOX_PREFIX) :])
             if not user_sessions or not isinstance(item, Entry):
@@ -550,6 +553,23 @@ class Node:
                 if sub is not None and session.conn_id != item.conn_id:
                     sent += session.deliver(sub.pending, None, text)
             self.metrics.delivered(item.kind, sent, len(text))
+
+    def _on_reset(self, stream: str, reset: Reset) -> None:
+        # The broker lost the stream (new epoch): every local listener is told at
+        # once, in order with the entries (a recovering one after its reply),
+        # rather than finding out at its next reconnection (protocol section 2.3).
+        if stream.startswith(INBOX_PREFIX):
+            name = p.INBOX
+            users = self._users.get(stream[len(INBOX_PREFIX) :], ())
+            targets = [(s, s.inbox_pending) for s in users]
+        else:
+            name = stream
+            subs = ((s, s.channels.get(stream)) for s in self._channels.get(stream, ()))
+            targets = [(s, sub.pending) for s, sub in subs if sub is not None]
+        fields = {"stream": name, "epoch": reset.epoch, "offset": reset.offset, "reason": "epoch"}
+        text = p.encode_push("reset", fields)
+        sent = sum(session.deliver(pending, None, text) for session, pending in targets)
+        self.metrics.delivered("reset", sent, len(text))
 
     # --- housekeeping --------------------------------------------------------
 

@@ -21,6 +21,16 @@ as follows (the Lua scripts are in :mod:`hubbub.hub.redis_scripts`):
   Redis confirmed the ``SUBSCRIBE``, so nothing published afterwards is missed.
   A reader task hands every message to the listeners, in order, and remembers
   the last (epoch, offset) delivered per stream: duplicates are dropped.
+* **resets**: the node compares the epoch of every stream it listens to with
+  the epoch last delivered (or seen when it subscribed) wherever a new one can
+  show up: a live entry, the result of a publish or a read, the gap fill after
+  a reconnection, and a pipelined ``HGET`` of the epochs every ``epoch_check``
+  seconds (for a ``FLUSHALL`` nobody published after). On a difference it hands
+  the listeners a :class:`~hubbub.hub.broker.Reset` before any entry of the new
+  epoch, and from then on drops late entries of the lost epoch (a publish that
+  ran before the loss can reach the subscriber connection after a read on
+  another connection saw the new epoch). Each node does this for its own
+  listeners, so every connected client of the hub is told.
 * **faults**: when the subscriber connection breaks (Redis died), the reader
   reconnects with exponential backoff and full jitter
   (:class:`hubbub.backoff.Backoff`), subscribes again, and *fills the gap*:
@@ -58,7 +68,7 @@ from redis.exceptions import RedisError
 
 from ..backoff import Backoff
 from . import redis_scripts as lua
-from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener, Notice
+from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener, Notice, Reset
 from .streams import Entry, ReadResult, StreamLimits, new_epoch
 
 __all__ = ["RedisBroker"]
@@ -80,6 +90,8 @@ class RedisBroker(Broker):
         backoff: delays between reconnection attempts of the subscriber.
         max_connections: Redis connections for commands; more concurrent
             commands wait up to ``timeout`` for one.
+        epoch_check: seconds between two checks (from :meth:`maintain`) that
+            the streams this node listens to still have the epoch it delivered.
     """
 
     def __init__(
@@ -92,6 +104,7 @@ class RedisBroker(Broker):
         timeout: float = 2.0,
         backoff: Backoff | None = None,
         max_connections: int = 64,
+        epoch_check: float = 5.0,
     ) -> None:
         self.url = url
         self._prefix = prefix
@@ -124,6 +137,9 @@ class RedisBroker(Broker):
         self._listeners: dict[str, list[Listener]] = {}
         self._seen: dict[str, tuple[str, int]] = {}  # last (epoch, offset) delivered
         self._floor: dict[str, tuple[str, int]] = {}  # (epoch, top) when subscribed
+        self._retired: dict[str, set[str]] = {}  # epochs of a stream known lost
+        self._epoch_check = epoch_check
+        self._next_epoch_check = 0.0
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self._local_presence: dict[tuple[str, str], ClientInfo] = {}
         self._sub: AbstractConnection | None = None
@@ -169,6 +185,30 @@ class RedisBroker(Broker):
 
     async def maintain(self) -> None:
         await self._ping()
+        now = time.monotonic()
+        if self._commands_ok and now >= self._next_epoch_check:
+            self._next_epoch_check = now + self._epoch_check
+            with contextlib.suppress(BrokerUnavailable):
+                await self.check_epochs()
+
+    async def check_epochs(self) -> None:
+        """Notice the streams Redis lost while nothing was published to them.
+
+        One pipelined ``HGET`` per stream listened to; a stream whose epoch is
+        missing or new is read, which creates it again if needed and hands its
+        listeners a :class:`~hubbub.hub.broker.Reset`.
+        """
+        streams = [s for s in self._listeners if self._position(s) is not None]
+        for start in range(0, len(streams), 500):
+            chunk = streams[start : start + 500]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for stream in chunk:
+                    pipe.hget(self._key(stream, "meta"), "epoch")
+                epochs = await self._call(pipe.execute())
+            for stream, epoch in zip(chunk, epochs, strict=True):
+                position = self._position(stream)
+                if position is not None and epoch != position[0]:
+                    await self.read(stream, None, 0)  # notes the new epoch
 
     def health(self) -> dict[str, Any]:
         subscriber = self._sub is not None
@@ -281,18 +321,38 @@ class RedisBroker(Broker):
     async def _fill_gap(self, stream: str) -> None:
         # From the last entry delivered, or else from the top the stream had
         # when this node subscribed to it.
-        seen = self._seen.get(stream) or self._floor.get(stream)
+        seen = self._position(stream)
         if seen is None or stream not in self._listeners:
             return
         read = await self.read(stream, seen[1], 100_000)
         if read.epoch != seen[0]:
-            # Redis lost the stream: what was missed cannot be read back. New
-            # entries come with the new epoch; clients recovering are told.
-            logger.warning("redis broker: %s has a new epoch %s", stream, read.epoch)
-            self._seen[stream] = (read.epoch, 0)
+            # Redis lost the stream: what was missed cannot be read back. The
+            # read handed the listeners a Reset; the new epoch follows in full.
             read = await self.read(stream, 0, 100_000)
         for entry in read.entries:
             self._dispatch(stream, entry)
+
+    def _position(self, stream: str) -> tuple[str, int] | None:
+        """The (epoch, offset) of the last entry delivered, or the top when subscribed."""
+        return self._seen.get(stream) or self._floor.get(stream)
+
+    def _note_epoch(self, stream: str, epoch: str) -> None:
+        """A command's reply showed ``epoch``, the stream's current one."""
+        position = self._position(stream)
+        if position is not None and position[0] != epoch and stream in self._listeners:
+            # Offset 0: whatever the new epoch holds is still to come, live or by
+            # the gap fill, and passes the duplicate check.
+            self._reset(stream, epoch, 0)
+
+    def _reset(self, stream: str, epoch: str, offset: int) -> None:
+        position = self._position(stream)
+        retired = self._retired.setdefault(stream, set())
+        if position is not None:
+            retired.add(position[0])
+        retired.discard(epoch)  # back from a backup: current again
+        logger.warning("redis broker: %s has a new epoch %s: its data was lost", stream, epoch)
+        self._seen[stream] = (epoch, offset)
+        self._deliver(stream, Reset(epoch, offset))
 
     async def _drop_sub(self) -> None:
         conn, self._sub = self._sub, None
@@ -346,9 +406,22 @@ class RedisBroker(Broker):
     def _dispatch(self, stream: str, item: Entry | Notice) -> None:
         if isinstance(item, Entry):
             seen = self._seen.get(stream)
-            if seen is not None and seen[0] == item.epoch and item.offset <= seen[1]:
-                return  # delivered already (a gap fill overlapping the live feed)
+            if seen is not None and seen[0] == item.epoch:
+                if item.offset <= seen[1]:
+                    return  # delivered already (a gap fill overlapping the live feed)
+            else:
+                position = seen or self._floor.get(stream)
+                if position is not None and position[0] != item.epoch:
+                    retired = self._retired.get(stream)
+                    if retired is not None and item.epoch in retired:
+                        return  # published before the loss, arriving after the Reset
+                    # The entries of the new epoch before this one were never
+                    # published while we listened: delivery continues from here.
+                    self._reset(stream, item.epoch, item.offset - 1)
             self._seen[stream] = (item.epoch, item.offset)
+        self._deliver(stream, item)
+
+    def _deliver(self, stream: str, item: Entry | Notice | Reset) -> None:
         for listener in list(self._listeners.get(stream, ())):
             try:
                 listener(stream, item)
@@ -398,6 +471,7 @@ class RedisBroker(Broker):
         del self._listeners[stream]
         self._seen.pop(stream, None)
         self._floor.pop(stream, None)
+        self._retired.pop(stream, None)
         conn = self._sub
         if conn is not None:
             with contextlib.suppress(RedisError, OSError):
@@ -429,7 +503,9 @@ class RedisBroker(Broker):
                 ],
             )
         )
-        return Entry(int(result[0]), str(result[1]), float(repr(float(now))), data, sender)
+        entry = Entry(int(result[0]), str(result[1]), float(repr(float(now))), data, sender)
+        self._note_epoch(stream, entry.epoch)
+        return entry
 
     async def read(self, stream: str, after: int | None, limit: int) -> ReadResult:
         result = await self._call(
@@ -445,6 +521,7 @@ class RedisBroker(Broker):
             )
         )
         epoch, top, complete, raw, newest_first = result
+        self._note_epoch(stream, str(epoch))
         entries = [_entry(item, epoch) for item in raw]
         if newest_first:
             entries.reverse()

@@ -227,8 +227,13 @@ async function signIn(credentials) {
     refreshPresence(); // presence may have changed while we were away
   });
   hub.addEventListener("recovery", (e) => {
-    const { stream, reason } = e.detail;
+    const { stream, reason, live } = e.detail;
     const what = stream === INBOX ? "Direct messages" : `Messages of ${LOBBY}`;
+    if (live) {
+      // The hub lost the stream while we were connected: new messages keep coming.
+      addNotice(`History was lost on the server: earlier ${what.toLowerCase()} cannot be recovered.`);
+      return;
+    }
     const why = reason === "epoch" ? "the hub lost its history (restarted?)" : `(${reason})`;
     addNotice(`${what} could not be recovered: ${why}.`);
     if (stream !== INBOX) loadChannel(stream).catch(() => {});

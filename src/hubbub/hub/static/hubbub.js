@@ -25,6 +25,10 @@
 // listeners see each entry once and in order. When the hub says recovery is
 // impossible, a "recovery" event names the stream and the reason: the
 // application must then reload its state (for instance with `history`).
+// The hub also says so while connected: its "reset" push (the broker lost the
+// stream: new epoch) moves the kept position to the new epoch, so the next
+// reconnection asks for no impossible recovery, and fires a "recovery" event
+// with reason "epoch", the new epoch and offset, and `live: true`.
 //
 // Inbox entries are acknowledged (`ack`, section 2.2) once their "message"
 // listeners have run, batched; unacknowledged ones come again after a
@@ -239,7 +243,9 @@ export class HubClient extends EventTarget {
     if (this.inbox.epoch !== null && inbox.epoch !== this.inbox.epoch) {
       this.emit("recovery", { stream: INBOX, reason: "epoch" });
       this.inbox.offset = 0;
-    } else if (!inbox.recovered) {
+      this.ackWanted = 0;
+    } else if (!inbox.recovered && !(inbox.reason === "epoch" && this.inbox.epoch !== null)) {
+      // ("epoch" in the epoch we hold: a "reset" push told us already.)
       this.emit("recovery", { stream: INBOX, reason: inbox.reason });
     }
     this.inbox.epoch = inbox.epoch;
@@ -356,6 +362,9 @@ export class HubClient extends EventTarget {
       case "message":
         this.dispatchEntry("message", null, msg);
         break;
+      case "reset":
+        this.onReset(msg);
+        break;
       case "expiring":
         this.refreshToken();
         this.emit("expiring", msg);
@@ -367,6 +376,17 @@ export class HubClient extends EventTarget {
       default:
         this.emit(msg.push, msg); // join, leave, tick, and pushes of later versions
     }
+  }
+
+  /** The hub lost a stream while we were connected (protocol section 2.3). */
+  onReset(msg) {
+    const stream = msg.stream === INBOX ? this.inbox : this.channels.get(msg.stream);
+    if (!stream || stream.epoch === msg.epoch) return; // left, or known from a reply
+    stream.epoch = msg.epoch;
+    stream.offset = msg.offset;
+    if (stream === this.inbox) this.ackWanted = 0; // acks of the lost epoch mean nothing
+    const reason = msg.reason ?? "epoch";
+    this.emit("recovery", { stream: msg.stream, reason, epoch: msg.epoch, offset: msg.offset, live: true });
   }
 
   dispatchEntry(type, channel, entry) {
