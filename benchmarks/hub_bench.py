@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
-import ctypes
 import json
 import multiprocessing as mp
 import os
@@ -62,6 +61,7 @@ from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
 
+from hub_bench_cclient import CClient, find_hub_loadgen, pin_processes, shared_memory
 from hub_bench_clients import (
     CHANNEL,
     CONNECTING,
@@ -253,18 +253,10 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
     args.port = args.ports[0]  # the publisher's node
     ctx = mp.get_context("fork")
     P = args.processes
-    shared: dict[str, Any] = {
-        "phase": ctx.RawValue(ctypes.c_int, CONNECTING),
-        "final_seq": ctx.RawValue(ctypes.c_long, 1 << 62),
-        "opened": ctx.RawArray(ctypes.c_long, P),
-        "progress": ctx.RawArray(ctypes.c_long, P),
-        "sent_live": ctx.RawArray(ctypes.c_long, P),
-        "done": ctx.RawArray(ctypes.c_long, P),
-        "received": ctx.RawArray(ctypes.c_long, P),
-    }
+    shared, shm_path = shared_memory(P, CONNECTING)
     redis: RedisProcess | None = None
     hubs: list[subprocess.Popen[bytes]] = []
-    procs: list[tuple[Any, Pipe]] = []
+    procs: list[tuple[Any, Pipe | CClient]] = []
     result: dict[str, Any] = {"scenario": scenario, "connections": n, "nodes": nodes}
     result["broker"] = getattr(args, "broker", "memory")
     started = time.monotonic()
@@ -281,7 +273,14 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
             profile = args.hub_profile if i == 0 else None
             hubs.append(start_hub(port, profile, broker))
         started = time.monotonic()
+        stride = max(1, n // args.sample_conns) if scenario == "fanout" else 1
         for wid in range(P):
+            if args.client_binary:
+                cclient = CClient(
+                    args.client_binary, args, wid, n, shm_path=shm_path, sample_stride=stride
+                )
+                procs.append((cclient, cclient))
+                continue
             users = [f"u{i}" for i in range(wid, n, P)]
             parent, child = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=worker_main, args=(args, wid, users, shared, child))
@@ -306,6 +305,8 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
         log(args, f"  [{scenario}] {n} connections open in {result['connect_s']} s")
         pids = [proc.pid for proc, _pipe in procs if proc.pid is not None]
         hub_pids = [hub.pid for hub in hubs]
+        if args.pin:
+            result["pinned"] = pin_processes(hub_pids, [*pids, os.getpid()])
         redis_pid = redis.pid if redis else None
         result.update(
             asyncio.run(drive(args, scenario, shared, hub_pids, redis=redis_pid, clients=pids))
@@ -324,6 +325,7 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
             stop_hub(hub)
         if redis is not None:
             redis.stop()
+        os.unlink(shm_path)
     errors = [r["error"] for r in results if "error" in r]
     if errors:
         raise RuntimeError(f"client process failed: {errors}")
@@ -494,10 +496,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         help="with --rate max: publishes not yet fully delivered (fanout, "
-        "default 2), or requests in flight per process (direct, default 64)",
+        "default 2), or requests in flight per process (direct, default 128 in all)",
     )
     parser.add_argument("--payload", type=int, default=100, help="data bytes (default 100)")
-    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "c", "python"),
+        default="auto",
+        help="c: hub_loadgen.c (compiled on first use), python: hub_bench_clients.py; "
+        "auto (default): c if a C compiler is found",
+    )
+    parser.add_argument(
+        "--processes", type=int, default=0, help="client processes (default 1 for c, 2 for python)"
+    )
     parser.add_argument("--reps", type=int, default=1, help="repetitions (fresh hub each)")
     parser.add_argument(
         "--sample-conns",
@@ -517,6 +528,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--hub-profile", metavar="FILE", help="run the hub under cProfile, stats to FILE"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the hub to a CPU of its own and the clients to the others (measuring only)",
+    )
     parser.add_argument("--nodes", type=int, default=1, help="hub nodes (needs --broker redis)")
     parser.add_argument(
         "--broker", choices=("memory", "redis"), default="memory", help="redis: a real redis-server"
@@ -540,6 +556,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in args.scenarios.split(","):
         if name not in ("fanout", "direct"):
             parser.error(f"unknown scenario {name!r}")
+    args.client_binary = None
+    if args.client != "python":
+        args.client_binary = find_hub_loadgen()
+        if args.client_binary is None:
+            if args.client == "c":
+                parser.error("--client c: no C compiler (set CC) to build hub_loadgen.c")
+            print("no C compiler: using the Python clients", file=sys.stderr)
+    args.client = "c" if args.client_binary else "python"
+    args.processes = args.processes or (1 if args.client_binary else 2)
     return args
 
 
@@ -558,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in args.scenarios.split(","):
         sargs = argparse.Namespace(**vars(args))
         if not sargs.window:
-            sargs.window = 2 if scenario == "fanout" else 64
+            # direct: 128 requests in flight in all, however many processes
+            sargs.window = 2 if scenario == "fanout" else max(1, 128 // sargs.processes)
         runs = []
         for rep in range(args.reps):
             log(args, f"{scenario}: repetition {rep + 1}/{args.reps}")

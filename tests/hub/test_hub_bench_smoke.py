@@ -2,11 +2,15 @@
 
 It runs as a subprocess, as a person would run it: it starts ``hubbub serve``
 itself and forks its client processes, which pytest's process should not do.
+Both clients are run: the C one (``hub_loadgen.c``, built on first use) and
+the Python fallback.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +20,23 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "hub_bench.py"
 
 
+HAVE_CC = shutil.which(os.environ.get("CC", "gcc")) is not None or shutil.which("cc") is not None
+
+
 @pytest.mark.timeout(60)
-def test_hub_bench_tiny_run_reports_sane_numbers(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "client",
+    [
+        "python",
+        pytest.param(
+            "c", marks=pytest.mark.skipif(not HAVE_CC, reason="no C compiler for hub_loadgen.c")
+        ),
+    ],
+)
+def test_hub_bench_tiny_run_reports_sane_numbers(tmp_path: Path, client: str) -> None:
     out = tmp_path / "bench.json"
     args = ["--subscribers", "50", "--users", "50", "--duration", "1", "--warmup", "0.2"]
-    args += ["--processes", "2", "--drain", "5", "--connect-timeout", "10"]
+    args += ["--processes", "2", "--drain", "5", "--connect-timeout", "10", "--client", client]
     subprocess.run(
         [sys.executable, str(BENCH), "fanout,direct", *args, "--quiet", "--json", str(out)],
         check=True,
@@ -28,6 +44,7 @@ def test_hub_bench_tiny_run_reports_sane_numbers(tmp_path: Path) -> None:
         capture_output=True,
     )
     report = json.loads(out.read_text())
+    assert report["args"]["client"] == client
     for scenario in ("fanout", "direct"):
         (run,) = report[scenario]["runs"]
         assert run["connections"] == 50

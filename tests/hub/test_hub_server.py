@@ -246,9 +246,11 @@ async def test_slow_consumer_is_closed_with_4011() -> None:
 
     ws = StuckConnection()
     outbox = _Outbox(ws, max_pending=3)  # type: ignore[arg-type]
-    writer = asyncio.create_task(outbox.run())
+    assert outbox.writer is None  # started only when something is queued
     for i in range(3):
         outbox.send(f"m{i}")
+    writer = outbox.writer
+    assert writer is not None
     await asyncio.sleep(0)
     assert ws.sent == ["m0"]  # the writer is stuck on the first one
     outbox.send("m3")
@@ -272,13 +274,56 @@ async def test_outbox_sends_in_order_then_closes() -> None:
 
     ws = Recorder()
     outbox = _Outbox(ws, max_pending=100)  # type: ignore[arg-type]
-    writer = asyncio.create_task(outbox.run())
     for i in range(10):
         outbox.send(str(i))
     outbox.close(4000, "bye")
+    writer = outbox.writer
+    assert writer is not None
     await asyncio.wait_for(writer, 5)
     assert ws.sent == [str(i) for i in range(10)]
     assert ws.closed == (4000, "bye")
+
+
+async def test_backlog_of_a_slow_reader_is_written_in_order_in_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hubbub.hub import server
+
+    batches: list[int] = []
+    write_backlog = server._Outbox._write_backlog
+
+    def spy(self: server._Outbox) -> None:
+        batches.append(len(self.queue))
+        write_backlog(self)
+
+    monkeypatch.setattr(server._Outbox, "_write_backlog", spy)
+    # No compression: frames go straight to the transport only without an
+    # extension (RFC 7692 compresses per connection).
+    async with (
+        start_hub("127.0.0.1", 0, secret=SECRET, write_limit=4096) as hub,
+        connect(uri(hub), subprotocols=[SUBPROTOCOL], max_size=None, compression=None) as ws,
+    ):
+        client = WireClient(ws)
+        await client.ok("connect", token=mint_token("ann", SECRET))
+        await client.ok("subscribe", channel="room")
+        # The client stops reading: the kernel's buffers, then the hub's
+        # transport fill up, and the hub queues what follows.
+        ws.transport.pause_reading()
+        count, data = 2000, "x" * 2000
+        for i in range(count):
+            await hub.node.publish("room", f"{i} {data}")
+        assert len(batches) == 0  # nothing written from the queue yet
+        ws.transport.resume_reading()
+        offsets = []
+        for _ in range(count):
+            push = await asyncio.wait_for(client.push("pub"), 10)
+            offsets.append(push["offset"])
+            assert push["data"] == f"{len(offsets) - 1} {data}"
+        assert offsets == sorted(offsets)
+        assert len(set(offsets)) == count
+        # The queue was drained with writes of many frames each, not one by one.
+        assert batches
+        assert max(batches) > 1
 
 
 async def test_two_nodes_on_one_broker_end_to_end() -> None:

@@ -100,6 +100,11 @@ class Node:
         self._users: dict[str, set[Session]] = {}
         self._ids = itertools.count(1)
         self._last_touch = clock()
+        # Sessions periodic() must look at: not connected yet (connect
+        # timeout), tokens that expire, clock ticks. Every session starts here;
+        # periodic() drops the connected ones that need none of it, so an
+        # idle hub with many connections does not walk them all every second.
+        self._watched: set[Session] = set()
         self._listener = self._on_broker
         self._handlers: dict[type, Callable[[Session, Any], Awaitable[Any]]] = {
             p.Connect: self._connect,
@@ -132,6 +137,7 @@ class Node:
             conn_id, send, close, self.config, clock=self.clock, traffic=self.metrics.traffic
         )
         self.sessions[conn_id] = session
+        self._watched.add(session)
         self.metrics.connections.inc()
         self.metrics.connections_opened.inc()
         return session
@@ -142,6 +148,7 @@ class Node:
             return
         session.released = session.closed = True
         self.sessions.pop(session.conn_id, None)
+        self._watched.discard(session)
         self.metrics.connections.dec()
         # Each step forgets the local state before it talks to the broker, so a
         # broker failure cannot leave a dead session in the routing tables;
@@ -257,6 +264,7 @@ class Node:
             identity = self.auth.verify_dev(cmd.name)
         user = identity.user
         session.identity, session.user, session.tick = identity, user, cmd.tick
+        self._watched.add(session)
         pending: list[tuple[int | None, str]] = []
         session.inbox_pending = pending
         self._users.setdefault(user, set()).add(session)
@@ -278,6 +286,8 @@ class Node:
                 reason = "trimmed"
         except BaseException:
             session.user = session.identity = None
+            if not session.released:
+                self._watched.add(session)  # back to waiting for a connect
             session.inbox_pending = None
             await self._forget_user(session, user)
             raise
@@ -318,6 +328,7 @@ class Node:
         if identity.user != user:
             raise Fail(p.ErrorCode.UNAUTHORIZED, "token is for another user")
         session.identity, session.expiring_sent = identity, False
+        self._watched.add(session)
         return {"expires_at": None if identity.expires_at is None else ms(identity.expires_at)}
 
     # --- channels -------------------------------------------------------------
@@ -397,11 +408,17 @@ class Node:
         await self._leave(session, cmd.channel)
         return {}
 
+    def _check_size(self, data: Any) -> None:
+        # A string encodes to at most 6 characters per character ("\u001f")
+        # plus its quotes: when even that fits, encoding it to measure is waste.
+        if type(data) is not str or 6 * len(data) + 2 > self.config.max_message_bytes:
+            self.permissions.check_size(data)
+
     async def _publish(self, session: Session, cmd: p.Publish) -> Any:
         user = self._user(session)
         rules = self.permissions.rules(cmd.channel)
         self.permissions.may_publish(session, cmd.channel, rules)
-        self.permissions.check_size(cmd.data)
+        self._check_size(cmd.data)
         entry = await self.broker.publish(cmd.channel, cmd.data, sender=user, limits=rules.history)
         return {"offset": entry.offset, "epoch": entry.epoch}
 
@@ -411,7 +428,7 @@ class Node:
         user = self._user(session)
         if len(cmd.to) > self.config.max_recipients:
             raise Fail(p.ErrorCode.TOO_MANY_RECIPIENTS, "too many recipients")
-        self.permissions.check_size(cmd.data)
+        self._check_size(cmd.data)
         return {"results": await self.send(cmd.to, cmd.data, sender=user)}
 
     async def _presence(self, session: Session, cmd: p.Presence) -> Any:
@@ -537,11 +554,25 @@ class Node:
             text = p.encode_push(
                 "pub", {"channel": stream, "epoch": item.epoch, **entry_json(item)}
             )
+            offset = item.offset
             sent = 0
+            # The hot loop of fan-out (once per subscriber): Session.deliver
+            # inlined, which saves a call per recipient.
             for session in sessions:
                 sub = session.channels.get(stream)
-                if sub is not None:
-                    sent += session.deliver(sub.pending, item.offset, text)
+                if sub is None:
+                    continue
+                pending = sub.pending
+                if pending is not None:  # recovering: flushed after its reply
+                    pending.append((offset, text))
+                elif not session.closed:
+                    try:
+                        session._send(text)
+                    except Exception:
+                        logger.exception("send failed on %s", session.conn_id)
+                        session.closed = True
+                    else:
+                        sent += 1
             self.metrics.delivered("publication", sent, len(text))
         else:
             text = p.encode_push(
@@ -578,13 +609,20 @@ class Node:
         now = self.clock()
         tick = p.encode_push("tick", {"time": ms(now)})
         cfg = self.config
-        for session in list(self.sessions.values()):
+        watched = self._watched
+        for session in list(watched):
+            if session.released:
+                watched.discard(session)
+                continue
             identity = session.identity
             if identity is None:
                 if now - session.opened_at >= cfg.connect_timeout:
                     await self.disconnect(
                         session, DisconnectCode.CONNECT_TIMEOUT, "connect timeout"
                     )
+                continue
+            if identity.expires_at is None and not session.tick:
+                watched.discard(session)  # until its identity changes
                 continue
             if identity.expires_at is not None:
                 if now >= identity.expires_at:

@@ -285,7 +285,12 @@ def decode(raw: str | bytes) -> Any:
     Raises:
         ValueError: not strict JSON (RecursionError for absurd nesting).
     """
+    if isinstance(raw, str):
+        return _DECODER.decode(raw)  # what json.loads does, without a new decoder each call
     return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def parse_request(raw: str | bytes) -> Command | Rejected:
@@ -451,8 +456,28 @@ _PARSERS: dict[str, Callable[[int, Mapping[str, Any]], Command]] = {
 # --- encoding -------------------------------------------------------------------
 
 
+def _not_json(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# json.dumps builds a new encoder object on every call; the hub encodes every
+# reply and push, so the C encoder json.dumps would use is built once (about
+# twice as fast per call). markers=None: no circular-reference check, as what
+# the hub encodes comes from parsed JSON (a cycle ends in RecursionError).
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_encode_chunks: Any = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+)
+
+
 def encode(obj: JSON) -> str:
     """Compact, strict JSON (no NaN or Infinity), UTF-8 characters kept as they are."""
+    if _encode_chunks is not None:
+        return "".join(_encode_chunks(obj, 0))
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

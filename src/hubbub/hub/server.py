@@ -15,7 +15,9 @@ Theory of operation
   written to each. Otherwise (the client reads slowly, or the connection
   negotiated an extension such as permessage-deflate, which compresses per
   connection, RFC 7692) the text is queued, and the outbox's writer task
-  awaits ``ws.send``, honouring the write buffer limits. An outbox that fills
+  (started the first time something is queued) awaits ``ws.send``,
+  honouring the write buffer limits; a backlog it finds while the transport
+  has room goes out in one write. An outbox that fills
   up is dropped and the connection closed with 4011: the client reconnects and
   recovers from its offsets, which costs far less than buffering without bound;
 * plain HTTP on the same port goes through the adapter's ``process_request``
@@ -93,13 +95,24 @@ class _Outbox:
         self.max_pending = max_pending
         self.frames = frames or _FrameCache()
         self.queue: collections.deque[str] = collections.deque()
-        self.wakeup = asyncio.Event()
+        # The writer task and its event exist only once something is queued
+        # (a slow reader, an extension, a close): most connections never need
+        # them, and 10,000 idle tasks cost memory and collector time.
+        self.wakeup: asyncio.Event | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.finished = False  # the handler is done: start nothing any more
         self.closing: tuple[int, str] | None = None
         # Without shared frames, everything goes through ws.send. An extension
         # transforms each frame per connection: no shared frame either.
         self.direct = frames is not None and not ws.protocol._mask and not ws.protocol.extensions
+        if self.direct:
+            self.protocol = ws.protocol
+            self.write = ws.transport.write
 
     def send(self, text: str) -> None:
+        # Called once per recipient of every push: attribute lookups are
+        # counted here (the protocol and the transport do not change while
+        # the handler runs, so __init__ keeps them).
         if self.closing is not None:
             return
         queue = self.queue
@@ -107,7 +120,7 @@ class _Outbox:
             # Nothing queued ahead of it: write now unless the transport is
             # above its high water mark (then the writer task waits for it).
             ws = self.ws
-            protocol = ws.protocol
+            protocol = self.protocol
             if (
                 protocol.state is _OPEN
                 and not ws._writing_paused
@@ -116,7 +129,8 @@ class _Outbox:
             ):
                 if protocol._out:
                     ws._flush()  # frames ws.send held back go first
-                ws.transport.write(self.frames.encode(text))
+                frames = self.frames
+                self.write(frames.frame if text is frames.text else frames.encode(text))
                 return
         if len(queue) >= self.max_pending:
             # Slow consumer: what is queued is dropped; the client recovers it.
@@ -124,20 +138,56 @@ class _Outbox:
             self.close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
             return
         queue.append(text)
-        self.wakeup.set()
+        self._wake()
+
+    def _writable(self) -> bool:
+        """Frames may go straight to the transport (see :meth:`send`)."""
+        if not self.direct:
+            return False
+        ws, protocol = self.ws, self.protocol
+        return (
+            protocol.state is _OPEN
+            and not ws._writing_paused
+            and not ws._transport_closing
+            and not protocol._send_opcode
+        )
+
+    def _write_backlog(self) -> None:
+        ws, queue, frames = self.ws, self.queue, self.frames
+        if self.protocol._out:
+            ws._flush()  # frames ws.send held back go first
+        data = b"".join([frames.encode(text) for text in queue])
+        queue.clear()
+        self.write(data)
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
-            self.wakeup.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        if self.finished:
+            return
+        if self.wakeup is None:
+            self.wakeup = asyncio.Event()
+        self.wakeup.set()
+        if self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self.run())
 
     async def run(self) -> None:
         ws, queue = self.ws, self.queue
+        if self.wakeup is None:
+            self.wakeup = asyncio.Event()
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await self.wakeup.wait()
                 self.wakeup.clear()
                 while queue:
+                    if self._writable():
+                        # A backlog and room in the transport: every queued
+                        # frame in one write (one syscall, not one each).
+                        self._write_backlog()
+                        continue
                     # ws.send writes before it waits for the buffer to drain, so
                     # a message popped here precedes anything send() writes next.
                     await ws.send(queue.popleft())
@@ -182,7 +232,6 @@ class _Endpoint:
         outbox = _Outbox(ws, self.max_pending, self.frames)
         self.outboxes.add(outbox)
         session = self.node.open_session(outbox.send, outbox.close)
-        writer = asyncio.create_task(outbox.run())
         try:
             async for message in ws:
                 await self.node.handle(session, message)
@@ -191,10 +240,13 @@ class _Endpoint:
         finally:
             self.outboxes.discard(outbox)
             await self.node.close_session(session)
-            if not writer.done():
-                writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            outbox.finished = True
+            writer = outbox.writer
+            if writer is not None:
+                if not writer.done():
+                    writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
 
     async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if "Upgrade" in request.headers:

@@ -15,6 +15,13 @@ Only the newest entries are kept: at most ``max_len`` of them, none older than
 :meth:`Stream.read` reports whether everything after the requested offset is
 still there (``complete``), which is how recovery tells "here is exactly what
 you missed" from "recovery is impossible".
+
+A stream keeps its entries as plain tuples and builds :class:`Entry` objects
+when they are read. A hub keeps up to ``max_len`` entries in every channel and
+every user's inbox: millions of objects that live long. Python's cyclic
+garbage collector stops tracking a plain tuple of strings and numbers (most
+payloads), so these no longer make every full collection longer, nor trigger
+one as they accumulate; dataclass instances would stay tracked for ever.
 """
 
 from __future__ import annotations
@@ -103,7 +110,8 @@ class Stream:
         self.offset = 0
         self.last_time = clock()
         self._clock = clock
-        self._entries: deque[Entry] = deque()
+        # (offset, epoch, time, data, sender): the fields of Entry, in order.
+        self._entries: deque[tuple[int, str, float, Any, str | None]] = deque()
 
     def __len__(self) -> int:
         self.trim()
@@ -113,17 +121,16 @@ class Stream:
     def first_offset(self) -> int:
         """Offset of the oldest entry kept; ``offset + 1`` if none is kept."""
         self.trim()
-        return self._entries[0].offset if self._entries else self.offset + 1
+        return self._entries[0][0] if self._entries else self.offset + 1
 
     def append(self, data: Any, sender: str | None = None) -> Entry:
         """Add an entry at the next offset and trim; return the entry."""
         now = self._clock()
         self.offset += 1
         self.last_time = now
-        entry = Entry(self.offset, self.epoch, now, data, sender)
-        self._entries.append(entry)
+        self._entries.append((self.offset, self.epoch, now, data, sender))
         self.trim()
-        return entry
+        return Entry(self.offset, self.epoch, now, data, sender)
 
     def trim(self) -> None:
         """Drop entries beyond ``max_len`` or older than ``max_age``."""
@@ -133,7 +140,7 @@ class Stream:
             entries.popleft()
         if self.limits.max_age is not None:
             oldest = self._clock() - self.limits.max_age
-            while entries and entries[0].time <= oldest:
+            while entries and entries[0][2] <= oldest:
                 entries.popleft()
 
     def read(self, after: int | None, limit: int) -> ReadResult:
@@ -151,13 +158,15 @@ class Stream:
             return ReadResult(self.epoch, self.offset, _slice(entries, start, limit), True)
         if after > self.offset:
             return ReadResult(self.epoch, self.offset, [], False)
-        first = entries[0].offset if entries else self.offset + 1
+        first = entries[0][0] if entries else self.offset + 1
         complete = after + 1 >= first
         # Offsets in the deque are consecutive, so the position is arithmetic.
         start = max(after + 1 - first, 0)
         return ReadResult(self.epoch, self.offset, _slice(entries, start, limit), complete)
 
 
-def _slice(entries: deque[Entry], start: int, limit: int) -> list[Entry]:
+def _slice(
+    entries: deque[tuple[int, str, float, Any, str | None]], start: int, limit: int
+) -> list[Entry]:
     stop = min(start + limit, len(entries))
-    return [entries[i] for i in range(start, stop)]
+    return [Entry(*entries[i]) for i in range(start, stop)]

@@ -1,0 +1,128 @@
+"""The hub's Python cost per delivery, without sockets: fan-out, direct, housekeeping.
+
+Theory of operation
+-------------------
+
+``hub_bench.py`` measures a real hub through real sockets, where the kernel's
+share (a ``send(2)`` per delivery on loopback) and a shared machine's noise
+blur what the Python code costs. This script drives a real
+:class:`~hubbub.hub.core.Node` with the asyncio driver's real ``_Outbox`` and
+``_FrameCache`` (``hubbub.hub.server``), whose connections are stand-ins: an
+open protocol state and a transport whose ``write`` is a C function that
+discards the bytes. What it reports is the hub's own work per delivery:
+
+* ``fanout``: microseconds per delivery of ``publish`` to one channel with
+  ``--sessions`` subscribers (encode once, one outbox write per subscriber);
+* ``direct``: microseconds per ``send`` request to one other user (parse,
+  inbox append, push, reply), as ``Node.handle`` runs it;
+* ``periodic``: milliseconds per housekeeping round (``Node.periodic``), and
+  of the memory broker's ``maintain`` alone.
+
+Each figure is the best of ``--repeat`` rounds (the least disturbed by other
+processes). Usage::
+
+    python benchmarks/hub_micro.py --sessions 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import time
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hubbub.hub import Authenticator, HubConfig, MemoryBroker, NamespaceRules, Node
+from hubbub.hub import server as hub_server
+from hubbub.protocol.connection import State
+
+DATA = "S0000000001T" + "x" * 88  # 100 characters, as hub_bench.py sends
+
+
+def stand_in_connection() -> Any:
+    """What ``_Outbox`` reads of a ServerConnection: open, unmasked, writable."""
+    sink: collections.deque[bytes] = collections.deque(maxlen=0)
+    protocol = types.SimpleNamespace(
+        state=State.OPEN, _mask=False, extensions=[], _send_opcode=0, _out=[]
+    )
+    transport = types.SimpleNamespace(write=sink.append, writelines=sink.extend)
+    return types.SimpleNamespace(
+        protocol=protocol,
+        transport=transport,
+        _writing_paused=False,
+        _transport_closing=False,
+        _flush=lambda: None,
+    )
+
+
+async def best(repeat: int, count: int, step: Callable[[int], Awaitable[Any]]) -> float:
+    """Best seconds per call of ``step`` over ``repeat`` rounds of ``count`` calls."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for i in range(count):
+            await step(i)
+        times.append((time.perf_counter() - start) / count)
+    return min(times)
+
+
+async def run(args: argparse.Namespace) -> dict[str, float]:
+    # The namespace hub_bench.py uses: no presence, no join/leave pushes.
+    rules = {"bench": NamespaceRules(presence=False, join_leave=False)}
+    config = HubConfig(namespaces=rules, command_rate=1e9, command_burst=1e9)
+    node = Node(MemoryBroker(), Authenticator(insecure_dev_mode=True), config)
+    frames = hub_server._FrameCache()
+    sessions = []
+    for i in range(args.sessions):
+        outbox = hub_server._Outbox(stand_in_connection(), 4096, frames)
+        session = node.open_session(outbox.send, outbox.close)
+        sessions.append(session)
+        for request in (
+            {"id": 1, "method": "connect", "params": {"name": f"u{i}"}},
+            {"id": 2, "method": "subscribe", "params": {"channel": "bench:fanout"}},
+        ):
+            await node.handle(session, json.dumps(request))
+    n = len(sessions)
+
+    async def publish(_i: int) -> None:
+        await node.publish("bench:fanout", DATA)
+
+    requests = [
+        json.dumps(
+            {"id": 10 + k, "method": "send", "params": {"to": [f"u{(k + 1) % n}"], "data": DATA}}
+        )
+        for k in range(args.sends)
+    ]
+
+    async def send(k: int) -> None:
+        await node.handle(sessions[k % n], requests[k])
+
+    async def periodic(_i: int) -> None:
+        await node.periodic()
+
+    async def maintain(_i: int) -> None:
+        await node.broker.maintain()
+
+    await periodic(0)  # the first round sorts out which sessions it must watch
+    return {
+        "fanout_us_per_delivery": round(await best(args.repeat, 5, publish) / n * 1e6, 3),
+        "direct_us_per_message": round(await best(args.repeat, args.sends, send) * 1e6, 2),
+        "periodic_ms": round(await best(args.repeat, 5, periodic) * 1e3, 3),
+        "broker_maintain_ms": round(await best(args.repeat, 5, maintain) * 1e3, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--sends", type=int, default=5_000, help="send requests per round")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best is reported")
+    args = parser.parse_args()
+    print(json.dumps({"sessions": args.sessions, **asyncio.run(run(args))}))
+
+
+if __name__ == "__main__":
+    main()
