@@ -249,3 +249,53 @@ def test_rejects_other_types_and_policies() -> None:
         broadcast([], 42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="on_slow"):
         broadcast([], "x", on_slow="wait")  # type: ignore[arg-type]
+
+
+# --- the connection methods broadcast() and the hub share ----------------------
+
+
+async def test_shares_frames_only_without_masking_or_extensions() -> None:
+    async with hub(compression=None) as plain, hub(compression="deflate") as deflating:
+        (client,) = await clients(plain, 1, compression="deflate")
+        (other,) = await clients(deflating, 1, compression="deflate")
+        (server_plain,) = await wait_connections(plain, 1)
+        (server_deflate,) = await wait_connections(deflating, 1)
+        assert server_plain.shares_frames
+        assert not server_deflate.shares_frames  # RFC 7692: per connection
+        assert not client.shares_frames  # section 5.1: a client masks
+        await client.close()
+        await other.close()
+
+
+async def test_send_frames_nowait_keeps_order_and_refuses_when_it_cannot() -> None:
+    async with hub(compression=None, write_limit=16 * 1024) as server:
+        (client,) = await clients(server, 1)
+        (conn,) = await wait_connections(server, 1)
+        conn.send_nowait("first")
+        frames = b"\x81\x06second" + b"\x82\x03\x00\x01\x02"
+        assert conn.send_frames_nowait(frames)
+        assert [await client.recv() for _ in range(3)] == ["first", "second", b"\x00\x01\x02"]
+        await client.close()
+        await conn.wait_closed()
+        assert not conn.send_frames_nowait(b"\x81\x01x")  # not OPEN: nothing written
+
+
+async def test_send_frames_nowait_respects_the_write_buffer_bound() -> None:
+    limit = 16 * 1024
+    async with hub(compression=None, write_limit=limit) as server:
+        stuck = await asyncio.to_thread(stuck_client, server.port)
+        try:
+            (conn,) = await wait_connections(server, 1)
+            big = b"\x82\x7e\x10\x00" + bytes(4096)  # a 4 KiB binary message
+            for _ in range(1000):
+                if conn.writing_paused:
+                    break
+                assert conn.send_frames_nowait(big)
+            assert conn.writing_paused
+            before = conn.buffered_amount
+            assert not conn.send_frames_nowait(big)  # paused: refused
+            assert not conn.send_frames_nowait(big, limit=before - 1)
+            assert conn.send_frames_nowait(big, limit=before)  # within an explicit bound
+            assert conn.buffered_amount == before + len(big)
+        finally:
+            stuck.close()

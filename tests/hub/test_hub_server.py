@@ -292,9 +292,12 @@ async def test_backlog_of_a_slow_reader_is_written_in_order_in_batches(
     batches: list[int] = []
     write_backlog = server._Outbox._write_backlog
 
-    def spy(self: server._Outbox) -> None:
-        batches.append(len(self.queue))
-        write_backlog(self)
+    def spy(self: server._Outbox) -> bool:
+        queued = len(self.queue)
+        written = write_backlog(self)
+        if written:
+            batches.append(queued)
+        return written
 
     monkeypatch.setattr(server._Outbox, "_write_backlog", spy)
     # No compression: frames go straight to the transport only without an

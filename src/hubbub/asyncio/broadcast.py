@@ -51,6 +51,12 @@ __all__ = ["BroadcastResult", "broadcast"]
 _OPEN = State.OPEN
 
 
+def _slow(conn: Connection, limit: int | None) -> bool:
+    # Without a limit, the transport's own flow control tells: it paused
+    # writing above its high water mark and resumes below the low one.
+    return conn.writing_paused if limit is None else conn.buffered_amount > limit
+
+
 class BroadcastResult(NamedTuple):
     """What :func:`broadcast` did, connection by connection."""
 
@@ -104,39 +110,27 @@ def broadcast(
     frame = encode_header(opcode, len(payload), True, False, None) + payload
     sent = skipped = closed = 0
     for conn in connections:
-        protocol = conn.protocol
-        if protocol.state is not _OPEN or conn._transport_closing:
+        if conn.protocol.state is not _OPEN:
             continue
-        if protocol._send_opcode:
-            # A fragmented message is being sent on it (section 5.4).
-            skipped += 1
-            continue
-        transport = conn.transport
-        if conn._writing_paused if limit is None else transport.get_write_buffer_size() > limit:
-            # Without a limit, the transport's own flow control tells: it paused
-            # writing above its high water mark and resumes below the low one.
-            if close_slow:
-                conn._fail(CloseCode.POLICY_VIOLATION, "slow consumer")
-                closed += 1
-            else:
-                skipped += 1
-            continue
-        if protocol._mask or protocol.extensions:
+        if conn.shares_frames:
+            if conn.send_frames_nowait(frame, limit=limit):
+                sent += 1
+                continue
+        elif not _slow(conn, limit):
             # A client masks each frame; an extension transforms it per
             # connection (RFC 7692 keeps a compression context per connection).
             try:
-                if opcode == Opcode.TEXT:
-                    protocol.send_text(payload)
-                else:
-                    protocol.send_binary(payload)
-            except HubbubError:
+                conn.send_nowait(message)
+            except HubbubError:  # closing, or sending a fragmented message
                 skipped += 1
-                continue
-            conn._flush()
+            else:
+                sent += 1
+            continue
+        # Not written: too slow, closing, or in the middle of a fragmented
+        # message (section 5.4 forbids interleaving a data frame).
+        if close_slow and _slow(conn, limit):
+            conn._fail(CloseCode.POLICY_VIOLATION, "slow consumer")
+            closed += 1
         else:
-            if protocol._out:
-                # Frames the connection held back (see Connection.send) go first.
-                conn._flush()
-            transport.write(frame)
-        sent += 1
+            skipped += 1
     return BroadcastResult(sent, skipped, closed)

@@ -68,6 +68,7 @@ Data = str | bytes
 """A WebSocket message: ``str`` for text, ``bytes`` for binary."""
 
 _NO_MESSAGES: Any = ()
+_OPEN = core.State.OPEN
 
 
 class Connection(ConnectionAttributes, asyncio.Protocol):
@@ -461,6 +462,58 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._flush()
         if self._writing_paused:
             await self._wait_drained()
+
+    @property
+    def writing_paused(self) -> bool:
+        """True from when the write buffer passes its high water mark until it
+        drains below the low one (``write_limit``)."""
+        return self._writing_paused
+
+    @property
+    def shares_frames(self) -> bool:
+        """Whether one encoded frame serves this connection as it serves others.
+
+        True when the connection neither masks (servers do not, section 5.1)
+        nor transforms frames (no extension: RFC 7692 compresses per
+        connection). :func:`~hubbub.asyncio.broadcast` and the hub then encode a
+        message once and hand the same bytes to :meth:`send_frames_nowait`.
+        """
+        protocol = self.protocol
+        return not protocol._mask and not protocol.extensions
+
+    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
+        """Write already-encoded frames now if the connection can take them.
+
+        ``frames`` are whole data messages (FIN set) encoded for a connection
+        that :attr:`shares_frames`. Frames that :meth:`send` held back are
+        written first, so the order of messages is kept.
+
+        Args:
+            frames: one or more complete frames, as bytes.
+            limit: write only while at most this many bytes are buffered; by
+                default, while writing is not paused (:attr:`writing_paused`).
+
+        Returns:
+            False, having written nothing, when the connection is not OPEN, is
+            closing, is sending a fragmented message (section 5.4 forbids
+            interleaving) or its write buffer is over the bound; True otherwise.
+        """
+        protocol = self.protocol
+        if (
+            protocol.state is not _OPEN
+            or self._transport_closing
+            or protocol._send_opcode
+            or (
+                self._writing_paused
+                if limit is None
+                else self.transport.get_write_buffer_size() > limit
+            )
+        ):
+            return False
+        if protocol._out:
+            self._flush()
+        self.transport.write(frames)
+        return True
 
     def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
         """Send a message without waiting: ``str`` as text, bytes-like as binary.

@@ -42,7 +42,6 @@ from typing import Any
 
 from ..asyncio import Server, ServerConnection, serve
 from ..exceptions import ConnectionClosed
-from ..protocol.connection import State
 from ..protocol.frames import Opcode, encode_header
 from ..protocol.http11 import Request, Response
 from .auth import Authenticator
@@ -58,9 +57,6 @@ from .static import serve_static
 __all__ = ["Hub", "run_hub", "start_hub"]
 
 logger = logging.getLogger(__name__)
-
-
-_OPEN = State.OPEN
 
 
 class _FrameCache:
@@ -104,33 +100,21 @@ class _Outbox:
         self.closing: tuple[int, str] | None = None
         # Without shared frames, everything goes through ws.send. An extension
         # transforms each frame per connection: no shared frame either.
-        self.direct = frames is not None and not ws.protocol._mask and not ws.protocol.extensions
+        self.direct = frames is not None and ws.shares_frames
         if self.direct:
-            self.protocol = ws.protocol
-            self.write = ws.transport.write
+            self.send_frames = ws.send_frames_nowait
 
     def send(self, text: str) -> None:
-        # Called once per recipient of every push: attribute lookups are
-        # counted here (the protocol and the transport do not change while
-        # the handler runs, so __init__ keeps them).
+        # Called once per recipient of every push (__init__ keeps the bound
+        # method: attribute lookups count here).
         if self.closing is not None:
             return
         queue = self.queue
         if not queue and self.direct:
-            # Nothing queued ahead of it: write now unless the transport is
+            # Nothing queued ahead of it: written now unless the transport is
             # above its high water mark (then the writer task waits for it).
-            ws = self.ws
-            protocol = self.protocol
-            if (
-                protocol.state is _OPEN
-                and not ws._writing_paused
-                and not ws._transport_closing
-                and not protocol._send_opcode
-            ):
-                if protocol._out:
-                    ws._flush()  # frames ws.send held back go first
-                frames = self.frames
-                self.write(frames.frame if text is frames.text else frames.encode(text))
+            frames = self.frames
+            if self.send_frames(frames.frame if text is frames.text else frames.encode(text)):
                 return
         if len(queue) >= self.max_pending:
             # Slow consumer: what is queued is dropped; the client recovers it.
@@ -140,25 +124,15 @@ class _Outbox:
         queue.append(text)
         self._wake()
 
-    def _writable(self) -> bool:
-        """Frames may go straight to the transport (see :meth:`send`)."""
-        if not self.direct:
+    def _write_backlog(self) -> bool:
+        """Write every queued frame at once if the transport takes them now."""
+        if not self.direct or self.ws.writing_paused:
+            return False  # checked first: joining a long queue for nothing costs
+        queue, frames = self.queue, self.frames
+        if not self.send_frames(b"".join([frames.encode(text) for text in queue])):
             return False
-        ws, protocol = self.ws, self.protocol
-        return (
-            protocol.state is _OPEN
-            and not ws._writing_paused
-            and not ws._transport_closing
-            and not protocol._send_opcode
-        )
-
-    def _write_backlog(self) -> None:
-        ws, queue, frames = self.ws, self.queue, self.frames
-        if self.protocol._out:
-            ws._flush()  # frames ws.send held back go first
-        data = b"".join([frames.encode(text) for text in queue])
         queue.clear()
-        self.write(data)
+        return True
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -183,10 +157,9 @@ class _Outbox:
                 await self.wakeup.wait()
                 self.wakeup.clear()
                 while queue:
-                    if self._writable():
+                    if self._write_backlog():
                         # A backlog and room in the transport: every queued
-                        # frame in one write (one syscall, not one each).
-                        self._write_backlog()
+                        # frame went in one write (one syscall, not one each).
                         continue
                     # ws.send writes before it waits for the buffer to drain, so
                     # a message popped here precedes anything send() writes next.
