@@ -27,7 +27,10 @@ Reading is incremental. Frame headers are checked as soon as their two first
 bytes are in, so a reserved opcode or a bad RSV bit fails at once. A text
 message is validated as UTF-8 while it arrives, even inside a frame that is not
 complete yet (its payload is unmasked in place, piece by piece), so invalid
-UTF-8 fails with 1007 at the first bad byte (section 8.1).
+UTF-8 fails with 1007 at the first bad byte (section 8.1). This module finds
+frames and handles control frames and closing; data frames become messages in
+the :class:`~hubbub.protocol.messages.MessageAssembler` mixin, and sending is
+the :class:`~hubbub.protocol.sending.Sender` mixin.
 
 When the peer breaks the protocol the connection must be failed (section
 7.1.7). By default that happens at once. An adapter may instead ask for
@@ -42,7 +45,6 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
-from typing import Any
 
 from ..exceptions import (
     LocalProtocolError,
@@ -55,13 +57,13 @@ from .events import CloseReceived, Event, Failure, Ping, Pong, Side, State
 from .extensions import Extension
 from .frames import (
     CloseCode,
-    Frame,
     Opcode,
     apply_mask,
     is_valid_close_code,
     parse_close,
     serialize_close,
 )
+from .messages import _NOTHING, MessageAssembler
 from .sending import Sender
 
 __all__ = [
@@ -89,41 +91,9 @@ _OP_CLOSE = Opcode.CLOSE
 _OP_PING = Opcode.PING
 _OP_PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
-_new_decoder = codecs.getincrementaldecoder("utf-8")
-# Shared by every connection while no message is being assembled and no large
-# frame is held: an idle connection then owns no list for them. A tuple, so
-# that code that forgot to make a list of its own fails instead of sharing it.
-_NOTHING: Any = ()
 
 
-def _decode_text(decoder: codecs.IncrementalDecoder, data: bytes | bytearray, final: bool) -> str:
-    """Validate and decode the next piece of a text message (section 8.1).
-
-    Raises:
-        RemoteProtocolError: with 1007 at the first byte that cannot be part
-            of valid UTF-8.
-    """
-    try:
-        text = decoder.decode(data, final)
-    except UnicodeDecodeError as exc:
-        raise RemoteProtocolError(
-            f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
-        ) from None
-    if not final:
-        # CPython's decoder waits for the third byte of "\xed\xa0".."\xed\xbf"
-        # before it rejects the surrogate, but RFC 3629 section 4 already
-        # excludes the second: fail fast there too.
-        pending = decoder.getstate()[0]
-        if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
-            # Same words as the codec's, which says this of the third byte:
-            # the close reason must not depend on how the bytes were cut.
-            raise RemoteProtocolError(
-                "invalid UTF-8: invalid continuation byte", CloseCode.INVALID_FRAME_PAYLOAD_DATA
-            )
-    return text
-
-
-class Connection(Sender):
+class Connection(Sender, MessageAssembler):
     """A WebSocket connection in the OPEN state and after (sections 5-7).
 
     Args:
@@ -464,152 +434,6 @@ class Connection(Sender):
                 raise RemoteProtocolError("continuation frame without a message to continue")
         elif self._msg_opcode:
             raise RemoteProtocolError("new data frame inside a fragmented message")
-
-    def _partial_frame(self, buf: bytearray, pos: int, hlen: int, end: int) -> None:
-        """Validate the available part of an incomplete text frame (section 8.1)."""
-        b0 = buf[pos]
-        masked = buf[pos + 1] & 0x80
-        opcode = b0 & 0x0F
-        if opcode == _OP_TEXT:
-            if self.extensions and self._transformed(b0, opcode):
-                return
-            if not self._partial_done:
-                # The first frame of a text message: its parts start here, but
-                # the message is "in progress" only once the frame is complete.
-                self._msg_decoder = _new_decoder()
-                self._msg_parts = []
-                self._msg_size = 0
-                self._msg_transformed = False
-        elif opcode != _OP_CONT or self._msg_decoder is None or self._msg_transformed:
-            # A transformed (compressed) payload is validated once decoded.
-            return
-        if b0 & 0x70:
-            # An extension is negotiated (else _check_first_bytes refused the
-            # bits) but none transforms this message: the bits mean nothing
-            # (section 5.2), as _extension_frame decides for whole frames.
-            raise RemoteProtocolError("reserved bits set without an extension that uses them")
-        start = pos + hlen
-        done = self._partial_done
-        if start + done >= end:
-            return
-        chunk: bytes | bytearray = buf[start + done : end]
-        if masked:
-            chunk = apply_mask(chunk, buf[start - 4 : start], done)
-            buf[start + done : end] = chunk
-        self._partial_done = end - start
-        decoder = self._msg_decoder
-        assert decoder is not None  # set for a text message, checked above otherwise
-        text = _decode_text(decoder, chunk, False)
-        parts: list[str] = self._msg_parts  # type: ignore[assignment]
-        if text:
-            parts.append(text)
-
-    def _data_frame_after_partial(self, data: bytes, done: int, b0: int, opcode: int) -> None:
-        """Finish a text frame whose first ``done`` bytes were already validated."""
-        decoder = self._msg_decoder
-        assert decoder is not None
-        fin = b0 & 0x80
-        size = self._msg_size + len(data)
-        if self.max_size is not None and size > self.max_size:
-            raise PayloadTooBig(size, self.max_size)
-        text = _decode_text(decoder, data[done:], bool(fin))
-        parts: list[str] = self._msg_parts  # type: ignore[assignment]
-        if text:
-            parts.append(text)
-        self._msg_size += len(data)
-        if fin:
-            self._events.append("".join(parts))
-            self._end_message()
-        elif opcode == _OP_TEXT:
-            self._msg_opcode = _OP_TEXT
-
-    def _transformed(self, b0: int, opcode: int) -> bool:
-        if opcode == _OP_CONT:
-            return self._msg_transformed
-        frame = Frame(
-            Opcode(opcode), b"", bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10)
-        )
-        return any(ext.is_transformed(frame) for ext in self.extensions)
-
-    def _extension_frame(self, b0: int, opcode: int, data: bytes) -> None:
-        frame = Frame(
-            Opcode(opcode), data, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10)
-        )
-        if opcode >= 8:
-            if b0 & 0x70:
-                # RFC 7692 section 6: extensions act on data frames only.
-                raise RemoteProtocolError("reserved bits set on a control frame")
-            self._control_frame(opcode, data)
-            return
-        if opcode != _OP_CONT:
-            self._msg_transformed = any(ext.is_transformed(frame) for ext in self.extensions)
-        if self._msg_transformed:
-            budget = None
-            if self.max_size is not None:
-                budget = self.max_size - self._msg_size
-            for ext in reversed(self.extensions):
-                frame = ext.decode(frame, max_size=budget)
-        if frame.rsv1 or frame.rsv2 or frame.rsv3:
-            raise RemoteProtocolError("reserved bits set without an extension that uses them")
-        self._data_frame(opcode, frame.fin, frame.data)
-
-    def _data_frame(self, opcode: int, fin: int | bool, data: bytes) -> None:
-        max_size = self.max_size
-        if max_size is not None:
-            size = len(data) + (self._msg_size if opcode == _OP_CONT else 0)
-            if size > max_size:
-                raise PayloadTooBig(size, max_size)
-        if opcode == _OP_TEXT:
-            if fin:
-                try:
-                    self._events.append(data.decode())
-                except UnicodeDecodeError as exc:
-                    raise RemoteProtocolError(
-                        f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
-                    ) from None
-                self._msg_transformed = False
-                return
-            self._msg_decoder = _new_decoder()
-            self._msg_opcode = _OP_TEXT
-            self._msg_parts = []
-            self._msg_size = 0
-            self._text_fragment(data, False)
-        elif opcode == _OP_BINARY:
-            if fin:
-                self._events.append(data)
-                self._msg_transformed = False
-                return
-            self._msg_decoder = None
-            self._msg_opcode = _OP_BINARY
-            self._msg_parts = [data]
-            self._msg_size = len(data)
-        else:  # continuation, checked in _check_header
-            if self._msg_opcode == _OP_TEXT:
-                self._text_fragment(data, bool(fin))
-                if fin:
-                    self._events.append("".join(self._msg_parts))  # type: ignore[arg-type]
-                    self._end_message()
-                return
-            self._msg_size += len(data)
-            parts: list[bytes] = self._msg_parts  # type: ignore[assignment]
-            parts.append(data)
-            if fin:
-                self._events.append(b"".join(parts))
-                self._end_message()
-
-    def _text_fragment(self, data: bytes, fin: bool) -> None:
-        assert self._msg_decoder is not None
-        text = _decode_text(self._msg_decoder, data, fin)
-        self._msg_size += len(data)
-        if text:
-            self._msg_parts.append(text)  # type: ignore[arg-type]
-
-    def _end_message(self) -> None:
-        self._msg_opcode = 0
-        self._msg_parts = _NOTHING
-        self._msg_size = 0
-        self._msg_decoder = None
-        self._msg_transformed = False
 
     def _control_frame(self, opcode: int, data: bytes) -> None:
         if opcode == _OP_PING:
