@@ -407,7 +407,7 @@ def fuzz_server_handshake(data: bytes) -> None:
         check(server.state in (State.OPEN, State.CLOSING), "101 but not open")
         check(server.handshake_exc is None, "101 with a handshake error")
     else:
-        check(response.status in (400, 403, 405, 426, 500), f"status {response.status}")
+        check(response.status in (400, 403, 405, 411, 413, 426, 500), f"status {response.status}")
         check(server.state is State.CLOSED and server.eof_sent, "rejected but not closed")
         check(server.handshake_exc is not None, "rejected without a handshake error")
         check(response.body.decode().startswith("Failed to open"), "unreadable rejection")

@@ -3,7 +3,10 @@
 * :mod:`~hubbub.hub.protocol`: the ``hubbub.json.v1`` wire protocol (``docs/protocol.md``);
 * :mod:`~hubbub.hub.streams`: bounded ordered streams with offsets and epochs;
 * :mod:`~hubbub.hub.broker`: what nodes share, and the in-memory broker;
-* :mod:`~hubbub.hub.core`: a node: sessions, subscriptions, routing, limits;
+* :mod:`~hubbub.hub.core`: a node: sessions, subscriptions, routing, limits
+  (:mod:`~hubbub.hub.operations`: the commands that only check rights and ask the broker);
+* :mod:`~hubbub.hub.redis_broker` (with :mod:`~hubbub.hub.redis_subscriber`): the Redis broker;
+* :mod:`~hubbub.hub.client` (with ``client_types``, ``client_recovery``): the Python SDK;
 * :mod:`~hubbub.hub.auth`: JWT identity; :mod:`~hubbub.hub.metrics`: Prometheus counters.
 """
 

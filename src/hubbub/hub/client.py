@@ -24,16 +24,8 @@ out) and starts again. After 4008 or 1008, a ``disconnect`` push saying
 
 Recovery (protocol section 2): per channel and for the inbox, the client keeps
 the epoch and offset of the last entry it queued for the application, and
-re-subscribes with them as ``since``. Entries carried by replies are queued as
-the reply is read, before any later push, and an entry at or below the kept
-offset of the same epoch (a redelivery) is dropped: the application sees each
-entry once, in order, across reconnections. When recovery is impossible, a
-``recovery`` push (``stream``, ``reason``) is queued in the entries' place.
-The hub also says so while connected: its ``reset`` push (the broker lost the
-stream, which has a new epoch) moves the kept position to the new epoch, so
-that the next reconnection does not ask for an impossible recovery, and is
-queued as a ``recovery`` push too (``reason`` ``"epoch"``, ``raw["live"]``
-true, with the new ``epoch`` and ``offset``), in order with the entries.
+re-subscribes with them as ``since``; the bookkeeping, and what the application
+sees when recovery is impossible, is in :mod:`hubbub.hub.client_recovery`.
 
 Acks (section 2.2): an inbox entry counts as processed when the application
 asks for the next push; it is then acknowledged in the background (batched),
@@ -44,25 +36,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import inspect
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..asyncio import ClientConnection, connect
 from ..backoff import Backoff, is_transient
-from ..exceptions import ConnectionClosed, HubbubError
+from ..exceptions import ConnectionClosed
+from .client_recovery import StreamRecovery, _Stream
+from .client_types import INBOX, ConnectionLost, HubError, Push, State, TokenSource
 from .protocol import SUBPROTOCOL
 
 __all__ = ["INBOX", "ConnectionLost", "HubClient", "HubError", "Push", "State"]
 
 logger = logging.getLogger(__name__)
-
-INBOX = "$inbox"
-TokenSource = str | Callable[[], str | Awaitable[str]] | None
 
 # Close codes after which reconnecting would not help (protocol section 9).
 _FINAL_CLOSE_CODES = frozenset({1008, 4008})
@@ -70,68 +60,7 @@ _FINAL_CLOSE_CODES = frozenset({1008, 4008})
 _IDENTITY_ERRORS = frozenset({102, 200, 201})
 
 
-class HubError(HubbubError):
-    """An error reply from the hub; ``code`` is in ``docs/protocol.md`` section 5."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code = code
-
-
-class ConnectionLost(HubbubError):
-    """The connection dropped before the reply came: the request may or may not have run."""
-
-
-class State(enum.StrEnum):
-    """What the client is doing, as :attr:`HubClient.state` reports it."""
-
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    LIVE = "live"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class Push:
-    """A push from the hub, or a ``recovery`` notice from the client.
-
-    Attributes:
-        kind: ``pub``, ``message``, ``join``, ``leave``, ``tick``, ``expiring``,
-            ``disconnect``, ``recovery`` (``raw["reason"]`` says why; ``epoch``
-            and ``offset`` are the new position when the hub lost the stream
-            while connected), or newer kinds.
-        channel: of ``pub``/``join``/``leave``; the stream of ``recovery``
-            (a channel, or :data:`INBOX`).
-        data / offset / epoch / sender (``from``) / time: as on the wire.
-        raw: the whole push object.
-    """
-
-    kind: str
-    channel: str | None = None
-    data: Any = None
-    offset: int | None = None
-    epoch: str | None = None
-    sender: str | None = None
-    time: int | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_wire(cls, m: dict[str, Any]) -> Push:
-        """The :class:`Push` of a wire push object."""
-        fields = (m.get("data"), m.get("offset"), m.get("epoch"), m.get("from"), m.get("time"))
-        return cls(str(m["push"]), m.get("channel", m.get("stream")), *fields, raw=m)
-
-
 _CLOSED = Push("closed")
-
-
-@dataclass
-class _Stream:
-    epoch: str | None = None
-    offset: int = 0
-    token: str | None = None
-    active: bool = False
 
 
 @dataclass
@@ -140,7 +69,7 @@ class _Pending:
     on_reply: Callable[[Any], None] | None
 
 
-class HubClient:
+class HubClient(StreamRecovery):
     """A hub client that stays connected and recovers what it missed.
 
     Args:
@@ -359,21 +288,6 @@ class HubClient:
             return await value if inspect.isawaitable(value) else value
         return token
 
-    def _on_connected(self, result: Any) -> None:
-        # Runs as the reply is read, before later pushes: the backlog is in order.
-        inbox = result["inbox"]
-        reason = None if inbox["recovered"] else inbox.get("reason", "unknown")
-        if self._inbox.epoch is not None and inbox["epoch"] != self._inbox.epoch:
-            self._recovery(INBOX, "epoch")
-            self._inbox.offset = self._ack_wanted = self._ack_sent = 0
-            self._processed = None
-        elif reason is not None and not (reason == "epoch" and self._inbox.epoch is not None):
-            # ("epoch" in the epoch we hold: a reset push told us already.)
-            self._recovery(INBOX, reason)
-        self._inbox.epoch = inbox["epoch"]
-        for entry in inbox["messages"]:
-            self._entry(self._inbox, {"push": "message", "epoch": inbox["epoch"], **entry})
-
     async def _join(self, ws: ClientConnection, channel: str, sub: _Stream) -> Any:
         params: dict[str, Any] = {"channel": channel}
         if sub.token is not None:
@@ -382,22 +296,9 @@ class HubClient:
             params["since"] = {"offset": sub.offset, "epoch": sub.epoch}
 
         def on_reply(result: Any) -> None:
-            if result.get("recovered") is False:
-                self._recovery(channel, result.get("reason", "unknown"))
-            sub.active = True
-            if sub.epoch != result["epoch"]:
-                sub.epoch, sub.offset = result["epoch"], result["offset"]
-            for entry in result["publications"]:
-                wire = {"push": "pub", "channel": channel, "epoch": result["epoch"], **entry}
-                self._entry(sub, wire)
-            sub.offset = max(sub.offset, result["offset"])
+            self._on_joined(channel, sub, result)
 
         return await self._request(ws, "subscribe", params, on_reply)
-
-    def _recovery(self, stream: str, reason: str) -> None:
-        self._queue.put_nowait(
-            Push("recovery", stream, raw={"push": "recovery", "stream": stream, "reason": reason})
-        )
 
     # --- wire ------------------------------------------------------------------
 
@@ -441,40 +342,6 @@ class HubClient:
             self._spawn(self._refresh())
         elif kind == "disconnect":
             self._no_reconnect = not message.get("reconnect", True)
-        self._queue.put_nowait(Push.from_wire(message))
-
-    def _reset(self, message: dict[str, Any]) -> None:
-        """The hub lost a stream while we were connected (protocol section 2.3)."""
-        name, epoch, offset = message.get("stream"), message.get("epoch"), message.get("offset")
-        stream = self._inbox if name == INBOX else self._channels.get(str(name))
-        if stream is None or not isinstance(epoch, str) or not isinstance(offset, int):
-            return  # a channel we left, or a malformed push
-        if stream.epoch == epoch:
-            return  # a subscribe reply gave us the new epoch already
-        stream.epoch, stream.offset = epoch, offset
-        if stream is self._inbox:
-            # Acks name offsets of the lost epoch: they mean nothing now.
-            self._ack_wanted = self._ack_sent = 0
-            self._processed = None
-        reason = str(message.get("reason", "epoch"))
-        raw = {"push": "recovery", "stream": name, "reason": reason, "live": True}
-        self._queue.put_nowait(
-            Push(
-                "recovery",
-                str(name),
-                offset=offset,
-                epoch=epoch,
-                raw={**raw, "epoch": epoch, "offset": offset},
-            )
-        )
-
-    def _entry(self, stream: _Stream | None, message: dict[str, Any]) -> None:
-        if stream is None:
-            return  # a channel we left
-        offset, epoch = message["offset"], message["epoch"]
-        if epoch == stream.epoch and offset <= stream.offset:
-            return  # delivered before: an unacknowledged redelivery or an overlap
-        stream.epoch, stream.offset = epoch, offset
         self._queue.put_nowait(Push.from_wire(message))
 
     async def _request(

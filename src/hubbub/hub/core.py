@@ -37,14 +37,15 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import protocol as p
 from .auth import Authenticator, AuthError
 from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice, Reset
-from .config import HubConfig, namespace_of
+from .config import HubConfig
 from .metrics import HubMetrics
+from .operations import NodeOperations
 from .permissions import Permissions
 from .session import (
     INBOX_PREFIX,
@@ -66,8 +67,12 @@ __all__ = ["DisconnectCode", "Node", "Session", "inbox_stream"]
 logger = logging.getLogger(__name__)
 
 
-class Node:
+class Node(NodeOperations):
     """One hub node.
+
+    The commands that keep no state here (publish, send, presence, online,
+    history, ack, ping) and the server API come from
+    :class:`~hubbub.hub.operations.NodeOperations`.
 
     Args:
         broker: shared with the other nodes of the hub.
@@ -407,129 +412,6 @@ class Node:
             raise Fail(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed")
         await self._leave(session, cmd.channel)
         return {}
-
-    def _check_size(self, data: Any) -> None:
-        # A string encodes to at most 6 characters per character ("\u001f")
-        # plus its quotes: when even that fits, encoding it to measure is waste.
-        if type(data) is not str or 6 * len(data) + 2 > self.config.max_message_bytes:
-            self.permissions.check_size(data)
-
-    async def _publish(self, session: Session, cmd: p.Publish) -> Any:
-        user = self._user(session)
-        rules = self.permissions.rules(cmd.channel)
-        self.permissions.may_publish(session, cmd.channel, rules)
-        self._check_size(cmd.data)
-        entry = await self.broker.publish(cmd.channel, cmd.data, sender=user, limits=rules.history)
-        return {"offset": entry.offset, "epoch": entry.epoch}
-
-    # --- direct events, presence, history, acks -----------------------------
-
-    async def _send(self, session: Session, cmd: p.Send) -> Any:
-        user = self._user(session)
-        if len(cmd.to) > self.config.max_recipients:
-            raise Fail(p.ErrorCode.TOO_MANY_RECIPIENTS, "too many recipients")
-        self._check_size(cmd.data)
-        return {"results": await self.send(cmd.to, cmd.data, sender=user)}
-
-    async def _presence(self, session: Session, cmd: p.Presence) -> Any:
-        self._presence_allowed(session, cmd.channel)
-        return await self.presence(cmd.channel)
-
-    async def _presence_stats(self, session: Session, cmd: p.PresenceStats) -> Any:
-        self._presence_allowed(session, cmd.channel)
-        presence = await self.presence(cmd.channel)
-        return {"clients": len(presence["clients"]), "users": len(presence["users"])}
-
-    def _presence_allowed(self, session: Session, channel: str) -> None:
-        self._user(session)
-        rules = self.permissions.rules(channel)
-        if not rules.presence:
-            raise Fail(p.ErrorCode.NOT_AVAILABLE, "no presence in this namespace")
-        self.permissions.may_read(session, channel, rules)
-
-    async def _online(self, session: Session, cmd: p.Online) -> Any:
-        self._user(session)
-        if len(cmd.users) > self.config.max_recipients:
-            raise Fail(p.ErrorCode.TOO_MANY_RECIPIENTS, "too many users")
-        online = await self.broker.online(cmd.users)
-        return {"online": {u: u in online for u in cmd.users}}
-
-    async def _history(self, session: Session, cmd: p.History) -> Any:
-        user = self._user(session)
-        if cmd.stream == p.INBOX:
-            stream = inbox_stream(user)
-        else:
-            stream = cmd.stream
-            rules = self.permissions.rules(stream)
-            self.permissions.may_read(session, stream, rules)
-            if rules.history.max_len == 0:
-                raise Fail(p.ErrorCode.NOT_AVAILABLE, "no history in this namespace")
-        return await self.history(stream, cmd.since, cmd.limit)
-
-    async def _ack(self, session: Session, cmd: p.Ack) -> Any:
-        user = self._user(session)
-        top = await self.broker.read(inbox_stream(user), None, 0)
-        if cmd.epoch is not None and cmd.epoch != top.epoch:
-            raise Fail(p.ErrorCode.EPOCH_MISMATCH, f"epoch is now {top.epoch}")
-        if cmd.offset > top.offset:
-            raise Fail(p.ErrorCode.INVALID_PARAMS, "offset is beyond the end of the inbox")
-        offset, epoch = await self.broker.set_ack(user, cmd.offset, top.epoch)
-        return {"offset": offset, "epoch": epoch}
-
-    async def _ping(self, session: Session, cmd: p.Ping) -> Any:
-        return {"time": ms(self.clock())}
-
-    # --- server API (Python, same process) ---------------------------------
-
-    async def publish(self, channel: str, data: Any, *, sender: str | None = None) -> Entry:
-        """Publish to a channel as the server (no permission check)."""
-        if not p.valid_channel(channel):
-            raise ValueError(f"invalid channel {channel!r}")
-        rules = self.config.namespaces.get(namespace_of(channel))
-        if rules is None:
-            raise ValueError(f"unknown namespace in {channel!r}")
-        return await self.broker.publish(channel, data, sender=sender, limits=rules.history)
-
-    async def send(
-        self, users: Iterable[str], data: Any, *, sender: str | None = None
-    ) -> dict[str, Any]:
-        """Store ``data`` in each user's inbox; say per user whether one was online."""
-        users = list(dict.fromkeys(users))
-        online = await self.broker.online(users)
-        results: dict[str, Any] = {}
-        for user in users:
-            entry = await self.broker.publish(
-                inbox_stream(user), data, sender=sender, limits=self.config.inbox
-            )
-            status = "live" if user in online else "queued"
-            if status == "queued":
-                self.metrics.queued.inc()
-            results[user] = {"status": status, "offset": entry.offset, "epoch": entry.epoch}
-        return results
-
-    async def history(self, stream: str, since: p.Since | None, limit: int) -> dict[str, Any]:
-        """Read a stream (a channel, or ``$inbox:USER``) as the ``history`` command does.
-
-        Raises:
-            Fail: ``EPOCH_MISMATCH`` if ``since`` is from another epoch.
-        """
-        read = await self.broker.read(stream, None if since is None else since.offset, limit)
-        if since is not None and since.epoch != read.epoch:
-            raise Fail(p.ErrorCode.EPOCH_MISMATCH, f"epoch is now {read.epoch}")
-        return {
-            "epoch": read.epoch,
-            "offset": read.offset,
-            "complete": read.complete,
-            "publications": [entry_json(e) for e in read.entries],
-        }
-
-    async def presence(self, channel: str) -> dict[str, Any]:
-        """Who is in ``channel``: ``{"clients": {conn: {"user"}}, "users": {user: count}}``."""
-        members = await self.broker.presence(channel)
-        users: dict[str, int] = {}
-        for info in members.values():
-            users[info.user] = users.get(info.user, 0) + 1
-        return {"clients": {c: {"user": i.user} for c, i in members.items()}, "users": users}
 
     # --- broker fan-out ------------------------------------------------------
 

@@ -16,29 +16,9 @@ as follows (the Lua scripts are in :mod:`hubbub.hub.redis_scripts`):
   without persistence, or the keys expired) the metadata is missing, and the
   next script that touches the stream creates it with a *new* random epoch, so
   clients holding the old epoch are told recovery is impossible.
-* **live fan-out**: each node has ONE subscriber connection (Redis pub/sub,
-  channel ``hubbub:live:NAME`` per stream); :meth:`subscribe` returns after
-  Redis confirmed the ``SUBSCRIBE``, so nothing published afterwards is missed.
-  A reader task hands every message to the listeners, in order, and remembers
-  the last (epoch, offset) delivered per stream: duplicates are dropped.
-* **resets**: the node compares the epoch of every stream it listens to with
-  the epoch last delivered (or seen when it subscribed) wherever a new one can
-  show up: a live entry, the result of a publish or a read, the gap fill after
-  a reconnection, and a pipelined ``HGET`` of the epochs every ``epoch_check``
-  seconds (for a ``FLUSHALL`` nobody published after). On a difference it hands
-  the listeners a :class:`~hubbub.hub.broker.Reset` before any entry of the new
-  epoch, and from then on drops late entries of the lost epoch (a publish that
-  ran before the loss can reach the subscriber connection after a read on
-  another connection saw the new epoch). Each node does this for its own
-  listeners, so every connected client of the hub is told.
-* **faults**: when the subscriber connection breaks (Redis died), the reader
-  reconnects with exponential backoff and full jitter
-  (:class:`hubbub.backoff.Backoff`), subscribes again, and *fills the gap*:
-  it reads each stream after the last offset it delivered and hands the
-  missed entries to the listeners before any new live one. Commands meanwhile
-  raise :class:`~hubbub.hub.broker.BrokerUnavailable` (clients get error 501;
-  the node keeps serving its connections) and :meth:`health` says ``ok:
-  false`` (``/healthz`` answers 503). State changes are logged.
+* **live fan-out, resets, faults**: one subscriber connection per node, with
+  duplicate dropping, epoch checks and reconnection with gap filling; see
+  :mod:`hubbub.hub.redis_subscriber`.
 * **presence**: a sorted set per stream (member: connection id, score: expiry
   time) plus a hash of connection infos; ``$online`` also keeps one sorted set
   per user so that :meth:`online` costs one ``ZCOUNT`` per user asked. Any node
@@ -54,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -68,18 +47,20 @@ from redis.exceptions import RedisError
 
 from ..backoff import Backoff
 from . import redis_scripts as lua
-from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener, Notice, Reset
+from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener
+from .redis_subscriber import LIVE_PREFIX, RedisSubscriber
 from .streams import Entry, ReadResult, StreamLimits, new_epoch
 
 __all__ = ["RedisBroker"]
 
 logger = logging.getLogger(__name__)
 
-LIVE_PREFIX = "hubbub:live:"
 
-
-class RedisBroker(Broker):
+class RedisBroker(RedisSubscriber, Broker):
     """A broker shared through Redis by every node of the hub.
+
+    The subscriber connection (live fan-out, epoch checks, reconnection) comes
+    from :class:`~hubbub.hub.redis_subscriber.RedisSubscriber`.
 
     Args:
         url: ``redis://HOST:PORT/DB`` (``rediss://`` for TLS, ``unix://`` ...).
@@ -191,25 +172,6 @@ class RedisBroker(Broker):
             with contextlib.suppress(BrokerUnavailable):
                 await self.check_epochs()
 
-    async def check_epochs(self) -> None:
-        """Notice the streams Redis lost while nothing was published to them.
-
-        One pipelined ``HGET`` per stream listened to; a stream whose epoch is
-        missing or new is read, which creates it again if needed and hands its
-        listeners a :class:`~hubbub.hub.broker.Reset`.
-        """
-        streams = [s for s in self._listeners if self._position(s) is not None]
-        for start in range(0, len(streams), 500):
-            chunk = streams[start : start + 500]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for stream in chunk:
-                    pipe.hget(self._key(stream, "meta"), "epoch")
-                epochs = await self._call(pipe.execute())
-            for stream, epoch in zip(chunk, epochs, strict=True):
-                position = self._position(stream)
-                if position is not None and epoch != position[0]:
-                    await self.read(stream, None, 0)  # notes the new epoch
-
     def health(self) -> dict[str, Any]:
         subscriber = self._sub is not None
         return {
@@ -253,233 +215,6 @@ class RedisBroker(Broker):
             raise BrokerUnavailable(f"redis: {exc}") from exc
         self._mark(True)
         return result
-
-    # --- subscriber connection --------------------------------------------------
-
-    async def _run(self, connected: asyncio.Future[None]) -> None:
-        """Keep one subscriber connection alive and dispatch what it receives."""
-        attempt = 0
-        while not self._closed:
-            try:
-                await self._connect_sub()
-            except (RedisError, OSError, BrokerUnavailable) as exc:
-                delay = self._backoff.delay(attempt)
-                attempt += 1
-                logger.warning(
-                    "redis broker: subscriber cannot connect (%s); retry in %.2fs", exc, delay
-                )
-                await asyncio.sleep(delay)
-                continue
-            if connected.done():
-                self.reconnects += 1
-                logger.warning("redis broker: subscriber reconnected")
-            attempt = 0
-            if not connected.done():
-                connected.set_result(None)
-            try:
-                await self._read_loop()
-            except (RedisError, OSError) as exc:
-                if not self._closed:
-                    logger.error(
-                        "redis broker: %s is DOWN (subscriber connection lost: %s)",
-                        self._safe_url(),
-                        exc,
-                    )
-            await self._drop_sub()
-
-    async def _connect_sub(self) -> None:
-        pool = self._redis.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
-        conn = pool.connection_class(**kwargs)
-        try:
-            await conn.connect()  # type: ignore[no-untyped-call]
-            streams = list(self._listeners)
-            held: list[Any] = []
-            if streams:
-                await conn.send_command("SUBSCRIBE", *[LIVE_PREFIX + s for s in streams])
-                # Messages of channels already confirmed may come between the
-                # confirmations: hold them until the gap is filled.
-                confirmed = 0
-                while confirmed < len(streams):
-                    message = await conn.read_response(timeout=math.inf)
-                    if isinstance(message, list) and message and message[0] == "subscribe":
-                        confirmed += 1
-                    else:
-                        held.append(message)
-            # Fill the gap left while disconnected, before any newer live
-            # message is handed over (this task is the only reader).
-            for stream in streams:
-                await self._fill_gap(stream)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
-            raise
-        self._sub = conn
-        for message in held:
-            self._handle(message)
-
-    async def _fill_gap(self, stream: str) -> None:
-        # From the last entry delivered, or else from the top the stream had
-        # when this node subscribed to it.
-        seen = self._position(stream)
-        if seen is None or stream not in self._listeners:
-            return
-        read = await self.read(stream, seen[1], 100_000)
-        if read.epoch != seen[0]:
-            # Redis lost the stream: what was missed cannot be read back. The
-            # read handed the listeners a Reset; the new epoch follows in full.
-            read = await self.read(stream, 0, 100_000)
-        for entry in read.entries:
-            self._dispatch(stream, entry)
-
-    def _position(self, stream: str) -> tuple[str, int] | None:
-        """The (epoch, offset) of the last entry delivered, or the top when subscribed."""
-        return self._seen.get(stream) or self._floor.get(stream)
-
-    def _note_epoch(self, stream: str, epoch: str) -> None:
-        """A command's reply showed ``epoch``, the stream's current one."""
-        position = self._position(stream)
-        if position is not None and position[0] != epoch and stream in self._listeners:
-            # Offset 0: whatever the new epoch holds is still to come, live or by
-            # the gap fill, and passes the duplicate check.
-            self._reset(stream, epoch, 0)
-
-    def _reset(self, stream: str, epoch: str, offset: int) -> None:
-        position = self._position(stream)
-        retired = self._retired.setdefault(stream, set())
-        if position is not None:
-            retired.add(position[0])
-        retired.discard(epoch)  # back from a backup: current again
-        logger.warning("redis broker: %s has a new epoch %s: its data was lost", stream, epoch)
-        self._seen[stream] = (epoch, offset)
-        self._deliver(stream, Reset(epoch, offset))
-
-    async def _drop_sub(self) -> None:
-        conn, self._sub = self._sub, None
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    # The subscriber checks whether its connection survived.
-                    waiter.set_result(None)
-        self._waiters.clear()
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
-
-    async def _read_loop(self) -> None:
-        conn = self._sub
-        assert conn is not None
-        while True:
-            message = await conn.read_response(timeout=math.inf)
-            if isinstance(message, Exception):
-                raise message
-            self._handle(message)
-
-    def _handle(self, message: Any) -> None:
-        if not isinstance(message, list) or len(message) < 3:
-            return
-        kind, channel = message[0], message[1]
-        stream = channel[len(LIVE_PREFIX) :]
-        if kind == "message":
-            self._on_message(stream, message[2])
-        elif kind == "subscribe":
-            waiters = self._waiters.get(stream)
-            if waiters:
-                waiter = waiters.popleft()
-                if not waiters:
-                    del self._waiters[stream]
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    def _on_message(self, stream: str, payload: str) -> None:
-        try:
-            raw = json.loads(payload)
-            if "k" in raw:
-                item: Entry | Notice = Notice(raw["k"], raw["u"], raw["c"])
-            else:
-                item = Entry(int(raw["o"]), raw["e"], float(raw["t"]), raw["d"], raw["s"])
-        except (ValueError, KeyError, TypeError):
-            logger.exception("redis broker: bad message on %s", stream)
-            return
-        self._dispatch(stream, item)
-
-    def _dispatch(self, stream: str, item: Entry | Notice) -> None:
-        if isinstance(item, Entry):
-            seen = self._seen.get(stream)
-            if seen is not None and seen[0] == item.epoch:
-                if item.offset <= seen[1]:
-                    return  # delivered already (a gap fill overlapping the live feed)
-            else:
-                position = seen or self._floor.get(stream)
-                if position is not None and position[0] != item.epoch:
-                    retired = self._retired.get(stream)
-                    if retired is not None and item.epoch in retired:
-                        return  # published before the loss, arriving after the Reset
-                    # The entries of the new epoch before this one were never
-                    # published while we listened: delivery continues from here.
-                    self._reset(stream, item.epoch, item.offset - 1)
-            self._seen[stream] = (item.epoch, item.offset)
-        self._deliver(stream, item)
-
-    def _deliver(self, stream: str, item: Entry | Notice | Reset) -> None:
-        for listener in list(self._listeners.get(stream, ())):
-            try:
-                listener(stream, item)
-            except Exception:  # a broken listener must not break the others
-                logger.exception("broker listener failed on %s", stream)
-
-    # --- live fan-out ---------------------------------------------------------
-
-    async def subscribe(self, stream: str, listener: Listener) -> None:
-        listeners = self._listeners.get(stream)
-        if listeners is not None:
-            if listener not in listeners:
-                listeners.append(listener)
-            waiters = self._waiters.get(stream)
-            if waiters:  # another caller's SUBSCRIBE is not confirmed yet
-                await asyncio.shield(waiters[-1])
-            return
-        conn = self._sub
-        if conn is None or self._closed:
-            raise BrokerUnavailable("redis subscriber is not connected")
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(stream, deque()).append(waiter)
-        self._listeners[stream] = [listener]
-        try:
-            await conn.send_command("SUBSCRIBE", LIVE_PREFIX + stream)
-            await asyncio.wait_for(asyncio.shield(waiter), 5.0)
-            if self._sub is not conn:
-                raise OSError("redis subscriber lost")
-            # Where a gap fill would start if the subscriber connection broke
-            # before any entry of this stream arrived.
-            top = await self.read(stream, None, 0)
-            self._floor.setdefault(stream, (top.epoch, top.offset))
-        except (RedisError, OSError, TimeoutError) as exc:
-            await self.unsubscribe(stream, listener)
-            raise BrokerUnavailable(f"redis subscribe failed: {exc}") from exc
-        except BrokerUnavailable:
-            await self.unsubscribe(stream, listener)
-            raise
-
-    async def unsubscribe(self, stream: str, listener: Listener) -> None:
-        listeners = self._listeners.get(stream)
-        if not listeners or listener not in listeners:
-            return
-        listeners.remove(listener)
-        if listeners:
-            return
-        del self._listeners[stream]
-        self._seen.pop(stream, None)
-        self._floor.pop(stream, None)
-        self._retired.pop(stream, None)
-        conn = self._sub
-        if conn is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await conn.send_command("UNSUBSCRIBE", LIVE_PREFIX + stream)
-
-    async def broadcast(self, stream: str, notice: Notice) -> None:
-        payload = json.dumps({"k": notice.kind, "u": notice.user, "c": notice.conn_id})
-        await self._call(self._redis.publish(LIVE_PREFIX + stream, payload))
 
     # --- streams --------------------------------------------------------------
 
