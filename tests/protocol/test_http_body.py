@@ -76,6 +76,15 @@ def test_invalid_content_length_is_400(value: str) -> None:
     assert status_of(conn) == 400
 
 
+def test_body_length_rejections_explain_themselves() -> None:
+    # Same wording as every other refused handshake (found by the fuzzer).
+    conn = ServerConnection()
+    conn.receive_data(head("Content-Length: websocket\r\n"))
+    out = b"".join(conn.data_to_send())
+    body = out.split(b"\r\n\r\n", 1)[1]
+    assert body == b"Failed to open a WebSocket connection: invalid Content-Length\n"
+
+
 def test_repeated_equal_content_length_is_accepted() -> None:
     conn = ServerConnection()
     conn.receive_data(head("Content-Length: 1\r\nContent-Length: 1\r\n") + b"x")

@@ -196,7 +196,9 @@ class ServerConnection(Connection):
             self._body_needed = self._body_length(request)
         except HandshakeError as exc:
             self.handshake_exc = exc
-            self.send_response(self.reject(exc.status, str(exc)))
+            self.send_response(
+                self.reject(exc.status, f"Failed to open a WebSocket connection: {exc}")
+            )
             return
         if self._body_needed:
             self._take_body()
