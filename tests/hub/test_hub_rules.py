@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from hub_helpers import SECRET, Client, FakeClock
 
-from hubbub.hub import HubConfig, Node, mint_subscribe_token
+from hubbub.hub import BrokerUnavailable, HubConfig, Node, mint_subscribe_token
 from hubbub.hub.config import TokenBucket, namespace_of
 from hubbub.hub.protocol import ErrorCode
 
@@ -163,6 +163,32 @@ async def test_abuse_closes(make_node: Callable[..., Node], token) -> None:  # t
     assert ann.closed == (4008, "too many rejected requests")
     assert ann.take("disconnect")[-1]["reconnect"] is False
     assert ann.session.conn_id not in node.sessions
+
+
+async def test_the_hubs_own_failures_are_no_strikes(
+    make_node: Callable[..., Node],
+    token,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A client retrying while Redis is down is not abusive: 501 (and 500) are
+    # the hub's failures, so they never close the connection with 4008.
+    node = make_node(max_strikes=3)
+    ann = Client(node)
+    await ann.ok("connect", token=token("ann"))
+
+    async def unavailable(*args: object, **kwargs: object) -> None:
+        raise BrokerUnavailable("redis is down")
+
+    monkeypatch.setattr(node.broker, "publish", unavailable)
+    for i in range(10):
+        reply = await ann.error("publish", channel="open:a", data=i)
+        assert reply == ErrorCode.BROKER_UNAVAILABLE
+    assert ann.closed is None
+    for _ in range(2):
+        assert await ann.error("fly") != ErrorCode.BROKER_UNAVAILABLE
+    assert ann.closed is None  # the client's own mistakes still count: 2 < 3
+    await ann.error("fly")
+    assert ann.closed == (4008, "too many rejected requests")
 
 
 async def test_accepted_requests_reset_strikes(make_node: Callable[..., Node], token) -> None:  # type: ignore[no-untyped-def]

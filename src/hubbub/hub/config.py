@@ -58,7 +58,9 @@ class HubConfig:
         command_rate / command_burst: token bucket of commands per connection.
         byte_rate / byte_burst: token bucket of received characters per connection.
         max_strikes: consecutive rejected requests after which the connection is
-            closed as abusive (4008). Any accepted request resets the count.
+            closed as abusive (4008). Any accepted request resets the count;
+            refusals that are the hub's fault (broker unavailable, internal
+            error) do not count.
         presence_ttl: seconds a presence entry lives without a heartbeat; nodes
             refresh theirs every third of it, so a dead node's users vanish within it.
         expiring_notice: seconds before a token's expiry when ``expiring`` is pushed.

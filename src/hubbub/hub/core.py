@@ -231,23 +231,35 @@ class Node(NodeOperations):
             await self._reject(session, cmd.id, exc.code, str(exc))
             return
         except BrokerUnavailable:
+            # Our failure, not the client's: retrying is right, and no strike.
             await self._reject(
-                session, cmd.id, p.ErrorCode.BROKER_UNAVAILABLE, "broker unavailable"
+                session, cmd.id, p.ErrorCode.BROKER_UNAVAILABLE, "broker unavailable", strike=False
             )
             return
         except Exception:
             logger.exception("internal error on %r", cmd)
-            await self._reject(session, cmd.id, p.ErrorCode.INTERNAL, "internal error")
+            await self._reject(
+                session, cmd.id, p.ErrorCode.INTERNAL, "internal error", strike=False
+            )
             return
         session.strikes = 0
         if result is not REPLIED:
             session.send(p.encode_result(cmd.id, result))
 
     async def _reject(
-        self, session: Session, req_id: int | None, code: p.ErrorCode, message: str
+        self,
+        session: Session,
+        req_id: int | None,
+        code: p.ErrorCode,
+        message: str,
+        *,
+        strike: bool = True,
     ) -> None:
+        """Answer with an error; ``strike``: the client's fault (see ``max_strikes``)."""
         self.metrics.errors.labels(code=str(int(code))).inc()
         session.send(p.encode_error(req_id, code, message))
+        if not strike:
+            return
         session.strikes += 1
         if session.strikes >= self.config.max_strikes:
             await self.disconnect(session, DisconnectCode.ABUSE, "too many rejected requests")
