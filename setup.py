@@ -45,6 +45,7 @@ if os.environ.get("HUBBUB_NO_EXTENSIONS", "") in ("", "0") and sys.implementatio
         Extension(
             "hubbub._speedups",
             sources=["src/hubbub/_speedups.c"],
+            depends=["src/hubbub/_payload.h"],
             extra_compile_args=compile_args,
             optional=True,
         )

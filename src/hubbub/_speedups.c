@@ -125,6 +125,8 @@ get_key(PyObject *mask, Py_ssize_t offset, unsigned char key[4])
     return 0;
 }
 
+#include "_payload.h"
+
 PyDoc_STRVAR(apply_mask_doc,
 "apply_mask(data, mask, offset=0) -> bytes\n\n"
 "XOR data with the 4-byte mask (RFC 6455 section 5.3); offset is the position\n"
@@ -536,9 +538,17 @@ PyInit__speedups(void)
     __builtin_cpu_init();
     have_avx2 = __builtin_cpu_supports("avx2");
 #endif
+    if (PyType_Ready(&PayloadType) < 0)
+        return NULL;
     m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+    Py_INCREF(&PayloadType);
+    if (PyModule_AddObject(m, "Payload", (PyObject *)&PayloadType) < 0) {
+        Py_DECREF(&PayloadType);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddIntConstant(m, "HAVE_AVX2", have_avx2) < 0) {
         Py_DECREF(m);
         return NULL;

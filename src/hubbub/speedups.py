@@ -4,9 +4,9 @@ Theory of operation
 -------------------
 
 :mod:`hubbub._speedups` (C, built by ``pip install`` when a compiler is there)
-provides three functions; this module defines the same three in pure Python and
-exports whichever is available, so the rest of the library imports them from
-here and never cares:
+provides these functions and one type; this module defines the same in pure
+Python and exports whichever is available, so the rest of the library imports
+them from here and never cares:
 
 * :func:`apply_mask` - masking, RFC 6455 section 5.3;
 * :func:`validate_utf8` - incremental UTF-8 validation (section 8.1), with a
@@ -14,7 +14,11 @@ here and never cares:
 * :func:`parse_messages` - the small-message fast path of the frame parser:
   every complete frame in the buffer that is a whole text or binary message by
   itself becomes a ``str``/``bytes`` in one call; anything else stops it and is
-  left to the general parser in :mod:`hubbub.protocol.connection`.
+  left to the general parser in :mod:`hubbub.protocol.connection`;
+* :func:`unmask_join` - a large frame gathered in pieces becomes its payload;
+* :class:`Payload` - a large frame's payload read straight into its final
+  ``bytes`` (the C type fills a ``bytes`` object in place; the pure-Python one
+  fills a ``bytearray`` and copies it once at the end).
 
 Both implementations behave identically (``tests/test_speedups.py`` checks them
 against each other); the C one is faster. Setting the environment variable
@@ -25,12 +29,18 @@ ways). :data:`ACCELERATED` tells which is in use.
 from __future__ import annotations
 
 import codecs
+import mmap
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import _speedups
 
 __all__ = [
     "ACCELERATED",
+    "Payload",
+    "PyPayload",
     "apply_mask",
     "mask_inplace",
     "parse_messages",
@@ -101,7 +111,9 @@ _CHUNK = 1 << 16
 _REPEAT_CHUNK = _from_bytes(b"\x01\x00\x00\x00" * (_CHUNK >> 2), "little")
 
 
-def py_mask_inplace(buf: bytearray, start: int, end: int, mask: Buffer, offset: int = 0) -> None:
+def py_mask_inplace(
+    buf: bytearray | memoryview, start: int, end: int, mask: Buffer, offset: int = 0
+) -> None:
     """XOR ``buf[start:end]`` with the mask, in place."""
     if start < 0 or end > len(buf) or start > end:
         raise ValueError("bad range")
@@ -293,6 +305,45 @@ def py_parse_messages(buf: Buffer, pos: int, masked: bool, max_size: int, events
     return pos
 
 
+class PyPayload:
+    """A large frame's payload, read into in place and then handed over as bytes.
+
+    ``view()`` is a writable view of the whole payload; once every byte is
+    written, ``finish(mask)`` returns it as ``bytes``, unmasked with ``mask``
+    (RFC 6455 section 5.3) if one is given. The compiled twin writes into the
+    final ``bytes`` object itself and saves the copy this one makes.
+
+    The memory is an anonymous mapping, as the C twin's large ``bytes`` is: the
+    system provides its pages as they are first written, so a frame header
+    announcing a large payload costs address space, not memory, until the
+    payload actually arrives.
+    """
+
+    __slots__ = ("_buf", "_size")
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        self._size = size
+        self._buf: mmap.mmap | bytearray | None = mmap.mmap(-1, size) if size else bytearray()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def view(self) -> memoryview:
+        if self._buf is None:
+            raise BufferError("the payload was finished: it is read-only bytes now")
+        return memoryview(self._buf)
+
+    def finish(self, mask: Buffer | None = None, /) -> bytes:
+        buf = self._buf
+        if buf is None:
+            raise RuntimeError("the payload was finished already")
+        data = bytes(buf) if mask is None else py_apply_mask(memoryview(buf), mask)
+        self._buf = None
+        return data
+
+
 # --- choosing ----------------------------------------------------------------------
 
 apply_mask = py_apply_mask
@@ -300,6 +351,7 @@ mask_inplace = py_mask_inplace
 unmask_join = py_unmask_join
 validate_utf8 = py_validate_utf8
 parse_messages = py_parse_messages
+Payload: type[PyPayload] | type[_speedups.Payload] = PyPayload
 ACCELERATED = False
 """Whether the compiled accelerator is in use."""
 
@@ -314,4 +366,5 @@ if os.environ.get("HUBBUB_NO_EXTENSIONS", "") in ("", "0"):
         unmask_join = _speedups.unmask_join
         validate_utf8 = _speedups.validate_utf8
         parse_messages = _speedups.parse_messages
+        Payload = _speedups.Payload
         ACCELERATED = True

@@ -61,6 +61,7 @@ from ..exceptions import (
 )
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
+from .reader import PayloadReader
 
 __all__ = ["Connection", "Data"]
 
@@ -146,14 +147,41 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.transport.set_write_buffer_limits(high, low)
 
     def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._received()
+
+    def _received(self) -> None:
         protocol = self.protocol
-        protocol.receive_data(data)
         if protocol._events:
             if self._on_message is not None:
                 self._dispatch_events(protocol.events_received())
             else:
                 self._process_events(protocol.events_received())
         self._flush()
+        if protocol._need and self._direct_reads:
+            self._read_large_frame()
+
+    # A large frame's payload is read straight into the message by a
+    # PayloadReader swapped in for the rest of the frame (see reader.py).
+    # Class attributes: most connections never need either.
+    _reader: PayloadReader | None = None
+    _direct_reads = True
+
+    def _read_large_frame(self) -> None:
+        view = None if self._transport_closing else self.protocol.receive_buffer()
+        if view is None:
+            return
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = PayloadReader(self)
+        try:
+            self.transport.set_protocol(reader)
+        except NotImplementedError:
+            # This transport cannot swap protocols: receive_data() copies what
+            # arrives into the payload instead.
+            self._direct_reads = False
+            return
+        reader.start(view)
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()

@@ -32,6 +32,14 @@ frames and handles control frames and closing; data frames become messages in
 the :class:`~hubbub.protocol.messages.MessageAssembler` mixin, and sending is
 the :class:`~hubbub.protocol.sending.Sender` mixin.
 
+Large binary frames (over 64 KiB still missing once the header is in) are not
+parsed piece by piece: nothing reads them before they are whole. Their pieces
+are held and joined once, or, better, an adapter that can read into memory
+(``BufferedProtocol``, ``socket.recv_into``) asks :meth:`receive_buffer` for
+the part of the payload still missing, reads straight into it and reports
+with :meth:`receive_buffer_updated`. The payload is then the message's final
+``bytes`` object (:class:`hubbub.speedups.Payload`), unmasked in place.
+
 When the peer breaks the protocol the connection must be failed (section
 7.1.7). By default that happens at once. An adapter may instead ask for
 ``defer_failure=True``: then a :class:`Failure` event takes the place of the
@@ -45,12 +53,16 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
+from typing import Any
 
 from ..exceptions import (
     LocalProtocolError,
     PayloadTooBig,
     RemoteProtocolError,
 )
+from ..speedups import ACCELERATED as _MASK_AS_READ
+from ..speedups import Payload as _Payload
+from ..speedups import mask_inplace as _mask_inplace
 from ..speedups import parse_messages as _parse_messages
 from ..speedups import unmask_join as _unmask_join
 from .events import CloseReceived, Event, Failure, Ping, Pong, Side, State
@@ -84,6 +96,9 @@ DEFAULT_MAX_SIZE = 2**20
 
 # The states and event classes live in .events; they are re-exported here.
 
+# A large frame read into its payload (receive_buffer) is unmasked read by read
+# with the C accelerator (_MASK_AS_READ), while each piece is in the CPU cache;
+# in pure Python one pass at the end is cheaper (each goes through big integers).
 _OP_CONT = Opcode.CONTINUATION
 _OP_TEXT = Opcode.TEXT
 _OP_BINARY = Opcode.BINARY
@@ -110,6 +125,7 @@ class Connection(Sender, MessageAssembler):
     # dictionary would be their largest per-connection cost.
     __slots__ = (
         "_buf",
+        "_direct",
         "_events",
         "_held",
         "_mask",
@@ -165,6 +181,9 @@ class Connection(Sender, MessageAssembler):
         # the buffer, and the chunks held back until they are all in.
         self._need = 0
         self._held: list[bytes] = _NOTHING
+        # ... or, once an adapter asked for receive_buffer(): the payload being
+        # read into, a view of it, the frame's first byte and its masking key.
+        self._direct: tuple[Any, memoryview, int, bytes | None] | None = None
         self._reading = True
         # Writing: the opcode of the message being sent in fragments, or 0.
         self._send_opcode = 0
@@ -215,10 +234,101 @@ class Connection(Sender, MessageAssembler):
 
     # --- receiving ---------------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes received from the network."""
+    def receive_buffer(self) -> memoryview | None:
+        """Where the next bytes received may be written directly, if anywhere.
+
+        While a large binary frame is arriving without extensions, this is a
+        writable view of the part of its payload still missing: an adapter that
+        can read into memory reads into it, then calls
+        :meth:`receive_buffer_updated`. Otherwise ``None``: use
+        :meth:`receive_data`. Both may be mixed; the view is only valid until
+        the next call to either.
+        """
+        if not self._need or self.extensions or not self._reading:
+            return None
+        direct = self._direct
+        if direct is None:
+            direct = self._direct = self._start_direct()
+            if direct is None:
+                return None
+        view = direct[1]
+        return view[len(view) - self._need :]
+
+    def _start_direct(self) -> tuple[Any, memoryview, int, bytes | None] | None:
+        # The held pieces start with the frame's header, checked when the frame
+        # began (_parse_frames set _need); they hold less than the payload.
+        held = self._held
+        head = held[0]
+        b0, b1 = head[0], head[1]
+        length = b1 & 0x7F
+        hlen = 2
+        if length == 126:
+            length, hlen = int.from_bytes(head[2:4], "big"), 4
+        elif length == 127:
+            length, hlen = int.from_bytes(head[2:10], "big"), 10
+        mask = None
+        if b1 & 0x80:
+            mask, hlen = bytes(head[hlen : hlen + 4]), hlen + 4
+        try:
+            payload = _Payload(length)
+        except (MemoryError, OverflowError, ValueError, OSError):
+            # No room for the whole payload at once (max_size=None and a huge
+            # length): keep gathering the pieces as they come.
+            return None
+        self._held = _NOTHING
+        view = payload.view()
+        pos = 0
+        for i, piece in enumerate(held):
+            chunk = memoryview(piece)[hlen:] if i == 0 else piece
+            view[pos : pos + len(chunk)] = chunk
+            pos += len(chunk)
+        if mask is not None and _MASK_AS_READ:
+            _mask_inplace(view, 0, pos, mask)
+        return payload, view, b0, mask
+
+    def receive_buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last :meth:`receive_buffer`.
+
+        May be called for each read, or once for several reads made one after
+        the other into the same view.
+        """
+        direct = self._direct
+        if direct is None and self.eof_received:
+            return  # the connection was lost meanwhile: nothing to account for
+        if direct is None or not 0 < nbytes <= self._need:
+            raise ValueError(f"{nbytes} bytes do not fit the receive buffer")
+        payload, view, b0, mask = direct
+        if mask is not None and _MASK_AS_READ:
+            # Unmasked as it arrives (section 5.3), while it is in the cache.
+            start = len(view) - self._need
+            _mask_inplace(view, start, start + nbytes, mask, start)
+        self._need -= nbytes
+        if self._need:
+            return
+        self._direct = None
+        view.release()
+        data = payload.finish() if _MASK_AS_READ else payload.finish(mask)
         if not self._reading:
             return
+        try:
+            self._data_frame(b0 & 0x0F, b0 & 0x80, data)
+        except RemoteProtocolError as exc:
+            self._remote_error(exc)
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the network."""
+        if not self._reading or not data:
+            return
+        if self._direct is not None:
+            # An adapter reads into the payload but got these bytes otherwise.
+            view = self._direct[1]
+            take = min(len(data), self._need)
+            start = len(view) - self._need
+            view[start : start + take] = data[:take] if take < len(data) else data
+            self.receive_buffer_updated(take)
+            if take == len(data) or not self._reading:
+                return
+            data = memoryview(data)[take:]
         if self._need:
             # The rest of a large binary frame: gather the chunks and copy them
             # into the buffer once. Appending each one would reallocate and
@@ -295,6 +405,8 @@ class Connection(Sender, MessageAssembler):
         self._reading = False
         self._buf = bytearray()
         self._held = _NOTHING
+        self._direct = None
+        self._need = 0
         self.state = State.CLOSED
         for ext in self.extensions:
             ext.release()

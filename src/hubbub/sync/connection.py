@@ -216,19 +216,31 @@ class Connection(ConnectionAttributes):
                     continue  # a timer is due
                 if not self._wait_readable():
                     continue
-                try:
-                    data = self.socket.recv(_READ_SIZE)
-                except (OSError, ValueError):
-                    data = b""
                 with self._lock:
-                    if data:
-                        self.protocol.receive_data(data)
+                    # A large frame's payload is read straight into the message
+                    # (see hubbub.protocol.connection: receive_buffer).
+                    view = self.protocol.receive_buffer()
+                try:
+                    if view is not None:
+                        got = self.socket.recv_into(view)
+                        data: bytes | None = None
                     else:
+                        data = self.socket.recv(_READ_SIZE)
+                        got = len(data)
+                except (OSError, ValueError):
+                    got = 0
+                with self._lock:
+                    if not got:
                         self.protocol.receive_eof()
+                    elif data is None:
+                        self.protocol.receive_buffer_updated(got)
+                    else:
+                        self.protocol.receive_data(data)
                     events = self.protocol.events_received()
                     self._flush_locked()
+                del view
                 self._process_events(events)
-                if not data:
+                if not got:
                     break
         except Exception:  # pragma: no cover - a bug; do not leave waiters hanging
             self.logger.exception("reader thread failed")

@@ -1,0 +1,112 @@
+"""Reading a large frame's payload straight into the message.
+
+Theory of operation
+-------------------
+
+A :class:`~hubbub.asyncio.connection.Connection` is an :class:`asyncio.Protocol`:
+the event loop reads into its own buffer and hands each piece over as a new
+``bytes`` object. For small frames that is the cheapest way. For a large
+binary frame it costs a copy of the whole payload, and the pieces must then
+be joined (and unmasked) into the message: a second pass.
+
+So when the protocol core says that a large frame is arriving
+(:meth:`~hubbub.protocol.connection.Connection.receive_buffer` returns a
+view), the connection swaps in a :class:`PayloadReader`, an
+:class:`asyncio.BufferedProtocol`, with ``transport.set_protocol()``. The event
+loop then reads the socket straight into the missing part of the payload,
+which is the final ``bytes`` of the message (:class:`hubbub.speedups.Payload`),
+and never past its end, so the next frame stays in the socket. When the
+payload is complete the connection is swapped back and handles the message
+like any other. Both the default event loop and uvloop support swapping
+protocols on a live transport (they restart reading with the new kind).
+
+Everything else the transport reports meanwhile (end of stream, lost
+connection, write flow control) is passed on to the connection unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["PayloadReader"]
+
+
+class PayloadReader(asyncio.BufferedProtocol):
+    """Reads the rest of one large frame into its payload, for a connection.
+
+    Each read is reported to the protocol core at once, which unmasks it in
+    place while it is still in the CPU cache. Once the payload is complete the
+    reader stays for one more, short read (at most :data:`PEEK` bytes) before it
+    hands the transport back: when large frames come back to back, the next
+    frame's header arrives with a few bytes of its payload rather than with
+    a whole event-loop buffer of it, which would then be copied twice.
+    """
+
+    __slots__ = ("_conn", "_pos", "_scratch", "_view")
+
+    PEEK = 4096
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._view: memoryview | None = None
+        self._pos = 0
+        self._scratch: bytearray | None = None
+
+    def start(self, view: memoryview) -> None:
+        """Read into ``view`` (from the core's ``receive_buffer()``) from now on."""
+        self._view = view
+        self._pos = 0
+
+    def get_buffer(self, sizehint: int) -> memoryview | bytearray:
+        view = self._view
+        if view is not None:
+            return view[self._pos :]
+        scratch = self._scratch
+        if scratch is None:
+            scratch = self._scratch = bytearray(self.PEEK)
+        return scratch
+
+    def buffer_updated(self, nbytes: int) -> None:
+        conn = self._conn
+        view = self._view
+        if view is None:
+            # The short read after a payload: the connection takes over again.
+            scratch, self._scratch = self._scratch, None
+            assert scratch is not None
+            conn.transport.set_protocol(conn)
+            conn.data_received(bytes(scratch[:nbytes]))
+            return
+        self._pos += nbytes
+        conn.protocol.receive_buffer_updated(nbytes)
+        if self._pos == len(view):
+            self._view = None
+            view.release()
+            conn._received()
+
+    def stop(self) -> None:
+        """Hand the transport back to the connection, if it is not back yet."""
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        self._scratch = None
+        transport = self._conn.transport
+        if transport.get_protocol() is self:
+            transport.set_protocol(self._conn)
+
+    def eof_received(self) -> bool | None:
+        self.stop()
+        return self._conn.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop()
+        self._conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._conn.resume_writing()
