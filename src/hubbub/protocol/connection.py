@@ -33,12 +33,9 @@ the :class:`~hubbub.protocol.messages.MessageAssembler` mixin, and sending is
 the :class:`~hubbub.protocol.sending.Sender` mixin.
 
 Large binary frames (over 64 KiB still missing once the header is in) are not
-parsed piece by piece: nothing reads them before they are whole. Their pieces
-are held and joined once, or, better, an adapter that can read into memory
-(``BufferedProtocol``, ``socket.recv_into``) asks :meth:`receive_buffer` for
-the part of the payload still missing, reads straight into it and reports
-with :meth:`receive_buffer_updated`. The payload is then the message's final
-``bytes`` object (:class:`hubbub.speedups.Payload`), unmasked in place.
+parsed piece by piece: nothing reads them before they are whole. The
+:class:`~hubbub.protocol.large_frames.LargeFrames` mixin gathers their pieces,
+or lets an adapter read straight into the message (``receive_buffer()``).
 
 When the peer breaks the protocol the connection must be failed (section
 7.1.7). By default that happens at once. An adapter may instead ask for
@@ -60,9 +57,6 @@ from ..exceptions import (
     PayloadTooBig,
     RemoteProtocolError,
 )
-from ..speedups import ACCELERATED as _MASK_AS_READ
-from ..speedups import Payload as _Payload
-from ..speedups import mask_inplace as _mask_inplace
 from ..speedups import parse_messages as _parse_messages
 from ..speedups import unmask_join as _unmask_join
 from .events import CloseReceived, Event, Failure, Ping, Pong, Side, State
@@ -75,6 +69,7 @@ from .frames import (
     parse_close,
     serialize_close,
 )
+from .large_frames import LargeFrames
 from .messages import _NOTHING, MessageAssembler
 from .sending import Sender
 
@@ -96,9 +91,6 @@ DEFAULT_MAX_SIZE = 2**20
 
 # The states and event classes live in .events; they are re-exported here.
 
-# A large frame read into its payload (receive_buffer) is unmasked read by read
-# with the C accelerator (_MASK_AS_READ), while each piece is in the CPU cache;
-# in pure Python one pass at the end is cheaper (each goes through big integers).
 _OP_CONT = Opcode.CONTINUATION
 _OP_TEXT = Opcode.TEXT
 _OP_BINARY = Opcode.BINARY
@@ -108,7 +100,7 @@ _OP_PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 
 
-class Connection(Sender, MessageAssembler):
+class Connection(Sender, MessageAssembler, LargeFrames):
     """A WebSocket connection in the OPEN state and after (sections 5-7).
 
     Args:
@@ -234,87 +226,6 @@ class Connection(Sender, MessageAssembler):
 
     # --- receiving ---------------------------------------------------------------
 
-    def receive_buffer(self) -> memoryview | None:
-        """Where the next bytes received may be written directly, if anywhere.
-
-        While a large binary frame is arriving without extensions, this is a
-        writable view of the part of its payload still missing: an adapter that
-        can read into memory reads into it, then calls
-        :meth:`receive_buffer_updated`. Otherwise ``None``: use
-        :meth:`receive_data`. Both may be mixed; the view is only valid until
-        the next call to either.
-        """
-        if not self._need or self.extensions or not self._reading:
-            return None
-        direct = self._direct
-        if direct is None:
-            direct = self._direct = self._start_direct()
-            if direct is None:
-                return None
-        view = direct[1]
-        return view[len(view) - self._need :]
-
-    def _start_direct(self) -> tuple[Any, memoryview, int, bytes | None] | None:
-        # The held pieces start with the frame's header, checked when the frame
-        # began (_parse_frames set _need); they hold less than the payload.
-        held = self._held
-        head = held[0]
-        b0, b1 = head[0], head[1]
-        length = b1 & 0x7F
-        hlen = 2
-        if length == 126:
-            length, hlen = int.from_bytes(head[2:4], "big"), 4
-        elif length == 127:
-            length, hlen = int.from_bytes(head[2:10], "big"), 10
-        mask = None
-        if b1 & 0x80:
-            mask, hlen = bytes(head[hlen : hlen + 4]), hlen + 4
-        try:
-            payload = _Payload(length)
-        except (MemoryError, OverflowError, ValueError, OSError):
-            # No room for the whole payload at once (max_size=None and a huge
-            # length): keep gathering the pieces as they come.
-            return None
-        self._held = _NOTHING
-        view = payload.view()
-        pos = 0
-        for i, piece in enumerate(held):
-            chunk = memoryview(piece)[hlen:] if i == 0 else piece
-            view[pos : pos + len(chunk)] = chunk
-            pos += len(chunk)
-        if mask is not None and _MASK_AS_READ:
-            _mask_inplace(view, 0, pos, mask)
-        return payload, view, b0, mask
-
-    def receive_buffer_updated(self, nbytes: int) -> None:
-        """``nbytes`` were written at the start of the last :meth:`receive_buffer`.
-
-        May be called for each read, or once for several reads made one after
-        the other into the same view.
-        """
-        direct = self._direct
-        if direct is None and self.eof_received:
-            return  # the connection was lost meanwhile: nothing to account for
-        if direct is None or not 0 < nbytes <= self._need:
-            raise ValueError(f"{nbytes} bytes do not fit the receive buffer")
-        payload, view, b0, mask = direct
-        if mask is not None and _MASK_AS_READ:
-            # Unmasked as it arrives (section 5.3), while it is in the cache.
-            start = len(view) - self._need
-            _mask_inplace(view, start, start + nbytes, mask, start)
-        self._need -= nbytes
-        if self._need:
-            return
-        self._direct = None
-        view.release()
-        data = payload.finish() if _MASK_AS_READ else payload.finish(mask)
-        if not self._reading:
-            return
-        try:
-            self._data_frame(b0 & 0x0F, b0 & 0x80, data)
-        except RemoteProtocolError as exc:
-            self._remote_error(exc)
-
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes received from the network."""
         if not self._reading or not data:
@@ -369,33 +280,6 @@ class Connection(Sender, MessageAssembler):
             # is held yet: _need was 0 when this call started parsing.
             self._held = [bytes(buf)]
             buf.clear()
-
-    def _large_frame(self, held: list[bytes]) -> bytes:
-        """Handle the large binary frame gathered in ``held``; return what follows it.
-
-        ``held[0]`` starts with the frame's header, checked when the frame began
-        (``_parse_frames`` set ``_need``); the last piece may run past the frame.
-        """
-        head = held[0]
-        b0, b1 = head[0], head[1]
-        length = b1 & 0x7F
-        hlen = 2
-        if length == 126:
-            length, hlen = int.from_bytes(head[2:4], "big"), 4
-        elif length == 127:
-            length, hlen = int.from_bytes(head[2:10], "big"), 10
-        mask = None
-        if b1 & 0x80:
-            mask, hlen = head[hlen : hlen + 4], hlen + 4
-        payload = _unmask_join(held, hlen, length, mask)
-        extra = sum(map(len, held)) - hlen - length
-        last = held[-1]
-        try:
-            self._data_frame(b0 & 0x0F, b0 & 0x80, payload)
-        except RemoteProtocolError as exc:
-            self._remote_error(exc)
-            return b""
-        return last[len(last) - extra :] if extra > 0 else b""
 
     def receive_eof(self) -> None:
         """The peer closed its end of the TCP connection (or it was lost)."""
