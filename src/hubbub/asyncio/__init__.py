@@ -2,7 +2,8 @@
 
 ``serve(handler, host, port)`` and ``connect(uri)``; see
 :mod:`hubbub.asyncio.server`, :mod:`hubbub.asyncio.client` and
-:mod:`hubbub.asyncio.connection`.
+:mod:`hubbub.asyncio.connection` (with :mod:`~hubbub.asyncio.sending` for the send
+paths and :mod:`~hubbub.asyncio.reader` for reading large frames into the message).
 """
 
 from __future__ import annotations

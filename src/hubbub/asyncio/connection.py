@@ -7,7 +7,10 @@ Theory of operation
 the hot path) and drives a sans-I/O :class:`hubbub.protocol.Connection`:
 ``data_received`` feeds the core, moves complete messages into a bounded
 queue and writes what the core queued (pongs, close frames). Application
-coroutines call :meth:`Connection.recv` and :meth:`Connection.send`.
+coroutines call :meth:`Connection.recv` and :meth:`Connection.send`. The
+sending methods (``send``, ``send_nowait``, ``send_frames_nowait``, ``ping``)
+are in :mod:`hubbub.asyncio.sending`, a mixin of :class:`Connection`; this
+module has the rest: the transport's callbacks, receiving, timers, closing.
 
 Flow control, both ways:
 
@@ -43,25 +46,15 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
-from ..adapter import (
-    ConnectionAttributes,
-    FailurePending,
-    Fragmenter,
-    PingTracker,
-    closed_exception,
-)
-from ..exceptions import (
-    ConcurrencyError,
-    ConnectionClosed,
-    ConnectionClosedOK,
-    InvalidState,
-)
+from ..adapter import ConnectionAttributes, FailurePending, PingTracker, closed_exception
+from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
 from .reader import PayloadReader
+from .sending import Sending
 
 __all__ = ["Connection", "Data"]
 
@@ -69,10 +62,9 @@ Data = str | bytes
 """A WebSocket message: ``str`` for text, ``bytes`` for binary."""
 
 _NO_MESSAGES: Any = ()
-_OPEN = core.State.OPEN
 
 
-class Connection(ConnectionAttributes, asyncio.Protocol):
+class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
     """One WebSocket connection; see the module docstring.
 
     Not created directly: :func:`hubbub.asyncio.serve` passes one to the
@@ -434,229 +426,6 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     def _closed_exception(self) -> ConnectionClosed:
         # Shared with hubbub.sync (hubbub.adapter).
         return closed_exception(self.protocol)
-
-    # --- sending -------------------------------------------------------------------
-
-    async def send(
-        self,
-        message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
-        *,
-        compress: bool = True,
-    ) -> None:
-        """Send a message: ``str`` as text, bytes-like as binary.
-
-        An iterable or async iterable of ``str`` or bytes-like is sent as one
-        fragmented message, one frame per item (RFC 6455 section 5.4); other
-        sends wait until it is complete. Waits while the write buffer is over
-        its high water mark.
-
-        ``compress=False`` sends this message uncompressed even when
-        permessage-deflate was negotiated (data known not to compress, or
-        secrets next to attacker-controlled text: the CRIME/BREACH concern).
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-            TypeError: the message is of another type, or mixes text and binary.
-        """
-        if self._fragment_lock is not None and self._fragment_lock.locked():
-            async with self._fragment_lock:
-                pass
-        protocol = self.protocol
-        try:
-            if isinstance(message, str):
-                protocol.send_text(message.encode(), compress=compress)
-            elif isinstance(message, (bytes, bytearray, memoryview)):
-                protocol.send_binary(message, compress=compress)
-            elif isinstance(message, (Iterable, AsyncIterable)) and not isinstance(
-                message, Mapping
-            ):
-                await self._send_fragments(
-                    cast(Iterable[Data] | AsyncIterable[Data], message), compress
-                )
-                return
-            else:
-                raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
-        except InvalidState:
-            await self._wait_closed_quietly()
-            raise self._closed_exception() from None
-        if self._messages and len(protocol._out) < 64 and len(message) < 1024:
-            # More messages wait to be read: the application is likely to answer
-            # them too, so small frames are written together, with one system
-            # call (recv() flushes before it waits; a callback covers the rest).
-            if not self._flush_soon:
-                self._flush_soon = True
-                self.loop.call_soon(self._deferred_flush)
-            return
-        self._flush()
-        if self._writing_paused:
-            await self._wait_drained()
-
-    @property
-    def writing_paused(self) -> bool:
-        """True from when the write buffer passes its high water mark until it
-        drains below the low one (``write_limit``)."""
-        return self._writing_paused
-
-    @property
-    def shares_frames(self) -> bool:
-        """Whether one encoded frame serves this connection as it serves others.
-
-        True when the connection neither masks (servers do not, section 5.1)
-        nor transforms frames (no extension: RFC 7692 compresses per
-        connection). :func:`~hubbub.asyncio.broadcast` and the hub then encode a
-        message once and hand the same bytes to :meth:`send_frames_nowait`.
-        """
-        protocol = self.protocol
-        return not protocol._mask and not protocol.extensions
-
-    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
-        """Write already-encoded frames now if the connection can take them.
-
-        ``frames`` are whole data messages (FIN set) encoded for a connection
-        that :attr:`shares_frames`. Frames that :meth:`send` held back are
-        written first, so the order of messages is kept.
-
-        Args:
-            frames: one or more complete frames, as bytes.
-            limit: write only while at most this many bytes are buffered; by
-                default, while writing is not paused (:attr:`writing_paused`).
-
-        Returns:
-            False, having written nothing, when the connection is not OPEN, is
-            closing, is sending a fragmented message (section 5.4 forbids
-            interleaving) or its write buffer is over the bound; True otherwise.
-        """
-        protocol = self.protocol
-        if (
-            protocol.state is not _OPEN
-            or self._transport_closing
-            or protocol._send_opcode
-            or (
-                self._writing_paused
-                if limit is None
-                else self.transport.get_write_buffer_size() > limit
-            )
-        ):
-            return False
-        if protocol._out:
-            self._flush()
-        self.transport.write(frames)
-        return True
-
-    def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
-        """Send a message without waiting: ``str`` as text, bytes-like as binary.
-
-        For :attr:`on_message` callbacks and other synchronous code. The frame
-        is written at once (from a callback: with the other answers to the same
-        read, in one system call); nothing waits for the write buffer to drain,
-        so check :attr:`buffered_amount` when sending much more than you receive.
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-            ConcurrencyError: a fragmented message is being sent.
-            TypeError: the message is neither ``str`` nor bytes-like.
-        """
-        if self._fragment_lock is not None and self._fragment_lock.locked():
-            raise ConcurrencyError("a fragmented message is being sent")
-        protocol = self.protocol
-        try:
-            # _send_data directly: this is the per-message path of callback mode.
-            if type(message) is str:
-                protocol._send_data(1, message.encode(), True, compress)  # text
-            elif type(message) is bytes:
-                protocol._send_data(2, message, True, compress)  # binary
-            elif isinstance(message, (bytes, bytearray, memoryview)):
-                protocol.send_binary(message, compress=compress)
-            elif isinstance(message, str):
-                protocol.send_text(message, compress=compress)
-            else:
-                raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
-        except InvalidState:
-            raise self._closed_exception() from None
-        if not self._in_callback:
-            self._flush()
-
-    def _deferred_flush(self) -> None:
-        self._flush_soon = False
-        self._flush()
-
-    async def _send_fragments(
-        self, message: Iterable[Data] | AsyncIterable[Data], compress: bool = True
-    ) -> None:
-        if self._fragment_lock is None:
-            self._fragment_lock = asyncio.Lock()
-        async with self._fragment_lock:
-            protocol = self.protocol
-            fragmenter = Fragmenter()
-
-            async def emit(frame: tuple[int, bytes, bool] | None) -> None:
-                if frame is not None:
-                    protocol.send_data_frame(*frame, compress=compress)
-                    self._flush()
-                    if self._writing_paused:
-                        await self._wait_drained()
-
-            try:
-                if isinstance(message, AsyncIterable):
-                    async for item in message:
-                        await emit(fragmenter.push(item))
-                else:
-                    for item in message:
-                        await emit(fragmenter.push(item))
-                await emit(fragmenter.finish())
-            except BaseException:
-                # Half a message went out and cannot be finished (section 5.4
-                # allows no other data frame before it ends): the connection is
-                # unusable, fail it like an internal error.
-                if protocol._send_opcode and protocol.state is core.State.OPEN:
-                    self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
-                raise
-
-    async def _wait_drained(self) -> None:
-        if self._drain_waiter is None or self._drain_waiter.done():
-            self._drain_waiter = self.loop.create_future()
-        # Shielded: the waiter is shared, and one cancelled sender must not
-        # cancel the wait of the others.
-        await asyncio.shield(self._drain_waiter)
-        if self._closed.done():
-            # Woken by connection_lost(): what was still buffered never left.
-            raise self._closed_exception()
-
-    async def ping(self, data: str | bytes | None = None) -> float:
-        """Send a ping and wait for its pong; return the round-trip time in seconds.
-
-        Pongs acknowledge every ping sent before them (section 5.5.3 lets a peer
-        answer only the latest), so earlier pings are resolved too.
-        """
-        if data is None:
-            data = self._pings.new_payload()
-        elif isinstance(data, str):
-            data = data.encode()
-        if data in self._pings:
-            raise ConcurrencyError("a ping with this payload is already waiting for its pong")
-        try:
-            self.protocol.send_ping(data)
-        except InvalidState:
-            await self._wait_closed_quietly()
-            raise self._closed_exception() from None
-        waiter: asyncio.Future[float] = self.loop.create_future()
-        self._pings.add(data, waiter, time.perf_counter())
-        self._flush()
-        return await waiter
-
-    def _pong_received(self, data: bytes) -> None:
-        # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds,
-        # which would make a loopback round trip 0.
-        answered = self._pings.pong(data, time.perf_counter())
-        if not answered:
-            return  # unsolicited pong: a heartbeat (section 5.5.3)
-        for waiter, rtt in answered:
-            if not waiter.done():
-                waiter.set_result(rtt)
-        self.latency = self._pings.latency
-        if self._ping_deadline is not None:
-            self._ping_deadline.cancel()
-            self._ping_deadline = None
 
     # --- keepalive ---------------------------------------------------------------
 
