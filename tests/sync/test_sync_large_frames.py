@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sync_helpers
 
 from client_peers import FAST, tls_contexts
 from hubbub.exceptions import ConnectionClosedError
 from hubbub.protocol import Side
 from hubbub.protocol import connection as core
 from hubbub.sync.client import connect
-from hubbub.sync.server import Server, ServerConnection, serve
+from hubbub.sync.server import Server, ServerConnection
 
 MiB = 2**20
 BIG: dict[str, Any] = dict(max_size=4 * MiB, compression=None)
@@ -38,17 +39,8 @@ def echo(ws: ServerConnection) -> None:
 
 @contextlib.contextmanager
 def running(handler: Callable[[ServerConnection], Any] = echo, **options: Any) -> Iterator[Server]:
-    options.setdefault("ping_interval", None)
-    options.setdefault("close_timeout", 1.0)
-    server = serve(handler, "127.0.0.1", 0, **options)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
+    with sync_helpers.running(handler, **options) as server:
         yield server
-    finally:
-        server.close()
-        thread.join(5)
-        assert not thread.is_alive()
 
 
 @pytest.fixture

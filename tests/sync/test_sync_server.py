@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sync_helpers
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.exceptions import InvalidStatus as WsInvalidStatus
@@ -30,17 +31,8 @@ def echo(ws: ServerConnection) -> None:
 
 @contextlib.contextmanager
 def running(handler: Callable[[ServerConnection], Any] = echo, **options: Any) -> Iterator[Server]:
-    options.setdefault("ping_interval", None)
-    options.setdefault("close_timeout", 1.0)
-    server = serve(handler, "127.0.0.1", 0, **options)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
+    with sync_helpers.running(handler, **options) as server:
         yield server
-    finally:
-        server.close()
-        thread.join(5)
-        assert not thread.is_alive()
 
 
 def test_websockets_client() -> None:

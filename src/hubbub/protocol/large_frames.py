@@ -40,6 +40,24 @@ __all__ = ["LargeFrames"]
 # pass at the end is cheaper (each pass goes through big integers).
 
 
+def _header(head: bytes) -> tuple[int, int, int, bytes | None]:
+    """First byte, payload length, header length and masking key of a frame.
+
+    ``head`` starts with a whole header that was checked already (section 5.2).
+    """
+    b0, b1 = head[0], head[1]
+    length = b1 & 0x7F
+    hlen = 2
+    if length == 126:
+        length, hlen = int.from_bytes(head[2:4], "big"), 4
+    elif length == 127:
+        length, hlen = int.from_bytes(head[2:10], "big"), 10
+    mask = None
+    if b1 & 0x80:
+        mask, hlen = bytes(head[hlen : hlen + 4]), hlen + 4
+    return b0, length, hlen, mask
+
+
 class LargeFrames:
     """The large-frame half of a connection's reading."""
 
@@ -86,17 +104,7 @@ class LargeFrames:
         # The held pieces start with the frame's header, checked when the frame
         # began (_parse_frames set _need); they hold less than the payload.
         held = self._held
-        head = held[0]
-        b0, b1 = head[0], head[1]
-        length = b1 & 0x7F
-        hlen = 2
-        if length == 126:
-            length, hlen = int.from_bytes(head[2:4], "big"), 4
-        elif length == 127:
-            length, hlen = int.from_bytes(head[2:10], "big"), 10
-        mask = None
-        if b1 & 0x80:
-            mask, hlen = bytes(head[hlen : hlen + 4]), hlen + 4
+        b0, length, hlen, mask = _header(held[0])
         try:
             payload = _Payload(length)
         except (MemoryError, OverflowError, ValueError, OSError):
@@ -149,17 +157,7 @@ class LargeFrames:
         ``held[0]`` starts with the frame's header, checked when the frame began
         (``_parse_frames`` set ``_need``); the last piece may run past the frame.
         """
-        head = held[0]
-        b0, b1 = head[0], head[1]
-        length = b1 & 0x7F
-        hlen = 2
-        if length == 126:
-            length, hlen = int.from_bytes(head[2:4], "big"), 4
-        elif length == 127:
-            length, hlen = int.from_bytes(head[2:10], "big"), 10
-        mask = None
-        if b1 & 0x80:
-            mask, hlen = head[hlen : hlen + 4], hlen + 4
+        b0, length, hlen, mask = _header(held[0])
         payload = _unmask_join(held, hlen, length, mask)
         extra = sum(map(len, held)) - hlen - length
         last = held[-1]
