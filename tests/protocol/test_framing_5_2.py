@@ -18,6 +18,7 @@ from protocol_testing import (
     sent_frames,
 )
 
+from hubbub.exceptions import InvalidState
 from hubbub.protocol import CloseReceived, Connection, Ping, Pong, Side, State
 from hubbub.protocol.frames import Opcode, encode_frame, encode_header
 
@@ -214,3 +215,11 @@ def test_example_frames_of_section_5_7() -> None:
     big = bytes.fromhex("827f0000000000010000") + b"\xbb" * 65536
     assert feed(client, big) == [b"\xbb" * 65536]
     assert client.state is State.OPEN
+
+
+def test_a_bare_connection_has_no_opening_handshake() -> None:
+    # Only ServerConnection and ClientConnection know section 4; a bare core
+    # created CONNECTING says so instead of parsing HTTP as frames.
+    conn = Connection(Side.SERVER, state=State.CONNECTING)
+    with pytest.raises(InvalidState, match="no opening handshake"):
+        conn.receive_data(b"GET / HTTP/1.1\r\n\r\n")

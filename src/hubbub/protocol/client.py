@@ -140,10 +140,7 @@ class ClientConnection(Connection):
         self.request = request if request is not None else self.build_request()
         self._out.append(self.request.serialize())
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        if self.state is not State.CONNECTING:
-            super().receive_data(data)
-            return
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
         self._parse_response(eof=False)
 

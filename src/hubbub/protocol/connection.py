@@ -53,6 +53,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import (
+    InvalidState,
     LocalProtocolError,
     PayloadTooBig,
     RemoteProtocolError,
@@ -91,6 +92,7 @@ DEFAULT_MAX_SIZE = 2**20
 
 # The states and event classes live in .events; they are re-exported here.
 
+_CONNECTING = State.CONNECTING
 _OP_CONT = Opcode.CONTINUATION
 _OP_TEXT = Opcode.TEXT
 _OP_BINARY = Opcode.BINARY
@@ -228,6 +230,11 @@ class Connection(Sender, MessageAssembler, LargeFrames):
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes received from the network."""
+        if self.state is _CONNECTING:
+            # The opening handshake (section 4) is the subclasses' business;
+            # checking here, not in an override, saves them a call per read.
+            self._receive_handshake(data)
+            return
         if not self._reading or not data:
             return
         if self._direct is not None:
@@ -280,6 +287,10 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             # is held yet: _need was 0 when this call started parsing.
             self._held = [bytes(buf)]
             buf.clear()
+
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
+        """Handle bytes received in the CONNECTING state (section 4)."""
+        raise InvalidState("a bare Connection has no opening handshake: it must start OPEN")
 
     def receive_eof(self) -> None:
         """The peer closed its end of the TCP connection (or it was lost)."""

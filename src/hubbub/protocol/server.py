@@ -167,10 +167,7 @@ class ServerConnection(Connection):
             self._response = weakref.ref(parsed)
         return parsed
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        if self.state is not State.CONNECTING:
-            super().receive_data(data)
-            return
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         if self._request is not None:
             # Section 4.1: the client waits for the response before sending frames;
             # a plain HTTP request may still be receiving its body.
