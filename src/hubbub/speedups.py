@@ -18,7 +18,7 @@ them from here and never cares:
 * :func:`unmask_join` - a large frame gathered in pieces becomes its payload;
 * :class:`Payload` - a large frame's payload read straight into its final
   ``bytes`` (the C type fills a ``bytes`` object in place; the pure-Python one
-  fills a ``bytearray`` and copies it once at the end).
+  fills an anonymous memory mapping and copies it once at the end).
 
 Both implementations behave identically (``tests/test_speedups.py`` checks them
 against each other); the C one is faster. Setting the environment variable

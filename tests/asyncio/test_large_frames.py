@@ -31,7 +31,8 @@ from asyncio_helpers import (
     wait_until,
 )
 
-from hubbub.asyncio import ServerConnection, connect
+from hubbub import speedups
+from hubbub.asyncio import Connection, ServerConnection, connect
 from hubbub.exceptions import ConnectionClosed, ConnectionClosedError
 
 MiB = 2**20
@@ -39,6 +40,21 @@ BIG: dict[str, Any] = dict(max_size=4 * MiB, compression=None)
 """Room for the largest message, and no extension (which disables direct reads)."""
 
 SIZES = [70_000, MiB, 3 * MiB]
+
+
+@pytest.fixture(autouse=True)
+def _direct_reads_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The adapter reads into the payload only with the C accelerator (in pure
+    # Python it gathers pieces, as fast there); these tests cover the path in
+    # both modes, so they turn it on.
+    monkeypatch.setattr(Connection, "_direct_reads", True)
+
+
+DEFAULT_DIRECT_READS = Connection.__dict__["_direct_reads"]  # before any test patches it
+
+
+def test_direct_reads_follow_the_accelerator() -> None:
+    assert DEFAULT_DIRECT_READS is speedups.ACCELERATED
 
 
 class EchoRecorder:

@@ -21,9 +21,11 @@ import pytest
 import sync_helpers
 
 from client_peers import FAST, tls_contexts
+from hubbub import speedups
 from hubbub.exceptions import ConnectionClosedError
 from hubbub.protocol import Side
 from hubbub.protocol import connection as core
+from hubbub.sync import connection as sync_connection
 from hubbub.sync.client import connect
 from hubbub.sync.server import Server, ServerConnection
 
@@ -41,6 +43,21 @@ def echo(ws: ServerConnection) -> None:
 def running(handler: Callable[[ServerConnection], Any] = echo, **options: Any) -> Iterator[Server]:
     with sync_helpers.running(handler, **options) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _direct_reads_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The adapter reads into the payload only with the C accelerator (in pure
+    # Python it gathers pieces, as fast there); these tests cover the path in
+    # both modes, so they turn it on.
+    monkeypatch.setattr(sync_connection, "_DIRECT_READS", True)
+
+
+DEFAULT_DIRECT_READS = sync_connection._DIRECT_READS  # before any test patches it
+
+
+def test_direct_reads_follow_the_accelerator() -> None:
+    assert DEFAULT_DIRECT_READS is speedups.ACCELERATED
 
 
 @pytest.fixture

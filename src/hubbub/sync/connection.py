@@ -43,6 +43,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
+from .. import speedups
 from ..adapter import (
     ConnectionAttributes,
     FailurePending,
@@ -64,6 +65,9 @@ Data = str | bytes
 """A WebSocket message: ``str`` for text, ``bytes`` for binary."""
 
 _READ_SIZE = 65536
+# Large frames are read into the message with recv_into() only with the C
+# accelerator (see hubbub.asyncio.connection: the same choice, the same reason).
+_DIRECT_READS = speedups.ACCELERATED
 
 
 class _PingWaiter:
@@ -218,8 +222,8 @@ class Connection(ConnectionAttributes):
                     continue
                 with self._lock:
                     # A large frame's payload is read straight into the message
-                    # (see hubbub.protocol.connection: receive_buffer).
-                    view = self.protocol.receive_buffer()
+                    # (see hubbub.protocol.large_frames: receive_buffer).
+                    view = self.protocol.receive_buffer() if _DIRECT_READS else None
                 try:
                     if view is not None:
                         got = self.socket.recv_into(view)
