@@ -158,18 +158,7 @@ def test_peer_vanishes_mid_frame(direct_reads: dict[Side, int]) -> None:
     )
     frame = bytes([0x82, 0xFF]) + struct.pack("!Q", size) + key + masked
     with running(handler, **BIG) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(
-                b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                b"Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            response = b""
-            while b"\r\n\r\n" not in response:
-                chunk = sock.recv(4096)
-                assert chunk, "no handshake response"
-                response += chunk
-            assert response.startswith(b"HTTP/1.1 101")
+        with raw_handshake(server.port) as sock:
             sock.sendall(frame[: 14 + size // 2])
             deadline = threading.Event()
             for _ in range(500):  # until the server reads into the payload
