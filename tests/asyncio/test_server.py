@@ -355,6 +355,24 @@ async def test_server_close_waits_at_most_close_timeout() -> None:
         assert await idle.read_to_eof() == b""
 
 
+@pytest.mark.both_loops
+async def test_server_close_drops_connections_that_never_sent_a_request() -> None:
+    # Browsers open spare connections ahead of time; shutting down must not
+    # wait for their open_timeout (nor for close_timeout: there is no
+    # WebSocket to close yet).
+    async with (
+        running_server(open_timeout=30, close_timeout=30) as server,
+        await RawPeer.open(server.port) as spare,
+    ):
+        await wait_until(lambda: len(server.connections) == 1)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 5)
+        assert loop.time() - start < 2
+        assert await spare.read_to_eof(timeout=2) == b""
+
+
 async def test_tls_handshake_is_bounded_by_open_timeout(
     tls: tuple[ssl.SSLContext, ssl.SSLContext],
 ) -> None:

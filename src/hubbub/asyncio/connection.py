@@ -462,12 +462,21 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         """Start the closing handshake and wait until the connection is closed.
 
         Waits at most ``close_timeout`` for the peer, then drops the connection.
-        Closing a closed connection does nothing.
+        A connection still in its opening handshake has no WebSocket to close
+        yet: its TCP connection is closed at once. Closing a closed connection
+        does nothing.
         """
-        if self.protocol.state is core.State.OPEN:
+        state = self.protocol.state
+        if state is core.State.OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
             self._start_close_deadline()
+        elif state is core.State.CONNECTING and not self._transport_closing:
+            # Without this a server shutting down would wait for open_timeout
+            # on connections that never sent a request (browsers open spare
+            # ones ahead of time).
+            self._transport_closing = True
+            self.transport.close()
         if self._reading_paused and not self._transport_closing:
             # The peer's close frame may sit behind messages that nobody will
             # read now: read on, or the closing handshake could only time out.
