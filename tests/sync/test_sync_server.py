@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -68,6 +70,18 @@ def test_shutdown_closes_with_going_away() -> None:
     with pytest.raises(ConnectionClosedOK) as info:
         ws.recv(timeout=5)
     assert info.value.code == 1001
+
+
+def test_shutdown_drops_connections_that_never_sent_a_request() -> None:
+    # Browsers open spare connections ahead of time; shutting down must not
+    # wait for their open_timeout.
+    with running(open_timeout=8, close_timeout=8) as server:
+        spare = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        time.sleep(0.3)  # the server accepts it and waits for the request
+        start = time.monotonic()
+    assert time.monotonic() - start < 3
+    with spare:
+        assert spare.recv(10) == b""
 
 
 def test_process_request_rejects_and_health_check() -> None:

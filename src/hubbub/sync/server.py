@@ -86,6 +86,9 @@ class Server(ServerPolicy):
         self.process_request = process_request
         self._connections: set[ServerConnection] = set()
         self._threads: set[threading.Thread] = set()
+        # Sockets still in their opening handshake, by connection thread: a
+        # shutdown wakes them up instead of waiting for their open_timeout.
+        self._handshaking: dict[threading.Thread, socket.socket] = {}
         self._mutex = threading.Lock()
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._shutdown = threading.Event()
@@ -131,6 +134,13 @@ class Server(ServerPolicy):
             with self._mutex:
                 self._threads.discard(threading.current_thread())
 
+    def _set_handshaking(self, thread: threading.Thread, sock: socket.socket | None) -> None:
+        with self._mutex:
+            if sock is None:
+                self._handshaking.pop(thread, None)
+            else:
+                self._handshaking[thread] = sock
+
     def _handshake(self, connection: ServerConnection, request: Request) -> Response:
         if self.process_request is not None:
             response = self.process_request(connection, request)
@@ -141,11 +151,16 @@ class Server(ServerPolicy):
     def _handle_connection(self, sock: socket.socket) -> None:
         deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
         protocol = self.new_core()
+        me = threading.current_thread()
         try:
+            self._set_handshaking(me, sock)
+            if self._shutdown.is_set():
+                raise OSError("the server is shutting down")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl is not None:
                 sock.settimeout(self.open_timeout)
                 sock = self.ssl.wrap_socket(sock, server_side=True)
+                self._set_handshaking(me, sock)  # the wrapper took over the descriptor
             events: list[core.Event] = []
             while protocol.request is None and protocol.state is State.CONNECTING:
                 timeout = None if deadline is None else deadline - time.monotonic()
@@ -172,6 +187,8 @@ class Server(ServerPolicy):
         except (OSError, TimeoutError):
             sock.close()
             return
+        finally:
+            self._set_handshaking(me, None)
         if protocol.state is not State.OPEN:
             if protocol.handshake_exc is not None:
                 logger.info("handshake refused: %s", protocol.handshake_exc)
@@ -201,6 +218,13 @@ class Server(ServerPolicy):
         with contextlib.suppress(OSError):
             self._wakeup_w.send(b"x")
         if close_connections:
+            with self._mutex:
+                handshaking = list(self._handshaking.values())
+            for sock in handshaking:
+                # No WebSocket to close yet: end the TCP connection (its recv()
+                # returns at once), rather than wait for open_timeout.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             closers = [
                 threading.Thread(
                     target=c.close, args=(CloseCode.GOING_AWAY, "server shutting down")
