@@ -82,6 +82,19 @@ def write_direct(conn: Connection, data: bytes, rng: random.Random | None = None
     return pos
 
 
+def arriving(side: Side, size: int) -> tuple[Connection, bytes, bytes]:
+    """A connection that got the header and the first bytes of a large binary frame.
+
+    Returns the connection, the frame's payload and the whole frame (of which
+    the first 100 bytes were received).
+    """
+    payload = os.urandom(size)
+    wire = frame(side, OP_BINARY, payload)
+    conn = Connection(side)
+    conn.receive_data(wire[:100])
+    return conn, payload, wire
+
+
 def plain(side: Side, wire: bytes, **kwargs: object) -> list[object]:
     """The events of ``wire`` fed by ``receive_data()`` alone, in one call."""
     conn = Connection(side, **kwargs)  # type: ignore[arg-type]
@@ -387,10 +400,7 @@ def test_update_without_a_direct_read_is_refused(side: Side) -> None:
 @sides
 @pytest.mark.parametrize("nbytes", [0, -1, -100_000])
 def test_update_of_nothing_or_less_is_refused(side: Side, nbytes: int) -> None:
-    payload = os.urandom(100_000)
-    wire = frame(side, OP_BINARY, payload)
-    conn = Connection(side)
-    conn.receive_data(wire[:100])
+    conn, payload, wire = arriving(side, 100_000)
     view = conn.receive_buffer()
     assert view is not None
     view.release()
@@ -403,10 +413,7 @@ def test_update_of_nothing_or_less_is_refused(side: Side, nbytes: int) -> None:
 
 @sides
 def test_update_past_the_frame_is_refused(side: Side) -> None:
-    payload = os.urandom(100_000)
-    wire = frame(side, OP_BINARY, payload)
-    conn = Connection(side)
-    conn.receive_data(wire[:100])
+    conn, payload, wire = arriving(side, 100_000)
     view = conn.receive_buffer()
     assert view is not None
     missing = len(view)
@@ -421,10 +428,7 @@ def test_update_past_the_frame_is_refused(side: Side) -> None:
 
 @sides
 def test_eof_in_the_middle(side: Side) -> None:
-    payload = os.urandom(200_000)
-    wire = frame(side, OP_BINARY, payload)
-    conn = Connection(side)
-    conn.receive_data(wire[:100])
+    conn, _payload, wire = arriving(side, 200_000)
     view = conn.receive_buffer()
     assert view is not None
     view[:5000] = wire[100:5100]
@@ -443,10 +447,7 @@ def test_eof_in_the_middle(side: Side) -> None:
 @sides
 def test_local_failure_in_the_middle(side: Side) -> None:
     """After fail(), a read already under way may still be reported, and is dropped."""
-    payload = os.urandom(200_000)
-    wire = frame(side, OP_BINARY, payload)
-    conn = Connection(side)
-    conn.receive_data(wire[:100])
+    conn, _payload, wire = arriving(side, 200_000)
     view = conn.receive_buffer()
     assert view is not None
     conn.fail(1011)
@@ -517,10 +518,7 @@ def test_same_events_as_receive_data(
 
 @sides
 def test_receive_data_of_nothing_during_a_direct_read(side: Side) -> None:
-    payload = os.urandom(100_000)
-    wire = frame(side, OP_BINARY, payload)
-    conn = Connection(side)
-    conn.receive_data(wire[:100])
+    conn, payload, wire = arriving(side, 100_000)
     view = conn.receive_buffer()
     assert view is not None
     view.release()

@@ -140,15 +140,22 @@ def test_max_size_exceeded_by_a_large_message(direct_reads: dict[Side, int]) -> 
     assert direct_reads[Side.SERVER] == 0  # refused on the header, nothing read into
 
 
-def test_peer_vanishes_mid_frame(direct_reads: dict[Side, int]) -> None:
-    """Header and half the payload, then TCP closes: the handler sees 1006."""
-    outcome: list[object] = []
+def first_outcome(outcome: list[object]) -> Callable[[ServerConnection], None]:
+    """A handler that records its first message, or the close code if none came."""
 
     def handler(ws: ServerConnection) -> None:
         try:
             outcome.append(ws.recv(timeout=10))
         except ConnectionClosedError as exc:
             outcome.append(exc.code)
+
+    return handler
+
+
+def test_peer_vanishes_mid_frame(direct_reads: dict[Side, int]) -> None:
+    """Header and half the payload, then TCP closes: the handler sees 1006."""
+    outcome: list[object] = []
+    handler = first_outcome(outcome)
 
     size = MiB
     key = os.urandom(4)
@@ -214,12 +221,7 @@ def raw_handshake(port: int) -> socket.socket:
 
 def test_unallocatable_frame_length_is_not_a_reader_crash(caplog: pytest.LogCaptureFixture) -> None:
     outcome: list[object] = []
-
-    def handler(ws: ServerConnection) -> None:
-        try:
-            outcome.append(ws.recv(timeout=10))
-        except ConnectionClosedError as exc:
-            outcome.append(exc.code)
+    handler = first_outcome(outcome)
 
     with running(handler, max_size=None, compression=None) as server:
         with raw_handshake(server.port) as sock:
