@@ -16,8 +16,9 @@ view), the connection swaps in a :class:`PayloadReader`, an
 loop then reads the socket straight into the missing part of the payload,
 which is the final ``bytes`` of the message (:class:`hubbub.speedups.Payload`),
 and never past its end, so the next frame stays in the socket. When the
-payload is complete the connection is swapped back and handles the message
-like any other. Both the default event loop and uvloop support swapping
+payload is complete the connection handles the message like any other; the
+reader stays for one short read (see :attr:`PayloadReader.PEEK`), then the
+connection is swapped back. Both the default event loop and uvloop support swapping
 protocols on a live transport (they restart reading with the new kind).
 
 Everything else the transport reports meanwhile (end of stream, lost
