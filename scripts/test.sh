@@ -5,7 +5,7 @@
 #   ./scripts/test.sh --no-compliance    skip the Autobahn runs (about 3 minutes)
 #   ./scripts/test.sh -- tests/interop -k close     only pytest, with these arguments
 #
-# Steps: .venv (Python >= 3.11) with `pip install -e .[test,speed]`; Node's `ws` for the interop
+# Steps: .venv (Python >= 3.11) with `pip install -e .[test,speed,redis,docs]`; Node's `ws` for the interop
 # tests (npm ci in tests/interop/node); wstest for Autobahn (compliance/install_wstest.sh);
 # then ruff check, ruff format --check, mypy --strict, pytest, and the Autobahn|Testsuite on
 # both sides (compliance/run_autobahn.py). pytest and Autobahn run once with the compiled
@@ -60,8 +60,9 @@ step() { # step NAME COMMAND...: run, record, never abort
 }
 
 # --- installs ------------------------------------------------------------------------------
-# speed: uvloop, so that the tests that run hubbub on uvloop run too.
-ensure_venv test,speed || { echo "could not set up .venv" >&2; exit 2; }
+# speed: uvloop, so that the tests that run hubbub on uvloop run too; redis: the hub and its
+# Redis broker (hub deps included); docs: mkdocs for the "docs" step.
+ensure_venv test,speed,redis,docs || { echo "could not set up .venv" >&2; exit 2; }
 py="$root/.venv/bin/python"
 
 install_node_peer() {

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .exceptions import ConnectionClosed, HubbubError
+from .exceptions import ConnectionClosed, HubbubError, MissingExtra, install_hint
 
 __all__ = ["main"]
 
@@ -391,6 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_connect(args))
     except KeyboardInterrupt:
         return 130
+    except MissingExtra as exc:  # one line that names the extra to install
+        print(
+            f"hubbub {args.command} needs the {exc.extra} extra: {install_hint(exc.extra)}",
+            file=sys.stderr,
+        )
+        return 1
     except HubbubError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)
         return 1

@@ -25,10 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
-
-from ..exceptions import HubbubError
+from ..exceptions import HubbubError, needs_extra
 from .protocol import ErrorCode, valid_channel, valid_user
+
+with needs_extra("hub", "hubbub.hub"):
+    import jwt
 
 __all__ = [
     "AuthError",

@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .auth import mint_token
 from .config import HubConfig, NamespaceRules
 from .streams import StreamLimits
 
@@ -285,6 +284,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_token(args: argparse.Namespace) -> int:
     """``hubbub token USER``: print a connection token."""
+    from .auth import mint_token  # needs the hub extra (PyJWT)
+
     try:
         toml = _load_toml(args.config or os.environ.get(ENV_PREFIX + "CONFIG"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
