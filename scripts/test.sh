@@ -116,16 +116,16 @@ if ((only_pytest)); then
 else
   step "accelerator built" check_accelerator
   # --- static checks -----------------------------------------------------------------------
-  step "ruff check" "$py" -m ruff check --output-format=concise src tests compliance
-  step "ruff format --check" "$py" -m ruff format --check --output-format=concise src tests compliance
+  step "ruff check" "$py" -m ruff check --output-format=concise src tests compliance examples
+  step "ruff format --check" "$py" -m ruff format --check --output-format=concise src tests compliance examples
   step "mypy --strict (src)" "$py" -m mypy
   # compliance/wstest_loopback.py is Python 2.7 code (it runs inside wstest): not for mypy.
   typed_compliance=()
   for file in compliance/*.py; do
     [[ "$file" == compliance/wstest_loopback.py ]] || typed_compliance+=("$file")
   done
-  step "mypy --strict (compliance, tests/interop)" "$py" -m mypy --strict \
-    "${typed_compliance[@]}" tests/conftest.py tests/interop
+  step "mypy --strict (compliance, tests/interop, examples)" "$py" -m mypy --strict \
+    "${typed_compliance[@]}" tests/conftest.py tests/interop examples/*.py
 
   # --- tests: once per accelerator mode -------------------------------------------------------
   for mode in $modes; do
