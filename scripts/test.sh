@@ -5,11 +5,12 @@
 #   ./scripts/test.sh --no-compliance    skip the Autobahn runs (about 3 minutes)
 #   ./scripts/test.sh -- tests/interop -k close     only pytest, with these arguments
 #
-# Steps: .venv (Python >= 3.11) with `pip install -e .[test,speed,redis,docs]`; Node's `ws` for the interop
-# tests (npm ci in tests/interop/node); wstest for Autobahn (compliance/install_wstest.sh);
-# then ruff check, ruff format --check, mypy --strict, pytest, and the Autobahn|Testsuite on
-# both sides (compliance/run_autobahn.py). pytest and Autobahn run once with the compiled
-# accelerator and once with HUBBUB_NO_EXTENSIONS=1 (pure Python): both must pass.
+# Steps: .venv (Python >= 3.11) with `pip install -e .[test,speed,redis,docs]`; Node's `ws`
+# for the interop tests (npm ci in tests/interop/node); wstest for Autobahn
+# (compliance/install_wstest.sh); then ruff check, ruff format --check, mypy --strict, the docs
+# site (scripts/docs.sh), pytest, the packages (scripts/package_check.sh), and the
+# Autobahn|Testsuite on both sides (compliance/run_autobahn.py). pytest and Autobahn run once
+# with the compiled accelerator and once with HUBBUB_NO_EXTENSIONS=1 (pure Python).
 # Every step runs even when an earlier one failed; the exit status is 1 if any failed.
 #
 # Environment:
@@ -34,7 +35,7 @@ while (($#)); do
   case "$1" in
     --no-compliance) compliance=0 ;;
     --) shift; only_pytest=1; pytest_args=("$@"); break ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -62,7 +63,8 @@ step() { # step NAME COMMAND...: run, record, never abort
 # --- installs ------------------------------------------------------------------------------
 # speed: uvloop, so that the tests that run hubbub on uvloop run too; redis: the hub and its
 # Redis broker (hub deps included); docs: mkdocs for the "docs" step.
-ensure_venv test,speed,redis,docs || { echo "could not set up .venv" >&2; exit 2; }
+extras=test,speed,redis,docs
+ensure_venv "$extras" || { echo "could not set up .venv" >&2; exit 2; }
 py="$root/.venv/bin/python"
 
 install_node_peer() {
@@ -126,6 +128,9 @@ else
   done
   step "mypy --strict (compliance, tests/interop, examples)" "$py" -m mypy --strict \
     "${typed_compliance[@]}" tests/conftest.py tests/interop examples/*.py
+
+  # --- the documentation site (its code examples run in pytest: tests/docs) -----------------
+  step "docs" env HUBBUB_EXTRAS="$extras" bash scripts/docs.sh --quiet
 
   # --- tests: once per accelerator mode -------------------------------------------------------
   for mode in $modes; do

@@ -274,7 +274,8 @@ async def start_hub(
     """Run a hub while the ``async with`` block runs.
 
     Args:
-        host / port: where the WebSocket endpoint, ``/healthz`` and ``/metrics`` listen.
+        host: the address where the WebSocket endpoint, ``/healthz`` and ``/metrics`` listen.
+        port: their TCP port (0 picks a free one: see ``Hub.port``).
         node: a ready node, whose broker the caller starts and closes (several
             nodes may share it); otherwise one is built from ``broker`` (a
             :class:`MemoryBroker` by default; started and closed with the hub),
