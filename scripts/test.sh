@@ -118,8 +118,8 @@ if ((only_pytest)); then
 else
   step "accelerator built" check_accelerator
   # --- static checks -----------------------------------------------------------------------
-  step "ruff check" "$py" -m ruff check --output-format=concise src tests compliance examples
-  step "ruff format --check" "$py" -m ruff format --check --output-format=concise src tests compliance examples
+  step "ruff check" "$py" -m ruff check --output-format=concise src tests compliance examples scripts
+  step "ruff format --check" "$py" -m ruff format --check --output-format=concise src tests compliance examples scripts
   step "mypy --strict (src)" "$py" -m mypy
   # compliance/wstest_loopback.py is Python 2.7 code (it runs inside wstest): not for mypy.
   typed_compliance=()
@@ -127,7 +127,7 @@ else
     [[ "$file" == compliance/wstest_loopback.py ]] || typed_compliance+=("$file")
   done
   step "mypy --strict (compliance, tests/interop, examples)" "$py" -m mypy --strict \
-    "${typed_compliance[@]}" tests/conftest.py tests/interop examples/*.py
+    "${typed_compliance[@]}" tests/conftest.py tests/interop examples/*.py scripts/package_smoke.py
 
   # --- the documentation site (its code examples run in pytest: tests/docs) -----------------
   step "docs" env HUBBUB_EXTRAS="$extras" bash scripts/docs.sh --quiet
@@ -136,6 +136,9 @@ else
   for mode in $modes; do
     step "pytest ($mode)" in_mode "$mode" "$py" -m pytest
   done
+
+  # --- the packages: sdist and wheel built, checked, installed in fresh venvs (3.11, 3.13) ----
+  step "packages" bash scripts/package_check.sh
 
   # --- Autobahn|Testsuite, both sides ---------------------------------------------------------
   if ((compliance)) && ((wstest_ok)); then
