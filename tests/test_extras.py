@@ -104,37 +104,37 @@ def test_hub_without_hub_extra_names_the_extra(module: str, message: str) -> Non
     assert message_line == message
 
 
-def test_node_name_from_package_without_hub_extra_names_the_extra() -> None:
+@pytest.mark.parametrize(
+    ("hidden", "statement", "message"),
+    [
+        (
+            HUB_MODULES,
+            "from hubbub.hub import Node",  # a lazy name of the package (PEP 562)
+            "hubbub.hub needs the hub extra: pip install 'hubbub[hub]'",
+        ),
+        (
+            REDIS_MODULES,
+            "import hubbub.hub.redis_broker",
+            "the Redis broker (hubbub.hub.redis_broker) needs the redis extra: "
+            "pip install 'hubbub[redis]'",
+        ),
+    ],
+)
+def test_optional_part_without_its_extra_names_the_extra(
+    hidden: tuple[str, ...], statement: str, message: str
+) -> None:
     result = run_without(
-        HUB_MODULES,
-        """
+        hidden,
+        f"""
         from hubbub import MissingExtra
         try:
-            from hubbub.hub import Node
+            {statement}
         except MissingExtra as exc:
             print(exc)
         """,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "hubbub.hub needs the hub extra: pip install 'hubbub[hub]'"
-
-
-def test_redis_broker_without_redis_extra_names_the_extra() -> None:
-    result = run_without(
-        REDIS_MODULES,
-        """
-        from hubbub import MissingExtra
-        try:
-            import hubbub.hub.redis_broker
-        except MissingExtra as exc:
-            print(exc)
-        """,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (
-        "the Redis broker (hubbub.hub.redis_broker) needs the redis extra: "
-        "pip install 'hubbub[redis]'"
-    )
+    assert result.stdout.strip() == message
 
 
 @pytest.mark.parametrize(
