@@ -31,7 +31,7 @@ PAGE = """<!doctype html>
 <input id="text" required autocomplete="off"> <button>send</button></form>
 <div id="log"></div>
 <script>
-  const ws = new WebSocket(`ws://${location.host}/`);
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`);
   const $ = (id) => document.getElementById(id);
   const log = (line) => { $("log").textContent = line + "\\n" + $("log").textContent; };
   ws.onmessage = (event) => {

@@ -21,7 +21,7 @@ PAGE = """<!doctype html>
 <title>hubbub clock</title>
 <h1 id="time" style="font: 3rem system-ui; text-align: center">connecting...</h1>
 <script>
-  const ws = new WebSocket(`ws://${location.host}/`);
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`);
   ws.onmessage = (event) => {
     document.getElementById("time").textContent = new Date(event.data).toLocaleTimeString();
   };

@@ -29,7 +29,7 @@ textarea { width: 100%; height: 70vh; box-sizing: border-box; font: 1rem monospa
 <p id="status">connecting...</p>
 <textarea id="text" disabled></textarea>
 <script>
-  const ws = new WebSocket(`ws://${location.host}/`);
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`);
   const area = document.getElementById("text");
   let version = 0;
   ws.onmessage = (event) => {

@@ -30,7 +30,7 @@ td:last-child { font-variant-numeric: tabular-nums; text-align: right }</style>
 <h1>server metrics</h1>
 <table id="metrics"></table>
 <script>
-  const ws = new WebSocket(`ws://${location.host}/`);
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`);
   ws.onmessage = (event) => {
     const table = document.getElementById("metrics");
     table.replaceChildren();

@@ -25,7 +25,7 @@ PAGE = """<!doctype html>
 <style>body { font: 1.2rem system-ui; margin: 2rem } td { padding: 0 1rem }</style>
 <table id="prices"></table>
 <script>
-  const ws = new WebSocket(`ws://${location.host}/`);
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`);
   const rows = {};
   ws.onmessage = (event) => {
     const tick = JSON.parse(event.data);
