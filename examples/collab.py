@@ -4,11 +4,15 @@
 
 The server owns the text and a version number. A page sends
 ``{"type": "edit", "base": VERSION, "text": ...}``: when ``base`` is the current
-version the edit is applied, the version goes up and every page (the editor too,
-as its acknowledgement) receives ``{"type": "state", "version": ..., "text": ...}``.
-An edit based on an older version lost a race: only its sender receives the current
-state (``"conflict": true``) and may edit again from there. Whole-text replacement
-keeps the example short; real editors send operations (OT or CRDTs).
+version the edit is applied, the version goes up, the editor receives
+``{"type": "state", "version": ..., "text": ..., "ack": true}`` and every other page
+the same without ``ack``. An edit based on an older version lost a race: only its
+sender receives the current state (``"conflict": true``) and may edit again from there.
+
+A page keeps one edit in flight: keystrokes typed before its ``ack`` are sent together
+after it, based on the new version, so a fast typist never conflicts with herself.
+Whole-text replacement keeps the example short; real editors send operations (OT or
+CRDTs) so that concurrent edits merge instead of one of them losing.
 """
 
 from __future__ import annotations
@@ -31,20 +35,31 @@ textarea { width: 100%; height: 70vh; box-sizing: border-box; font: 1rem monospa
 <script>
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`);
   const area = document.getElementById("text");
-  let version = 0;
+  let version = 0, inFlight = false, dirty = false;
+  const show = (text) => {
+    if (area.value === text) return;
+    const [start, end] = [area.selectionStart, area.selectionEnd];
+    area.value = text;
+    area.setSelectionRange(start, end);
+  };
+  const push = () => {  // one edit in flight; later keystrokes go after its ack
+    if (inFlight) { dirty = true; return; }
+    inFlight = true;
+    dirty = false;
+    ws.send(JSON.stringify({type: "edit", base: version, text: area.value}));
+  };
   ws.onmessage = (event) => {
     const state = JSON.parse(event.data);
     version = state.version;
-    if (area.value !== state.text) {
-      const [start, end] = [area.selectionStart, area.selectionEnd];
-      area.value = state.text;
-      area.setSelectionRange(start, end);
-    }
+    if (state.ack || state.conflict) inFlight = false;
+    if (state.conflict) dirty = false;  // another page's edit won: take its text
+    if (!inFlight && !dirty) show(state.text);
+    if (dirty && !inFlight) push();
     area.disabled = false;
     document.getElementById("status").textContent =
       `version ${state.version}` + (state.conflict ? " (your last edit lost a race)" : "");
   };
-  area.oninput = () => ws.send(JSON.stringify({type: "edit", base: version, text: area.value}));
+  area.oninput = push;
 </script>
 """
 
@@ -73,7 +88,8 @@ async def edit(ws: ServerConnection) -> None:
                 continue
             document["version"] = base + 1
             document["text"] = text
-            broadcast(editors, state())
+            await ws.send(state(ack=True))
+            broadcast(editors - {ws}, state())
     finally:
         editors.discard(ws)
 

@@ -156,12 +156,12 @@ async def test_collab_applies_edits_and_refuses_stale_ones(run_example: Run) -> 
         assert await recv_json(b) == {"type": "state", "version": 0, "text": ""}
         await a.send(json.dumps({"type": "edit", "base": 0, "text": "hello"}))
         expected = {"type": "state", "version": 1, "text": "hello"}
-        assert await recv_json(a) == expected
+        assert await recv_json(a) == {**expected, "ack": True}  # the editor's acknowledgement
         assert await recv_json(b) == expected
         # b edits from version 0 too: it lost the race and gets the current text back.
         await b.send(json.dumps({"type": "edit", "base": 0, "text": "bye"}))
         assert await recv_json(b) == {**expected, "conflict": True}
         await b.send(json.dumps({"type": "edit", "base": 1, "text": "hello, world"}))
         expected = {"type": "state", "version": 2, "text": "hello, world"}
-        assert await recv_json(b) == expected
+        assert await recv_json(b) == {**expected, "ack": True}
         assert await recv_json(a) == expected
