@@ -104,3 +104,30 @@ def test_js_client_acknowledges_the_inbox(browser: Any, dev_hub: HubProcess) -> 
     assert result["seen"] == [0, 1, 2]
     assert result["acked"] == 3  # acknowledged once the listeners ran
     assert result["again"] == 0  # so nothing comes again
+
+
+EPOCH_SCRIPT = """
+async () => {
+  const { HubClient, INBOX } = await import("/hubbub.js");
+  // A client that knew an inbox epoch the hub no longer has (its broker lost
+  // the inbox, and with it the stored ack the hub could have compared).
+  const hub = new HubClient("/", { name: "epoch-user" });
+  hub.inbox = { epoch: "an-epoch-the-hub-lost", offset: 5 };
+  const recovery = [];
+  hub.addEventListener("recovery", (e) => recovery.push([e.detail.stream, e.detail.reason]));
+  const result = await hub.start();
+  hub.close();
+  return { recovered: result.inbox.recovered, reason: result.inbox.reason ?? null, recovery,
+           epoch: hub.inbox.epoch };
+}
+"""
+
+
+def test_js_client_tells_the_hub_its_inbox_epoch(browser: Any, dev_hub: HubProcess) -> None:
+    page = browser.new_page()
+    page.goto(dev_hub.url)
+    result = page.evaluate(EPOCH_SCRIPT)
+    # The hub learns of the loss from the epoch the client sends (issue 18, finding 1).
+    assert (result["recovered"], result["reason"]) == (False, "epoch")
+    assert result["recovery"] == [["$inbox", "epoch"]]  # told once
+    assert result["epoch"] != "an-epoch-the-hub-lost"

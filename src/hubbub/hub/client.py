@@ -265,6 +265,10 @@ class HubClient(StreamRecovery):
             params["token"] = token
         else:
             params["name"] = self.name
+        if self._inbox.epoch is not None:
+            # Protocol section 2.2: the hub compares the epoch we knew; a broker
+            # that lost the inbox also lost the ack the hub would compare.
+            params["inbox_epoch"] = self._inbox.epoch
         result = await self._request(ws, "connect", params, self._on_connected)
         self.user, self.conn_id = result["user"], result["conn_id"]
         for channel, sub in list(self._channels.items()):

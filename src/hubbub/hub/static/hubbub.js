@@ -188,6 +188,9 @@ export class HubClient extends EventTarget {
       const token = await this.freshToken();
       if (token) params.token = token;
       else params.name = this.options.name;
+      // Protocol section 2.2: the hub compares the inbox epoch we knew, since a
+      // broker that lost the inbox also lost what the hub stored about it.
+      if (this.inbox.epoch !== null) params.inbox_epoch = this.inbox.epoch;
       const result = await this.request("connect", params, { onReply: (r) => this.onConnected(r) });
       this.user = result.user;
       this.connId = result.conn_id;
