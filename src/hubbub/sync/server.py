@@ -30,7 +30,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from ..adapter import ServerPolicy, respond
+from ..adapter import ServerPolicy, log_refused_handshake, respond
 from ..exceptions import ConnectionClosed
 from ..protocol import connection as core
 from ..protocol.connection import State
@@ -197,8 +197,10 @@ class Server(ServerPolicy):
         finally:
             self._set_handshaking(me, None)
         if protocol.state is not State.OPEN:
-            if protocol.handshake_exc is not None:
-                logger.info("handshake refused: %s", protocol.handshake_exc)
+            peer: object = None
+            with contextlib.suppress(OSError):
+                peer = sock.getpeername()
+            log_refused_handshake(logger, protocol, peer)
             sock.close()
             return
         with self._mutex:
