@@ -27,6 +27,11 @@ not select ``hubbub.json.v1``, or its replies do not follow it), it stops in
 ``on_state`` with the next state and logged at WARNING; the backoff spaces the
 attempts, and so the log lines.
 
+Requests in flight and their replies are matched by a
+:class:`~hubbub.hub.client_requests.Requests` (one per client); a reply or push
+that does not follow the protocol is logged and dropped, never raised into the
+reader task.
+
 Recovery (protocol section 2): per channel and for the inbox, the client keeps
 the epoch and offset of the last entry it queued for the application, and
 re-subscribes with them as ``since``; the bookkeeping, and what the application
@@ -45,14 +50,14 @@ import contextlib
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from ..asyncio import ClientConnection, connect
 from ..backoff import Backoff, is_transient
 from ..exceptions import ConnectionClosed, NegotiationError
 from .client_recovery import StreamRecovery, _Stream
+from .client_requests import MALFORMED, Requests
 from .client_types import (
     INBOX,
     ConnectionLost,
@@ -87,12 +92,6 @@ _ACK_FLUSH_TIMEOUT = 5.0
 
 
 _CLOSED = Push("closed")
-
-
-@dataclass
-class _Pending:
-    future: asyncio.Future[Any]
-    on_reply: Callable[[Any], None] | None
 
 
 class HubClient(StreamRecovery):
@@ -155,8 +154,7 @@ class HubClient(StreamRecovery):
         self._channels: dict[str, _Stream] = {}
         self._inbox = _Stream()
         self._queue: asyncio.Queue[Push] = asyncio.Queue()
-        self._pending: dict[int, _Pending] = {}
-        self._ids = 0
+        self._requests = Requests()
         self._ws: ClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -248,7 +246,7 @@ class HubClient(StreamRecovery):
             logger.warning("hub client for %s closed: %s", self.uri, _describe(error))
         self._set_state(State.CLOSED)
         self._queue.put_nowait(_CLOSED)  # wakes up a recv() waiting for a push
-        self._fail_pending()
+        self._requests.fail_all()
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
@@ -325,7 +323,7 @@ class HubClient(StreamRecovery):
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._ws = None
-            self._fail_pending()
+            self._requests.fail_all()
             for sub in self._channels.values():
                 sub.active = False
             if self.state is not State.CLOSED:
@@ -345,7 +343,7 @@ class HubClient(StreamRecovery):
             # Protocol section 2.2: the hub compares the epoch we knew; a broker
             # that lost the inbox also lost the ack the hub would compare.
             params["inbox_epoch"] = self._inbox.epoch
-        result = await self._request(ws, "connect", params, self._on_connected)
+        result = await self._requests.send(ws, "connect", params, self._on_connected)
         self.user, self.conn_id = result["user"], result["conn_id"]
         for channel, sub in list(self._channels.items()):
             try:
@@ -378,7 +376,7 @@ class HubClient(StreamRecovery):
         def on_reply(result: Any) -> None:
             self._on_joined(channel, sub, result)
 
-        return await self._request(ws, "subscribe", params, on_reply)
+        return await self._requests.send(ws, "subscribe", params, on_reply)
 
     # --- wire ------------------------------------------------------------------
 
@@ -395,14 +393,14 @@ class HubClient(StreamRecovery):
                     continue
                 try:
                     self._receive(message)
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                except MALFORMED as exc:
                     # A malformed push must not end the reader: drop it, say so.
                     logger.warning("malformed message from the hub (%r): %.200s", exc, text)
 
     def _receive(self, message: dict[str, Any]) -> None:
         kind = message.get("push")
         if kind is None:
-            self._reply(message)
+            self._requests.reply(message)
             return
         if kind in {"pub", "message"}:
             channel = str(message.get("channel"))
@@ -417,56 +415,6 @@ class HubClient(StreamRecovery):
             self._no_reconnect = not message.get("reconnect", True)
         self._queue.put_nowait(Push.from_wire(message))
 
-    def _reply(self, message: dict[str, Any]) -> None:
-        pending = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
-        if pending is None:
-            logger.warning("unexpected reply from the hub: %.200s", message)
-            return
-        error = message.get("error")
-        if isinstance(error, dict) and isinstance(error.get("code"), int):
-            pending.future.set_exception(HubError(error["code"], str(error.get("message"))))
-            return
-        if "result" not in message:
-            # Section 1: a reply has ``result`` or ``error``. An echo of our
-            # own request (a server that is not a hub) has neither.
-            pending.future.set_exception(
-                InvalidReply(f"not a {SUBPROTOCOL} reply: {json.dumps(message)[:200]}")
-            )
-            return
-        try:
-            if pending.on_reply is not None:
-                pending.on_reply(message["result"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            pending.future.set_exception(InvalidReply(f"malformed reply: {exc!r}"))
-            return
-        if not pending.future.done():
-            pending.future.set_result(message["result"])
-
-    async def _request(
-        self,
-        ws: ClientConnection,
-        method: str,
-        params: dict[str, Any],
-        on_reply: Callable[[Any], None] | None = None,
-    ) -> Any:
-        self._ids += 1
-        req_id = self._ids
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = _Pending(future, on_reply)
-        try:
-            await ws.send(json.dumps({"id": req_id, "method": method, "params": params}))
-        except ConnectionClosed:
-            self._pending.pop(req_id, None)
-            raise ConnectionLost(f"connection lost before {method} was sent") from None
-        return await future
-
-    def _fail_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        for p in pending.values():
-            if not p.future.done():
-                p.future.set_exception(ConnectionLost("connection lost before the reply"))
-                p.future.exception()  # nobody may be waiting: do not warn about it
-
     async def call(self, method: str, **params: Any) -> Any:
         """Send a request once live (waiting through a reconnection); return its result.
 
@@ -475,7 +423,7 @@ class HubClient(StreamRecovery):
             ConnectionLost: the connection dropped before the reply (the request
                 may have been executed: retry only what is safe to repeat).
         """
-        return await self._request(await self._live_ws(), method, params)
+        return await self._requests.send(await self._live_ws(), method, params)
 
     async def _live_ws(self) -> ClientConnection:
         while True:
@@ -581,7 +529,9 @@ class HubClient(StreamRecovery):
             if ws is None or epoch is None:
                 return
             try:
-                await self._request(ws, "ack", {"stream": INBOX, "offset": offset, "epoch": epoch})
+                await self._requests.send(
+                    ws, "ack", {"stream": INBOX, "offset": offset, "epoch": epoch}
+                )
             except (ConnectionLost, HubError) as exc:
                 logger.info("ack not sent: %s", exc)  # sent again after reconnecting
                 return
