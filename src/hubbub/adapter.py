@@ -10,6 +10,7 @@ context a client uses, where a redirect leads. :mod:`hubbub.asyncio` and
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl as ssl_module
 from collections.abc import Sequence
@@ -22,10 +23,12 @@ from .exceptions import (
     ConnectionClosedError,
     ConnectionClosedOK,
     HandshakeError,
+    HandshakeTimeout,
     InvalidStatus,
     InvalidURI,
     RedirectError,
     RemoteProtocolError,
+    UnexpectedTLS,
 )
 from .protocol import connection as core
 from .protocol.client import USER_AGENT
@@ -46,6 +49,7 @@ __all__ = [
     "client_extension_factories",
     "client_ssl_context",
     "closed_exception",
+    "log_refused_handshake",
     "redirect_target",
     "server_extension_factories",
 ]
@@ -345,6 +349,23 @@ def redirect_target(
     return new_uri
 
 
+def log_refused_handshake(
+    logger: logging.Logger, protocol: ServerCore, peer: object, *, tls_only: bool = False
+) -> None:
+    """Log why a server connection did not open (both adapters).
+
+    A TLS ClientHello on a plain port is a configuration mistake (a ``wss://``
+    URL, or a proxy speaking TLS to the backend): WARNING, so that it shows by
+    default. Other refusals are the client's business: INFO. ``tls_only`` logs
+    only the former.
+    """
+    exc = protocol.handshake_exc
+    if isinstance(exc, UnexpectedTLS):
+        logger.warning("connection from %s closed: %s", peer, exc)
+    elif exc is not None and not tls_only:
+        logger.info("handshake refused: %s", exc)
+
+
 def respond(
     protocol: ServerCore, status: int, body: str | bytes, content_type: str | None = None
 ) -> Response:
@@ -496,3 +517,31 @@ class ClientPolicy:
     def new_core(self, uri: WebSocketURI) -> ClientCore:
         """A sans-I/O client connection to ``uri`` (the first one or a redirect's)."""
         return ClientCore(uri, **self.core_options)
+
+    def open_timeout_error(self, uri: WebSocketURI) -> HandshakeTimeout:
+        """The error of a handshake with ``uri`` that did not finish in time."""
+        message = (
+            f"opening handshake with {uri.host_header} did not finish in {self.open_timeout} s"
+        )
+        if uri.secure:
+            # A plain server that does not recognise the ClientHello waits for
+            # an HTTP request that never comes: the likeliest cause of a
+            # wss:// timeout (a hubbub server closes at once instead).
+            message += (
+                "; with wss://, a likely cause is a server that does not speak TLS on "
+                "this port (try ws://)"
+            )
+        return HandshakeTimeout(message)
+
+    @staticmethod
+    def explain_tls_failure(uri: WebSocketURI, exc: BaseException) -> None:
+        """Add a hint to ``exc`` when the TLS handshake with ``uri`` was cut off."""
+        if not uri.secure or isinstance(exc, ssl_module.SSLCertVerificationError):
+            return
+        if isinstance(exc, (ssl_module.SSLError, ConnectionResetError, BrokenPipeError)):
+            # A plain-text server closes (a hubbub server), answers HTTP 400
+            # (SSL "wrong version number") or resets when it gets a ClientHello.
+            exc.add_note(
+                f"the TLS handshake with {uri.host_header} failed: if the server does not "
+                "speak TLS on this port, use ws://"
+            )

@@ -7,6 +7,7 @@ a connection's life in which they happen::
     ├── HandshakeError                the opening handshake failed (RFC 6455 section 4)
     │   ├── InvalidURI                  not a ws:// or wss:// URI
     │   ├── InvalidMessage              malformed, oversized or truncated HTTP message
+    │   │   └── UnexpectedTLS             a TLS ClientHello reached a plain-text port
     │   ├── InvalidHeader               a required header is missing or wrong
     │   │   ├── InvalidUpgrade            Upgrade / Connection are not "websocket" / "upgrade"
     │   │   ├── InvalidVersion            Sec-WebSocket-Version is not 13 (answered with 426)
@@ -70,6 +71,7 @@ __all__ = [
     "ProxyError",
     "RedirectError",
     "RemoteProtocolError",
+    "UnexpectedTLS",
     "UsageError",
 ]
 
@@ -100,6 +102,15 @@ class InvalidURI(HandshakeError):
 
 class InvalidMessage(HandshakeError):
     """The HTTP message is malformed, too large or incomplete."""
+
+
+class UnexpectedTLS(InvalidMessage):
+    """A client started TLS (a ClientHello) on a port that serves plain ``ws://``.
+
+    The server closes at once instead of waiting for an HTTP request that will
+    never come; the client (``wss://``, ``https://``) then fails within
+    milliseconds instead of after its open timeout.
+    """
 
 
 class InvalidHeader(HandshakeError):

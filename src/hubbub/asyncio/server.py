@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..adapter import ServerPolicy, respond
+from ..adapter import ServerPolicy, log_refused_handshake, respond
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
@@ -127,6 +127,9 @@ class ServerConnection(Connection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self.handler_task is None:
+            # No request came; the core may have closed on a TLS ClientHello.
+            log_refused_handshake(logger, self.protocol, self.remote_address, tls_only=True)
         self.server._connections.discard(self)
         self._cancel_open_deadline()
         wheel = self.server._keepalive

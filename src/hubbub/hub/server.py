@@ -184,10 +184,15 @@ class Hub:
 
 
 class _Endpoint:
-    def __init__(self, node: Node, max_pending: int, api: HttpApi | None) -> None:
+    def __init__(
+        self, node: Node, max_pending: int, api: HttpApi | None, ws_path: str = "/"
+    ) -> None:
         self.node = node
         self.max_pending = max_pending
         self.api = api
+        # Where WebSocket handshakes are accepted: "/" (the chat page and
+        # hubbub.js connect there) and the configured path, if another.
+        self.ws_paths = frozenset({"/", ws_path})
         self.outboxes: set[_Outbox] = set()
         self.frames = _FrameCache()
         node.metrics.gauge_function(
@@ -222,9 +227,18 @@ class _Endpoint:
                     await writer
 
     async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        if "Upgrade" in request.headers:
-            return None  # the WebSocket handshake
         path = request.path_only
+        if "Upgrade" in request.headers:
+            if path in self.ws_paths:
+                return None  # the WebSocket handshake
+            # A client pointed at the wrong path should hear so, not connect
+            # to something that only looks right.
+            paths = " and ".join(sorted(self.ws_paths))
+            return conn.respond(
+                404,
+                json.dumps({"error": f"no WebSocket endpoint at {path}: the hub's is at {paths}"}),
+                "application/json",
+            )
         if path.startswith("/api/"):
             if self.api is None:
                 return conn.respond(
@@ -269,6 +283,7 @@ async def start_hub(
     api_key: str | None = None,
     tick_interval: float = 1.0,
     max_pending: int = 4096,
+    ws_path: str = "/",
     **ws_options: Any,
 ) -> AsyncIterator[Hub]:
     """Run a hub while the ``async with`` block runs.
@@ -283,8 +298,13 @@ async def start_hub(
         api_key: enables the HTTP API (``POST /api/...`` on the same port).
         tick_interval: seconds between housekeeping rounds (the clock push).
         max_pending: messages queued for one slow client before it is closed (4011).
+        ws_path: another path accepting the WebSocket endpoint besides ``/`` (for
+            a reverse proxy that forwards ``/ws`` as it is); handshakes on any
+            other path get 404.
         ws_options: passed to :func:`hubbub.asyncio.serve` (``max_size``, ``ssl`` ...).
     """
+    if not ws_path.startswith("/") or "?" in ws_path:
+        raise ValueError(f"ws_path must be a path starting with /, not {ws_path!r}")
     given_node = node is not None
     if node is None:
         if auth is None:
@@ -300,7 +320,7 @@ async def start_hub(
     if owns_broker:
         await node.broker.start()
     api = HttpApi(node, api_key) if api_key is not None else None
-    endpoint = _Endpoint(node, max_pending, api)
+    endpoint = _Endpoint(node, max_pending, api, ws_path)
     ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
     ws_options.setdefault("max_body", MAX_BODY)
     housekeeping = asyncio.create_task(_housekeeping(node, tick_interval))

@@ -63,6 +63,12 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
     "public_key_file": (None, str, "PEM public key verifying RS256/ES256 tokens"),
     "api_key": (None, str, "enables the HTTP API (POST /api/...) with this key"),
     "max_size": (None, int, "largest WebSocket message in bytes (4 x the request limit)"),
+    "ws_path": (
+        "/",
+        str,
+        "another path of the WebSocket endpoint besides / (e.g. /ws behind a proxy); "
+        "handshakes on other paths get 404",
+    ),
     "broker": (
         "memory",
         str,
@@ -225,6 +231,7 @@ async def serve_hub(resolved: dict[str, Any], config: HubConfig) -> None:
         public_key=public_key,
         insecure_dev_mode=dev,
         api_key=resolved["api_key"],
+        ws_path=resolved["ws_path"],
         **options,
     ) as hub:
         shown = f"[{host}]" if ":" in host else host

@@ -6,7 +6,8 @@ Theory of operation
 :class:`Connection` drives the same sans-I/O :class:`hubbub.protocol.Connection`
 as the asyncio adapter, with one background *reader* thread per connection:
 
-* the reader thread waits for bytes (``select`` with a deadline), feeds the
+* the reader thread waits for bytes (a :mod:`selectors` selector with a
+  deadline; ``select()`` fails on descriptors above 1024), feeds the
   core, writes what the core queued (pongs, close frames) and puts complete
   messages into a queue; it also runs the timers (keepalive ping, ping
   timeout, close timeout) by waking up at the earliest deadline;
@@ -34,7 +35,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import select
+import selectors
 import socket
 import ssl
 import threading
@@ -123,9 +124,13 @@ class Connection(ConnectionAttributes):
         self._write_shut = False
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
-        # Wakes the reader thread out of select() when another thread changes
-        # a deadline (close() starts the close timeout); made by start().
+        # Wakes the reader thread out of its selector when another thread
+        # changes a deadline (close() starts the close timeout); made by start().
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        # Watches the socket and the wakeup pair; made by start(). Not select():
+        # it raises ValueError for descriptors above FD_SETSIZE (1024), which a
+        # busy process reaches.
+        self._selector: selectors.BaseSelector | None = None
         try:
             self.remote_address: Any = sock.getpeername()
             self.local_address: Any = sock.getsockname()
@@ -155,6 +160,9 @@ class Connection(ConnectionAttributes):
         """
         self.socket.settimeout(None)
         self._wakeup = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.socket, selectors.EVENT_READ)
+        self._selector.register(self._wakeup[0], selectors.EVENT_READ)
         # Frames that came right behind the handshake may have queued answers
         # (a pong, the echo of a close frame) in the core.
         with self._lock:
@@ -184,12 +192,13 @@ class Connection(ConnectionAttributes):
         """Wait until the socket is readable or a deadline is due; True if readable."""
         pending = getattr(self.socket, "pending", None)
         if pending is not None and pending():
-            return True  # TLS already decrypted bytes that select cannot see
+            return True  # TLS already decrypted bytes the selector cannot see
         deadline = self._next_deadline()
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         assert self._wakeup is not None
+        assert self._selector is not None
         wakeup = self._wakeup[0]
-        readable, _, _ = select.select([self.socket, wakeup], [], [], timeout)
+        readable = {key.fileobj for key, _ in self._selector.select(timeout)}
         if wakeup in readable:
             with contextlib.suppress(OSError):
                 wakeup.recv(64)
@@ -256,6 +265,8 @@ class Connection(ConnectionAttributes):
             self.protocol.receive_eof()
             self.protocol.events_received()
             self._write_shut = True
+        if self._selector is not None:
+            self._selector.close()
         for sock in (self.socket, *(self._wakeup or ())):
             with contextlib.suppress(OSError):
                 sock.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
+import selectors
 import socket
 import ssl as ssl_module
 import threading
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from ..adapter import ServerPolicy, respond
+from ..adapter import ServerPolicy, log_refused_handshake, respond
 from ..exceptions import ConnectionClosed
 from ..protocol import connection as core
 from ..protocol.connection import State
@@ -93,6 +93,7 @@ class Server(ServerPolicy):
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._shutdown = threading.Event()
         self._stopped = threading.Event()
+        self._serving = threading.Event()
 
     @property
     def port(self) -> int:
@@ -107,9 +108,14 @@ class Server(ServerPolicy):
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown` is called (from another thread)."""
+        # A selector, not select(): select() fails for descriptors above 1024.
+        self._serving.set()
+        selector = selectors.DefaultSelector()
+        selector.register(self.socket, selectors.EVENT_READ)
+        selector.register(self._wakeup_r, selectors.EVENT_READ)
         try:
             while not self._shutdown.is_set():
-                readable, _, _ = select.select([self.socket, self._wakeup_r], [], [])
+                readable = {key.fileobj for key, _ in selector.select()}
                 if self._wakeup_r in readable:
                     break
                 try:
@@ -123,6 +129,7 @@ class Server(ServerPolicy):
                     self._threads.add(thread)
                 thread.start()
         finally:
+            selector.close()
             self._stopped.set()
 
     def _handle(self, sock: socket.socket) -> None:
@@ -190,8 +197,10 @@ class Server(ServerPolicy):
         finally:
             self._set_handshaking(me, None)
         if protocol.state is not State.OPEN:
-            if protocol.handshake_exc is not None:
-                logger.info("handshake refused: %s", protocol.handshake_exc)
+            peer: object = None
+            with contextlib.suppress(OSError):
+                peer = sock.getpeername()
+            log_refused_handshake(logger, protocol, peer)
             sock.close()
             return
         with self._mutex:
@@ -243,6 +252,10 @@ class Server(ServerPolicy):
     def close(self) -> None:
         """Shut down (if serving) and release the listening socket."""
         self.shutdown()
+        if self._serving.is_set():
+            # Closing a descriptor removes it from an epoll set without waking
+            # the waiter: let serve_forever() see the wakeup byte first.
+            self._stopped.wait(self.close_timeout)
         self.socket.close()
         self._wakeup_r.close()
         self._wakeup_w.close()
