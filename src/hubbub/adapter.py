@@ -10,11 +10,13 @@ context a client uses, where a redirect leads. :mod:`hubbub.asyncio` and
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl as ssl_module
+import uuid
 from collections.abc import Sequence
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .exceptions import (
@@ -41,6 +43,7 @@ from .proxy import Proxy
 __all__ = [
     "DEFAULT_MAX_REDIRECTS",
     "REDIRECT_STATUSES",
+    "LoggerLike",
     "PingTracker",
     "RedirectError",
     "client_extension_factories",
@@ -137,11 +140,84 @@ class Fragmenter:
         return opcode, data, fin
 
 
+LoggerLike: TypeAlias = "logging.Logger | logging.LoggerAdapter[Any]"
+"""What the ``logger=`` options take: a logger or an adapter that adds context."""
+
+
+def decoded(message: str | bytes, decode: bool | None) -> str | bytes:
+    """``message`` as ``recv(decode=...)`` returns it (both adapters).
+
+    ``None`` keeps the frame's type (text as ``str``, binary as ``bytes``);
+    ``False`` gives ``bytes`` for a text message too (its UTF-8, as received);
+    ``True`` decodes a binary message as UTF-8.
+
+    Raises:
+        UnicodeDecodeError: ``decode=True`` and a binary message that is not UTF-8.
+    """
+    if decode is None or isinstance(message, str) is decode:
+        return message
+    if isinstance(message, str):
+        return message.encode()
+    return message.decode()
+
+
 class ConnectionAttributes:
     """Attributes both adapters' connections read off the sans-I/O core."""
 
     __slots__ = ()
     protocol: core.Connection
+    logger: LoggerLike
+    remote_address: Any
+    # Made on first use (a log line, the application): an idle connection of
+    # a busy server does not pay the 100 bytes of a UUID it never shows.
+    _id: uuid.UUID | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A random identifier (UUID version 4) of this connection, as in the logs."""
+        if self._id is None:
+            # The adapters' connection classes have a __dict__ (the slots here
+            # only keep this base from adding one).
+            self._id = uuid.uuid4()  # type: ignore[misc]
+        return self._id
+
+    def log_open(self) -> None:
+        """Log at INFO that the connection is open (once per connection)."""
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        protocol = self.protocol
+        request = getattr(protocol, "request", None)
+        target = request.path if request is not None else getattr(protocol, "uri", "")
+        if target and not isinstance(target, str):
+            target = target.resource_name
+        logger.info(
+            "connection %s open: remote %s, %s, subprotocol %s",
+            self.id,
+            _address(self.remote_address),
+            target,
+            self.subprotocol,
+        )
+
+    def log_closed(self) -> None:
+        """Log at INFO how the connection closed: codes and reasons both ways (section 7.1.5)."""
+        logger = self.logger
+        protocol = self.protocol
+        if not logger.isEnabledFor(logging.INFO) or getattr(protocol, "handshake_exc", None):
+            return  # a refused handshake is logged as such, not as a closed connection
+        response = getattr(protocol, "response", None)
+        if response is None or response.status != 101:
+            return
+        sent = protocol.close_sent
+        logger.info(
+            "connection %s closed: remote %s, received %s %r, sent %s %r",
+            self.id,
+            _address(self.remote_address),
+            protocol.close_code,
+            protocol.close_reason,
+            None if sent is None else sent.code,
+            "" if sent is None else sent.reason,
+        )
 
     @property
     def ready_state(self) -> core.State:
@@ -177,6 +253,14 @@ class ConnectionAttributes:
     def response(self) -> Response | None:
         """The handshake response."""
         return cast(Response | None, getattr(self.protocol, "response", None))
+
+
+def _address(address: Any) -> str:
+    """``host:port`` of a socket address (``[host]:port`` for IPv6), or the path."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address or "-")
 
 
 class PingTracker(Generic[W]):

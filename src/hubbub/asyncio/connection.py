@@ -50,7 +50,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 from .. import speedups
-from ..adapter import ConnectionAttributes, FailurePending, PingTracker, closed_exception
+from ..adapter import (
+    ConnectionAttributes,
+    FailurePending,
+    LoggerLike,
+    PingTracker,
+    closed_exception,
+    decoded,
+)
 from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
@@ -81,7 +88,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
-        logger: logging.Logger | None = None,
+        logger: LoggerLike | None = None,
     ) -> None:
         self.protocol = protocol
         self.max_queue = max(1, max_queue)
@@ -91,7 +98,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
-        self.logger = logger or logging.getLogger("hubbub")
+        self.logger: LoggerLike = logger or logging.getLogger("hubbub")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.latency = 0.0
@@ -200,6 +207,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 waiter.exception()  # mark retrieved: nobody may be awaiting it
         if not self._closed.done():
             self._closed.set_result(None)
+            self.log_closed()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -325,10 +333,17 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     # --- receiving ---------------------------------------------------------------
 
-    async def recv(self) -> Data:
+    async def recv(self, decode: bool | None = None) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
+        Args:
+            decode: ``False`` returns a text message as ``bytes`` (its UTF-8),
+                ``True`` a binary message as ``str`` (decoded as UTF-8);
+                ``None`` (the default) keeps the frame's type.
+
         Raises:
+            UnicodeDecodeError: ``decode=True`` and a binary message that is
+                not UTF-8 (the message is consumed; the connection stays open).
             ConnectionClosedOK: the connection closed normally.
             ConnectionClosedError: it closed with an error or a protocol error.
             ConcurrencyError: another coroutine is already waiting in recv(),
@@ -364,6 +379,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             self._fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
             await self._wait_closed_quietly()
             raise self._closed_exception()
+        if decode is not None:
+            return decoded(message, decode)
         return message
 
     @property

@@ -48,8 +48,10 @@ from ..adapter import (
     ConnectionAttributes,
     FailurePending,
     Fragmenter,
+    LoggerLike,
     PingTracker,
     closed_exception,
+    decoded,
 )
 from ..exceptions import (
     ConcurrencyError,
@@ -96,7 +98,7 @@ class Connection(ConnectionAttributes):
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
-        logger: logging.Logger | None = None,
+        logger: LoggerLike | None = None,
     ) -> None:
         self.socket = sock
         self.protocol = protocol
@@ -104,7 +106,7 @@ class Connection(ConnectionAttributes):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
-        self.logger = logger or logging.getLogger("hubbub")
+        self.logger: LoggerLike = logger or logging.getLogger("hubbub")
         self._lock = threading.Lock()  # core + socket writes
         self._send_mutex = threading.RLock()  # held for a whole fragmented message
         self._cond = threading.Condition(threading.Lock())  # the receive queue
@@ -261,6 +263,8 @@ class Connection(ConnectionAttributes):
                 sock.close()
         for waiter in self._pings.clear():
             waiter.done.set()
+        if not self._closed.is_set():
+            self.log_closed()
         self._closed.set()
         with self._cond:
             self._cond.notify_all()
@@ -375,13 +379,18 @@ class Connection(ConnectionAttributes):
 
     # --- receiving ---------------------------------------------------------------
 
-    def recv(self, timeout: float | None = None) -> Data:
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
         Args:
             timeout: seconds to wait; ``None`` waits as long as it takes.
+            decode: ``False`` returns a text message as ``bytes`` (its UTF-8),
+                ``True`` a binary message as ``str`` (decoded as UTF-8);
+                ``None`` (the default) keeps the frame's type.
 
         Raises:
+            UnicodeDecodeError: ``decode=True`` and a binary message that is
+                not UTF-8 (the message is consumed; the connection stays open).
             TimeoutError: no message within ``timeout``.
             ConnectionClosedOK: the connection closed normally.
             ConnectionClosedError: it closed with an error or a protocol error.
@@ -413,6 +422,8 @@ class Connection(ConnectionAttributes):
             self._fail(message.exc.code, str(message.exc))
             self.wait_closed(self.close_timeout)
             raise closed_exception(self.protocol)
+        if decode is not None:
+            return decoded(message, decode)
         return message
 
     def __iter__(self) -> Iterator[Data]:

@@ -1,0 +1,149 @@
+"""Conveniences users of ``websockets`` expect, and connection logging, over real sockets.
+
+``process_response``, ``recv(decode=...)``, ``connection.id`` and the INFO
+lines for a connection's open and close (docs/logging.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+from asyncio_helpers import FAST, running_server, url
+
+from hubbub.asyncio import ServerConnection, connect
+from hubbub.exceptions import InvalidStatus
+from hubbub.protocol.http11 import Request, Response
+
+
+async def test_process_response_adds_a_header_to_the_101() -> None:
+    seen: list[int] = []
+
+    def add_header(conn: ServerConnection, request: Request, response: Response) -> None:
+        seen.append(response.status)
+        response.headers["X-Hook"] = request.path
+
+    async with (
+        running_server(process_response=add_header) as server,
+        connect(url(server, "/room"), **FAST) as ws,
+    ):
+        assert ws.response is not None
+        assert ws.response.headers["X-Hook"] == "/room"
+        await ws.send("hi")
+        assert await ws.recv() == "hi"
+    assert seen == [101]
+
+
+async def test_async_process_response_replaces_the_response() -> None:
+    async def refuse(conn: ServerConnection, request: Request, response: Response) -> Response:
+        return conn.respond(403, "no")
+
+    async with running_server(process_response=refuse) as server:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server), **FAST)
+        assert info.value.response.status == 403
+        assert not server.connections
+
+
+async def test_process_response_sees_what_process_request_answered() -> None:
+    statuses: list[int] = []
+
+    def teapot(conn: ServerConnection, request: Request) -> Response:
+        return conn.respond(418, "tea")
+
+    def record(conn: ServerConnection, request: Request, response: Response) -> None:
+        statuses.append(response.status)
+
+    async with running_server(process_request=teapot, process_response=record) as server:
+        with pytest.raises(InvalidStatus):
+            await connect(url(server), **FAST)
+    assert statuses == [418]
+
+
+async def test_recv_decode() -> None:
+    async with running_server() as server, connect(url(server), **FAST) as ws:
+        await ws.send("héllo")
+        assert await ws.recv(decode=False) == "héllo".encode()
+        await ws.send("héllo".encode())
+        assert await ws.recv(decode=True) == "héllo"
+        await ws.send("same")
+        assert await ws.recv(decode=True) == "same"
+        await ws.send(b"\x00")
+        assert await ws.recv(decode=False) == b"\x00"
+        await ws.send(b"\xff")
+        with pytest.raises(UnicodeDecodeError):
+            await ws.recv(decode=True)
+        await ws.send("still open")
+        assert await ws.recv() == "still open"
+
+
+async def test_connection_id_is_a_uuid4_per_connection() -> None:
+    ids: list[uuid.UUID] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        ids.append(ws.id)
+        await ws.send(str(ws.id))
+
+    async with running_server(handler) as server:
+        async with connect(url(server), **FAST) as first:
+            assert await first.recv() == str(ids[0])
+            assert first.id == first.id  # stable
+        async with connect(url(server), **FAST) as second:
+            await second.recv()
+    assert len({ids[0], ids[1], first.id, second.id}) == 4
+    assert all(i.version == 4 for i in ids)
+
+
+async def test_open_and_close_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "hubbub")
+    async with running_server() as server:
+        async with connect(url(server, "/chat?x=1"), **FAST) as ws:
+            await ws.send("hi")
+            await ws.recv()
+            client_port = ws.local_address[1]
+        server_port = server.port
+    server_lines = [r.getMessage() for r in caplog.records if r.name == "hubbub.server"]
+    client_lines = [r.getMessage() for r in caplog.records if r.name == "hubbub.client"]
+    opened = [m for m in server_lines if " open: " in m]
+    closed = [m for m in server_lines if " closed: " in m]
+    assert len(opened) == 1, server_lines
+    assert len(closed) == 1, server_lines
+    assert f"remote 127.0.0.1:{client_port}" in opened[0]
+    assert "/chat?x=1" in opened[0]
+    assert "received 1000 ''" in closed[0]
+    assert f"connection {ws.id} open: remote 127.0.0.1:{server_port}" in client_lines[0]
+    assert any(f"connection {ws.id} closed:" in m and "sent 1000" in m for m in client_lines)
+
+
+async def test_logger_option_and_handler_errors_with_context(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mine = logging.getLogger("tests.mine")
+    caplog.set_level(logging.INFO, "tests.mine")
+    ids: list[uuid.UUID] = []
+
+    async def failing(ws: ServerConnection) -> None:
+        ids.append(ws.id)
+        raise RuntimeError("boom")
+
+    async with (
+        running_server(failing, logger=mine) as server,
+        connect(url(server), logger=mine, **FAST) as ws,
+    ):
+        await ws.wait_closed()
+    assert ws.close_code == 1011
+    messages = [r.getMessage() for r in caplog.records if r.name == "tests.mine"]
+    assert any(m.startswith(f"connection {ids[0]} handler failed (remote ") for m in messages)
+    assert any(f"connection {ws.id} open" in m for m in messages)  # the client's
+    assert not [r for r in caplog.records if r.name.startswith("hubbub.")]
+
+
+async def test_nothing_is_formatted_when_info_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "hubbub")
+    async with running_server() as server, connect(url(server), **FAST) as ws:
+        await ws.send("x")
+        await ws.recv()
+        # The id is made only on first use: logging did not need it.
+        assert ws._id is None
+    assert not [r for r in caplog.records if r.name.startswith("hubbub")]
