@@ -51,6 +51,7 @@ __all__ = [
     "closed_exception",
     "redirect_target",
     "server_extension_factories",
+    "server_ssl_context",
 ]
 
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
@@ -365,6 +366,23 @@ def client_ssl_context(
     if isinstance(ssl, ssl_module.SSLContext):
         return ssl
     return ssl_module.create_default_context()
+
+
+def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl_module.SSLContext:
+    """A TLS context for a server from PEM files (``hubbub serve/echo --certfile``).
+
+    Args:
+        certfile: the certificate chain, server certificate first; it may hold
+            the private key too.
+        keyfile: the private key, if not in ``certfile``.
+
+    Raises:
+        OSError: a file cannot be read.
+        ssl.SSLError: the files are not a matching certificate and key.
+    """
+    context = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 # --- redirects -------------------------------------------------------------------

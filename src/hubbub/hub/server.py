@@ -21,7 +21,9 @@ Theory of operation
   up is dropped and the connection closed with 4011: the client reconnects and
   recovers from its offsets, which costs far less than buffering without bound;
 * plain HTTP on the same port goes through the adapter's ``process_request``
-  hook: ``GET /healthz`` (JSON, 503 when the broker is down) and ``GET /metrics``;
+  hook: ``GET /healthz`` (JSON, 503 when the broker is down; with the versions
+  and the accelerator's state) and ``GET /metrics`` (behind a bearer token when
+  ``metrics_token`` is set: counters reveal traffic, docs/hub.md);
 * the HTTP API (:mod:`hubbub.hub.http_api`, ``POST /api/...``) is served on the
   same port when an API key is configured (the adapter reads request bodies up
   to ``max_body``);
@@ -44,11 +46,12 @@ from ..asyncio import Server, ServerConnection, serve
 from ..exceptions import ConnectionClosed
 from ..protocol.frames import Opcode, encode_header
 from ..protocol.http11 import Request, Response
+from ..versions import versions
 from .auth import Authenticator
 from .broker import Broker, MemoryBroker
 from .config import HubConfig
 from .core import Node
-from .http_api import MAX_BODY, HttpApi
+from .http_api import MAX_BODY, HttpApi, bearer_matches
 from .metrics import CONTENT_TYPE
 from .protocol import SUBPROTOCOL
 from .session import DisconnectCode
@@ -184,10 +187,14 @@ class Hub:
 
 
 class _Endpoint:
-    def __init__(self, node: Node, max_pending: int, api: HttpApi | None) -> None:
+    def __init__(
+        self, node: Node, max_pending: int, api: HttpApi | None, metrics_token: str | None
+    ) -> None:
         self.node = node
         self.max_pending = max_pending
         self.api = api
+        self.metrics_key = None if metrics_token is None else metrics_token.encode()
+        self.versions = versions()
         self.outboxes: set[_Outbox] = set()
         self.frames = _FrameCache()
         node.metrics.gauge_function(
@@ -235,14 +242,26 @@ class _Endpoint:
             return await self.api.respond(conn, request)
         if path == "/healthz":
             health = self.node.health()
-            body = json.dumps(health)
+            body = json.dumps({**health, "versions": self.versions})
             return conn.respond(200 if health["ok"] else 503, body, "application/json")
         if path == "/metrics":
-            return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
+            return self._metrics(conn, request)
         static = serve_static(request)  # the chat page, hubbub.js (hub/static)
         if static is not None:
             return static
         return conn.respond(404, '{"error":"not found"}', "application/json")
+
+    def _metrics(self, conn: ServerConnection, request: Request) -> Response:
+        key = self.metrics_key
+        if key is not None and not bearer_matches(request.headers.get("Authorization"), key):
+            response = conn.respond(
+                401, '{"error":"/metrics needs Authorization: Bearer <metrics token>"}'
+            )
+            # RFC 6750 section 3: a 401 names the scheme the client must use.
+            response.headers["Content-Type"] = "application/json"
+            response.headers["WWW-Authenticate"] = 'Bearer realm="hubbub metrics"'
+            return response
+        return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
 
 
 async def _housekeeping(node: Node, interval: float) -> None:
@@ -267,6 +286,7 @@ async def start_hub(
     public_key: str | bytes | None = None,
     insecure_dev_mode: bool = False,
     api_key: str | None = None,
+    metrics_token: str | None = None,
     tick_interval: float = 1.0,
     max_pending: int = 4096,
     **ws_options: Any,
@@ -280,10 +300,14 @@ async def start_hub(
             :class:`MemoryBroker` by default; started and closed with the hub),
             ``auth`` (or ``secret`` / ``public_key`` / ``insecure_dev_mode``) and ``config``.
         api_key: enables the HTTP API (``POST /api/...`` on the same port).
+        metrics_token: ``GET /metrics`` then needs ``Authorization: Bearer
+            <metrics_token>`` (401 otherwise); None leaves it open.
         tick_interval: seconds between housekeeping rounds (the clock push).
         max_pending: messages queued for one slow client before it is closed (4011).
         ws_options: passed to :func:`hubbub.asyncio.serve` (``max_size``, ``ssl`` ...).
     """
+    if metrics_token is not None and not metrics_token:
+        raise ValueError("the metrics token must not be empty")
     given_node = node is not None
     if node is None:
         if auth is None:
@@ -299,7 +323,7 @@ async def start_hub(
     if owns_broker:
         await node.broker.start()
     api = HttpApi(node, api_key) if api_key is not None else None
-    endpoint = _Endpoint(node, max_pending, api)
+    endpoint = _Endpoint(node, max_pending, api, metrics_token)
     ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
     ws_options.setdefault("max_body", MAX_BODY)
     housekeeping = asyncio.create_task(_housekeeping(node, tick_interval))
