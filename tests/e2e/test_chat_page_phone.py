@@ -42,9 +42,7 @@ def _check_fits(page: Any) -> None:
     assert page.evaluate(_OVERFLOWS, PHONE["width"]) == []
 
 
-def test_chat_page_fits_a_390_px_screen(
-    browser: Any, dev_hub: HubProcess, tmp_path: Path
-) -> None:
+def test_chat_page_fits_a_390_px_screen(browser: Any, dev_hub: HubProcess, tmp_path: Path) -> None:
     page = browser.new_page()
     page.set_viewport_size(PHONE)
     page.goto(dev_hub.url)
