@@ -49,6 +49,7 @@ __all__ = [
     "client_extension_factories",
     "client_ssl_context",
     "closed_exception",
+    "format_address",
     "redirect_target",
     "server_extension_factories",
     "server_ssl_context",
@@ -195,7 +196,7 @@ class ConnectionAttributes:
         logger.info(
             "connection %s open: remote %s, %s, subprotocol %s",
             self.id,
-            _address(self.remote_address),
+            format_address(self.remote_address),
             target,
             self.subprotocol,
         )
@@ -213,7 +214,7 @@ class ConnectionAttributes:
         logger.info(
             "connection %s closed: remote %s, received %s %r, sent %s %r",
             self.id,
-            _address(self.remote_address),
+            format_address(self.remote_address),
             protocol.close_code,
             protocol.close_reason,
             None if sent is None else sent.code,
@@ -256,7 +257,7 @@ class ConnectionAttributes:
         return cast(Response | None, getattr(self.protocol, "response", None))
 
 
-def _address(address: Any) -> str:
+def format_address(address: Any) -> str:
     """``host:port`` of a socket address (``[host]:port`` for IPv6), or the path."""
     if isinstance(address, tuple) and len(address) >= 2:
         host = address[0]

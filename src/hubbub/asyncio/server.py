@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..adapter import LoggerLike, ServerPolicy, respond
+from ..adapter import LoggerLike, ServerPolicy, format_address, respond
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
@@ -182,7 +182,7 @@ class ServerConnection(Connection):
             self.logger.exception(
                 "error while handling the opening handshake of %s from %s",
                 request.path,
-                self.remote_address,
+                format_address(self.remote_address),
             )
             response = self.protocol.reject(500, "Internal Server Error")
         if self.transport.is_closing() or self._closed.done():
@@ -198,7 +198,7 @@ class ServerConnection(Connection):
             if self.protocol.handshake_exc is not None and response.status >= 400:
                 self.logger.info(
                     "handshake from %s refused: %s",
-                    self.remote_address,
+                    format_address(self.remote_address),
                     self.protocol.handshake_exc,
                 )
             return False
@@ -235,7 +235,9 @@ class ServerConnection(Connection):
             pass
         except Exception:
             self.logger.exception(
-                "connection %s handler failed (remote %s)", self.id, self.remote_address
+                "connection %s handler failed (remote %s)",
+                self.id,
+                format_address(self.remote_address),
             )
             await self.close(CloseCode.INTERNAL_ERROR, "internal error")
             return

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from ..adapter import LoggerLike, ServerPolicy, respond
+from ..adapter import LoggerLike, ServerPolicy, format_address, respond
 from ..exceptions import ConnectionClosed
 from ..protocol import connection as core
 from ..protocol.connection import State
@@ -193,7 +193,7 @@ class Server(ServerPolicy):
                     self.logger.exception(
                         "error while handling the opening handshake of %s from %s",
                         request.path,
-                        connection.remote_address,
+                        format_address(connection.remote_address),
                     )
                     response = protocol.reject(500, "Internal Server Error")
                 protocol.send_response(response)
@@ -208,7 +208,7 @@ class Server(ServerPolicy):
             if protocol.handshake_exc is not None:
                 self.logger.info(
                     "handshake from %s refused: %s",
-                    connection.remote_address,
+                    format_address(connection.remote_address),
                     protocol.handshake_exc,
                 )
             sock.close()
@@ -227,7 +227,7 @@ class Server(ServerPolicy):
                 self.logger.exception(
                     "connection %s handler failed (remote %s)",
                     connection.id,
-                    connection.remote_address,
+                    format_address(connection.remote_address),
                 )
                 connection.close(CloseCode.INTERNAL_ERROR, "internal error")
                 return
