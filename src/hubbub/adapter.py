@@ -10,11 +10,12 @@ context a client uses, where a redirect leads. :mod:`hubbub.asyncio` and
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import ssl as ssl_module
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any, Generic, TypeAlias, TypeVar, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -32,6 +33,7 @@ from .exceptions import (
 from .protocol import connection as core
 from .protocol.client import USER_AGENT
 from .protocol.client import ClientConnection as ClientCore
+from .protocol.events import Fragment
 from .protocol.extensions import ClientExtensionFactory, ServerExtensionFactory
 from .protocol.frames import CloseCode, Opcode
 from .protocol.handshake import WebSocketURI, parse_uri
@@ -43,6 +45,7 @@ from .proxy import Proxy
 __all__ = [
     "DEFAULT_MAX_REDIRECTS",
     "REDIRECT_STATUSES",
+    "FragmentStream",
     "LoggerLike",
     "PingTracker",
     "RedirectError",
@@ -50,6 +53,8 @@ __all__ = [
     "client_ssl_context",
     "closed_exception",
     "format_address",
+    "fragment_converter",
+    "join_fragments",
     "redirect_target",
     "server_extension_factories",
     "server_ssl_context",
@@ -161,6 +166,64 @@ def decoded(message: str | bytes, decode: bool | None) -> str | bytes:
     if isinstance(message, str):
         return message.encode()
     return message.decode()
+
+
+class FragmentStream:
+    """The bookkeeping of ``recv_streaming()`` (section 5.4), shared by both adapters.
+
+    A connection makes one when it first streams a message. While the frames
+    of a message are streamed, the core reports them as
+    :class:`~hubbub.protocol.events.Fragment` entries of the receive queue;
+    ``recv()`` joins such entries into the message. If the application stops
+    iterating before the last fragment, the next receive (:meth:`abandon`)
+    discards the rest of that message, and the abandoned iterator raises
+    :class:`ConcurrencyError` if it is resumed (its ``token`` is stale).
+    """
+
+    __slots__ = ("rest", "skip", "token")
+
+    def __init__(self) -> None:
+        self.rest = False
+        """A fragment other than the last was handed out: the rest is unread."""
+        self.skip = False
+        self.token = 0
+
+    def abandon(self) -> None:
+        """A receive starts: the rest of a message whose stream was left is discarded."""
+        if self.rest:
+            self.rest = False
+            self.skip = True
+            self.token += 1
+
+    def skipped(self, item: object) -> bool:
+        """Whether ``item`` belongs to an abandoned message and is to be dropped."""
+        if self.skip and type(item) is Fragment:
+            if item.fin:
+                self.skip = False
+            return True
+        self.skip = False
+        return False
+
+
+def join_fragments(parts: list[str | bytes]) -> str | bytes:
+    """The message whose fragments' data are ``parts`` (all ``str`` or all ``bytes``)."""
+    if isinstance(parts[0], str):
+        return "".join(cast(list[str], parts))
+    return b"".join(cast(list[bytes], parts))
+
+
+def fragment_converter(decode: bool | None) -> Callable[[str | bytes, bool], str | bytes]:
+    """``convert(data, fin)`` for the fragments of one message, as ``recv_streaming(decode)``.
+
+    With ``decode=True`` a binary message is decoded across its fragments, so a
+    character may be cut between frames.
+    """
+    if decode is None:
+        return lambda data, fin: data
+    if decode is False:
+        return lambda data, fin: data.encode() if isinstance(data, str) else data
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    return lambda data, fin: data if isinstance(data, str) else decoder.decode(data, fin)
 
 
 class ConnectionAttributes:

@@ -1,19 +1,23 @@
 """Conveniences users of ``websockets`` expect, and connection logging, over real sockets.
 
-``process_response``, ``recv(decode=...)``, ``connection.id`` and the INFO
-lines for a connection's open and close (docs/logging.md).
+``process_response``, ``recv(decode=...)``, ``connection.id``,
+``recv_streaming()`` and the INFO lines for a connection's open and close
+(docs/logging.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from asyncio_helpers import FAST, running_server, url
+from asyncio_helpers import FAST, running_server, url, wait_until
 
 from hubbub.asyncio import ServerConnection, connect
-from hubbub.exceptions import InvalidStatus
+from hubbub.exceptions import ConcurrencyError, InvalidStatus
 from hubbub.protocol.http11 import Request, Response
 
 
@@ -147,3 +151,93 @@ async def test_nothing_is_formatted_when_info_is_off(caplog: pytest.LogCaptureFi
         # The id is made only on first use: logging did not need it.
         assert ws._id is None
     assert not [r for r in caplog.records if r.name.startswith("hubbub")]
+
+
+# --- recv_streaming (section 5.4) ---------------------------------------------------------
+
+
+def _fragmenting_server(gate: asyncio.Event, *messages: list[str] | list[bytes]) -> Any:
+    """A handler sending each of ``messages`` as one fragmented message, one frame per item.
+
+    Before the third item of the first message it waits for ``gate``: the
+    first frame leaves once the second item is known (the last frame must
+    carry FIN), so what the client gets before then came while the message
+    was incomplete.
+    """
+
+    async def handler(ws: ServerConnection) -> None:
+        async def first(parts: list[str] | list[bytes]) -> AsyncIterator[str | bytes]:
+            for i, part in enumerate(parts):
+                if i == 2:
+                    await gate.wait()
+                yield part
+
+        await ws.send(first(messages[0]))
+        for parts in messages[1:]:
+            await ws.send(parts)
+        await ws.wait_closed()
+
+    return handler
+
+
+async def test_recv_streaming_yields_each_fragment_as_it_arrives() -> None:
+    gate = asyncio.Event()
+    handler = _fragmenting_server(gate, ["héll", "o ", "wörld"])
+    got: list[str | bytes] = []
+    async with (
+        running_server(handler, compression=None) as server,
+        connect(url(server), **FAST) as ws,
+    ):
+        async for fragment in ws.recv_streaming():
+            got.append(fragment)
+            gate.set()  # the rest is sent only now
+    assert got == ["héll", "o ", "wörld"]
+
+
+async def test_recv_streaming_compressed_and_decoded() -> None:
+    gate = asyncio.Event()
+    parts = [b"ab", "é".encode()[:1], "é".encode()[1:]]
+    handler = _fragmenting_server(gate, parts, [b"x"])
+    got: list[str | bytes] = []
+    async with running_server(handler) as server, connect(url(server), **FAST) as ws:
+        # decode=True: a binary message as text, a character cut between frames.
+        async for fragment in ws.recv_streaming(decode=True):
+            got.append(fragment)
+            gate.set()
+        assert got == ["ab", "", "é"]
+        # A message of one frame yields once.
+        assert [f async for f in ws.recv_streaming(decode=False)] == [b"x"]
+
+
+async def test_recv_after_streaming_joins_fragmented_messages() -> None:
+    gate = asyncio.Event()
+    handler = _fragmenting_server(gate, ["a", "b", "c"], ["d", "e", "f"], [b"g", b"h"])
+    async with (
+        running_server(handler, compression=None) as server,
+        connect(url(server), **FAST) as ws,
+    ):
+        stream = ws.recv_streaming()
+        assert await anext(stream) == "a"
+        gate.set()
+        # The next messages arrive while this one streams: queued as fragments.
+        await wait_until(lambda: len(ws._messages) >= 7)
+        assert [f async for f in stream] == ["b", "c"]
+        assert await ws.recv() == "def"
+        assert await ws.recv(decode=True) == "gh"
+
+
+async def test_an_abandoned_stream_is_discarded_by_the_next_receive() -> None:
+    gate = asyncio.Event()
+    handler = _fragmenting_server(gate, ["a", "b", "c"], ["next"])
+    async with (
+        running_server(handler, compression=None) as server,
+        connect(url(server), **FAST) as ws,
+    ):
+        stream = ws.recv_streaming()
+        assert await anext(stream) == "a"
+        gate.set()
+        assert await anext(stream) == "b"
+        # The application stops reading this message: the rest is dropped.
+        assert await ws.recv() == "next"
+        with pytest.raises(ConcurrencyError):
+            await anext(stream)

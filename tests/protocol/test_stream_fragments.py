@@ -107,3 +107,14 @@ def test_large_frames_are_fragments_too(conn: Connection, chunk_size: int | None
     big = [bytes([i]) * 200_000 for i in range(3)]
     events = feed(conn, fragments(conn, OP_BINARY, big), chunk_size)
     assert events == [Fragment(big[0], False), Fragment(big[1], False), Fragment(big[2], True)]
+
+
+def test_report_fragment_hands_over_what_is_assembled(conn: Connection) -> None:
+    data = fragments(conn, OP_TEXT, [b"a", b"b", b"c"])
+    second_end = len(frame_to(conn, OP_TEXT, b"a", fin=False)) * 2
+    assert feed(conn, data[:second_end]) == []
+    conn.report_fragment()  # without stream_fragments: reported, then streamed to its end
+    assert conn.events_received() == [Fragment("ab", False)]
+    assert feed(conn, data[second_end:]) == [Fragment("c", True)]
+    conn.report_fragment()  # nothing in progress: nothing reported
+    assert conn.events_received() == []

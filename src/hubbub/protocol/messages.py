@@ -228,6 +228,17 @@ class MessageAssembler:
                     self._events.append(b"".join(parts))  # type: ignore[arg-type]
                 self._end_message()
 
+    def report_fragment(self) -> None:
+        """Report what was assembled of a fragmented message in progress, as a Fragment.
+
+        For an adapter that turns ``stream_fragments`` on while frames of a
+        message are already in: the application gets them now rather than
+        with the next frame, which the peer may send much later. The rest of
+        the message is streamed (section 5.4).
+        """
+        if self._msg_opcode and self._msg_parts:
+            self._fragment(False)
+
     def _fragment(self, fin: bool) -> None:
         """Report what arrived of the message since its last fragment (streaming)."""
         parts = self._msg_parts
