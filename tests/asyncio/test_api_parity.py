@@ -156,19 +156,25 @@ async def test_nothing_is_formatted_when_info_is_off(caplog: pytest.LogCaptureFi
 # --- recv_streaming (section 5.4) ---------------------------------------------------------
 
 
-def _fragmenting_server(gate: asyncio.Event, *messages: list[str] | list[bytes]) -> Any:
+def _fragmenting_server(
+    gate: asyncio.Event, *messages: list[str] | list[bytes], parsed: asyncio.Event | None = None
+) -> Any:
     """A handler sending each of ``messages`` as one fragmented message, one frame per item.
 
     Before the third item of the first message it waits for ``gate``: the
     first frame leaves once the second item is known (the last frame must
     carry FIN), so what the client gets before then came while the message
-    was incomplete.
+    was incomplete. Before waiting it pings the client: once the pong is
+    back, the client parsed the first frame, and ``parsed`` is set.
     """
 
     async def handler(ws: ServerConnection) -> None:
         async def first(parts: list[str] | list[bytes]) -> AsyncIterator[str | bytes]:
             for i, part in enumerate(parts):
                 if i == 2:
+                    await ws.ping()  # a control frame between fragments (section 5.4)
+                    if parsed is not None:
+                        parsed.set()
                     await gate.wait()
                 yield part
 
@@ -181,13 +187,16 @@ def _fragmenting_server(gate: asyncio.Event, *messages: list[str] | list[bytes])
 
 
 async def test_recv_streaming_yields_each_fragment_as_it_arrives() -> None:
-    gate = asyncio.Event()
-    handler = _fragmenting_server(gate, ["héll", "o ", "wörld"])
+    gate, parsed = asyncio.Event(), asyncio.Event()
+    handler = _fragmenting_server(gate, ["héll", "o ", "wörld"], parsed=parsed)
     got: list[str | bytes] = []
     async with (
         running_server(handler, compression=None) as server,
         connect(url(server), **FAST) as ws,
     ):
+        # The first frame is in before the application asks for the message:
+        # it must come out now, not with the next frame (sent only after it).
+        await parsed.wait()
         async for fragment in ws.recv_streaming():
             got.append(fragment)
             gate.set()  # the rest is sent only now

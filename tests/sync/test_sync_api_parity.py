@@ -1,4 +1,4 @@
-"""The blocking adapter's ``process_response``, ``recv(decode=...)``, ``id`` and logging.
+"""The blocking adapter's ``process_response``, ``recv(decode=...)``, ``id``, streaming, logging.
 
 The same conveniences as tests/asyncio/test_api_parity.py, over real sockets.
 """
@@ -6,12 +6,15 @@ The same conveniences as tests/asyncio/test_api_parity.py, over real sockets.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sync_helpers
 
-from hubbub.exceptions import InvalidStatus
+from hubbub.exceptions import ConcurrencyError, InvalidStatus
 from hubbub.protocol.http11 import Request, Response
 from hubbub.sync.client import connect
 from hubbub.sync.server import ServerConnection
@@ -104,3 +107,71 @@ def test_logger_option_and_handler_errors(caplog: pytest.LogCaptureFixture) -> N
     assert any(m.startswith(f"connection {ids[0]} handler failed (remote ") for m in messages)
     assert any(f"connection {ws.id} open" in m for m in messages)
     assert not [r for r in caplog.records if r.name.startswith("hubbub.")]
+
+
+# --- recv_streaming (section 5.4) ---------------------------------------------------------
+
+
+def _fragmenting(
+    gate: threading.Event, *messages: list[str] | list[bytes], parsed: threading.Event | None = None
+) -> Any:
+    """A handler sending ``messages`` fragmented; the first one's third item waits for ``gate``.
+
+    (The first frame leaves once the second item is known: the last frame
+    must carry FIN.) Before waiting it pings the client: once the pong is
+    back, the client parsed the first frame, and ``parsed`` is set.
+    """
+
+    def handler(ws: ServerConnection) -> None:
+        def first(parts: list[str] | list[bytes]) -> Iterator[str | bytes]:
+            for i, part in enumerate(parts):
+                if i == 2:
+                    ws.ping(timeout=5)  # a control frame between fragments (section 5.4)
+                    if parsed is not None:
+                        parsed.set()
+                    assert gate.wait(5)
+                yield part
+
+        ws.send(first(messages[0]))
+        for parts in messages[1:]:
+            ws.send(parts)
+        ws.wait_closed(5)
+
+    return handler
+
+
+def test_recv_streaming_yields_each_fragment_as_it_arrives() -> None:
+    gate, parsed = threading.Event(), threading.Event()
+    handler = _fragmenting(gate, ["héll", "o ", "wörld"], [b"x"], parsed=parsed)
+    got: list[str | bytes] = []
+    with (
+        sync_helpers.running(handler, compression=None) as server,
+        connect(url(server.port), proxy=None, compression=None) as ws,
+    ):
+        # The first frame is in before the application asks for the message:
+        # it must come out now, not with the next frame (sent only after it).
+        assert parsed.wait(5)
+        for fragment in ws.recv_streaming():
+            got.append(fragment)
+            gate.set()  # the rest is sent only now
+        assert got == ["héll", "o ", "wörld"]
+        assert list(ws.recv_streaming(decode=True)) == ["x"]
+
+
+def test_recv_after_streaming_and_an_abandoned_stream() -> None:
+    gate = threading.Event()
+    handler = _fragmenting(gate, ["a", "b", "c", "d"], ["e", "f"], ["g"])
+    with (
+        sync_helpers.running(handler) as server,
+        connect(url(server.port), proxy=None) as ws,
+    ):
+        stream = ws.recv_streaming(decode=False)
+        assert next(stream) == b"a"
+        gate.set()
+        assert next(stream) == b"b"
+        # The application stops reading this message: the rest is dropped.
+        # "e", "f" may have come while it streamed: recv() joins them.
+        assert ws.recv(timeout=5) == "ef"
+        with pytest.raises(ConcurrencyError):
+            next(stream)
+        assert ws.recv(timeout=5) == "g"

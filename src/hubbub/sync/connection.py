@@ -48,10 +48,13 @@ from ..adapter import (
     ConnectionAttributes,
     FailurePending,
     Fragmenter,
+    FragmentStream,
     LoggerLike,
     PingTracker,
     closed_exception,
     decoded,
+    fragment_converter,
+    join_fragments,
 )
 from ..exceptions import (
     ConcurrencyError,
@@ -59,6 +62,7 @@ from ..exceptions import (
     InvalidState,
 )
 from ..protocol import connection as core
+from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode, Opcode
 
 __all__ = ["Connection", "Data"]
@@ -110,7 +114,7 @@ class Connection(ConnectionAttributes):
         self._lock = threading.Lock()  # core + socket writes
         self._send_mutex = threading.RLock()  # held for a whole fragmented message
         self._cond = threading.Condition(threading.Lock())  # the receive queue
-        self._messages: collections.deque[Data | FailurePending] = collections.deque()
+        self._messages: collections.deque[Data | Fragment | FailurePending] = collections.deque()
         # Set under _cond once the reader queued the last message (a close frame
         # or a protocol error came): the core's own state changes earlier, in
         # the reader thread, before the messages parsed with it are queued.
@@ -221,6 +225,8 @@ class Connection(ConnectionAttributes):
                 if paused:
                     continue  # a timer is due
                 if not self._wait_readable():
+                    if self.protocol.stream_fragments:
+                        self._report_fragment()  # recv_streaming() woke us up
                     continue
                 with self._lock:
                     # A large frame's payload is read straight into the message
@@ -299,10 +305,20 @@ class Connection(ConnectionAttributes):
         if self.ping_timeout is not None and self._ping_deadline is None:
             self._ping_deadline = now + self.ping_timeout
 
+    def _report_fragment(self) -> None:
+        # In the reader thread, so that the fragment is queued after what the
+        # reader parsed before it.
+        with self._lock:
+            self.protocol.report_fragment()
+            events = self.protocol.events_received()
+        if events:
+            self._process_events(events)
+
     def _process_events(self, events: list[core.Event]) -> None:
-        messages: list[Data | FailurePending] = []
+        messages: list[Data | Fragment | FailurePending] = []
         for event in events:
-            if isinstance(event, (str, bytes)):
+            # A Fragment (recv_streaming) is queued like a message.
+            if isinstance(event, (str, bytes, Fragment)):
                 messages.append(event)
             elif isinstance(event, core.Pong):
                 for waiter, rtt in self._pings.pong(event.data, time.perf_counter()):
@@ -397,6 +413,12 @@ class Connection(ConnectionAttributes):
             ConcurrencyError: another thread is already waiting in recv().
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        # Fragments are queued only once recv_streaming() was used (_stream).
+        message: Any = self._next(deadline) if self._stream is None else self._next_whole(deadline)
+        return message if decode is None else decoded(message, decode)
+
+    def _next(self, deadline: float | None) -> Data | Fragment:
+        """The next entry of the receive queue: a message, or a fragment of one."""
         with self._cond:
             if self._receiving:
                 raise ConcurrencyError("another thread is already receiving")
@@ -422,9 +444,87 @@ class Connection(ConnectionAttributes):
             self._fail(message.exc.code, str(message.exc))
             self.wait_closed(self.close_timeout)
             raise closed_exception(self.protocol)
-        if decode is not None:
-            return decoded(message, decode)
         return message
+
+    # --- streaming a message (section 5.4) ---------------------------------------
+
+    # Made by the first recv_streaming(); most connections never stream.
+    _stream: FragmentStream | None = None
+
+    def _next_message(self, deadline: float | None) -> Data | Fragment:
+        """A message or its first fragment, past the rest of an abandoned stream."""
+        assert self._stream is not None
+        with self._cond:
+            self._stream.abandon()
+        item = self._next(deadline)
+        while self._stream.skipped(item):
+            item = self._next(deadline)
+        return item
+
+    def _next_whole(self, deadline: float | None) -> Data:
+        """The next message, joined if it was queued in fragments."""
+        message = self._next_message(deadline)
+        if type(message) is not Fragment:
+            return message  # type: ignore[return-value]  # Data: FailurePending raised
+        items = [message]
+        try:
+            while not items[-1].fin:
+                item = self._next(deadline)
+                assert type(item) is Fragment  # a message's frames are contiguous
+                items.append(item)
+        except TimeoutError:
+            # Nothing is lost: the next receive starts from the first fragment.
+            with self._cond:
+                self._messages.extendleft(reversed(items))
+            raise
+        return join_fragments([item.data for item in items])
+
+    def _set_streaming(self, on: bool) -> None:
+        with self._lock:
+            self.protocol.stream_fragments = on
+
+    def recv_streaming(self, decode: bool | None = None) -> Iterator[Data]:
+        """Yield the next message in fragments, each as soon as its frame is in.
+
+        ``for fragment in ws.recv_streaming(): ...``; the same as
+        :meth:`hubbub.asyncio.Connection.recv_streaming`. One thread receives
+        at a time.
+
+        Raises:
+            ConnectionClosedOK: the connection closed normally.
+            ConnectionClosedError: it closed with an error or a protocol error.
+            ConcurrencyError: another thread is receiving.
+        """
+        stream = self._stream
+        if stream is None:
+            stream = self._stream = FragmentStream()
+        with self._cond:
+            stream.abandon()  # before the token is read
+        token = stream.token
+        self._set_streaming(True)
+        self._wake()  # the reader reports frames of the next message already in
+        try:
+            item = self._next_message(None)
+        except BaseException:
+            self._set_streaming(False)
+            raise
+        if type(item) is not Fragment:
+            self._set_streaming(False)
+            message: Any = item
+            yield message if decode is None else decoded(message, decode)
+            return
+        convert = fragment_converter(decode)
+        while not item.fin:
+            stream.rest = True
+            yield convert(item.data, False)
+            if stream.token != token:
+                raise ConcurrencyError("another receive took over: the rest was discarded")
+            stream.rest = False
+            next_item = self._next(None)
+            assert type(next_item) is Fragment  # a message's frames are contiguous
+            item = next_item
+        self._set_streaming(False)
+        yield convert(item.data, True)
 
     def __iter__(self) -> Iterator[Data]:
         """Iterate over messages; ends quietly on a normal close."""
