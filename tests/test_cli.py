@@ -299,6 +299,12 @@ def test_serve_refuses_a_bad_broker_url() -> None:
 # --- TLS, versions, logging, secrets, bench (issue 15) -------------------------------------
 
 
+def run_hubbub(*args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HUBBUB, *args], check=False, capture_output=True, text=True, timeout=timeout, env=ENV
+    )
+
+
 def _tls_files(directory: Path) -> tuple[str, str]:
     """A self-signed certificate for localhost/127.0.0.1 (its own CA) and its key."""
     sys.path.insert(0, str(Path(__file__).parent / "asyncio"))
@@ -359,14 +365,7 @@ def test_echo_serves_tls_and_connect_trusts_a_cafile(tmp_path: Path) -> None:
 def test_echo_refuses_a_bad_certificate_clearly(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
-    result = subprocess.run(
-        [*HUBBUB, "echo", "--port", "0", "--certfile", str(bad)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=15,
-        env=ENV,
-    )
+    result = run_hubbub("echo", "--port", "0", "--certfile", str(bad))
     assert result.returncode == 1
     assert result.stderr.startswith("hubbub: ")
     assert "Traceback" not in result.stderr
@@ -415,9 +414,7 @@ _PURE = (
 def test_version_names_the_accelerator() -> None:
     from hubbub import speedups
 
-    result = subprocess.run(
-        [*HUBBUB, "--version"], check=False, capture_output=True, text=True, timeout=15, env=ENV
-    )
+    result = run_hubbub("--version")
     assert result.returncode == 0
     expected = "accelerator: C" if speedups.ACCELERATED else "accelerator: pure Python"
     assert expected in result.stdout
@@ -458,14 +455,7 @@ def test_start_up_line_names_accelerator_and_event_loop() -> None:
 
 @pytest.mark.parametrize("secret", ["short", "x" * 31])
 def test_serve_refuses_a_short_secret(secret: str) -> None:
-    result = subprocess.run(
-        [*HUBBUB, "serve", "--port", "0", "--secret", secret],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=15,
-        env=ENV,
-    )
+    result = run_hubbub("serve", "--port", "0", "--secret", secret)
     assert result.returncode == 2
     assert f"secret is {len(secret)} bytes long; use 32 or more" in result.stderr
     assert "Traceback" not in result.stderr
@@ -512,19 +502,13 @@ def test_connect_prompt_is_redrawn_under_a_reply(echo_url: str) -> None:
 
 
 def test_bench_with_every_server_missing_fails_clearly() -> None:
-    listing = subprocess.run(
-        [*HUBBUB, "bench", "--list"], check=False, capture_output=True, text=True, timeout=120
-    )
+    listing = run_hubbub("bench", "--list", timeout=120)
     assert listing.returncode == 0, listing.stderr
     missing = re.findall(r"^server (\S+)\s+unavailable", listing.stdout, re.MULTILINE)
     if not missing:
         pytest.skip("every benchmark peer is installed here")
-    result = subprocess.run(
-        [*HUBBUB, "bench", "--servers", ",".join(missing), "--reps", "1", "--scenarios", "rr1"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_hubbub(
+        "bench", "--servers", ",".join(missing), "--reps", "1", "--scenarios", "rr1", timeout=120
     )
     assert result.returncode == 1
     assert "nothing to measure" in result.stderr

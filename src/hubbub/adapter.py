@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeAlias, TypeVar, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .exceptions import (
+    ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
@@ -187,6 +188,28 @@ class FragmentStream:
         """A fragment other than the last was handed out: the rest is unread."""
         self.skip = False
         self.token = 0
+
+    def begin(self) -> int:
+        """A stream starts: abandon the rest of the previous one; return this one's token."""
+        self.abandon()
+        return self.token
+
+    def hand_out(
+        self, fragment: Fragment, convert: Callable[[str | bytes, bool], str | bytes]
+    ) -> str | bytes:
+        """The fragment's data for the application, which owns the rest of the message now."""
+        self.rest = not fragment.fin
+        return convert(fragment.data, fragment.fin)
+
+    def resume(self, token: int) -> None:
+        """The stream with ``token`` asks for its next fragment.
+
+        Raises:
+            ConcurrencyError: another receive discarded the rest meanwhile.
+        """
+        if self.token != token:
+            raise ConcurrencyError("another receive took over: the rest was discarded")
+        self.rest = False
 
     def abandon(self) -> None:
         """A receive starts: the rest of a message whose stream was left is discarded."""

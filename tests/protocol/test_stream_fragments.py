@@ -8,18 +8,19 @@ message as a :class:`Fragment` event instead of assembling it; adapters build
 from __future__ import annotations
 
 import pytest
-from protocol_testing import OP_BINARY, OP_CONT, OP_PING, OP_TEXT, assert_failed, feed, frame_to
+from protocol_testing import (
+    OP_BINARY,
+    OP_CONT,
+    OP_PING,
+    OP_TEXT,
+    assert_failed,
+    feed,
+    fragments,
+    frame_to,
+)
 
 from hubbub.protocol import Connection, Fragment, Ping
 from hubbub.protocol.permessage_deflate import PerMessageDeflate
-
-
-def fragments(conn: Connection, opcode: int, parts: list[bytes]) -> bytes:
-    out = []
-    for i, part in enumerate(parts):
-        op = opcode if i == 0 else OP_CONT
-        out.append(frame_to(conn, op, part, fin=i == len(parts) - 1))
-    return b"".join(out)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 5])

@@ -448,8 +448,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         stream = self._stream
         if stream is None:
             stream = self._stream = FragmentStream()
-        stream.abandon()  # before the token is read: _next_message() abandons nothing more
-        token = stream.token
+        token = stream.begin()
         protocol = self.protocol
         protocol.stream_fragments = True
         protocol.report_fragment()  # frames of the next message may be in already
@@ -461,23 +460,15 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         except BaseException:
             protocol.stream_fragments = False
             raise
-        if type(item) is not Fragment:
-            protocol.stream_fragments = False
-            message = cast(Data, item)
-            yield decoded(message, decode) if decode is not None else message
-            return
         convert = fragment_converter(decode)
-        while not item.fin:
-            stream.rest = True
-            yield convert(item.data, False)
-            if stream.token != token:
-                raise ConcurrencyError("another receive took over: the rest was discarded")
-            stream.rest = False
-            next_item = await self._next()
-            assert type(next_item) is Fragment  # a message's frames are contiguous
-            item = next_item
+        # A message that came whole is its own last fragment.
+        fragment = item if type(item) is Fragment else Fragment(cast(Data, item), True)
+        while not fragment.fin:
+            yield stream.hand_out(fragment, convert)
+            stream.resume(token)
+            fragment = cast(Fragment, await self._next())  # a message's frames are contiguous
         protocol.stream_fragments = False
-        yield convert(item.data, True)
+        yield stream.hand_out(fragment, convert)
 
     @property
     def on_message(self) -> Callable[[Data], object] | None:

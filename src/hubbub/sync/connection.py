@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from .. import speedups
 from ..adapter import (
@@ -499,8 +499,7 @@ class Connection(ConnectionAttributes):
         if stream is None:
             stream = self._stream = FragmentStream()
         with self._cond:
-            stream.abandon()  # before the token is read
-        token = stream.token
+            token = stream.begin()
         self._set_streaming(True)
         self._wake()  # the reader reports frames of the next message already in
         try:
@@ -508,23 +507,15 @@ class Connection(ConnectionAttributes):
         except BaseException:
             self._set_streaming(False)
             raise
-        if type(item) is not Fragment:
-            self._set_streaming(False)
-            message: Any = item
-            yield message if decode is None else decoded(message, decode)
-            return
         convert = fragment_converter(decode)
-        while not item.fin:
-            stream.rest = True
-            yield convert(item.data, False)
-            if stream.token != token:
-                raise ConcurrencyError("another receive took over: the rest was discarded")
-            stream.rest = False
-            next_item = self._next(None)
-            assert type(next_item) is Fragment  # a message's frames are contiguous
-            item = next_item
+        # A message that came whole is its own last fragment.
+        fragment = item if type(item) is Fragment else Fragment(cast(Data, item), True)
+        while not fragment.fin:
+            yield stream.hand_out(fragment, convert)
+            stream.resume(token)
+            fragment = cast(Fragment, self._next(None))  # a message's frames are contiguous
         self._set_streaming(False)
-        yield convert(item.data, True)
+        yield stream.hand_out(fragment, convert)
 
     def __iter__(self) -> Iterator[Data]:
         """Iterate over messages; ends quietly on a normal close."""
