@@ -419,6 +419,8 @@ async def run_connect(args: argparse.Namespace) -> int:
     if exc is not None and not isinstance(exc, ConnectionClosed):
         raise exc
     reason = f" {ws.close_reason}" if ws.close_reason else ""
+    if interactive:  # the prompt is on the screen: say it on its line instead
+        print("\r\x1b[K", end="", flush=True)
     print(f"disconnected: {ws.close_code}{reason}", file=sys.stderr, flush=True)
     return 0 if ws.close_code in (1000, 1001, 1005) else 1
 
