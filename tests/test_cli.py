@@ -512,3 +512,27 @@ def test_bench_with_every_server_missing_fails_clearly() -> None:
     )
     assert result.returncode == 1
     assert "nothing to measure" in result.stderr
+
+
+def test_an_installed_package_does_not_offer_bench(tmp_path: Path) -> None:
+    """Without the source tree's benchmarks/ (as from a wheel), 'bench' is not listed."""
+    import shutil
+
+    import hubbub
+
+    shutil.copytree(Path(hubbub.__file__).parent, tmp_path / "hubbub")
+    env = {**ENV, "PYTHONPATH": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "hubbub", *args]
+        return subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=30, env=env, cwd=tmp_path
+        )
+
+    shown = run("--help")
+    assert shown.returncode == 0
+    assert "echo" in shown.stdout
+    assert "bench" not in shown.stdout
+    result = run("bench")
+    assert result.returncode == 2
+    assert "runs from a source checkout only" in result.stderr
