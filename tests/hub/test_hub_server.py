@@ -176,6 +176,26 @@ async def test_healthz_and_metrics(hub: Hub) -> None:
     assert json.loads(body)["broker"]["ok"] is False
 
 
+async def test_metrics_token_and_versions_in_healthz() -> None:
+    from hubbub import speedups
+
+    async with start_hub("127.0.0.1", 0, secret=SECRET, metrics_token="scrape-me") as hub:
+        assert (await http(hub.port, "GET", "/metrics"))[0] == 401
+        wrong = await http(hub.port, "GET", "/metrics", Authorization="Bearer nope")
+        assert wrong[0] == 401
+        status, body = await http(hub.port, "GET", "/metrics", Authorization="Bearer scrape-me")
+        assert status == 200
+        assert "hubbub_connections " in body
+        # /healthz stays open, and tells which code runs.
+        status, body = await http(hub.port, "GET", "/healthz")
+        assert status == 200
+        versions = json.loads(body)["versions"]
+        assert (versions["accelerator"] == "C") is speedups.ACCELERATED
+    with pytest.raises(ValueError, match="metrics token"):
+        async with start_hub("127.0.0.1", 0, secret=SECRET, metrics_token=""):
+            pass
+
+
 async def test_http_api(hub: Hub) -> None:
     assert hub.api is not None
     auth = {"Authorization": f"Bearer {API_KEY}"}

@@ -34,7 +34,8 @@ class ClientConnection(Connection):
     protocol: ClientCore
 
     def __init__(self, protocol: ClientCore, **options: Any) -> None:
-        super().__init__(protocol, logger=logger, **options)
+        options.setdefault("logger", logger)
+        super().__init__(protocol, **options)
         self.handshake_done: asyncio.Future[None] = self.loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,7 +70,8 @@ class connect(ClientPolicy):
     ``"http://user:pw@proxy:3128"`` or ``"socks5h://proxy:1080"``; ``True``,
     the default, reads ``https_proxy``/``http_proxy``/``all_proxy``/``no_proxy``;
     ``None`` for none), ``max_redirects`` (10) and ``retry`` (the
-    :class:`~hubbub.reconnect.RetryPolicy` of ``async for ws in connect(uri)``).
+    :class:`~hubbub.reconnect.RetryPolicy` of ``async for ws in connect(uri)``)
+    and ``logger`` (``hubbub.client``; see docs/logging.md).
 
     Raises:
         InvalidURI: ``uri`` is not a WebSocket URI.
@@ -81,7 +83,9 @@ class connect(ClientPolicy):
         OSError: TCP or TLS could not connect.
     """
 
-    CONNECTION_OPTIONS = frozenset({"max_queue", "write_limit", "ping_interval", "ping_timeout"})
+    CONNECTION_OPTIONS = frozenset(
+        {"max_queue", "write_limit", "ping_interval", "ping_timeout", "logger"}
+    )
 
     def __init__(self, uri: str, *, retry: RetryPolicy | None = None, **options: Any) -> None:
         super().__init__(uri, **options)
@@ -113,6 +117,7 @@ class connect(ClientPolicy):
                 conn._abort()
             raise self.open_timeout_error(uri) from None
         conn.start_keepalive()
+        conn.log_open()
         self.connection = conn
         return conn
 

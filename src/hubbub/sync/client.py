@@ -85,7 +85,7 @@ def _tunnel(proxy: Proxy, uri: WebSocketURI, deadline: float | None) -> socket.s
 class _Opener(ClientPolicy):
     """Options of :func:`connect`, checked once; opens connections."""
 
-    CONNECTION_OPTIONS = frozenset({"max_queue", "ping_interval", "ping_timeout"})
+    CONNECTION_OPTIONS = frozenset({"max_queue", "ping_interval", "ping_timeout", "logger"})
 
     def open(self) -> ClientConnection:
         """Open a connection, following redirects, within ``open_timeout``."""
@@ -166,13 +166,15 @@ class _Opener(ClientPolicy):
                 events.extend(protocol.events_received())
             if protocol.handshake_exc is not None:
                 raise protocol.handshake_exc
-            connection = ClientConnection(sock, protocol, logger=logger, **self.connection_options)
+            options = {"logger": logger, **self.connection_options}
+            connection = ClientConnection(sock, protocol, **options)
         except BaseException:
             sock.close()
             raise
         if protocol.response is None:  # pragma: no cover - the loop above ensures it
             raise InvalidMessage("connection closed during the opening handshake")
         connection.start([e for e in events if not isinstance(e, Response)])
+        connection.log_open()
         return connection
 
 
@@ -189,7 +191,7 @@ def connect(uri: str, **options: Any) -> ClientConnection:
     ``proxy`` (a URL such as ``"http://user:pw@proxy:3128"`` or
     ``"socks5h://proxy:1080"``; ``True``, the default, reads ``https_proxy`` /
     ``http_proxy`` / ``all_proxy`` / ``no_proxy``; ``None`` for none), and
-    ``max_redirects`` (10).
+    ``max_redirects`` (10), ``logger`` (``hubbub.client``; see docs/logging.md).
 
     Raises:
         InvalidURI: ``uri`` is not a WebSocket URI.
