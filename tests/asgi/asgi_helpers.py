@@ -1,0 +1,97 @@
+"""A real uvicorn server in the test's event loop, with hubbub as its WebSocket implementation.
+
+The server and the test share the loop, so an app can hand what it saw to the test
+through a plain :class:`asyncio.Queue`. Loopback only; stopped at the end of the
+``async with`` (uvicorn's own shutdown: close code 1012 for connections still open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+
+from hubbub.asgi.uvicorn import HubbubProtocol
+
+#: Longest wait for anything in these tests: a bound, never a speed claim.
+WAIT = 10.0
+
+
+@asynccontextmanager
+async def running(app: Any, **options: Any) -> AsyncIterator[int]:
+    """Serve ``app`` on 127.0.0.1 and a free port (yielded) until the block ends."""
+    options.setdefault("ws", HubbubProtocol)
+    options.setdefault("lifespan", "off")
+    options.setdefault("log_level", "warning")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, **options)
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(WAIT):
+            while not server.started:
+                if task.done():
+                    task.result()  # raises what stopped it
+                    raise AssertionError("uvicorn exited before it started")
+                await asyncio.sleep(0.01)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(WAIT * 2):
+            await task
+        sock.close()
+
+
+async def raw_handshake(
+    port: int, request: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Send ``request`` as is; return the streams and the response head (up to CRLFCRLF)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    async with asyncio.timeout(WAIT):
+        head = await reader.readuntil(b"\r\n\r\n")
+    return reader, writer, head
+
+
+def upgrade_request(path: str = "/ws", *extra: str, version: str = "13") -> bytes:
+    """A client handshake (RFC 6455 section 4.1) written by hand."""
+    lines = [
+        f"GET {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        f"Sec-WebSocket-Version: {version}",
+        *extra,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame: ``(opcode, payload)``."""
+    async with asyncio.timeout(WAIT):
+        b0, b1 = await reader.readexactly(2)
+        length = b1 & 0x7F
+        if length == 126:
+            length = int.from_bytes(await reader.readexactly(2))
+        elif length == 127:
+            length = int.from_bytes(await reader.readexactly(8))
+        return b0 & 0x0F, await reader.readexactly(length)
+
+
+def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """A client frame with an all-zero masking key (the payload stays readable)."""
+    assert len(payload) < 126
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+def received_close(exc: BaseException) -> tuple[int, str] | None:
+    """The code and reason of the close frame a ``websockets`` client received, if any."""
+    rcvd = getattr(exc, "rcvd", None)
+    return None if rcvd is None else (rcvd.code, rcvd.reason)
