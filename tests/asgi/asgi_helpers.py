@@ -8,6 +8,7 @@ through a plain :class:`asyncio.Queue`. Loopback only; stopped at the end of the
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -95,3 +96,33 @@ def received_close(exc: BaseException) -> tuple[int, str] | None:
     """The code and reason of the close frame a ``websockets`` client received, if any."""
     rcvd = getattr(exc, "rcvd", None)
     return None if rcvd is None else (rcvd.code, rcvd.reason)
+
+
+class Peer:
+    """A hub connection: numbered requests, replies matched by id, pushes kept aside."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.pushes: list[dict[str, Any]] = []
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        await self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        async with asyncio.timeout(WAIT):
+            while True:
+                message = json.loads(await self.ws.recv())
+                if message.get("id") == self.next_id:
+                    return dict(message)
+                self.pushes.append(message)
+
+    async def push(self, kind: str) -> dict[str, Any]:
+        for i, message in enumerate(self.pushes):
+            if message.get("push") == kind:
+                return self.pushes.pop(i)
+        async with asyncio.timeout(WAIT):
+            while True:
+                message = json.loads(await self.ws.recv())
+                if message.get("push") == kind:
+                    return dict(message)
+                self.pushes.append(message)

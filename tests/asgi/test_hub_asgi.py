@@ -7,7 +7,6 @@ loopback; uvicorn runs hubbub's WebSocket implementation, with the app's lifespa
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,42 +14,12 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from asgi_helpers import WAIT, received_close, running
+from asgi_helpers import WAIT, Peer, received_close, running
 from fastapi import FastAPI
 from websockets.exceptions import InvalidStatus
 
 from hubbub.hub import SUBPROTOCOL
 from hubbub.hub.asgi import HandshakeInfo, HubApp, asgi_app
-
-
-class Peer:
-    """A hub connection: numbered requests, replies matched by id, pushes kept aside."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.pushes: list[dict[str, Any]] = []
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        await self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        async with asyncio.timeout(WAIT):
-            while True:
-                message = json.loads(await self.ws.recv())
-                if message.get("id") == self.next_id:
-                    return dict(message)
-                self.pushes.append(message)
-
-    async def push(self, kind: str) -> dict[str, Any]:
-        for i, message in enumerate(self.pushes):
-            if message.get("push") == kind:
-                return self.pushes.pop(i)
-        async with asyncio.timeout(WAIT):
-            while True:
-                message = json.loads(await self.ws.recv())
-                if message.get("push") == kind:
-                    return dict(message)
-                self.pushes.append(message)
 
 
 @asynccontextmanager
