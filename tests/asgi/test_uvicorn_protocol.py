@@ -401,3 +401,20 @@ async def test_fastapi_endpoint() -> None:
             with pytest.raises(ConnectionClosed) as caught:
                 await ws.recv()
         assert received_close(caught.value) == (4000, "done")
+
+
+async def test_fastapi_validation_error_before_accept_is_a_403() -> None:
+    # FastAPI closes with a list of errors as the "reason": still a clean 403,
+    # not a dropped connection.
+    app = FastAPI()
+
+    @app.websocket("/needs")
+    async def endpoint(websocket: FastAPIWebSocket, token: str) -> None:
+        await websocket.accept()
+
+    async with running(app) as port:
+        with pytest.raises(InvalidStatus) as caught:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/needs"):
+                pass
+    assert caught.value.response.status_code == 403
+    assert b"token" in caught.value.response.body

@@ -365,13 +365,14 @@ class HubbubProtocol(asyncio.Protocol):
             self._flush()
             self._start_keepalive()
         elif kind == "websocket.close":
-            # ASGI: a close before accept denies the handshake with 403.
+            # ASGI: a close before accept denies the handshake with 403. The
+            # reason becomes the body (some frameworks pass a non-str: shown as is).
+            reason = message.get("reason") or "WebSocket connection denied"
+            denial = self.core.reject(403, reason if isinstance(reason, str) else str(reason))
+            self._add_default_headers(denial)
             self._pending = None
             self._closing = True
             self._log_handshake("403")
-            reason = message.get("reason") or "WebSocket connection denied"
-            denial = self.core.reject(403, reason)
-            self._add_default_headers(denial)
             self.core.send_response(denial)
             self._disconnect(CloseCode.ABNORMAL_CLOSURE, "")
             self._flush()
