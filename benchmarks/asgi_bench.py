@@ -2,8 +2,9 @@
 
 Compares uvicorn's ``ws`` implementations under the same app and load generator
 (``benchmarks/loadgen.c`` through ``benchmarks/run.py``): hubbub's protocol
-class (``hubbub.asgi.uvicorn.HubbubProtocol``), uvicorn's default
-(``websockets``, its ``websockets-sansio`` variant) and ``wsproto``::
+class (``hubbub.asgi.uvicorn.HubbubProtocol``), uvicorn's default (``ws="auto"``, which
+is ``websockets-sansio`` when websockets is installed), its older ``websockets``
+class and ``wsproto``::
 
     python benchmarks/asgi_bench.py                       # rr100 and stream, 3 repetitions
     python benchmarks/asgi_bench.py --reps 5 --scenarios rr100,stream,large64k
@@ -13,7 +14,7 @@ Every server runs the same app, the same way: uvicorn's defaults for the event l
 and HTTP parser (uvloop and httptools when installed), keepalive pings off,
 permessage-deflate off (the load generator does not offer it), 64 MiB messages.
 The report has the rates, messages per server CPU-second and the ratios against
-``asgi-websockets`` (uvicorn's default). On a shared machine the figures are
+``asgi-websockets`` (``benchmarks/run.py``'s references). On a shared machine the figures are
 indicative only; compare within one run.
 """
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE))
     import run  # benchmarks/run.py
 
-    defaults = ["--servers", "asgi-hubbub,asgi-websockets,asgi-wsproto"]
+    defaults = ["--servers", "asgi-hubbub,asgi-websockets-sansio,asgi-websockets,asgi-wsproto"]
     defaults += ["--scenarios", "rr100,stream"]
     return run.main(defaults + argv)
 

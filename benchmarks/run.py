@@ -135,7 +135,7 @@ SERVERS: dict[str, tuple[list[str], dict[str, str]]] = {
     },
 }
 DEFAULT_SERVERS = ["hubbub", "hubbub-pure", "websockets", "picows+uvloop", "raw-uvloop", "node-ws"]
-REFERENCES = ["picows+uvloop", "websockets", "asgi-websockets"]
+REFERENCES = ["picows+uvloop", "websockets", "asgi-websockets-sansio", "asgi-websockets"]
 REQUIRES = {"websockets": "websockets", "aiohttp": "aiohttp", "picows": "picows", "raw": None}
 
 
