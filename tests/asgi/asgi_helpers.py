@@ -9,17 +9,67 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 
+from client_peers import free_port, wait_port
 from hubbub.asgi.uvicorn import HubbubProtocol
 
 #: Longest wait for anything in these tests: a bound, never a speed claim.
 WAIT = 10.0
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("HUBBUB_CHROMIUM", "/usr/bin/chromium")
+
+
+@contextmanager
+def example(script: str) -> Iterator[tuple[int, list[str]]]:
+    """Run ``examples/<script> --port P`` as users do; yield ``P`` and, once it has
+    stopped, its stderr (a one-item list), which must hold no traceback."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / script), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    log: list[str] = []
+    try:
+        wait_port(port, timeout=20)
+        yield port, log
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=20)
+        log.append(stderr.decode(errors="replace"))
+    # uvicorn logs to stderr; a traceback there is a bug in what the example runs on.
+    assert "Traceback" not in log[0], log[0][-3000:]
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (its own browser download is never used)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright)")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @asynccontextmanager

@@ -10,42 +10,22 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
-from asgi_helpers import received_close
+from asgi_helpers import chromium, example, received_close
 from websockets.exceptions import ConnectionClosed
 
-from client_peers import free_port, wait_port
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("HUBBUB_CHROMIUM", "/usr/bin/chromium")
 MIB = 2**20
 
 
 @pytest.fixture(scope="module")
 def echo_url() -> Iterator[str]:
     """``python examples/asgi_echo.py --port P``, stopped after the module's tests."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "asgi_echo.py"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_port(port, timeout=20)
+    with example("asgi_echo.py") as (port, _):
         yield f"ws://127.0.0.1:{port}/ws"
-    finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=20)
-        # uvicorn logs to stderr; a traceback there is a bug in the protocol class.
-        assert b"Traceback" not in stderr, stderr.decode(errors="replace")[-3000:]
 
 
 async def test_example_echoes_up_to_16_mib(echo_url: str) -> None:
@@ -108,22 +88,9 @@ async ({ url }) => {
 
 
 @pytest.mark.peer
-def test_chromium(echo_url: str, tmp_path: Path) -> None:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install playwright)")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
-        )
-        try:
-            page = browser.new_page()
-            result = page.evaluate(BROWSER_SCRIPT, {"url": echo_url})
-        finally:
-            browser.close()
+def test_chromium(echo_url: str) -> None:
+    with chromium() as browser:
+        result = browser.new_page().evaluate(BROWSER_SCRIPT, {"url": echo_url})
     assert result["extensions"].startswith("permessage-deflate")
     assert (result["text"], result["binary"]) == (True, True)
     # The server echoes the code (RFC 6455 section 5.5.1), not the reason.

@@ -49,12 +49,13 @@ from typing import Any
 
 from ..protocol.http11 import Headers, Request, Response
 from .auth import Authenticator, Identity
-from .broker import Broker, MemoryBroker
+from .broker import Broker
 from .config import HubConfig
 from .core import Node
 from .http_api import MAX_BODY, HttpApi
 from .metrics import CONTENT_TYPE
 from .protocol import SUBPROTOCOL, valid_user
+from .server import new_node
 from .session import DisconnectCode
 from .static import serve_static
 
@@ -443,24 +444,25 @@ def asgi_app(
     """
     owns_broker = node is None
     if node is None:
-        if auth is None:
-            if (
-                secret is None
-                and public_key is None
-                and not insecure_dev_mode
-                and authenticate is None
-            ):
-                raise ValueError(
-                    "configure authenticate, a secret, a public key, or insecure_dev_mode"
-                )
-            auth = Authenticator(
-                secret=secret, public_key=public_key, insecure_dev_mode=insecure_dev_mode
-            )
         if config is None:
             from .settings import hub_config
 
             config = hub_config({})  # as `hubbub serve`: with the chat page's namespace
-        node = Node(broker or MemoryBroker(), auth, config)
+        hook = "authenticate" if authenticate is not None else None
+        try:
+            node = new_node(
+                broker=broker,
+                auth=auth,
+                config=config,
+                secret=secret,
+                public_key=public_key,
+                insecure_dev_mode=insecure_dev_mode,
+                other_auth=hook,
+            )
+        except ValueError:
+            raise ValueError(
+                "configure authenticate, a secret, a public key, or insecure_dev_mode"
+            ) from None
     return HubApp(
         node,
         owns_broker=owns_broker,
