@@ -7,10 +7,13 @@
   (:mod:`~hubbub.hub.operations`: the commands that only check rights and ask the broker);
 * :mod:`~hubbub.hub.redis_broker` (with :mod:`~hubbub.hub.redis_subscriber`): the Redis broker;
 * :mod:`~hubbub.hub.client` (with ``client_types``, ``client_recovery``): the Python SDK;
-* :mod:`~hubbub.hub.auth`: JWT identity; :mod:`~hubbub.hub.metrics`: Prometheus counters.
+* :mod:`~hubbub.hub.auth`: JWT identity; :mod:`~hubbub.hub.metrics`: Prometheus counters;
+* :mod:`~hubbub.hub.asgi`: the hub as an ASGI app (``hubbub.hub.asgi_app``, docs/asgi.md).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from .auth import Authenticator, AuthError, Identity, mint_subscribe_token, mint_token
 from .broker import Broker, BrokerUnavailable, ClientInfo, MemoryBroker, Notice
@@ -43,3 +46,16 @@ __all__ = [
     "mint_subscribe_token",
     "mint_token",
 ]
+
+if TYPE_CHECKING:
+    from .asgi import asgi_app as asgi_app
+
+
+def __getattr__(name: str) -> object:
+    # hubbub.hub.asgi_app, imported on first use: the ASGI app brings in the
+    # asyncio server, which users of the I/O-free core above do not need.
+    if name == "asgi_app":
+        from .asgi import asgi_app
+
+        return asgi_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
