@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,8 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from client_peers import tls_contexts
 
 Scope = dict[str, Any]
 
@@ -418,3 +421,23 @@ async def test_fastapi_validation_error_before_accept_is_a_403() -> None:
                 pass
     assert caught.value.response.status_code == 403
     assert b"token" in caught.value.response.body
+
+
+async def test_wss_scheme_and_echo_over_tls(tmp_path: Path) -> None:
+    _, client_context = tls_contexts(tmp_path)  # writes cert.pem and key.pem there
+    seen: asyncio.Queue[str] = asyncio.Queue()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        seen.put_nowait(scope["scheme"])
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": message["text"]})
+
+    certificate = {"ssl_certfile": tmp_path / "cert.pem", "ssl_keyfile": tmp_path / "key.pem"}
+    async with running(app, **certificate) as port:
+        ws = await websockets.connect(f"wss://127.0.0.1:{port}/", ssl=client_context)
+        async with ws:
+            await ws.send("over TLS")
+            assert await ws.recv() == "over TLS"
+    assert seen.get_nowait() == "wss"
