@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import protocol as p
-from .auth import Authenticator, AuthError
+from .auth import Authenticator, AuthError, Identity
 from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice, Reset
 from .config import HubConfig
 from .metrics import HubMetrics
@@ -134,13 +134,20 @@ class Node(NodeOperations):
         send: Callable[[str], None],
         close: Callable[[int, str], None],
         conn_id: str | None = None,
+        identity: Identity | None = None,
     ) -> Session:
-        """Register a new connection; it must ``connect`` within ``connect_timeout``."""
+        """Register a new connection; it must ``connect`` within ``connect_timeout``.
+
+        ``identity``: who the connection is, when the application authenticated
+        its handshake itself (cookies, a session; see ``hubbub.hub.asgi``). Its
+        ``connect`` then needs no token and gets this identity whatever it sends.
+        """
         if conn_id is None:
             conn_id = f"{self.node_id}-{next(self._ids)}"
         session = Session(
             conn_id, send, close, self.config, clock=self.clock, traffic=self.metrics.traffic
         )
+        session.handshake_identity = identity
         self.sessions[conn_id] = session
         self._watched.add(session)
         self.metrics.connections.inc()
@@ -274,11 +281,16 @@ class Node(NodeOperations):
     async def _connect(self, session: Session, cmd: p.Connect) -> Any:
         if session.user is not None:
             raise Fail(p.ErrorCode.ALREADY_CONNECTED, "already connected")
-        if cmd.token is not None:
+        if session.handshake_identity is not None:
+            # Authenticated from the WebSocket handshake by the application's own
+            # hook (hubbub.hub.asgi); credentials in the command are not needed.
+            identity = session.handshake_identity
+        elif cmd.token is not None:
             identity = self.auth.verify(cmd.token)
-        else:
-            assert cmd.name is not None
+        elif cmd.name is not None:
             identity = self.auth.verify_dev(cmd.name)
+        else:
+            raise Fail(p.ErrorCode.INVALID_PARAMS, "token is required")
         user = identity.user
         session.identity, session.user, session.tick = identity, user, cmd.tick
         self._watched.add(session)

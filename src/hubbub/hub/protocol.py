@@ -406,8 +406,8 @@ def _has(params: Mapping[str, Any], key: str) -> JSON:
 def _connect(req_id: int, params: Mapping[str, Any]) -> Connect:
     token = _str(params, "token", optional=True)
     name = _str(params, "name", optional=True)
-    if token is None and name is None:
-        raise _Invalid("token is required")
+    # Neither: valid when the hub authenticated the handshake itself (an ASGI
+    # auth hook); otherwise the node answers INVALID_PARAMS "token is required".
     if name is not None and not valid_user(name):
         raise _Invalid("name must be a valid user id")
     tick = params.get("tick", False)

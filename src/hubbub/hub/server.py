@@ -57,7 +57,7 @@ from .protocol import SUBPROTOCOL
 from .session import DisconnectCode
 from .static import serve_static
 
-__all__ = ["Hub", "run_hub", "start_hub"]
+__all__ = ["Hub", "new_node", "run_hub", "start_hub"]
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +281,35 @@ class _Endpoint:
         return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
 
 
+def new_node(
+    *,
+    broker: Broker | None = None,
+    auth: Authenticator | None = None,
+    config: HubConfig | None = None,
+    secret: str | None = None,
+    public_key: str | bytes | None = None,
+    insecure_dev_mode: bool = False,
+    other_auth: str | None = None,
+) -> Node:
+    """A node from the hub's options (:func:`start_hub`, ``hubbub.hub.asgi.asgi_app``).
+
+    Args:
+        other_auth: the name of another way the caller authenticates clients
+            (the ASGI app's ``authenticate`` hook), or ``None``: then ``auth``,
+            a secret, a public key or the development mode is required.
+
+    Raises:
+        ValueError: no way to authenticate clients was configured.
+    """
+    if auth is None:
+        if secret is None and public_key is None and not insecure_dev_mode and not other_auth:
+            raise ValueError("configure a secret, a public key, or insecure_dev_mode")
+        auth = Authenticator(
+            secret=secret, public_key=public_key, insecure_dev_mode=insecure_dev_mode
+        )
+    return Node(broker or MemoryBroker(), auth, config)
+
+
 async def _housekeeping(node: Node, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
@@ -334,13 +363,14 @@ async def start_hub(
         raise ValueError("the metrics token must not be empty")
     given_node = node is not None
     if node is None:
-        if auth is None:
-            if secret is None and public_key is None and not insecure_dev_mode:
-                raise ValueError("configure a secret, a public key, or insecure_dev_mode")
-            auth = Authenticator(
-                secret=secret, public_key=public_key, insecure_dev_mode=insecure_dev_mode
-            )
-        node = Node(broker or MemoryBroker(), auth, config)
+        node = new_node(
+            broker=broker,
+            auth=auth,
+            config=config,
+            secret=secret,
+            public_key=public_key,
+            insecure_dev_mode=insecure_dev_mode,
+        )
     # The broker of a node given by the caller may be shared with other nodes:
     # the caller starts and closes it. Otherwise the hub does.
     owns_broker = not given_node

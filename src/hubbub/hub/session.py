@@ -96,6 +96,9 @@ class Session:
         self._send = send
         self._close = close
         self.identity: Identity | None = None
+        # Set by the hub's ASGI app when the application's hook authenticated
+        # the handshake: `connect` then takes it instead of a token.
+        self.handshake_identity: Identity | None = None
         self.user: str | None = None
         self.channels: dict[str, Subscription] = {}
         self.tick = False
