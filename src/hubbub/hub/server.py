@@ -98,6 +98,7 @@ class _Outbox:
         self.writer: asyncio.Task[None] | None = None
         self.finished = False  # the handler is done: start nothing any more
         self.closing: tuple[int, str] | None = None
+        self.close_deadline: asyncio.TimerHandle | None = None
         # Without shared frames, everything goes through ws.send. An extension
         # transforms each frame per connection: no shared frame either.
         self.direct = frames is not None and ws.shares_frames
@@ -138,6 +139,27 @@ class _Outbox:
         if self.closing is None:
             self.closing = (code, reason)
             self._wake()
+            if not self.finished:
+                # What is queued gets close_timeout to go out, no more: a client
+                # that stopped reading (a ping flooder whose pongs fill the
+                # buffers) would otherwise keep the writer waiting in ws.send
+                # and the connection open past any deadline (issue 12).
+                self.close_deadline = asyncio.get_running_loop().call_later(
+                    self.ws.close_timeout, self._close_now
+                )
+
+    def _close_now(self) -> None:
+        self.close_deadline = None
+        writer = self.writer
+        if self.finished or writer is None or writer.done():
+            return
+        writer.cancel()  # waiting in ws.send, which wrote its frame before it waited
+        self.writer = asyncio.get_running_loop().create_task(self._close_ws())
+
+    async def _close_ws(self) -> None:
+        assert self.closing is not None
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.close(*self.closing)  # bounded by close_timeout itself
 
     def _wake(self) -> None:
         if self.finished:
@@ -214,6 +236,8 @@ class _Endpoint:
             self.outboxes.discard(outbox)
             await self.node.close_session(session)
             outbox.finished = True
+            if outbox.close_deadline is not None:
+                outbox.close_deadline.cancel()
             writer = outbox.writer
             if writer is not None:
                 if not writer.done():
