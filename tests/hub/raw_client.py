@@ -91,7 +91,13 @@ class RawClient:
 
     async def call(self, req_id: int, method: str, **params: Any) -> Any:
         """Send a request and return its reply, keeping pushes in ``self.pushes``."""
-        self.send_text(json.dumps({"id": req_id, "method": method, "params": params}))
+        self.send_text(
+            json.dumps({"id": req_id, "method": method, "params": params}, ensure_ascii=False)
+        )
+        return await self.reply(req_id)
+
+    async def reply(self, req_id: int) -> Any:
+        """The reply to ``req_id``, keeping the pushes before it in ``self.pushes``."""
         while True:
             message = await asyncio.wait_for(self.recv_json(), 10)
             if message.get("id") == req_id:

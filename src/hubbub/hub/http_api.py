@@ -117,8 +117,7 @@ class HttpApi:
     async def _execute(self, cmd: p.Command) -> Any:
         node = self.node
         if isinstance(cmd, p.Publish):
-            if len(p.encode(cmd.data)) > node.config.max_message_bytes:
-                raise Fail(p.ErrorCode.MESSAGE_TOO_LARGE, "data too large")
+            node.permissions.check_size(cmd.data)
             entry = await node.publish(cmd.channel, cmd.data)
             return {"offset": entry.offset, "epoch": entry.epoch}
         if isinstance(cmd, p.Send):

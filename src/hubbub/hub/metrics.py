@@ -46,7 +46,7 @@ class _TrafficCollector(Collector):
         t = self.traffic
         for name, doc, value in (
             ("hubbub_messages_in", "Messages received from clients", t.messages_in),
-            ("hubbub_bytes_in", "Characters received from clients", t.chars_in),
+            ("hubbub_bytes_in", "Bytes (UTF-8) of the messages received from clients", t.chars_in),
             ("hubbub_messages_out", "Messages sent to clients", t.messages_out),
             ("hubbub_bytes_out", "Characters sent to clients", t.chars_out),
         ):
