@@ -167,3 +167,27 @@ async def test_request_limit_counts_utf8_bytes(hub: Hub) -> None:
     reply = await asyncio.wait_for(client.recv_json(), 10)  # id null: refused unread
     assert reply == {"id": None, "error": {"code": 302, "message": "message too large"}}
     client.close()
+
+
+# --- finding 6: the slow-consumer close is counted ----------------------------------
+
+
+async def test_slow_consumer_close_is_counted_in_disconnects() -> None:
+    async with start_hub(
+        "127.0.0.1", 0, secret=SECRET, config=hub_config(), max_pending=4, close_timeout=1.0
+    ) as hub:
+        reader = await _connected(hub, "slow")
+        assert "result" in await reader.call(2, "subscribe", channel="room")
+        # The reader stops reading; the hub's buffers fill, then its outbox.
+        data = "x" * 60_000
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        metrics = ""
+        while 'hubbub_disconnects_total{code="4011"} 1.0' not in metrics:
+            assert loop.time() < deadline, "the slow consumer was never closed"
+            for _ in range(20):
+                await hub.node.publish("room", data)
+            await asyncio.sleep(0.01)
+            metrics = hub.node.metrics.render().decode()
+        await _wait_no_connections(hub)  # closed, TCP included, though it never read
+        reader.close()

@@ -190,7 +190,7 @@ class Node(NodeOperations):
                     "disconnect", {"code": int(code), "reason": reason, "reconnect": reconnect}
                 )
             )
-            self.metrics.disconnects.labels(code=str(int(code))).inc()
+            self.metrics.disconnected(int(code))
             session.abort(int(code), reason)
         await self.close_session(session)
 

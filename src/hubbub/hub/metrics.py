@@ -99,6 +99,10 @@ class HubMetrics:
             registry=registry,
         )
 
+    def disconnected(self, code: int) -> None:
+        """Count one session closed by the hub with ``code`` (4000-4011, 1011)."""
+        self.disconnects.labels(code=str(code)).inc()
+
     def delivered(self, kind: str, count: int, size: int = 0) -> None:
         """Count ``count`` deliveries of ``kind`` (``publication`` or ``message``).
 

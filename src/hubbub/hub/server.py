@@ -36,7 +36,7 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,9 +85,16 @@ class _Outbox:
     """Turns the node's synchronous ``send`` into writes, queuing while the client is slow."""
 
     def __init__(
-        self, ws: ServerConnection, max_pending: int, frames: _FrameCache | None = None
+        self,
+        ws: ServerConnection,
+        max_pending: int,
+        frames: _FrameCache | None = None,
+        on_close: Callable[[int], None] | None = None,
     ) -> None:
         self.ws = ws
+        # Told of the closes the outbox decides itself (4011), which no node
+        # call makes, so that hubbub_disconnects_total counts them too.
+        self.on_close = on_close
         self.max_pending = max_pending
         self.frames = frames or _FrameCache()
         self.queue: collections.deque[str] = collections.deque()
@@ -121,6 +128,8 @@ class _Outbox:
             # Slow consumer: what is queued is dropped; the client recovers it.
             queue.clear()
             self.close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
+            if self.on_close is not None:
+                self.on_close(DisconnectCode.SLOW_CONSUMER)
             return
         queue.append(text)
         self._wake()
@@ -224,7 +233,7 @@ class _Endpoint:
         )
 
     async def handler(self, ws: ServerConnection) -> None:
-        outbox = _Outbox(ws, self.max_pending, self.frames)
+        outbox = _Outbox(ws, self.max_pending, self.frames, self.node.metrics.disconnected)
         self.outboxes.add(outbox)
         session = self.node.open_session(outbox.send, outbox.close)
         try:
