@@ -36,7 +36,7 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,7 @@ from .config import HubConfig
 from .core import Node
 from .http_api import MAX_BODY, HttpApi
 from .metrics import CONTENT_TYPE
+from .origins import OriginPolicy
 from .protocol import SUBPROTOCOL
 from .session import DisconnectCode
 from .static import serve_static
@@ -215,8 +216,11 @@ class Hub:
 
 
 class _Endpoint:
-    def __init__(self, node: Node, max_pending: int, api: HttpApi | None) -> None:
+    def __init__(
+        self, node: Node, max_pending: int, api: HttpApi | None, origins: OriginPolicy
+    ) -> None:
         self.node = node
+        self.origins = origins
         self.max_pending = max_pending
         self.api = api
         self.outboxes: set[_Outbox] = set()
@@ -256,6 +260,15 @@ class _Endpoint:
 
     async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if "Upgrade" in request.headers:
+            # Checked before the handshake: a page on another site must not
+            # open a connection from a signed-in user's browser (RFC 6455 10.2).
+            headers = request.headers
+            if not self.origins.allows(headers.get_all("Origin"), headers.get("Host")):
+                return conn.respond(
+                    403,
+                    '{"error":"origin not allowed: list it with --origin (docs/hub.md)"}',
+                    "application/json",
+                )
             return None  # the WebSocket handshake
         path = request.path_only
         if path.startswith("/api/"):
@@ -302,6 +315,7 @@ async def start_hub(
     api_key: str | None = None,
     tick_interval: float = 1.0,
     max_pending: int = 4096,
+    origins: Sequence[str] = (),
     **ws_options: Any,
 ) -> AsyncIterator[Hub]:
     """Run a hub while the ``async with`` block runs.
@@ -315,6 +329,9 @@ async def start_hub(
         api_key: enables the HTTP API (``POST /api/...`` on the same port).
         tick_interval: seconds between housekeeping rounds (the clock push).
         max_pending: messages queued for one slow client before it is closed (4011).
+        origins: browser origins allowed to connect besides the hub's own (same
+            host); ``"*"`` allows any. Clients that send no ``Origin`` (not
+            browsers) are always allowed (:mod:`hubbub.hub.origins`).
         ws_options: passed to :func:`hubbub.asyncio.serve` (``max_size``, ``ssl`` ...).
     """
     given_node = node is not None
@@ -332,7 +349,7 @@ async def start_hub(
     if owns_broker:
         await node.broker.start()
     api = HttpApi(node, api_key) if api_key is not None else None
-    endpoint = _Endpoint(node, max_pending, api)
+    endpoint = _Endpoint(node, max_pending, api, OriginPolicy(origins))
     ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
     ws_options.setdefault("max_body", MAX_BODY)
     housekeeping = asyncio.create_task(_housekeeping(node, tick_interval))

@@ -9,6 +9,7 @@ limits, which have no flags::
     port = 8765
     secret = "at least 32 random bytes, kept secret"
     api_key = "another secret"
+    origins = ["https://app.example.com"]   # pages of other sites that may connect
 
     [limits]               # any HubConfig field (docs/hub.md)
     max_message_bytes = 65536
@@ -105,6 +106,16 @@ def add_serve_parser(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--config", metavar="FILE", help="TOML settings file (HUBBUB_CONFIG)")
+    serve.add_argument(
+        "--origin",
+        action="append",
+        dest="origins",
+        default=None,
+        metavar="ORIGIN",
+        help="a web origin (https://app.example.com) whose pages may connect besides the "
+        "hub's own; repeatable; '*' allows any. HUBBUB_ORIGINS (comma-separated) or "
+        "origins = [...] in the file. Clients sending no Origin (not browsers) always may",
+    )
     for name, (_default, kind, text) in SETTINGS.items():
         if kind is bool:
             serve.add_argument(_flag(name), action="store_true", default=None, help=text)
@@ -181,6 +192,10 @@ def settings(
         if value is None:
             value = toml.get(name)
         resolved[name] = default if value is None else _convert(name, value, kind)
+    origins = getattr(args, "origins", None)
+    if origins is None and env.get(ENV_PREFIX + "ORIGINS") is not None:
+        origins = [o for o in env[ENV_PREFIX + "ORIGINS"].replace(",", " ").split() if o]
+    resolved["origins"] = list(toml.get("origins", ()) if origins is None else origins)
     return resolved, toml
 
 
@@ -238,6 +253,7 @@ async def serve_hub(resolved: dict[str, Any], config: HubConfig) -> None:
         public_key=public_key,
         insecure_dev_mode=dev,
         api_key=resolved["api_key"],
+        origins=resolved["origins"],
         **options,
     ) as hub:
         shown = f"[{host}]" if ":" in host else host
