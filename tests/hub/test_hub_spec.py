@@ -1,4 +1,4 @@
-"""docs/protocol.md, taken at its word: the error code of each case it lists (issue 12, finding 9)."""
+"""docs/protocol.md taken at its word: the error code of each case it lists (issue 12)."""
 
 from __future__ import annotations
 
