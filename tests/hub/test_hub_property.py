@@ -34,35 +34,23 @@ import hub_targets
 EXAMPLES = int(os.environ.get("HUBBUB_FUZZ_EXAMPLES", "300"))
 CODES = {int(code) for code in ErrorCode}
 
-METHODS = [
-    "connect",
-    "refresh",
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "send",
-    "presence",
-    "presence_stats",
-    "online",
-    "history",
-    "ack",
-    "ping",
-]
-# Every parameter of every command (docs/protocol.md section 3).
-FIELDS = [
-    "token",
-    "name",
-    "tick",
-    "channel",
-    "since",
-    "data",
-    "to",
-    "users",
-    "stream",
-    "limit",
-    "offset",
-    "epoch",
-]
+# The parameters of each command (docs/protocol.md section 3).
+COMMAND_FIELDS = {
+    "connect": ["name", "tick"],
+    "refresh": ["token"],
+    "subscribe": ["channel", "since", "token"],
+    "unsubscribe": ["channel"],
+    "publish": ["channel", "data"],
+    "send": ["to", "data"],
+    "presence": ["channel"],
+    "presence_stats": ["channel"],
+    "online": ["users"],
+    "history": ["stream", "since", "limit"],
+    "ack": ["stream", "offset", "epoch"],
+    "ping": [],
+}
+METHODS = list(COMMAND_FIELDS)
+FIELDS = list(dict.fromkeys(f for fields in COMMAND_FIELDS.values() for f in fields))
 
 
 def _weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
@@ -116,21 +104,6 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "limit": st.integers(0, 1001),
     "offset": st.integers(-1, 5),
     "epoch": strings,
-}
-# The parameters of each command (docs/protocol.md section 3).
-COMMAND_FIELDS = {
-    "connect": ["name", "tick"],
-    "refresh": ["token"],
-    "subscribe": ["channel", "since", "token"],
-    "unsubscribe": ["channel"],
-    "publish": ["channel", "data"],
-    "send": ["to", "data"],
-    "presence": ["channel"],
-    "presence_stats": ["channel"],
-    "online": ["users"],
-    "history": ["stream", "since", "limit"],
-    "ack": ["stream", "offset", "epoch"],
-    "ping": [],
 }
 
 
