@@ -213,6 +213,24 @@ async def test_http_api(hub: Hub) -> None:
         ("POST", "/api/publish", b'{"channel":"a b","data":1}', auth, 400, 102),
         ("POST", "/api/publish", b'{"channel":"zz:a","data":1}', auth, 400, 107),
         ("POST", "/api/history", b'{"stream":"$inbox"}', auth, 400, 102),
+        # Issue 12: a lone surrogate or deep nesting, as on the WebSocket.
+        ("POST", "/api/publish", b'{"channel":"lobby","data":"\\ud800"}', auth, 400, 100),
+        (
+            "POST",
+            "/api/send",
+            b'{"to":["ann"],"data":' + b"[" * 70 + b"]" * 70 + b"}",
+            auth,
+            400,
+            100,
+        ),
+        (
+            "POST",
+            "/api/publish",
+            b'{"channel":"lobby","data":"' + "é".encode() * 40000 + b'"}',
+            auth,
+            400,
+            302,
+        ),
     ]
     # Bodies are read by the adapter: too large (over MAX_BODY) or malformed
     # lengths are refused before the API sees them.

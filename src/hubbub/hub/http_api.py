@@ -97,6 +97,8 @@ class HttpApi:
             raise _HttpError(401, p.ErrorCode.UNAUTHORIZED, "missing or wrong API key")
         try:
             params = p.decode(body or b"{}")
+        except p.InvalidText as exc:  # a lone surrogate, too deep: as on the WebSocket
+            raise _HttpError(400, p.ErrorCode.BAD_REQUEST, str(exc)) from None
         except (ValueError, RecursionError):
             raise _HttpError(400, p.ErrorCode.BAD_REQUEST, "body is not JSON") from None
         cmd = p.parse_params(name, params)

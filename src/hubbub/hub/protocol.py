@@ -47,6 +47,7 @@ __all__ = [
     "Connect",
     "ErrorCode",
     "History",
+    "InvalidText",
     "Online",
     "Ping",
     "Presence",
