@@ -23,8 +23,9 @@ from seeds import write_seeds
 
 
 def main() -> None:
+    merging = any(arg.startswith(("-merge=", "-set_cover_merge=")) for arg in sys.argv)
     for arg in sys.argv[1:]:
-        if not arg.startswith("-") and not Path(arg).is_file():  # a file: a replay
+        if not arg.startswith("-") and not Path(arg).is_file() and not merging:
             write_seeds(Path(arg), hub_targets.hub_seeds())
             break
     atheris.Setup(sys.argv, hub_targets.fuzz_hub_request)
