@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..adapter import ServerPolicy, respond
+from ..adapter import LoggerLike, ServerPolicy, format_address, log_refused_handshake, respond
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
@@ -46,6 +46,9 @@ _DEFAULT_PING_INTERVAL = _DEFAULTS["ping_interval"].default
 Handler = Callable[["ServerConnection"], Awaitable[Any]]
 ProcessRequest = Callable[
     ["ServerConnection", Request], Response | Awaitable[Response | None] | None
+]
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response], Response | Awaitable[Response | None] | None
 ]
 
 
@@ -111,7 +114,7 @@ class ServerConnection(Connection):
     protocol: ServerCore
 
     def __init__(self, server: Server, protocol: ServerCore, **options: Any) -> None:
-        super().__init__(protocol, logger=logger, **options)
+        super().__init__(protocol, **options)
         self.server = server
         self.handler_task: asyncio.Task[None] | None = None
         # Keys of this connection's slots in the server's wheels, or None.
@@ -127,6 +130,9 @@ class ServerConnection(Connection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self.handler_task is None:
+            # No request came; the core may have closed on a TLS ClientHello.
+            log_refused_handshake(self.logger, self.protocol, self.remote_address, tls_only=True)
         self.server._connections.discard(self)
         self._cancel_open_deadline()
         wheel = self.server._keepalive
@@ -176,7 +182,11 @@ class ServerConnection(Connection):
         try:
             response = await self._handshake(request)
         except Exception:
-            logger.exception("error while handling the opening handshake")
+            self.logger.exception(
+                "error while handling the opening handshake of %s from %s",
+                request.path,
+                format_address(self.remote_address),
+            )
             response = self.protocol.reject(500, "Internal Server Error")
         if self.transport.is_closing() or self._closed.done():
             return False  # lost, or dropped by open_timeout, while the hook ran
@@ -188,19 +198,26 @@ class ServerConnection(Connection):
         self._flush()
         self._cancel_open_deadline()
         if self.protocol.state is not State.OPEN:
-            if self.protocol.handshake_exc is not None and response.status >= 400:
-                logger.info("handshake refused: %s", self.protocol.handshake_exc)
+            if response.status >= 400:
+                log_refused_handshake(self.logger, self.protocol, self.remote_address)
             return False
+        self.log_open()
         return True
 
     async def _handshake(self, request: Request) -> Response:
         server = self.server
+        response: Response | None = None
         if server.process_request is not None:
             result = server.process_request(self, request)
             response = await result if inspect.isawaitable(result) else result
-            if response is not None:
-                return response
-        return server.answer(self.protocol, request)
+        if response is None:
+            response = server.answer(self.protocol, request)
+        if server.process_response is not None:
+            changed = server.process_response(self, request, response)
+            changed = await changed if inspect.isawaitable(changed) else changed
+            if changed is not None:
+                response = changed
+        return response
 
     async def _run(self, request: Request) -> None:
         opened = await self._open(request)
@@ -216,7 +233,11 @@ class ServerConnection(Connection):
         except ConnectionClosed:
             pass
         except Exception:
-            logger.exception("connection handler failed")
+            self.logger.exception(
+                "connection %s handler failed (remote %s)",
+                self.id,
+                format_address(self.remote_address),
+            )
             await self.close(CloseCode.INTERNAL_ERROR, "internal error")
             return
         await self.close()
@@ -228,9 +249,17 @@ class Server(ServerPolicy):
     CONNECTION_OPTIONS = frozenset({"max_queue", "write_limit", "ping_interval", "ping_timeout"})
 
     def __init__(
-        self, handler: Handler, *, process_request: ProcessRequest | None = None, **options: Any
+        self,
+        handler: Handler,
+        *,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        logger: LoggerLike | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
+        self.logger: LoggerLike = logger or logging.getLogger("hubbub.server")
+        self.connection_options["logger"] = self.logger
         # One (high, low) tuple for all the connections rather than one each,
         # made the way Connection makes it from a single number.
         limit = self.connection_options.get("write_limit", _DEFAULTS["write_limit"].default)
@@ -238,6 +267,7 @@ class Server(ServerPolicy):
             self.connection_options["write_limit"] = (limit, limit // 4)
         self.handler = handler
         self.process_request = process_request
+        self.process_response = process_response
         self._connections: set[ServerConnection] = set()
         self._server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -389,7 +419,10 @@ class serve:
     ``ping_interval``/``ping_timeout`` (20 s), ``open_timeout`` (10 s),
     ``close_timeout`` (10 s), ``ssl``, ``unix_path``, ``extra_headers``,
     ``backlog`` (1024), ``reuse_port``, ``sock``, ``process_request``,
-    ``health_check_path`` (``"/healthz"``), ``server_header``.
+    ``process_response(connection, request, response)`` (returns a
+    replacement response or None; may be a coroutine), ``health_check_path``
+    (``"/healthz"``), ``server_header``, ``logger`` (``hubbub.server``; see
+    docs/howto/logging.md).
     """
 
     def __init__(
