@@ -38,6 +38,7 @@ async def test_a_failing_recipient_is_closed_and_the_others_still_get_pushes(
     # The failing session is closed for real (its client reconnects and
     # recovers), not left open, online and silently skipped.
     assert bob.closed == (1011, "internal error")  # RFC 6455 section 7.4.1
+    assert b"hubbub_delivery_failures_total 1.0" in node.metrics.render()
     await bob.leave()
     presence = await alice.ok("presence", channel="room")
     assert sorted(presence["users"]) == ["alice", "carol"]

@@ -139,6 +139,7 @@ class Session:
         """
         logger.exception("send failed on %s: closing it", self.conn_id)
         self.closed = True
+        self._traffic.delivery_failures += 1
         try:
             self._close(DELIVERY_FAILED, "internal error")
         except Exception:
