@@ -39,9 +39,12 @@ class Client:
         self.node = node
         self.raw: list[str] = []
         self.closed: tuple[int, str] | None = None
-        self.session = node.open_session(self.raw.append, self._close, conn_id, identity)
+        self.session = node.open_session(self._record, self._close, conn_id, identity)
         self._ids = itertools.count(1)
         self._seen = 0
+
+    def _record(self, text: str) -> None:
+        self.raw.append(text)
 
     def _close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)

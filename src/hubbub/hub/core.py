@@ -55,6 +55,7 @@ from .session import (
     Fail,
     Session,
     Subscription,
+    encode_entries,
     entry_json,
     inbox_stream,
     ms,
@@ -196,7 +197,7 @@ class Node(NodeOperations):
                     "disconnect", {"code": int(code), "reason": reason, "reconnect": reconnect}
                 )
             )
-            self.metrics.disconnects.labels(code=str(int(code))).inc()
+            self.metrics.disconnected(int(code))
             session.abort(int(code), reason)
         await self.close_session(session)
 
@@ -213,7 +214,8 @@ class Node(NodeOperations):
             return
         traffic = self.metrics.traffic
         traffic.messages_in += 1
-        size = len(raw)
+        # Limits are in bytes as they travel (UTF-8), not characters (issue 12).
+        size = len(raw) if isinstance(raw, bytes) else p.utf8_length(raw)
         traffic.chars_in += size
         if size > self.config.max_request_bytes:
             await self._reject(session, None, p.ErrorCode.MESSAGE_TOO_LARGE, "message too large")
@@ -340,19 +342,22 @@ class Node(NodeOperations):
         }
         if reason is not None:
             inbox["reason"] = reason
-        session.send(
-            p.encode_result(
-                cmd.id,
-                {
-                    "user": user,
-                    "conn_id": session.conn_id,
-                    "node": self.node_id,
-                    "expires_at": None if identity.expires_at is None else ms(identity.expires_at),
-                    "time": ms(self.clock()),
-                    "inbox": inbox,
-                },
-            )
-        )
+        result = {
+            "user": user,
+            "conn_id": session.conn_id,
+            "node": self.node_id,
+            "expires_at": None if identity.expires_at is None else ms(identity.expires_at),
+            "time": ms(self.clock()),
+            "inbox": inbox,
+        }
+        try:
+            text = p.encode_result(cmd.id, result)
+        except (TypeError, ValueError, RecursionError):
+            # An entry that cannot be encoded must not fail every later connect
+            # of this user until it ages out (issue 12): it is left out.
+            inbox["messages"] = messages = encode_entries(messages)
+            text = p.encode_result(cmd.id, result)
+        session.send(text)
         self.metrics.delivered("message", len(messages))
         session.inbox_pending = None
         session.flush(pending, read.entries[-1].offset if read.entries else read.offset)
@@ -411,7 +416,12 @@ class Node(NodeOperations):
         sub.pending = None
         if session.released:
             return REPLIED
-        session.send(p.encode_result(cmd.id, result))
+        try:
+            text = p.encode_result(cmd.id, result)
+        except (TypeError, ValueError, RecursionError):
+            result["publications"] = encode_entries(result["publications"])  # as in _connect
+            text = p.encode_result(cmd.id, result)
+        session.send(text)
         self.metrics.delivered("publication", len(entries))
         if pending:
             session.flush(pending, entries[-1].offset if entries else read.offset)
@@ -482,8 +492,7 @@ class Node(NodeOperations):
                     try:
                         session._send(text)
                     except Exception:
-                        logger.exception("send failed on %s", session.conn_id)
-                        session.closed = True
+                        session.fail()  # this session only: the loop goes on
                     else:
                         sent += 1
             self.metrics.delivered("publication", sent, len(text))

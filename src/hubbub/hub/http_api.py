@@ -115,6 +115,8 @@ class HttpApi:
             raise _HttpError(401, p.ErrorCode.UNAUTHORIZED, "missing or wrong API key")
         try:
             params = p.decode(body or b"{}")
+        except p.InvalidText as exc:  # a lone surrogate, too deep: as on the WebSocket
+            raise _HttpError(400, p.ErrorCode.BAD_REQUEST, str(exc)) from None
         except (ValueError, RecursionError):
             raise _HttpError(400, p.ErrorCode.BAD_REQUEST, "body is not JSON") from None
         cmd = p.parse_params(name, params)
@@ -135,8 +137,7 @@ class HttpApi:
     async def _execute(self, cmd: p.Command) -> Any:
         node = self.node
         if isinstance(cmd, p.Publish):
-            if len(p.encode(cmd.data)) > node.config.max_message_bytes:
-                raise Fail(p.ErrorCode.MESSAGE_TOO_LARGE, "data too large")
+            node.permissions.check_size(cmd.data)
             entry = await node.publish(cmd.channel, cmd.data)
             return {"offset": entry.offset, "epoch": entry.epoch}
         if isinstance(cmd, p.Send):
