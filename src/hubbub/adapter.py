@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import ssl as ssl_module
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -49,6 +49,16 @@ __all__ = [
     "redirect_target",
     "server_extension_factories",
 ]
+
+DECODE_STEP = 2**18
+"""Bytes of compressed messages inflated per parsing step (``decode_limit``).
+
+Both adapters set it on the core (unless the core has a limit of its own):
+one step decodes at most this much plus one frame (at most ``max_size``), so a
+burst of compressed frames is inflated a step at a time, only while the
+message queue has room, and (asyncio) never for long in one callback of the
+event loop.
+"""
 
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
@@ -142,6 +152,16 @@ class ConnectionAttributes:
 
     __slots__ = ()
     protocol: core.Connection
+    _messages: Sized
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages received and not yet returned by ``recv()``.
+
+        Flow control keeps it about ``max_queue``: reading, and inflating
+        compressed frames, stop there (see docs/security.md).
+        """
+        return len(self._messages)
 
     @property
     def ready_state(self) -> core.State:

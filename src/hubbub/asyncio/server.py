@@ -10,6 +10,12 @@ Plain HTTP shares the port: ``process_request`` may return any
 :class:`~hubbub.protocol.http11.Response` (see :meth:`ServerConnection.respond`),
 and ``GET /healthz`` without an upgrade is answered ``200 OK`` by default.
 
+A refused request (an error status, before or instead of the handshake) is
+answered, then the server half-closes and reads on, discarding, until the
+client closes or ``LINGER_BYTES`` or ``close_timeout`` run out (RFC 9112
+section 9.6): closing at once with unread bytes would send a reset, and a
+client still writing its body (a 413) would often lose the answer with it.
+
 Timers: ``open_timeout`` and the keepalive pings (``ping_interval``) of all the
 connections run on one :class:`_Wheel` per server each, not on a timer handle
 per connection (a handle, its context and the event loop's timer cost a few
@@ -39,6 +45,9 @@ from .connection import Connection
 __all__ = ["Server", "ServerConnection", "serve"]
 
 logger = logging.getLogger("hubbub.server")
+
+LINGER_BYTES = 2**22
+"""Most bytes read (and discarded) after refusing a request, before closing."""
 
 _DEFAULTS = inspect.signature(Connection).parameters
 _DEFAULT_PING_INTERVAL = _DEFAULTS["ping_interval"].default
@@ -163,6 +172,17 @@ class ServerConnection(Connection):
         self._keepalive_key = None
         self._keepalive_ping()  # which calls start_keepalive() again while open
 
+    def _close_transport(self) -> None:
+        transport = self.transport
+        if self.protocol.state is not State.CLOSED or not transport.can_write_eof():
+            super()._close_transport()
+            return
+        # A refused request (see the module docstring): half-close after the
+        # answer, then read on without keeping anything.
+        transport.write_eof()
+        transport.set_protocol(_Linger(self))
+        transport.resume_reading()
+
     def _other_event(self, event: object) -> None:
         if isinstance(event, Request) and self.handler_task is None:
             self.handler_task = self.loop.create_task(self._run(event))
@@ -220,6 +240,29 @@ class ServerConnection(Connection):
             await self.close(CloseCode.INTERNAL_ERROR, "internal error")
             return
         await self.close()
+
+
+class _Linger(asyncio.Protocol):
+    """Discards what a refused client still sends (RFC 9112 section 9.6).
+
+    Ends with the client's end of stream, after ``LINGER_BYTES``, or at the
+    connection's close deadline (``close_timeout``), which aborts.
+    """
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self.connection = connection
+        self.left = LINGER_BYTES
+
+    def data_received(self, data: bytes) -> None:
+        self.left -= len(data)
+        if self.left < 0:
+            self.connection.transport.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.connection_lost(exc)
 
 
 class Server(ServerPolicy):
