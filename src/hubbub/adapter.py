@@ -60,6 +60,16 @@ message queue has room, and (asyncio) never for long in one callback of the
 event loop.
 """
 
+LINGER_BYTES = 2**22
+"""Most bytes a server reads, and discards, after refusing a request.
+
+RFC 9112 section 9.6: a server that closes at once with unread bytes makes
+the kernel send a reset, and the client (still writing a body over
+``max_body``, say) often loses the answer with it. Both servers half-close
+after the answer and read on until the client closes, this many bytes came,
+or ``close_timeout`` passed.
+"""
+
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
 

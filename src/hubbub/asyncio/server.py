@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..adapter import ServerPolicy, respond
+from ..adapter import LINGER_BYTES, ServerPolicy, respond
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
@@ -45,9 +45,6 @@ from .connection import Connection
 __all__ = ["Server", "ServerConnection", "serve"]
 
 logger = logging.getLogger("hubbub.server")
-
-LINGER_BYTES = 2**22
-"""Most bytes read (and discarded) after refusing a request, before closing."""
 
 _DEFAULTS = inspect.signature(Connection).parameters
 _DEFAULT_PING_INTERVAL = _DEFAULTS["ping_interval"].default
