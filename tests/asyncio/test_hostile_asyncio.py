@@ -204,3 +204,49 @@ async def test_a_request_line_without_a_version_gets_400_before_the_open_timeout
             assert response.status == 400
             assert response.body.startswith(b"Invalid HTTP request: ")
             await peer.read_to_eof(timeout=30)
+
+
+async def test_the_heap_is_trimmed_once_after_a_mass_close() -> None:
+    # Finding 4: after 10,000 connections opened and closed RSS stayed at its
+    # peak (benchmarks/conn_flood_memory.py measures it).
+    async with running_server() as server:
+        trimmer = server.heap_trimmer
+        if trimmer.threshold is None:
+            pytest.skip("not glibc: nothing to trim")
+        trimmer.threshold = 200
+        peers = [await RawPeer.open(server.port) for _ in range(300)]
+        for peer in peers:
+            await peer.handshake()
+        await wait_until(lambda: len(server.connections) == 300)
+        for peer in peers[:50]:
+            peer.close()
+        await wait_until(lambda: len(server.connections) == 250)
+        await asyncio.sleep(0)
+        assert trimmer.trims == 0  # 50 closes: nothing to do
+        for peer in peers[50:]:
+            peer.close()
+        await wait_until(lambda: trimmer.trims == 1, timeout=30)
+        assert not server.connections
+
+
+def test_the_heap_trimmer_waits_for_a_sharp_drop() -> None:
+    from hubbub.allocator import HeapTrimmer
+
+    scheduled: list[object] = []
+    trimmer = HeapTrimmer(lambda delay, callback: scheduled.append(callback), threshold=10)
+    if trimmer.threshold is None:
+        pytest.skip("not glibc: nothing to trim")
+    for count in range(1, 31):
+        trimmer.opened(count)
+    for count in range(29, 15, -1):
+        trimmer.closed(count)
+    assert scheduled == []  # 14 closes, but more than half still open
+    trimmer.closed(15)
+    trimmer.closed(14)
+    assert len(scheduled) == 1  # once per mass close
+    callback = scheduled[0]
+    assert callable(callback)
+    callback()
+    assert trimmer.trims == 1
+    trimmer.closed(13)
+    assert len(scheduled) == 1  # the peak is now 14

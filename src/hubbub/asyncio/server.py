@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from ..adapter import LINGER_BYTES, ServerPolicy, respond
+from ..allocator import HeapTrimmer
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
@@ -126,14 +127,18 @@ class ServerConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.server._connections.add(self)
+        connections = self.server._connections
+        connections.add(self)
+        self.server.heap_trimmer.opened(len(connections))
         wheel = self.server._open_wheel()
         if wheel is not None:
             self._open_key = wheel.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self.server._connections.discard(self)
+        connections = self.server._connections
+        connections.discard(self)
+        self.server.heap_trimmer.closed(len(connections))
         self._cancel_open_deadline()
         wheel = self.server._keepalive
         if self._keepalive_key is not None and wheel is not None:
@@ -239,6 +244,10 @@ class ServerConnection(Connection):
         await self.close()
 
 
+def _call_later(delay: float, callback: Callable[[], None]) -> None:
+    asyncio.get_running_loop().call_later(delay, callback)
+
+
 class _Linger(asyncio.Protocol):
     """Discards what a refused client still sends (RFC 9112 section 9.6).
 
@@ -279,6 +288,10 @@ class Server(ServerPolicy):
         self.handler = handler
         self.process_request = process_request
         self._connections: set[ServerConnection] = set()
+        self.heap_trimmer = HeapTrimmer(_call_later)
+        """Returns freed memory to the system after mass closes (glibc only;
+        see :mod:`hubbub.allocator`). ``heap_trimmer.threshold = None``
+        turns it off."""
         self._server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
