@@ -57,22 +57,28 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def open_one(port: int) -> socket.socket:
+async def open_one(
+    port: int, extensions: str | None = None, rcvbuf: int | None = None
+) -> socket.socket:
+    """A raw socket past the opening handshake (also used by hostile.py)."""
     loop = asyncio.get_running_loop()
     sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setblocking(False)
     await loop.sock_connect(sock, ("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
+    extra = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
     await loop.sock_sendall(
         sock,
         (
             "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
         ).encode(),
     )
     head = b""
     while b"\r\n\r\n" not in head:
-        chunk = await loop.sock_recv(sock, 4096)
+        chunk = await loop.sock_recv(sock, 1)  # not past the head
         if not chunk:
             raise ConnectionError("closed during the handshake")
         head += chunk

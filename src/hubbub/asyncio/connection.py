@@ -25,10 +25,14 @@ Flow control, both ways:
   with pongs. While the write buffer is above its high mark, pings are not
   answered at once; only the latest one is, once the buffer drained
   (section 5.5.3 allows that; :meth:`hubbub.protocol.Connection.defer_pongs`).
-  Reading goes on in queue mode (``max_queue`` bounds it, and two peers that
+* backed-up writes stop reading, on a server in every mode and on a client
+  in callback mode (``_backed_up_stops_reading``): a peer that pings or sends
+  and never reads then costs neither memory nor CPU; TCP pushes back on it,
+  and the keepalive ping, whose pong it never sends, ends the connection
+  after ``ping_interval`` + ``ping_timeout``. Not both ends: two peers that
   both stopped reading while their writes are backed up would wait for each
-  other forever); the keepalive ping, whose pong such a peer never sends,
-  ends the connection after ``ping_interval`` + ``ping_timeout``.
+  other forever, so a client in queue mode reads on (``max_queue`` bounds
+  what it holds) and a hubbub client and server can never both stop.
 * inflating: the core decodes at most ``DECODE_STEP`` bytes of compressed
   messages per step (:attr:`hubbub.protocol.Connection.parsing_paused`); the
   next step runs in a later loop iteration (``call_soon``), and only while the
@@ -192,6 +196,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
     # the final bytes, and gathering the pieces was measured 1.5x faster.
     _reader: PayloadReader | None = None
     _direct_reads = speedups.ACCELERATED
+    # See "Flow control" in the module docstring; True on servers.
+    _backed_up_stops_reading = False
 
     def _read_large_frame(self) -> None:
         view = None if self._transport_closing else self.protocol.receive_buffer()
@@ -238,9 +244,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             self._closed.set_result(None)
 
     def pause_writing(self) -> None:
-        # Pongs must not pile up behind a peer that does not read (see "Flow
-        # control" above); in callback mode the answers to its messages must
-        # not either: stop reading then.
+        # Pongs must not pile up behind a peer that does not read, nor the
+        # answers to its messages: see "Flow control" above.
         self._writing_paused = True
         self.protocol.defer_pongs(True)
         self._update_reading()
@@ -257,8 +262,12 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         """Pause or resume reading from the transport, as the reasons say now."""
         if self._transport_closing or self.transport is None:
             return
-        # Callback mode has no send() to wait in: backed-up writes stop reading.
-        blocked = self._queue_full or (self._writing_paused and self._on_message is not None)
+        # Callback mode has no send() to wait in: backed-up writes stop reading
+        # there, and on a server in every mode (see "Flow control" above).
+        blocked = self._queue_full or (
+            self._writing_paused
+            and (self._backed_up_stops_reading or self._on_message is not None)
+        )
         hold = blocked
         if self.protocol.parsing_paused:
             # Received bytes wait in the core: read no more until they are

@@ -116,6 +116,9 @@ class ServerConnection(Connection):
     """A connection accepted by :func:`serve`; the handler receives it."""
 
     protocol: ServerCore
+    # Its peer is untrusted and a client: stop reading while writes are backed
+    # up, whatever the handler style (see hubbub.asyncio.connection).
+    _backed_up_stops_reading = True
 
     def __init__(self, server: Server, protocol: ServerCore, **options: Any) -> None:
         super().__init__(protocol, logger=logger, **options)
