@@ -471,6 +471,13 @@ def main(argv: list[str] | None = None) -> int:
             servers.append(name)
         else:
             print(f"skipping {name}: {why}", file=sys.stderr)
+    if not servers:
+        print(
+            "nothing to measure: none of the servers asked for can run here "
+            "(see --list; pip install -e .[bench] adds the Python peers)",
+            file=sys.stderr,
+        )
+        return 1
     loadgen = find_loadgen(args.loadgen)
     import resource
 
@@ -521,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
     print(report(runs, servers, scenarios))
+    if not any("value" in run and "error" not in run for run in runs):
+        print("nothing was measured: every run failed (see the errors above)", file=sys.stderr)
+        return 1
     return 0
 
 

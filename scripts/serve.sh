@@ -12,6 +12,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh
-ensure_venv
+ensure_venv hub
 
 exec .venv/bin/hubbub serve --dev "$@"

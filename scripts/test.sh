@@ -5,11 +5,12 @@
 #   ./scripts/test.sh --no-compliance    skip the Autobahn runs (about 3 minutes)
 #   ./scripts/test.sh -- tests/interop -k close     only pytest, with these arguments
 #
-# Steps: .venv (Python >= 3.11) with `pip install -e .[test,speed]`; Node's `ws` for the interop
-# tests (npm ci in tests/interop/node); wstest for Autobahn (compliance/install_wstest.sh);
-# then ruff check, ruff format --check, mypy --strict, pytest, and the Autobahn|Testsuite on
-# both sides (compliance/run_autobahn.py). pytest and Autobahn run once with the compiled
-# accelerator and once with HUBBUB_NO_EXTENSIONS=1 (pure Python): both must pass.
+# Steps: .venv (Python >= 3.11) with `pip install -e .[test,speed,redis,docs]`; Node's `ws`
+# for the interop tests (npm ci in tests/interop/node); wstest for Autobahn
+# (compliance/install_wstest.sh); then ruff check, ruff format --check, mypy --strict, the docs
+# site (scripts/docs.sh), pytest, the packages (scripts/package_check.sh), and the
+# Autobahn|Testsuite on both sides (compliance/run_autobahn.py). pytest and Autobahn run once
+# with the compiled accelerator and once with HUBBUB_NO_EXTENSIONS=1 (pure Python).
 # Every step runs even when an earlier one failed; the exit status is 1 if any failed.
 #
 # Environment:
@@ -34,7 +35,7 @@ while (($#)); do
   case "$1" in
     --no-compliance) compliance=0 ;;
     --) shift; only_pytest=1; pytest_args=("$@"); break ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -60,8 +61,10 @@ step() { # step NAME COMMAND...: run, record, never abort
 }
 
 # --- installs ------------------------------------------------------------------------------
-# speed: uvloop, so that the tests that run hubbub on uvloop run too.
-ensure_venv test,speed || { echo "could not set up .venv" >&2; exit 2; }
+# speed: uvloop, so that the tests that run hubbub on uvloop run too; redis: the hub and its
+# Redis broker (hub deps included); docs: mkdocs for the "docs" step.
+extras=test,speed,redis,docs
+ensure_venv "$extras" || { echo "could not set up .venv" >&2; exit 2; }
 py="$root/.venv/bin/python"
 
 install_node_peer() {
@@ -115,21 +118,27 @@ if ((only_pytest)); then
 else
   step "accelerator built" check_accelerator
   # --- static checks -----------------------------------------------------------------------
-  step "ruff check" "$py" -m ruff check --output-format=concise src tests compliance
-  step "ruff format --check" "$py" -m ruff format --check --output-format=concise src tests compliance
+  step "ruff check" "$py" -m ruff check --output-format=concise src tests compliance examples scripts
+  step "ruff format --check" "$py" -m ruff format --check --output-format=concise src tests compliance examples scripts
   step "mypy --strict (src)" "$py" -m mypy
   # compliance/wstest_loopback.py is Python 2.7 code (it runs inside wstest): not for mypy.
   typed_compliance=()
   for file in compliance/*.py; do
     [[ "$file" == compliance/wstest_loopback.py ]] || typed_compliance+=("$file")
   done
-  step "mypy --strict (compliance, tests/interop)" "$py" -m mypy --strict \
-    "${typed_compliance[@]}" tests/conftest.py tests/interop
+  step "mypy --strict (compliance, tests/interop, examples)" "$py" -m mypy --strict \
+    "${typed_compliance[@]}" tests/conftest.py tests/interop examples/*.py scripts/package_smoke.py
+
+  # --- the documentation site (its code examples run in pytest: tests/docs) -----------------
+  step "docs" env HUBBUB_EXTRAS="$extras" bash scripts/docs.sh --quiet
 
   # --- tests: once per accelerator mode -------------------------------------------------------
   for mode in $modes; do
     step "pytest ($mode)" in_mode "$mode" "$py" -m pytest
   done
+
+  # --- the packages: sdist and wheel built, checked, installed in fresh venvs (3.11, 3.13) ----
+  step "packages" bash scripts/package_check.sh
 
   # --- Autobahn|Testsuite, both sides ---------------------------------------------------------
   if ((compliance)) && ((wstest_ok)); then

@@ -155,6 +155,8 @@ def test_connection_refused_fires_error_then_close() -> None:
     assert isinstance(close, CloseEvent)
     assert (close.code, close.was_clean) == (1006, False)
     assert ws.ready_state == WebSocket.CLOSED
+    # WHATWG: readyState is CLOSED (3) inside the error listener, not CONNECTING.
+    assert rec.states == [3, 3]
 
 
 def test_403_fires_error_then_close() -> None:
@@ -179,6 +181,18 @@ def test_protocol_error_fires_error_then_close() -> None:
     assert isinstance(close, CloseEvent)
     assert not close.was_clean
     assert close.code == 1006  # no close frame came back from this server
+    assert rec.states == [1, 1, 3, 3]
+
+
+def test_keepalive_timeout_error_sees_closed() -> None:
+    # raw_server never answers the client's keepalive ping.
+    with raw_server() as port:
+        ws, rec = open_ws(f"ws://127.0.0.1:{port}", ping_interval=0.1, ping_timeout=0.1)
+        assert ws.wait_closed(5)
+    assert rec.types == ["open", "error", "close"]
+    assert "keepalive" in rec.events[1].message  # type: ignore[attr-defined]
+    # Not CLOSING (2): the error leads to close, so the state is already CLOSED.
+    assert rec.states == [1, 3, 3]
 
 
 def test_close_while_connecting_fails_the_connection() -> None:

@@ -10,26 +10,33 @@ context a client uses, where a redirect leads. :mod:`hubbub.asyncio` and
 
 from __future__ import annotations
 
+import codecs
+import logging
 import os
 import ssl as ssl_module
-from collections.abc import Sequence, Sized
+import uuid
+from collections.abc import Callable, Sequence, Sized
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from .exceptions import (
+    ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
     HandshakeError,
+    HandshakeTimeout,
     InvalidStatus,
     InvalidURI,
     RedirectError,
     RemoteProtocolError,
+    UnexpectedTLS,
 )
 from .protocol import connection as core
 from .protocol.client import USER_AGENT
 from .protocol.client import ClientConnection as ClientCore
+from .protocol.events import Fragment
 from .protocol.extensions import ClientExtensionFactory, ServerExtensionFactory
 from .protocol.frames import CloseCode, Opcode
 from .protocol.handshake import WebSocketURI, parse_uri
@@ -41,13 +48,20 @@ from .proxy import Proxy
 __all__ = [
     "DEFAULT_MAX_REDIRECTS",
     "REDIRECT_STATUSES",
+    "FragmentStream",
+    "LoggerLike",
     "PingTracker",
     "RedirectError",
     "client_extension_factories",
     "client_ssl_context",
     "closed_exception",
+    "format_address",
+    "fragment_converter",
+    "join_fragments",
+    "log_refused_handshake",
     "redirect_target",
     "server_extension_factories",
+    "server_ssl_context",
 ]
 
 DECODE_STEP = 2**18
@@ -157,11 +171,165 @@ class Fragmenter:
         return opcode, data, fin
 
 
+LoggerLike: TypeAlias = "logging.Logger | logging.LoggerAdapter[Any]"
+"""What the ``logger=`` options take: a logger or an adapter that adds context."""
+
+
+def decoded(message: str | bytes, decode: bool | None) -> str | bytes:
+    """``message`` as ``recv(decode=...)`` returns it (both adapters).
+
+    ``None`` keeps the frame's type (text as ``str``, binary as ``bytes``);
+    ``False`` gives ``bytes`` for a text message too (its UTF-8, as received);
+    ``True`` decodes a binary message as UTF-8.
+
+    Raises:
+        UnicodeDecodeError: ``decode=True`` and a binary message that is not UTF-8.
+    """
+    if decode is None or isinstance(message, str) is decode:
+        return message
+    if isinstance(message, str):
+        return message.encode()
+    return message.decode()
+
+
+class FragmentStream:
+    """The bookkeeping of ``recv_streaming()`` (section 5.4), shared by both adapters.
+
+    A connection makes one when it first streams a message. While the frames
+    of a message are streamed, the core reports them as
+    :class:`~hubbub.protocol.events.Fragment` entries of the receive queue;
+    ``recv()`` joins such entries into the message. If the application stops
+    iterating before the last fragment, the next receive (:meth:`abandon`)
+    discards the rest of that message, and the abandoned iterator raises
+    :class:`ConcurrencyError` if it is resumed (its ``token`` is stale).
+    """
+
+    __slots__ = ("rest", "skip", "token")
+
+    def __init__(self) -> None:
+        self.rest = False
+        """A fragment other than the last was handed out: the rest is unread."""
+        self.skip = False
+        self.token = 0
+
+    def begin(self) -> int:
+        """A stream starts: abandon the rest of the previous one; return this one's token."""
+        self.abandon()
+        return self.token
+
+    def hand_out(
+        self, fragment: Fragment, convert: Callable[[str | bytes, bool], str | bytes]
+    ) -> str | bytes:
+        """The fragment's data for the application, which owns the rest of the message now."""
+        self.rest = not fragment.fin
+        return convert(fragment.data, fragment.fin)
+
+    def resume(self, token: int) -> None:
+        """The stream with ``token`` asks for its next fragment.
+
+        Raises:
+            ConcurrencyError: another receive discarded the rest meanwhile.
+        """
+        if self.token != token:
+            raise ConcurrencyError("another receive took over: the rest was discarded")
+        self.rest = False
+
+    def abandon(self) -> None:
+        """A receive starts: the rest of a message whose stream was left is discarded."""
+        if self.rest:
+            self.rest = False
+            self.skip = True
+            self.token += 1
+
+    def skipped(self, item: object) -> bool:
+        """Whether ``item`` belongs to an abandoned message and is to be dropped."""
+        if self.skip and type(item) is Fragment:
+            if item.fin:
+                self.skip = False
+            return True
+        self.skip = False
+        return False
+
+
+def join_fragments(parts: list[str | bytes]) -> str | bytes:
+    """The message whose fragments' data are ``parts`` (all ``str`` or all ``bytes``)."""
+    if isinstance(parts[0], str):
+        return "".join(cast(list[str], parts))
+    return b"".join(cast(list[bytes], parts))
+
+
+def fragment_converter(decode: bool | None) -> Callable[[str | bytes, bool], str | bytes]:
+    """``convert(data, fin)`` for the fragments of one message, as ``recv_streaming(decode)``.
+
+    With ``decode=True`` a binary message is decoded across its fragments, so a
+    character may be cut between frames.
+    """
+    if decode is None:
+        return lambda data, fin: data
+    if decode is False:
+        return lambda data, fin: data.encode() if isinstance(data, str) else data
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    return lambda data, fin: data if isinstance(data, str) else decoder.decode(data, fin)
+
+
 class ConnectionAttributes:
     """Attributes both adapters' connections read off the sans-I/O core."""
 
     __slots__ = ()
     protocol: core.Connection
+    logger: LoggerLike
+    remote_address: Any
+    # Made on first use (a log line, the application): an idle connection of
+    # a busy server does not pay the 100 bytes of a UUID it never shows.
+    _id: uuid.UUID | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A random identifier (UUID version 4) of this connection, as in the logs."""
+        if self._id is None:
+            # The adapters' connection classes have a __dict__ (the slots here
+            # only keep this base from adding one).
+            self._id = uuid.uuid4()  # type: ignore[misc]
+        return self._id
+
+    def log_open(self) -> None:
+        """Log at INFO that the connection is open (once per connection)."""
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        protocol = self.protocol
+        request = getattr(protocol, "request", None)
+        target = request.path if request is not None else getattr(protocol, "uri", "")
+        if target and not isinstance(target, str):
+            target = target.resource_name
+        logger.info(
+            "connection %s open: remote %s, %s, subprotocol %s",
+            self.id,
+            format_address(self.remote_address),
+            target,
+            self.subprotocol,
+        )
+
+    def log_closed(self) -> None:
+        """Log at INFO how the connection closed: codes and reasons both ways (section 7.1.5)."""
+        logger = self.logger
+        protocol = self.protocol
+        if not logger.isEnabledFor(logging.INFO) or getattr(protocol, "handshake_exc", None):
+            return  # a refused handshake is logged as such, not as a closed connection
+        response = getattr(protocol, "response", None)
+        if response is None or response.status != 101:
+            return
+        sent = protocol.close_sent
+        logger.info(
+            "connection %s closed: remote %s, received %s %r, sent %s %r",
+            self.id,
+            format_address(self.remote_address),
+            protocol.close_code,
+            protocol.close_reason,
+            None if sent is None else sent.code,
+            "" if sent is None else sent.reason,
+        )
+
     _messages: Sized
 
     @property
@@ -207,6 +375,14 @@ class ConnectionAttributes:
     def response(self) -> Response | None:
         """The handshake response."""
         return cast(Response | None, getattr(self.protocol, "response", None))
+
+
+def format_address(address: Any) -> str:
+    """``host:port`` of a socket address (``[host]:port`` for IPv6), or the path."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address or "-")
 
 
 class PingTracker(Generic[W]):
@@ -313,6 +489,23 @@ def client_ssl_context(
     return ssl_module.create_default_context()
 
 
+def server_ssl_context(certfile: str, keyfile: str | None = None) -> ssl_module.SSLContext:
+    """A TLS context for a server from PEM files (``hubbub serve/echo --certfile``).
+
+    Args:
+        certfile: the certificate chain, server certificate first; it may hold
+            the private key too.
+        keyfile: the private key, if not in ``certfile``.
+
+    Raises:
+        OSError: a file cannot be read.
+        ssl.SSLError: the files are not a matching certificate and key.
+    """
+    context = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
 # --- redirects -------------------------------------------------------------------
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -373,6 +566,23 @@ def redirect_target(
             new_uri.secure, new_uri.host, new_uri.port, new_uri.resource_name, uri.user_info
         )
     return new_uri
+
+
+def log_refused_handshake(
+    logger: LoggerLike, protocol: ServerCore, peer: object, *, tls_only: bool = False
+) -> None:
+    """Log why a server connection did not open (both adapters).
+
+    A TLS ClientHello on a plain port is a configuration mistake (a ``wss://``
+    URL, or a proxy speaking TLS to the backend): WARNING, so that it shows by
+    default. Other refusals are the client's business: INFO. ``tls_only`` logs
+    only the former.
+    """
+    exc = protocol.handshake_exc
+    if isinstance(exc, UnexpectedTLS):
+        logger.warning("connection from %s closed: %s", format_address(peer), exc)
+    elif exc is not None and not tls_only:
+        logger.info("handshake from %s refused: %s", format_address(peer), exc)
 
 
 def respond(
@@ -526,3 +736,31 @@ class ClientPolicy:
     def new_core(self, uri: WebSocketURI) -> ClientCore:
         """A sans-I/O client connection to ``uri`` (the first one or a redirect's)."""
         return ClientCore(uri, **self.core_options)
+
+    def open_timeout_error(self, uri: WebSocketURI) -> HandshakeTimeout:
+        """The error of a handshake with ``uri`` that did not finish in time."""
+        message = (
+            f"opening handshake with {uri.host_header} did not finish in {self.open_timeout} s"
+        )
+        if uri.secure:
+            # A plain server that does not recognise the ClientHello waits for
+            # an HTTP request that never comes: the likeliest cause of a
+            # wss:// timeout (a hubbub server closes at once instead).
+            message += (
+                "; with wss://, a likely cause is a server that does not speak TLS on "
+                "this port (try ws://)"
+            )
+        return HandshakeTimeout(message)
+
+    @staticmethod
+    def explain_tls_failure(uri: WebSocketURI, exc: BaseException) -> None:
+        """Add a hint to ``exc`` when the TLS handshake with ``uri`` was cut off."""
+        if not uri.secure or isinstance(exc, ssl_module.SSLCertVerificationError):
+            return
+        if isinstance(exc, (ssl_module.SSLError, ConnectionResetError, BrokenPipeError)):
+            # A plain-text server closes (a hubbub server), answers HTTP 400
+            # (SSL "wrong version number") or resets when it gets a ClientHello.
+            exc.add_note(
+                f"the TLS handshake with {uri.host_header} failed: if the server does not "
+                "speak TLS on this port, use ws://"
+            )

@@ -18,7 +18,8 @@ standard prescribes:
 
 * ``open`` once the handshake succeeded, before any ``message``;
 * when the connection is *failed* (handshake refused, connection refused,
-  protocol error, keepalive timeout): ``error`` then ``close``;
+  protocol error, keepalive timeout): ``error`` then ``close``, both with
+  ``ready_state`` already CLOSED (3), as the standard requires;
 * ``close`` last, exactly once, with ``code``, ``reason`` and ``was_clean``
   (true when the closing handshake completed, section 7.1.4 of RFC 6455).
 
@@ -222,7 +223,8 @@ class BrowserWebSocket(EventTarget):
         """CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3).
 
         CLOSING as soon as a close frame went either way; CLOSED when the
-        ``close`` event is dispatched.
+        ``error`` event (if the connection failed) or else the ``close`` event
+        is dispatched (WHATWG: the state is CLOSED before either fires).
         """
         state = self._ready_state
         if state is State.OPEN and self._connection_state() >= State.CLOSING:
@@ -318,9 +320,12 @@ class BrowserWebSocket(EventTarget):
         """Fire ``error`` if the connection failed (``error`` given), then ``close``, once."""
         if self._close_fired:
             return
+        # WHATWG WebSockets, "the WebSocket connection is closed": readyState
+        # becomes CLOSED first, then ``error`` (if it failed), then ``close``;
+        # so listeners of ``error`` see CLOSED (3), as in every browser.
+        self._ready_state = State.CLOSED
         if error is not None:
             self._failed(error)
-        self._ready_state = State.CLOSED
         self._close_fired = True
         self.dispatch_event(
             CloseEvent("close", self, code=code, reason=reason, was_clean=was_clean)

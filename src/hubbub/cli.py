@@ -22,10 +22,10 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .exceptions import ConnectionClosed, HubbubError
+from .exceptions import ConnectionClosed, HubbubError, MissingExtra, install_hint
 
 __all__ = ["main"]
 
@@ -114,12 +114,48 @@ def _header(value: str) -> tuple[str, str]:
     return name.strip(), content.strip()
 
 
+def _add_tls_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--certfile",
+        metavar="PEM",
+        help="serve TLS (wss://) with this certificate chain (docs/tls.md)",
+    )
+    parser.add_argument("--keyfile", metavar="PEM", help="the private key, if not in --certfile")
+
+
+def _server_tls(args: argparse.Namespace) -> Any:
+    """The server's TLS context from ``--certfile``/``--keyfile``, or None."""
+    from .adapter import server_ssl_context
+
+    if args.certfile is None:
+        return None
+    return server_ssl_context(args.certfile, args.keyfile)
+
+
+def _bench_runner() -> Path | None:
+    """``benchmarks/run.py`` of the source tree this package runs from, if any.
+
+    The benchmarks compare hubbub with other servers and need the source tree
+    (peers in several languages, a C load generator): an installed package
+    does not offer ``hubbub bench`` at all.
+    """
+    for parent in Path(__file__).resolve().parents:
+        runner = parent / "benchmarks" / "run.py"
+        if runner.is_file():
+            return runner
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .versions import describe
+
     parser = argparse.ArgumentParser(
         prog="hubbub", description="Real-time, two-way communication over WebSocket."
     )
-    parser.add_argument("--version", action="version", version=f"hubbub {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("--version", action="version", version=describe())
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging: -v INFO, -vv DEBUG"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     echo = commands.add_parser(
@@ -159,15 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keepalive ping interval, 0 to disable (20)",
     )
+    _add_tls_server_options(echo)
 
-    bench = commands.add_parser(
-        "bench",
-        help="benchmark hubbub against other servers (benchmarks/run.py)",
-        description="Run the project's benchmark runner; options after 'bench' go to it "
-        "(try: hubbub bench --help).",
-        add_help=False,
-    )
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    if _bench_runner() is not None:
+        bench = commands.add_parser(
+            "bench",
+            help="benchmark hubbub against other servers (benchmarks/run.py)",
+            description="Run the project's benchmark runner; options after 'bench' go to it "
+            "(try: hubbub bench --help).",
+            add_help=False,
+        )
+        bench.add_argument("bench_args", nargs=argparse.REMAINDER)
 
     connect = commands.add_parser(
         "connect",
@@ -203,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="wss:// without certificate verification (testing only)",
     )
     connect.add_argument(
+        "--cafile",
+        metavar="PEM",
+        help="trust the certificates in this file (a private CA, a self-signed server)",
+    )
+    connect.add_argument(
         "--wait",
         type=float,
         default=1.0,
@@ -220,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(commands)
     add_token_parser(commands)
+    for name, command in commands.choices.items():
+        if name != "bench":  # every option after "bench" belongs to the runner
+            # -v after the subcommand too (hubbub serve -v); added to the one before.
+            command.add_argument(
+                "-v",
+                "--verbose",
+                action="count",
+                default=0,
+                dest="verbose_after",
+                help="more logging: -v INFO, -vv DEBUG",
+            )
     return parser
 
 
@@ -254,12 +308,13 @@ async def run_echo(args: argparse.Namespace) -> None:
         compression=_compression(args.no_compression),
         ping_interval=args.ping_interval or None,
     )
+    ssl = _server_tls(args)
     if args.unix:
-        server = await serve(handler, unix_path=args.unix, **options)
+        server = await serve(handler, unix_path=args.unix, ssl=ssl, **options)
         where = f"unix:{args.unix}"
     else:
-        server = await serve(handler, args.host, args.port, **options)
-        where = f"ws://{args.host}:{server.port}"
+        server = await serve(handler, args.host, args.port, ssl=ssl, **options)
+        where = f"{'wss' if ssl else 'ws'}://{args.host}:{server.port}"
     server_ref.append(server)
     print(f"hubbub echo listening on {where}", file=sys.stderr, flush=True)
     stop = asyncio.get_running_loop().create_future()
@@ -295,6 +350,8 @@ async def run_connect(args: argparse.Namespace) -> int:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         options["ssl"] = context
+    elif args.cafile:
+        options["ssl"] = ssl.create_default_context(cafile=args.cafile)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     prefix_in, prefix_out = ("< ", "> ") if interactive else ("", "")
     ws = await connect(args.url, **options)
@@ -305,7 +362,15 @@ async def run_connect(args: argparse.Namespace) -> int:
     async def printer() -> None:
         with contextlib.suppress(ConnectionClosed):
             async for message in ws:
-                print(_show(message, prefix_in), flush=True)
+                if interactive:
+                    # The prompt, and maybe half a typed line, is on the
+                    # screen: clear that line, print the message on it, then
+                    # draw the prompt again with what was typed (as wscat).
+                    text = _show(message, prefix_in)
+                    sys.stdout.write(f"\r\x1b[K{text}\n{prefix_out}{_typed()}")
+                    sys.stdout.flush()
+                else:
+                    print(_show(message, prefix_in), flush=True)
 
     reader = asyncio.ensure_future(printer())
 
@@ -316,7 +381,15 @@ async def run_connect(args: argparse.Namespace) -> int:
         # executor's threads on exit, so a readline() blocked on a terminal or
         # an open pipe would keep the client alive after the server closed.
         while True:
-            line = sys.stdin.readline()
+            if interactive:
+                try:
+                    # input() with readline: line editing, and _typed() can
+                    # tell what is typed so far.
+                    line = input(prefix_out) + "\n"
+                except EOFError:
+                    line = ""
+            else:
+                line = sys.stdin.readline()
             try:
                 loop.call_soon_threadsafe(lines.put_nowait, line)
             except RuntimeError:  # the loop is closed: the client is exiting
@@ -328,8 +401,6 @@ async def run_connect(args: argparse.Namespace) -> int:
 
     async def sender() -> None:
         while True:
-            if interactive:
-                print(prefix_out, end="", file=sys.stderr, flush=True)
             line = await lines.get()
             if not line:
                 return
@@ -348,23 +419,35 @@ async def run_connect(args: argparse.Namespace) -> int:
     if exc is not None and not isinstance(exc, ConnectionClosed):
         raise exc
     reason = f" {ws.close_reason}" if ws.close_reason else ""
+    if interactive:  # the prompt is on the screen: say it on its line instead
+        print("\r\x1b[K", end="", flush=True)
     print(f"disconnected: {ws.close_code}{reason}", file=sys.stderr, flush=True)
     return 0 if ws.close_code in (1000, 1001, 1005) else 1
 
 
+def _typed() -> str:
+    """What the user typed on the prompt's line so far ("" without readline)."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - Windows
+        return ""
+    return readline.get_line_buffer()
+
+
 def run_bench(bench_args: list[str]) -> int:
     """Run ``benchmarks/run.py`` of the source tree (it is not installed with the package)."""
-    import os
     import subprocess
-    from pathlib import Path
 
-    for parent in Path(__file__).resolve().parents:
-        runner = parent / "benchmarks" / "run.py"
-        if runner.is_file():
-            env = dict(os.environ, HUBBUB_PYTHON=sys.executable)
-            return subprocess.call([sys.executable, str(runner), *bench_args], env=env)
-    print("hubbub: 'bench' needs a source checkout (benchmarks/run.py)", file=sys.stderr)
-    return 2
+    runner = _bench_runner()
+    if runner is None:
+        print(
+            "hubbub: 'bench' runs from a source checkout only (git clone the project, then "
+            "./scripts/test.sh and hubbub bench); it is not part of the installed package",
+            file=sys.stderr,
+        )
+        return 2
+    env = dict(os.environ, HUBBUB_PYTHON=sys.executable)
+    return subprocess.call([sys.executable, str(runner), *bench_args], env=env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -372,10 +455,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["bench"]:  # every option after "bench" belongs to the runner
         return run_bench(arguments[1:])
     args = build_parser().parse_args(arguments)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    verbose = args.verbose + getattr(args, "verbose_after", 0)
+    level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    _install_uvloop()
+    if args.command == "echo" and args.keyfile and not args.certfile:
+        print("hubbub echo: --keyfile needs --certfile", file=sys.stderr)
+        return 2
+    loop = _install_uvloop()
     _raise_nofile_limit()
+    if args.command in ("echo", "serve"):
+        from .versions import describe
+
+        # Whoever reads the log of a server can tell how fast it can be.
+        logging.getLogger("hubbub.server").info("%s, event loop %s", describe(), loop)
     try:
         if args.command == "echo":
             _tune_malloc()
@@ -391,6 +483,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run_connect(args))
     except KeyboardInterrupt:
         return 130
+    except MissingExtra as exc:  # one line that names the extra to install
+        print(
+            f"hubbub {args.command} needs the {exc.extra} extra: {install_hint(exc.extra)}",
+            file=sys.stderr,
+        )
+        return 1
     except HubbubError as exc:
         print(f"hubbub: {exc}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ a connection's life in which they happen::
     ├── HandshakeError                the opening handshake failed (RFC 6455 section 4)
     │   ├── InvalidURI                  not a ws:// or wss:// URI
     │   ├── InvalidMessage              malformed, oversized or truncated HTTP message
+    │   │   └── UnexpectedTLS             a TLS ClientHello reached a plain-text port
     │   ├── InvalidHeader               a required header is missing or wrong
     │   │   ├── InvalidUpgrade            Upgrade / Connection are not "websocket" / "upgrade"
     │   │   ├── InvalidVersion            Sec-WebSocket-Version is not 13 (answered with 426)
@@ -23,9 +24,11 @@ a connection's life in which they happen::
     │   ├── RemoteProtocolError         by the peer: the connection is failed with .code
     │   │   └── PayloadTooBig             a message exceeded max_size (1009)
     │   └── LocalProtocolError          by our own caller: nothing was sent
-    └── UsageError                    the API was misused
-        ├── InvalidState                the operation is not possible in this state
-        └── ConcurrencyError            two coroutines or threads raced on one operation
+    ├── UsageError                    the API was misused
+    │   ├── InvalidState                the operation is not possible in this state
+    │   └── ConcurrencyError            two coroutines or threads raced on one operation
+    └── MissingExtra                  an optional part needs an extra that is not installed
+                                      (also an ImportError)
 
 Local and remote protocol errors are kept apart on purpose (as in ``h11``): a
 :class:`RemoteProtocolError` means the peer is broken and the connection is
@@ -36,6 +39,8 @@ the connection is still usable.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -59,12 +64,14 @@ __all__ = [
     "InvalidUpgrade",
     "InvalidVersion",
     "LocalProtocolError",
+    "MissingExtra",
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
     "ProxyError",
     "RedirectError",
     "RemoteProtocolError",
+    "UnexpectedTLS",
     "UsageError",
 ]
 
@@ -95,6 +102,15 @@ class InvalidURI(HandshakeError):
 
 class InvalidMessage(HandshakeError):
     """The HTTP message is malformed, too large or incomplete."""
+
+
+class UnexpectedTLS(InvalidMessage):
+    """A client started TLS (a ClientHello) on a port that serves plain ``ws://``.
+
+    The server closes at once instead of waiting for an HTTP request that will
+    never come; the client (``wss://``, ``https://``) then fails within
+    milliseconds instead of after its open timeout.
+    """
 
 
 class InvalidHeader(HandshakeError):
@@ -254,3 +270,46 @@ class InvalidState(UsageError):
 
 class ConcurrencyError(UsageError):
     """Two coroutines or threads tried to run the same operation at once."""
+
+
+# --- installation ------------------------------------------------------------
+
+
+class MissingExtra(HubbubError, ImportError):
+    """An optional part of hubbub was imported without the extra it needs.
+
+    The WebSocket library has no dependencies; the hub needs ``hubbub[hub]``
+    (JWT, Prometheus metrics) and its Redis broker ``hubbub[redis]``. The
+    message is one line that names the extra to install. It is also an
+    :class:`ImportError`, so ``except ImportError`` keeps working.
+
+    Attributes:
+        feature: what was being imported, e.g. ``"hubbub.hub"``.
+        extra: the extra that provides it, e.g. ``"hub"``.
+        name: the missing third-party module (as in :class:`ImportError`).
+    """
+
+    def __init__(self, feature: str, extra: str, module: str | None = None) -> None:
+        self.feature = feature
+        self.extra = extra
+        super().__init__(f"{feature} needs the {extra} extra: {install_hint(extra)}", name=module)
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs ``extra``, quoted for a POSIX shell."""
+    return f"pip install 'hubbub[{extra}]'"
+
+
+@contextlib.contextmanager
+def needs_extra(extra: str, feature: str) -> Iterator[None]:
+    """Turn a missing third-party module imported in the block into :class:`MissingExtra`.
+
+    Example::
+
+        with needs_extra("hub", "hubbub.hub"):
+            import jwt
+    """
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        raise MissingExtra(feature, extra, exc.name) from exc

@@ -47,11 +47,13 @@ class WebSocket(BrowserWebSocket):
     Args:
         url: a ``ws://`` or ``wss://`` URL.
         protocols: a subprotocol or a list of them, preferred first.
-        on_open, on_message, on_error, on_close: handlers, set before the
-            connection starts. Listeners added after the constructor returns
-            may miss the ``error`` and ``close`` events of a connection that
-            fails at once (it runs on another thread); handlers given here
-            cannot.
+        on_open: handler of the ``open`` event. Handlers given here are set
+            before the connection starts; listeners added after the constructor
+            returns may miss the ``error`` and ``close`` events of a connection
+            that fails at once (it runs on another thread).
+        on_message: handler of the ``message`` event (as ``on_open``).
+        on_error: handler of the ``error`` event (as ``on_open``).
+        on_close: handler of the ``close`` event (as ``on_open``).
         options: options of :func:`hubbub.sync.client.connect`.
 
     Raises:

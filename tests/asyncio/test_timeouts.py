@@ -178,6 +178,23 @@ async def test_client_handshake_timeout() -> None:
         assert await peer.read_to_eof() == b""
 
 
+async def test_client_handshake_timeout_with_wss_suggests_tls() -> None:
+    # A plain server that ignores the ClientHello (not a hubbub one, which closes).
+    writers: list[asyncio.StreamWriter] = []
+
+    async def ignore(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+
+    server = await asyncio.start_server(ignore, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(HandshakeTimeout, match="does not speak TLS on this port"):
+            await connect(f"wss://127.0.0.1:{port}/", **{**FAST, "open_timeout": 0.2})
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+
+
 # --- close_timeout ----------------------------------------------------------------------
 
 

@@ -40,9 +40,12 @@ class Recorder:
         for kind in ("open", "message", "error", "close"):
             ws.add_event_listener(kind, self)
 
+        self.states: list[int] = []
+
     def __call__(self, event: Event) -> None:
         self.events.append(event)
         self.threads.add(threading.current_thread())
+        self.states.append(event.target.ready_state)
 
     @property
     def types(self) -> list[str]:
@@ -144,6 +147,8 @@ async def test_connection_refused_fires_error_then_close() -> None:
     assert isinstance(error.error, OSError)
     assert isinstance(close, CloseEvent)
     assert (close.code, close.was_clean) == (1006, False)
+    # WHATWG: readyState is CLOSED (3) inside the error listener, not CONNECTING.
+    assert rec.states == [3, 3]
 
 
 async def test_403_fires_error_then_close() -> None:
@@ -164,6 +169,17 @@ async def test_protocol_error_fires_error_then_close() -> None:
     assert rec.types == ["open", "message", "error", "close"]
     assert rec.events[1].data == bytearray(b"A")  # type: ignore[attr-defined]
     assert rec.events[-1].was_clean is False  # type: ignore[attr-defined]
+    assert rec.states == [1, 1, 3, 3]
+
+
+async def test_keepalive_timeout_error_sees_closed() -> None:
+    # raw_server never answers the client's keepalive ping.
+    with raw_server() as port:
+        ws, rec = open_ws(f"ws://127.0.0.1:{port}", ping_interval=0.1, ping_timeout=0.1)
+        await asyncio.wait_for(ws.wait_closed(), 5)
+    assert rec.types == ["open", "error", "close"]
+    # Not CLOSING (2): the error leads to close, so the state is already CLOSED.
+    assert rec.states == [1, 3, 3]
 
 
 async def test_close_while_connecting() -> None:

@@ -104,3 +104,85 @@ def test_js_client_acknowledges_the_inbox(browser: Any, dev_hub: HubProcess) -> 
     assert result["seen"] == [0, 1, 2]
     assert result["acked"] == 3  # acknowledged once the listeners ran
     assert result["again"] == 0  # so nothing comes again
+
+
+EPOCH_SCRIPT = """
+async () => {
+  const { HubClient, INBOX } = await import("/hubbub.js");
+  // A client that knew an inbox epoch the hub no longer has (its broker lost
+  // the inbox, and with it the stored ack the hub could have compared).
+  const hub = new HubClient("/", { name: "epoch-user" });
+  hub.inbox = { epoch: "an-epoch-the-hub-lost", offset: 5 };
+  const recovery = [];
+  hub.addEventListener("recovery", (e) => recovery.push([e.detail.stream, e.detail.reason]));
+  const result = await hub.start();
+  hub.close();
+  return { recovered: result.inbox.recovered, reason: result.inbox.reason ?? null, recovery,
+           epoch: hub.inbox.epoch };
+}
+"""
+
+
+def test_js_client_tells_the_hub_its_inbox_epoch(browser: Any, dev_hub: HubProcess) -> None:
+    page = browser.new_page()
+    page.goto(dev_hub.url)
+    result = page.evaluate(EPOCH_SCRIPT)
+    # The hub learns of the loss from the epoch the client sends (issue 18, finding 1).
+    assert (result["recovered"], result["reason"]) == (False, "epoch")
+    assert result["recovery"] == [["$inbox", "epoch"]]  # told once
+    assert result["epoch"] != "an-epoch-the-hub-lost"
+
+
+CLOSE_ACK_SCRIPT = """
+async () => {
+  const { HubClient } = await import("/hubbub.js");
+  const sender = new HubClient("/", { name: "closer-sender" });
+  await sender.start();
+  for (let i = 0; i < 2; i++) await sender.send(["closer"], i);
+  sender.close();
+  const first = new HubClient("/", { name: "closer", autoAck: false });
+  const before = await first.start();
+  first.ack(before.inbox.messages[1].offset);
+  first.close();  // at once: the batched ack must not be lost
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const second = new HubClient("/", { name: "closer" });
+  const after = await second.start();
+  second.close();
+  return { acked: after.inbox.acked, again: after.inbox.messages.length };
+}
+"""
+
+
+def test_js_client_close_sends_the_pending_ack(browser: Any, dev_hub: HubProcess) -> None:
+    page = browser.new_page()
+    page.goto(dev_hub.url)
+    result = page.evaluate(CLOSE_ACK_SCRIPT)
+    assert result == {"acked": 2, "again": 0}
+
+
+REFUSED_SCRIPT = """
+async () => {
+  const { HubClient, HubError } = await import("/hubbub.js");
+  let calls = 0;
+  const hub = new HubClient("/", { token: () => { calls += 1; return "not-a-jwt"; },
+                                   initialDelay: 10, maxDelay: 20 });
+  const states = [];
+  hub.addEventListener("state", (e) => states.push(e.detail.state));
+  let code = null;
+  try {
+    await hub.start();
+  } catch (err) {
+    code = err instanceof HubError ? err.code : String(err);
+  }
+  return { calls, code, last: states[states.length - 1] };
+}
+"""
+
+
+def test_js_client_gives_up_on_a_token_function_refused_again(
+    browser: Any, dev_hub: HubProcess
+) -> None:
+    page = browser.new_page()
+    page.goto(dev_hub.url)
+    result = page.evaluate(REFUSED_SCRIPT)
+    assert result == {"calls": 3, "code": 200, "last": "closed"}

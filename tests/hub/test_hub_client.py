@@ -183,7 +183,7 @@ async def test_restart_reports_states_and_lost_history() -> None:
     async with start_hub("127.0.0.1", 0, **hub_options()) as first:
         port = first.port
         client = HubClient(f"ws://127.0.0.1:{port}/", name="dan", backoff=FAST)
-        client.on_state = states.append
+        client.on_state = lambda state, error: states.append(state)
         await client.start()
         await client.subscribe("news")
         await first.node.publish("news", "before")

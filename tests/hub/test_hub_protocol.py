@@ -24,6 +24,10 @@ def req(method: str, params: object = None, req_id: object = 1) -> str:
     [
         (req("connect", {"token": "t"}), p.Connect(1, "t", None, False)),
         (req("connect", {"name": "bob", "tick": True}), p.Connect(1, None, "bob", True)),
+        (
+            req("connect", {"token": "t", "inbox_epoch": "e1"}),
+            p.Connect(1, "t", None, False, "e1"),
+        ),
         (req("refresh", {"token": "t2"}), p.Refresh(1, "t2")),
         (req("subscribe", {"channel": "chat:a"}), p.Subscribe(1, "chat:a", None, None)),
         (
@@ -72,6 +76,7 @@ def test_parse_valid(raw: str, expected: p.Command) -> None:
         (req("connect", {}), ErrorCode.INVALID_PARAMS, 1),
         (req("connect", {"name": "$bad"}), ErrorCode.INVALID_PARAMS, 1),
         (req("connect", {"token": "t", "tick": 1}), ErrorCode.INVALID_PARAMS, 1),
+        (req("connect", {"token": "t", "inbox_epoch": 7}), ErrorCode.INVALID_PARAMS, 1),
         (req("subscribe", {"channel": ""}), ErrorCode.INVALID_PARAMS, 1),
         (req("subscribe", {"channel": "a b"}), ErrorCode.INVALID_PARAMS, 1),
         (req("subscribe", {"channel": "$inbox"}), ErrorCode.INVALID_PARAMS, 1),

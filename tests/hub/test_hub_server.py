@@ -176,6 +176,26 @@ async def test_healthz_and_metrics(hub: Hub) -> None:
     assert json.loads(body)["broker"]["ok"] is False
 
 
+async def test_metrics_token_and_versions_in_healthz() -> None:
+    from hubbub import speedups
+
+    async with start_hub("127.0.0.1", 0, secret=SECRET, metrics_token="scrape-me") as hub:
+        assert (await http(hub.port, "GET", "/metrics"))[0] == 401
+        wrong = await http(hub.port, "GET", "/metrics", Authorization="Bearer nope")
+        assert wrong[0] == 401
+        status, body = await http(hub.port, "GET", "/metrics", Authorization="Bearer scrape-me")
+        assert status == 200
+        assert "hubbub_connections " in body
+        # /healthz stays open, and tells which code runs.
+        status, body = await http(hub.port, "GET", "/healthz")
+        assert status == 200
+        versions = json.loads(body)["versions"]
+        assert (versions["accelerator"] == "C") is speedups.ACCELERATED
+    with pytest.raises(ValueError, match="metrics token"):
+        async with start_hub("127.0.0.1", 0, secret=SECRET, metrics_token=""):
+            pass
+
+
 async def test_http_api(hub: Hub) -> None:
     assert hub.api is not None
     auth = {"Authorization": f"Bearer {API_KEY}"}
@@ -374,3 +394,31 @@ async def test_http_api_is_off_without_a_key() -> None:
         status, text = await http(hub.port, "POST", "/api/publish", b'{"channel":"a","data":1}')
         assert status == 404
         assert "API key" in text
+
+
+async def test_the_websocket_endpoint_is_at_slash_only(hub: Hub) -> None:
+    # Issue 18, finding 7: a client pointed at the wrong path is told so.
+    base = f"ws://127.0.0.1:{hub.port}"
+    for path in ("/", "", "/?client=x"):
+        async with connect(base + path, subprotocols=[SUBPROTOCOL]) as ws:
+            assert ws.subprotocol == SUBPROTOCOL
+    for path in ("/chat", "/ws", "/api/publish", "/healthz"):
+        with pytest.raises(InvalidStatus) as info:
+            await connect(base + path, subprotocols=[SUBPROTOCOL])
+        assert info.value.response.status == 404
+        assert b"no WebSocket endpoint at " + path.encode() in info.value.response.body
+
+
+async def test_a_configured_ws_path_is_accepted_too() -> None:
+    async with start_hub("127.0.0.1", 0, secret=SECRET, ws_path="/hub/ws") as hub:
+        base = f"ws://127.0.0.1:{hub.port}"
+        for path in ("/", "/hub/ws", "/hub/ws?x=1"):
+            async with connect(base + path, subprotocols=[SUBPROTOCOL]) as ws:
+                assert ws.subprotocol == SUBPROTOCOL
+        with pytest.raises(InvalidStatus) as info:
+            await connect(base + "/hub", subprotocols=[SUBPROTOCOL])
+        assert info.value.response.status == 404
+        assert b"/ and /hub/ws" in info.value.response.body
+    with pytest.raises(ValueError, match="ws_path"):
+        async with start_hub("127.0.0.1", 0, secret=SECRET, ws_path="ws"):
+            pass

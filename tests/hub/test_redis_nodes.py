@@ -27,9 +27,10 @@ import redis.asyncio as aioredis
 from hub_helpers import SECRET
 from redis_helpers import REDIS_SERVER, RedisServer, free_port
 
+from hubbub.asyncio import connect
 from hubbub.backoff import Backoff
 from hubbub.hub import mint_token
-from hubbub.hub.client import HubClient, HubError, Push
+from hubbub.hub.client import INBOX, HubClient, HubError, Push, State
 
 pytestmark = [
     pytest.mark.peer,
@@ -60,8 +61,8 @@ def healthz(port: int) -> tuple[int, dict[str, Any]]:
 class HubNode:
     """One ``hubbub serve`` process."""
 
-    def __init__(self, workdir: Path, redis_url: str) -> None:
-        self.port = free_port()
+    def __init__(self, workdir: Path, redis_url: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         config = workdir / "hub.toml"
         config.write_text(TOML)
         self.log = workdir / f"node-{self.port}.log"
@@ -563,3 +564,44 @@ async def test_node_killed_behind_nginx_the_sdk_reconnects_to_another_and_recove
             assert [m.data["n"] for m in msgs] == list(range(6))  # each once, in order
     finally:
         await alice.close()
+
+
+async def test_redis_restarted_empty_an_offline_users_lost_inbox_is_not_reported_recovered(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # Issue 18, finding 1: carol is offline (her node is down) while Redis
+    # restarts empty, losing her partly acknowledged inbox and the stored ack.
+    # Only the epoch the client sends on reconnecting can reveal the loss.
+    node = HubNode(tmp_path, redis_server.url)
+    carol = client(node, "carol", auto_ack=False, backoff=Backoff(0.05, 2.0, 0.2))
+    try:
+        first = await carol.start()
+        async with client(node, "dave") as dave:
+            await dave.send(["carol"], "one")
+            await dave.send(["carol"], "two")
+        one = await next_push(carol, "message")
+        await next_push(carol, "message")  # "two": seen, never acknowledged
+        epoch = first["inbox"]["epoch"]
+        await carol.call("ack", stream=INBOX, offset=one.offset, epoch=epoch)
+        node.stop()
+        await asyncio.wait_for(carol.wait_state(State.RECONNECTING), 5)
+        redis_server.kill()
+        redis_server.start()  # empty: no persistence
+        node = HubNode(tmp_path, redis_server.url, port=node.port)
+        again = await asyncio.wait_for(carol.wait_live(), 15)
+        inbox = again["inbox"]
+        assert inbox["epoch"] != epoch
+        assert (inbox["recovered"], inbox.get("reason")) == (False, "epoch")
+        assert (inbox["acked"], inbox["messages"]) == (0, [])
+        notices = await _recovery_notices(carol, {INBOX})
+        assert notices[INBOX].raw["reason"] == "epoch"
+        # A client that does not send its epoch (protocol before this field)
+        # still connects; the hub can only report what it knows.
+        async with connect(node.uri, subprotocols=["hubbub.json.v1"]) as ws:
+            token = mint_token("carol", SECRET, 3600)
+            await ws.send(json.dumps({"id": 1, "method": "connect", "params": {"token": token}}))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert reply["result"]["inbox"]["epoch"] == inbox["epoch"]
+    finally:
+        await carol.close()
+        node.stop()

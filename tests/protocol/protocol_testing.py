@@ -183,6 +183,15 @@ def frame_to(conn: Connection, opcode: int, payload: bytes = b"", **kwargs: obje
     return server_frame(opcode, payload, **kwargs)
 
 
+def fragments(conn: Connection, opcode: int, parts: list[bytes]) -> bytes:
+    """A message as frames to ``conn``: the first frame with ``opcode``, then continuations."""
+    out = []
+    for i, part in enumerate(parts):
+        op = opcode if i == 0 else OP_CONT
+        out.append(frame_to(conn, op, part, fin=i == len(parts) - 1))
+    return b"".join(out)
+
+
 def feed(conn: Connection, data: bytes, chunk_size: int | None = None) -> list[object]:
     """Feed ``data`` in chunks of ``chunk_size`` bytes and return the events."""
     if chunk_size is None:

@@ -13,21 +13,13 @@ from protocol_testing import (
     assert_failed,
     close_payload,
     feed,
+    fragments,
     frame_to,
     sent_frames,
 )
 
 from hubbub.exceptions import LocalProtocolError
 from hubbub.protocol import CloseReceived, Connection, Ping, Pong, Side, State
-
-
-def fragments(conn: Connection, opcode: int, parts: list[bytes]) -> bytes:
-    """A message as frames: first frame with ``opcode``, then continuations."""
-    out = []
-    for i, part in enumerate(parts):
-        op = opcode if i == 0 else OP_CONT
-        out.append(frame_to(conn, op, part, fin=i == len(parts) - 1))
-    return b"".join(out)
 
 
 class TestReceiving:

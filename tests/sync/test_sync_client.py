@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import errno
 import socket
 import threading
 import time
@@ -205,8 +206,11 @@ def test_connection_refused() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(ConnectionRefusedError):
+    with pytest.raises(ConnectionRefusedError) as info:
         connect(f"ws://127.0.0.1:{port}", **FAST)
+    # Like the asyncio client's message, it says where (issue 18, finding 7).
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert info.value.errno == errno.ECONNREFUSED
 
 
 def test_invalid_uri() -> None:
@@ -219,9 +223,18 @@ def test_open_timeout() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         started = time.monotonic()
-        with pytest.raises(HandshakeTimeout):
+        with pytest.raises(HandshakeTimeout) as info:
             connect(f"ws://127.0.0.1:{port}", open_timeout=0.2, proxy=None)
         assert time.monotonic() - started < 2
+        assert "TLS" not in str(info.value)
+
+
+def test_open_timeout_with_wss_suggests_tls() -> None:
+    """A server that never answers a ClientHello: the message names the likely cause."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with pytest.raises(HandshakeTimeout, match="does not speak TLS on this port"):
+            connect(f"wss://127.0.0.1:{port}", open_timeout=0.2, proxy=None)
 
 
 def test_keepalive_ping_timeout() -> None:

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from ..adapter import ClientPolicy, redirect_target
-from ..exceptions import HandshakeTimeout, InvalidMessage, InvalidStatus
+from ..exceptions import InvalidMessage, InvalidStatus
 from ..protocol.client import ClientConnection as ClientCore
 from ..protocol.handshake import WebSocketURI
 from ..protocol.http11 import Response
@@ -34,7 +34,8 @@ class ClientConnection(Connection):
     protocol: ClientCore
 
     def __init__(self, protocol: ClientCore, **options: Any) -> None:
-        super().__init__(protocol, logger=logger, **options)
+        options.setdefault("logger", logger)
+        super().__init__(protocol, **options)
         self.handshake_done: asyncio.Future[None] = self.loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,7 +70,8 @@ class connect(ClientPolicy):
     ``"http://user:pw@proxy:3128"`` or ``"socks5h://proxy:1080"``; ``True``,
     the default, reads ``https_proxy``/``http_proxy``/``all_proxy``/``no_proxy``;
     ``None`` for none), ``max_redirects`` (10) and ``retry`` (the
-    :class:`~hubbub.reconnect.RetryPolicy` of ``async for ws in connect(uri)``).
+    :class:`~hubbub.reconnect.RetryPolicy` of ``async for ws in connect(uri)``)
+    and ``logger`` (``hubbub.client``; see docs/logging.md).
 
     Raises:
         InvalidURI: ``uri`` is not a WebSocket URI.
@@ -81,7 +83,9 @@ class connect(ClientPolicy):
         OSError: TCP or TLS could not connect.
     """
 
-    CONNECTION_OPTIONS = frozenset({"max_queue", "write_limit", "ping_interval", "ping_timeout"})
+    CONNECTION_OPTIONS = frozenset(
+        {"max_queue", "write_limit", "ping_interval", "ping_timeout", "logger"}
+    )
 
     def __init__(self, uri: str, *, retry: RetryPolicy | None = None, **options: Any) -> None:
         super().__init__(uri, **options)
@@ -111,10 +115,9 @@ class connect(ClientPolicy):
         except TimeoutError:
             for conn in opened:
                 conn._abort()
-            raise HandshakeTimeout(
-                f"opening handshake with {uri.host_header} did not finish in {self.open_timeout} s"
-            ) from None
+            raise self.open_timeout_error(uri) from None
         conn.start_keepalive()
+        conn.log_open()
         self.connection = conn
         return conn
 
@@ -133,20 +136,24 @@ class connect(ClientPolicy):
             kwargs["ssl"] = ssl
             kwargs["server_hostname"] = (self.server_hostname if first else None) or uri.host
 
-        if first and self.unix_path is not None:
-            _, conn = await loop.create_unix_connection(factory, self.unix_path, **kwargs)
-        elif first and self.sock is not None:
-            _, conn = await loop.create_connection(factory, sock=self.sock, **kwargs)
-        else:
-            proxy = select_proxy(uri, self.proxy)
-            if proxy is not None:
-                logger.debug("connecting to %s through %s", uri.host_header, proxy)
-                sock = await _tunnel(proxy, uri)
-                _, conn = await loop.create_connection(factory, sock=sock, **kwargs)
+        try:
+            if first and self.unix_path is not None:
+                _, conn = await loop.create_unix_connection(factory, self.unix_path, **kwargs)
+            elif first and self.sock is not None:
+                _, conn = await loop.create_connection(factory, sock=self.sock, **kwargs)
             else:
-                host = (self.host if first else None) or uri.host
-                port = (self.port if first else None) or uri.port
-                _, conn = await loop.create_connection(factory, host, port, **kwargs)
+                proxy = select_proxy(uri, self.proxy)
+                if proxy is not None:
+                    logger.debug("connecting to %s through %s", uri.host_header, proxy)
+                    sock = await _tunnel(proxy, uri)
+                    _, conn = await loop.create_connection(factory, sock=sock, **kwargs)
+                else:
+                    host = (self.host if first else None) or uri.host
+                    port = (self.port if first else None) or uri.port
+                    _, conn = await loop.create_connection(factory, host, port, **kwargs)
+        except OSError as exc:
+            self.explain_tls_failure(uri, exc)
+            raise
         opened.append(conn)
         await conn.handshake_done
         core = conn.protocol

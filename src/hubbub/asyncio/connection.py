@@ -74,11 +74,17 @@ from ..adapter import (
     DECODE_STEP,
     ConnectionAttributes,
     FailurePending,
+    FragmentStream,
+    LoggerLike,
     PingTracker,
     closed_exception,
+    decoded,
+    fragment_converter,
+    join_fragments,
 )
 from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
 from ..protocol import connection as core
+from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode
 from .reader import PayloadReader
 from .sending import Sending
@@ -107,7 +113,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
-        logger: logging.Logger | None = None,
+        logger: LoggerLike | None = None,
     ) -> None:
         self.protocol = protocol
         if protocol.decode_limit is None:
@@ -119,14 +125,14 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
-        self.logger = logger or logging.getLogger("hubbub")
+        self.logger: LoggerLike = logger or logging.getLogger("hubbub")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.latency = 0.0
         """Round-trip time of the last ping answered, in seconds."""
         # A deque allocates a 64-slot block at once (760 bytes): an idle
         # connection shares this empty tuple until its first message.
-        self._messages: collections.deque[Data | FailurePending] = _NO_MESSAGES
+        self._messages: collections.deque[Data | Fragment | FailurePending] = _NO_MESSAGES
         self._recv_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
@@ -242,6 +248,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 waiter.exception()  # mark retrieved: nobody may be awaiting it
         if not self._closed.done():
             self._closed.set_result(None)
+            self.log_closed()
 
     def pause_writing(self) -> None:
         # Pongs must not pile up behind a peer that does not read, nor the
@@ -265,8 +272,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         # Callback mode has no send() to wait in: backed-up writes stop reading
         # there, and on a server in every mode (see "Flow control" above).
         blocked = self._queue_full or (
-            self._writing_paused
-            and (self._backed_up_stops_reading or self._on_message is not None)
+            self._writing_paused and (self._backed_up_stops_reading or self._on_message is not None)
         )
         hold = blocked
         if self.protocol.parsing_paused:
@@ -296,7 +302,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
     def _process_events(self, events: list[core.Event]) -> None:
         messages = self._messages
         for event in events:
-            if isinstance(event, (str, bytes)):
+            # A Fragment (recv_streaming) is queued like a message.
+            if isinstance(event, (str, bytes, Fragment)):
                 if self.protocol.close_sent is not None and len(messages) >= self.max_queue:
                     # We are closing and read on only to see the peer's close
                     # frame: what nobody can read before it is dropped, so that
@@ -404,15 +411,28 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     # --- receiving ---------------------------------------------------------------
 
-    async def recv(self) -> Data:
+    async def recv(self, decode: bool | None = None) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
+        Args:
+            decode: ``False`` returns a text message as ``bytes`` (its UTF-8),
+                ``True`` a binary message as ``str`` (decoded as UTF-8);
+                ``None`` (the default) keeps the frame's type.
+
         Raises:
+            UnicodeDecodeError: ``decode=True`` and a binary message that is
+                not UTF-8 (the message is consumed; the connection stays open).
             ConnectionClosedOK: the connection closed normally.
             ConnectionClosedError: it closed with an error or a protocol error.
             ConcurrencyError: another coroutine is already waiting in recv(),
                 or :attr:`on_message` is set.
         """
+        # Fragments are queued only once recv_streaming() was used (_stream).
+        message: Any = await (self._next() if self._stream is None else self._next_whole())
+        return message if decode is None else decoded(message, decode)
+
+    async def _next(self) -> Data | Fragment:
+        """The next entry of the receive queue: a message, or a fragment of one."""
         if self._on_message is not None:
             raise ConcurrencyError("messages go to on_message: recv() would never return one")
         messages = self._messages
@@ -443,6 +463,84 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             await self._wait_closed_quietly()
             raise self._closed_exception()
         return message
+
+    # --- streaming a message (section 5.4) ---------------------------------------
+
+    # Made by the first recv_streaming(); most connections never stream.
+    _stream: FragmentStream | None = None
+
+    async def _next_message(self) -> Data | Fragment:
+        """A message or its first fragment, past the rest of an abandoned stream."""
+        assert self._stream is not None
+        self._stream.abandon()
+        item = await self._next()
+        while self._stream.skipped(item):
+            item = await self._next()
+        return item
+
+    async def _next_whole(self) -> Data:
+        """The next message, joined if it was queued in fragments."""
+        message = await self._next_message()
+        return await self._assemble(message) if type(message) is Fragment else cast(Data, message)
+
+    async def _assemble(self, first: Fragment) -> Data:
+        # A message streamed by the core (recv_streaming() was waiting when its
+        # frames came) but read with recv(): join its fragments.
+        items = [first]
+        try:
+            while not items[-1].fin:
+                item = await self._next()
+                assert type(item) is Fragment  # a message's frames are contiguous
+                items.append(item)
+        except asyncio.CancelledError:
+            # Nothing is lost: the next receive starts from the first fragment.
+            self._messages.extendleft(reversed(items))
+            raise
+        return join_fragments([item.data for item in items])
+
+    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Data]:
+        """Yield the next message in fragments, each as soon as its frame is in.
+
+        ``async for fragment in ws.recv_streaming(): ...``. A fragmented
+        message (section 5.4) yields one item per frame: ``str`` pieces of a
+        text message (whole characters) or ``bytes`` pieces of a binary one;
+        a message of one frame yields once. ``max_size`` still limits the
+        whole message. ``decode`` converts as in :meth:`recv` (a binary
+        message is decoded across its fragments).
+
+        Stopping before the last fragment discards the rest of that message
+        when the connection next receives; the abandoned iterator then raises
+        :class:`ConcurrencyError` if resumed.
+
+        Raises:
+            ConnectionClosedOK: the connection closed normally.
+            ConnectionClosedError: it closed with an error or a protocol error.
+            ConcurrencyError: another coroutine is receiving.
+        """
+        stream = self._stream
+        if stream is None:
+            stream = self._stream = FragmentStream()
+        token = stream.begin()
+        protocol = self.protocol
+        protocol.stream_fragments = True
+        protocol.report_fragment()  # frames of the next message may be in already
+        events = protocol.events_received()
+        if events:
+            self._process_events(events)
+        try:
+            item = await self._next_message()
+        except BaseException:
+            protocol.stream_fragments = False
+            raise
+        convert = fragment_converter(decode)
+        # A message that came whole is its own last fragment.
+        fragment = item if type(item) is Fragment else Fragment(cast(Data, item), True)
+        while not fragment.fin:
+            yield stream.hand_out(fragment, convert)
+            stream.resume(token)
+            fragment = cast(Fragment, await self._next())  # a message's frames are contiguous
+        protocol.stream_fragments = False
+        yield stream.hand_out(fragment, convert)
 
     @property
     def on_message(self) -> Callable[[Data], object] | None:
@@ -490,7 +588,10 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     async def __anext__(self) -> Data:
         try:
-            return await self.recv()
+            # Not through recv(): one coroutine less per message.
+            if self._stream is None:
+                return await self._next()  # type: ignore[return-value]  # no Fragment then
+            return await self._next_whole()
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
@@ -548,6 +649,10 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             self.protocol.send_close(code, reason)
             self._flush()
             self._start_close_deadline()
+        elif state is core.State.CLOSED and not self._closed.done():
+            # A refused request whose server still reads what the client
+            # sends (RFC 9112 section 9.6): nothing more to wait for.
+            self._abort()
         elif state is core.State.CONNECTING and not self._transport_closing:
             # Without this a server shutting down would wait for open_timeout
             # on connections that never sent a request (browsers open spare

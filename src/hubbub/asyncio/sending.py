@@ -62,7 +62,7 @@ class Sending:
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     latency: float
-    _messages: collections.deque[Data | FailurePending]
+    _messages: collections.deque[Data | core.Fragment | FailurePending]
     _writing_paused: bool
     _drain_waiter: asyncio.Future[None] | None
     _fragment_lock: asyncio.Lock | None

@@ -34,7 +34,14 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..adapter import LINGER_BYTES, ServerPolicy, respond
+from ..adapter import (
+    LINGER_BYTES,
+    LoggerLike,
+    ServerPolicy,
+    format_address,
+    log_refused_handshake,
+    respond,
+)
 from ..allocator import HeapTrimmer
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import State
@@ -53,6 +60,9 @@ _DEFAULT_PING_INTERVAL = _DEFAULTS["ping_interval"].default
 Handler = Callable[["ServerConnection"], Awaitable[Any]]
 ProcessRequest = Callable[
     ["ServerConnection", Request], Response | Awaitable[Response | None] | None
+]
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response], Response | Awaitable[Response | None] | None
 ]
 
 
@@ -121,7 +131,7 @@ class ServerConnection(Connection):
     _backed_up_stops_reading = True
 
     def __init__(self, server: Server, protocol: ServerCore, **options: Any) -> None:
-        super().__init__(protocol, logger=logger, **options)
+        super().__init__(protocol, **options)
         self.server = server
         self.handler_task: asyncio.Task[None] | None = None
         # Keys of this connection's slots in the server's wheels, or None.
@@ -139,8 +149,12 @@ class ServerConnection(Connection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        if self.handler_task is None:
+            # No request came; the core may have closed on a TLS ClientHello.
+            log_refused_handshake(self.logger, self.protocol, self.remote_address, tls_only=True)
         connections = self.server._connections
         connections.discard(self)
+        self.server._lingering.discard(self)
         self.server.heap_trimmer.closed(len(connections))
         self._cancel_open_deadline()
         wheel = self.server._keepalive
@@ -183,7 +197,10 @@ class ServerConnection(Connection):
             super()._close_transport()
             return
         # A refused request (see the module docstring): half-close after the
-        # answer, then read on without keeping anything.
+        # answer, then read on without keeping anything. It is no longer one
+        # of the server's connections; shutting down ends it at once.
+        self.server._connections.discard(self)
+        self.server._lingering.add(self)
         transport.write_eof()
         transport.set_protocol(_Linger(self))
         transport.resume_reading()
@@ -201,7 +218,11 @@ class ServerConnection(Connection):
         try:
             response = await self._handshake(request)
         except Exception:
-            logger.exception("error while handling the opening handshake")
+            self.logger.exception(
+                "error while handling the opening handshake of %s from %s",
+                request.path,
+                format_address(self.remote_address),
+            )
             response = self.protocol.reject(500, "Internal Server Error")
         if self.transport.is_closing() or self._closed.done():
             return False  # lost, or dropped by open_timeout, while the hook ran
@@ -213,19 +234,26 @@ class ServerConnection(Connection):
         self._flush()
         self._cancel_open_deadline()
         if self.protocol.state is not State.OPEN:
-            if self.protocol.handshake_exc is not None and response.status >= 400:
-                logger.info("handshake refused: %s", self.protocol.handshake_exc)
+            if response.status >= 400:
+                log_refused_handshake(self.logger, self.protocol, self.remote_address)
             return False
+        self.log_open()
         return True
 
     async def _handshake(self, request: Request) -> Response:
         server = self.server
+        response: Response | None = None
         if server.process_request is not None:
             result = server.process_request(self, request)
             response = await result if inspect.isawaitable(result) else result
-            if response is not None:
-                return response
-        return server.answer(self.protocol, request)
+        if response is None:
+            response = server.answer(self.protocol, request)
+        if server.process_response is not None:
+            changed = server.process_response(self, request, response)
+            changed = await changed if inspect.isawaitable(changed) else changed
+            if changed is not None:
+                response = changed
+        return response
 
     async def _run(self, request: Request) -> None:
         opened = await self._open(request)
@@ -241,7 +269,11 @@ class ServerConnection(Connection):
         except ConnectionClosed:
             pass
         except Exception:
-            logger.exception("connection handler failed")
+            self.logger.exception(
+                "connection %s handler failed (remote %s)",
+                self.id,
+                format_address(self.remote_address),
+            )
             await self.close(CloseCode.INTERNAL_ERROR, "internal error")
             return
         await self.close()
@@ -280,9 +312,17 @@ class Server(ServerPolicy):
     CONNECTION_OPTIONS = frozenset({"max_queue", "write_limit", "ping_interval", "ping_timeout"})
 
     def __init__(
-        self, handler: Handler, *, process_request: ProcessRequest | None = None, **options: Any
+        self,
+        handler: Handler,
+        *,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        logger: LoggerLike | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
+        self.logger: LoggerLike = logger or logging.getLogger("hubbub.server")
+        self.connection_options["logger"] = self.logger
         # One (high, low) tuple for all the connections rather than one each,
         # made the way Connection makes it from a single number.
         limit = self.connection_options.get("write_limit", _DEFAULTS["write_limit"].default)
@@ -290,7 +330,10 @@ class Server(ServerPolicy):
             self.connection_options["write_limit"] = (limit, limit // 4)
         self.handler = handler
         self.process_request = process_request
+        self.process_response = process_response
         self._connections: set[ServerConnection] = set()
+        # Refused requests whose client is still sending (see _Linger).
+        self._lingering: set[ServerConnection] = set()
         self.heap_trimmer = HeapTrimmer(_call_later)
         """Returns freed memory to the system after mass closes (glibc only;
         see :mod:`hubbub.allocator`). ``heap_trimmer.threshold = None``
@@ -388,6 +431,8 @@ class Server(ServerPolicy):
     async def _close_all(self, close_connections: bool) -> None:
         if self._server is not None:
             self._server.close()
+        for refused in list(self._lingering):
+            await refused.close()  # aborts: nothing to wait for
         if close_connections:
             connections = list(self._connections)
             if connections:
@@ -445,7 +490,10 @@ class serve:
     ``ping_interval``/``ping_timeout`` (20 s), ``open_timeout`` (10 s),
     ``close_timeout`` (10 s), ``ssl``, ``unix_path``, ``extra_headers``,
     ``backlog`` (1024), ``reuse_port``, ``sock``, ``process_request``,
-    ``health_check_path`` (``"/healthz"``), ``server_header``.
+    ``process_response(connection, request, response)`` (returns a
+    replacement response or None; may be a coroutine), ``health_check_path``
+    (``"/healthz"``), ``server_header``, ``logger`` (``hubbub.server``; see
+    docs/logging.md).
     """
 
     def __init__(

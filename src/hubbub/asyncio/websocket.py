@@ -42,9 +42,12 @@ class WebSocket(BrowserWebSocket):
     Args:
         url: a ``ws://`` or ``wss://`` URL.
         protocols: a subprotocol or a list of them, preferred first.
-        on_open, on_message, on_error, on_close: handlers (they may also be
-            set after the constructor: events are dispatched by a task, once
-            the caller yields to the loop, as in the browser).
+        on_open: handler of the ``open`` event. Handlers may also be set after
+            the constructor: events are dispatched by a task, once the caller
+            yields to the loop, as in the browser.
+        on_message: handler of the ``message`` event (as ``on_open``).
+        on_error: handler of the ``error`` event (as ``on_open``).
+        on_close: handler of the ``close`` event (as ``on_open``).
         options: options of :func:`hubbub.asyncio.connect`.
 
     Raises:

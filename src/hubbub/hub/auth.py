@@ -25,10 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
-
-from ..exceptions import HubbubError
+from ..exceptions import HubbubError, needs_extra
 from .protocol import ErrorCode, valid_channel, valid_user
+
+with needs_extra("hub", "hubbub.hub"):
+    import jwt
 
 __all__ = [
     "AuthError",
@@ -79,7 +80,8 @@ class Authenticator:
             and ES256 with a public key. Never ``none``.
         insecure_dev_mode: accept ``connect`` with a bare name and no token.
         leeway: seconds of clock skew tolerated on ``exp`` and ``nbf``.
-        audience / issuer: if set, the ``aud`` / ``iss`` claims must match.
+        audience: if set, the ``aud`` claim must match.
+        issuer: if set, the ``iss`` claim must match.
         clock: current time in seconds.
     """
 

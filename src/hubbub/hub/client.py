@@ -20,7 +20,17 @@ reports ``live``. When the connection drops it waits a delay with full jitter
 (:class:`hubbub.backoff.Backoff`: uniform in ``[0, min(max, initial *
 factor**n)]``, so clients cut off together by a hub restart come back spread
 out) and starts again. After 4008 or 1008, a ``disconnect`` push saying
-``reconnect: false``, or a refused static token, it stops in ``closed``.
+``reconnect: false``, a refused static token (or ``max_token_refusals`` tokens
+of a token function refused in a row), or a server that is not a hub (it did
+not select ``hubbub.json.v1``, or its replies do not follow it), it stops in
+``closed``. Every failure is kept in :attr:`HubClient.last_error`, passed to
+``on_state`` with the next state and logged at WARNING; the backoff spaces the
+attempts, and so the log lines.
+
+Requests in flight and their replies are matched by a
+:class:`~hubbub.hub.client_requests.Requests` (one per client); a reply or push
+that does not follow the protocol is logged and dropped, never raised into the
+reader task.
 
 Recovery (protocol section 2): per channel and for the inbox, the client keeps
 the epoch and offset of the last entry it queued for the application, and
@@ -29,7 +39,8 @@ sees when recovery is impossible, is in :mod:`hubbub.hub.client_recovery`.
 
 Acks (section 2.2): an inbox entry counts as processed when the application
 asks for the next push; it is then acknowledged in the background (batched),
-unless ``auto_ack=False`` (then call :meth:`HubClient.ack`).
+unless ``auto_ack=False`` (then call :meth:`HubClient.ack`). :meth:`HubClient.close`
+sends the acknowledgements still pending before it disconnects.
 """
 
 from __future__ import annotations
@@ -39,18 +50,36 @@ import contextlib
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from ..asyncio import ClientConnection, connect
 from ..backoff import Backoff, is_transient
-from ..exceptions import ConnectionClosed
+from ..exceptions import ConnectionClosed, NegotiationError
 from .client_recovery import StreamRecovery, _Stream
-from .client_types import INBOX, ConnectionLost, HubError, Push, State, TokenSource
+from .client_requests import MALFORMED, Requests
+from .client_types import (
+    INBOX,
+    ConnectionLost,
+    HubError,
+    InvalidReply,
+    Push,
+    State,
+    StateListener,
+    TokenSource,
+)
 from .protocol import SUBPROTOCOL
 
-__all__ = ["INBOX", "ConnectionLost", "HubClient", "HubError", "Push", "State"]
+__all__ = [
+    "INBOX",
+    "ConnectionLost",
+    "HubClient",
+    "HubError",
+    "InvalidReply",
+    "Push",
+    "State",
+    "StateListener",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +87,11 @@ logger = logging.getLogger(__name__)
 _FINAL_CLOSE_CODES = frozenset({1008, 4008})
 # connect errors that a static token or name will get again: 200, 201, 102.
 _IDENTITY_ERRORS = frozenset({102, 200, 201})
+# How long close() waits for the acknowledgements it flushes (section 2.2).
+_ACK_FLUSH_TIMEOUT = 5.0
 
 
 _CLOSED = Push("closed")
-
-
-@dataclass
-class _Pending:
-    future: asyncio.Future[Any]
-    on_reply: Callable[[Any], None] | None
 
 
 class HubClient(StreamRecovery):
@@ -80,7 +105,12 @@ class HubClient(StreamRecovery):
         tick: ask for the hub's clock every second (``tick`` pushes).
         auto_ack: acknowledge inbox entries once the application moved past them.
         backoff: reconnection delays; ``Backoff(0.5, 2, 30)`` by default.
-        on_state: called with each new :class:`State`.
+        on_state: called as ``on_state(state, error)`` with each new
+            :class:`State` and :attr:`last_error` (why the client is not live;
+            None once live or after :meth:`close`).
+        max_token_refusals: with a token *function*: how many of its tokens
+            the hub may refuse in a row (200, 201) before the client gives up
+            and closes with the refusal.
         ws_options: passed to :func:`hubbub.asyncio.connect`.
     """
 
@@ -93,7 +123,8 @@ class HubClient(StreamRecovery):
         tick: bool = False,
         auto_ack: bool = True,
         backoff: Backoff | None = None,
-        on_state: Callable[[State], object] | None = None,
+        on_state: StateListener | None = None,
+        max_token_refusals: int = 3,
         **ws_options: Any,
     ) -> None:
         if token is None and name is None:
@@ -105,18 +136,25 @@ class HubClient(StreamRecovery):
         self.auto_ack = auto_ack
         self.backoff = backoff or Backoff(initial_delay=0.5, factor=2.0, max_delay=30.0)
         self.on_state = on_state
+        self.max_token_refusals = max(1, max_token_refusals)
         self.ws_options = ws_options
         self.state = State.IDLE
         self.user: str | None = None
         self.conn_id: str | None = None
         self.connect_result: dict[str, Any] | None = None
         self.close_error: BaseException | None = None
+        self.last_error: BaseException | None = None
+        """Why the last attempt failed or the connection was lost; None while live."""
         self.reconnections = 0
+        """Times the client came back live after losing a live connection."""
+        self.attempt = 0
+        """Failed attempts in a row since the client was last live."""
+        self._was_live = False
+        self._token_refusals = 0
         self._channels: dict[str, _Stream] = {}
         self._inbox = _Stream()
         self._queue: asyncio.Queue[Push] = asyncio.Queue()
-        self._pending: dict[int, _Pending] = {}
-        self._ids = 0
+        self._requests = Requests()
         self._ws: ClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -148,8 +186,16 @@ class HubClient(StreamRecovery):
         return await self.wait_live()
 
     async def close(self) -> None:
-        """Disconnect for good; pending requests fail with :class:`ConnectionLost`."""
+        """Send pending acks, then disconnect for good.
+
+        Acknowledgements already asked for (by :meth:`ack`, or by ``auto_ack``
+        for entries the application moved past) are sent and confirmed first,
+        for at most 5 s, so that the hub does not deliver those entries again.
+        Pending requests then fail with :class:`ConnectionLost`.
+        """
+        await self._flush_acks()
         ws = self._ws
+        self.last_error = None
         self._finish(None)
         if self._runner is not None:
             self._runner.cancel()
@@ -186,15 +232,21 @@ class HubClient(StreamRecovery):
         self._changed.set()
         self._changed = asyncio.Event()
         if self.on_state is not None:
-            self.on_state(state)
+            try:
+                self.on_state(state, self.last_error)
+            except Exception:
+                logger.exception("on_state listener raised")
 
     def _finish(self, error: BaseException | None) -> None:
         if self.state is State.CLOSED:
             return
         self.close_error = error
+        if error is not None:
+            self.last_error = error
+            logger.warning("hub client for %s closed: %s", self.uri, _describe(error))
         self._set_state(State.CLOSED)
         self._queue.put_nowait(_CLOSED)  # wakes up a recv() waiting for a push
-        self._fail_pending()
+        self._requests.fail_all()
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
@@ -203,32 +255,46 @@ class HubClient(StreamRecovery):
         return task
 
     async def _run(self) -> None:
-        attempt = 0
         while self.state is not State.CLOSED:
             try:
                 live = await self._session()
             except Exception as exc:
-                if isinstance(exc, HubError) or not is_transient(exc):
+                if isinstance(exc, (HubError, InvalidReply)) or not is_transient(exc):
                     self._finish(exc)
                     return
                 live = False
-                logger.info("hub connection failed: %s", exc)
+                self.last_error = exc
             if self.closed:
                 return
             if self._no_reconnect:
                 self._finish(ConnectionLost("the hub asked not to reconnect"))
                 return
-            attempt = 0 if live else attempt + 1
+            self.attempt = 0 if live else self.attempt + 1
             # Full jitter even after a live connection: a hub restart drops every
             # client at once, and they must not all come back at once.
-            delay = self.backoff.delay(attempt)
+            delay = self.backoff.delay(self.attempt)
+            if not live:
+                # WARNING each time: the backoff spaces the attempts, and the lines.
+                logger.warning(
+                    "hub %s: attempt %d failed (%s); retrying in %.2f s",
+                    self.uri,
+                    self.attempt,
+                    _describe(self.last_error),
+                    delay,
+                )
             self._set_state(State.RECONNECTING)
-            self.reconnections += 1
             await asyncio.sleep(delay)
 
     async def _session(self) -> bool:
         """One connection, from opening to closing; says whether it was live."""
         ws = await connect(self.uri, subprotocols=[SUBPROTOCOL], **self.ws_options)
+        if ws.subprotocol != SUBPROTOCOL:
+            # Protocol section 1: a hub always selects it. Anything else is
+            # another server, which retrying will not turn into a hub.
+            await ws.close()
+            raise NegotiationError(
+                f"{self.uri} did not select the {SUBPROTOCOL} subprotocol: not a hubbub hub"
+            )
         self._ws = ws
         self._no_reconnect = False
         reader = asyncio.create_task(self._read(ws))
@@ -236,20 +302,28 @@ class HubClient(StreamRecovery):
         try:
             await self._handshake(ws)
             live = True
+            if self._was_live:
+                self.reconnections += 1
+            self._was_live = True
+            self.last_error = None
+            self._token_refusals = 0
             self._set_state(State.LIVE)
             await reader
+            self.last_error = ConnectionLost(_closed_by(ws))
         except HubError as exc:
-            if exc.code in _IDENTITY_ERRORS and not callable(self.token):
-                raise  # the same token or name would be refused again
-            logger.warning("hub handshake failed: %s", exc)
-        except (ConnectionLost, ConnectionClosed):
-            pass
+            self.last_error = exc
+            if exc.code in _IDENTITY_ERRORS:
+                self._token_refusals += 1
+                if not callable(self.token) or self._token_refusals >= self.max_token_refusals:
+                    raise  # the same token or name, or a broken token function
+        except (ConnectionLost, ConnectionClosed) as exc:
+            self.last_error = exc
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._ws = None
-            self._fail_pending()
+            self._requests.fail_all()
             for sub in self._channels.values():
                 sub.active = False
             if self.state is not State.CLOSED:
@@ -265,7 +339,11 @@ class HubClient(StreamRecovery):
             params["token"] = token
         else:
             params["name"] = self.name
-        result = await self._request(ws, "connect", params, self._on_connected)
+        if self._inbox.epoch is not None:
+            # Protocol section 2.2: the hub compares the epoch we knew; a broker
+            # that lost the inbox also lost the ack the hub would compare.
+            params["inbox_epoch"] = self._inbox.epoch
+        result = await self._requests.send(ws, "connect", params, self._on_connected)
         self.user, self.conn_id = result["user"], result["conn_id"]
         for channel, sub in list(self._channels.items()):
             try:
@@ -298,7 +376,7 @@ class HubClient(StreamRecovery):
         def on_reply(result: Any) -> None:
             self._on_joined(channel, sub, result)
 
-        return await self._request(ws, "subscribe", params, on_reply)
+        return await self._requests.send(ws, "subscribe", params, on_reply)
 
     # --- wire ------------------------------------------------------------------
 
@@ -310,26 +388,19 @@ class HubClient(StreamRecovery):
                 except ValueError:
                     logger.warning("hub sent a message that is not JSON")
                     continue
-                if isinstance(message, dict):
+                if not isinstance(message, dict):
+                    logger.warning("hub sent JSON that is not an object")
+                    continue
+                try:
                     self._receive(message)
+                except MALFORMED as exc:
+                    # A malformed push must not end the reader: drop it, say so.
+                    logger.warning("malformed message from the hub (%r): %.200s", exc, text)
 
     def _receive(self, message: dict[str, Any]) -> None:
         kind = message.get("push")
         if kind is None:
-            pending = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
-            if pending is None:
-                logger.warning("unexpected reply from the hub: %s", message)
-                return
-            error = message.get("error")
-            if error is not None:
-                pending.future.set_exception(HubError(error["code"], error["message"]))
-                return
-            try:
-                if pending.on_reply is not None:
-                    pending.on_reply(message["result"])
-            finally:
-                if not pending.future.done():
-                    pending.future.set_result(message["result"])
+            self._requests.reply(message)
             return
         if kind in {"pub", "message"}:
             channel = str(message.get("channel"))
@@ -344,31 +415,6 @@ class HubClient(StreamRecovery):
             self._no_reconnect = not message.get("reconnect", True)
         self._queue.put_nowait(Push.from_wire(message))
 
-    async def _request(
-        self,
-        ws: ClientConnection,
-        method: str,
-        params: dict[str, Any],
-        on_reply: Callable[[Any], None] | None = None,
-    ) -> Any:
-        self._ids += 1
-        req_id = self._ids
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = _Pending(future, on_reply)
-        try:
-            await ws.send(json.dumps({"id": req_id, "method": method, "params": params}))
-        except ConnectionClosed:
-            self._pending.pop(req_id, None)
-            raise ConnectionLost(f"connection lost before {method} was sent") from None
-        return await future
-
-    def _fail_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        for p in pending.values():
-            if not p.future.done():
-                p.future.set_exception(ConnectionLost("connection lost before the reply"))
-                p.future.exception()  # nobody may be waiting: do not warn about it
-
     async def call(self, method: str, **params: Any) -> Any:
         """Send a request once live (waiting through a reconnection); return its result.
 
@@ -377,7 +423,7 @@ class HubClient(StreamRecovery):
             ConnectionLost: the connection dropped before the reply (the request
                 may have been executed: retry only what is safe to repeat).
         """
-        return await self._request(await self._live_ws(), method, params)
+        return await self._requests.send(await self._live_ws(), method, params)
 
     async def _live_ws(self) -> ClientConnection:
         while True:
@@ -453,10 +499,25 @@ class HubClient(StreamRecovery):
         return int((await self.call("ping"))["time"])
 
     def ack(self, offset: int) -> None:
-        """Acknowledge the inbox up to ``offset`` (sent in the background, batched)."""
+        """Acknowledge the inbox up to ``offset`` (sent in the background, batched).
+
+        :meth:`close` sends what is still pending before disconnecting.
+        """
         if offset > self._ack_wanted:
             self._ack_wanted = offset
             self._schedule_ack()
+
+    async def _flush_acks(self) -> None:
+        """Send the acks still pending, if live; give up after a few seconds."""
+        if self.state is not State.LIVE or self._ack_wanted <= self._ack_sent:
+            return
+        self._schedule_ack()
+        task = self._ack_task
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), _ACK_FLUSH_TIMEOUT)
+            except (TimeoutError, ConnectionLost, HubError) as exc:
+                logger.warning("acks not confirmed before closing: %r", exc)
 
     def _schedule_ack(self) -> None:
         if self._ack_task is None or self._ack_task.done():
@@ -468,7 +529,9 @@ class HubClient(StreamRecovery):
             if ws is None or epoch is None:
                 return
             try:
-                await self._request(ws, "ack", {"stream": INBOX, "offset": offset, "epoch": epoch})
+                await self._requests.send(
+                    ws, "ack", {"stream": INBOX, "offset": offset, "epoch": epoch}
+                )
             except (ConnectionLost, HubError) as exc:
                 logger.info("ack not sent: %s", exc)  # sent again after reconnecting
                 return
@@ -503,3 +566,16 @@ class HubClient(StreamRecovery):
                 yield await self.recv()
             except ConnectionLost:
                 return
+
+
+def _describe(error: BaseException | None) -> str:
+    """An error for a log line, with its type (an ``OSError``'s text alone can be vague)."""
+    if error is None:
+        return "no error"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _closed_by(ws: ClientConnection) -> str:
+    code = ws.close_code
+    reason = f" {ws.close_reason}" if ws.close_reason else ""
+    return f"connection closed ({code}{reason})" if code is not None else "connection lost"

@@ -16,7 +16,16 @@ from typing import Any
 
 from ..exceptions import HubbubError
 
-__all__ = ["INBOX", "ConnectionLost", "HubError", "Push", "State", "TokenSource"]
+__all__ = [
+    "INBOX",
+    "ConnectionLost",
+    "HubError",
+    "InvalidReply",
+    "Push",
+    "State",
+    "StateListener",
+    "TokenSource",
+]
 
 INBOX = "$inbox"
 TokenSource = str | Callable[[], str | Awaitable[str]] | None
@@ -34,6 +43,11 @@ class ConnectionLost(HubbubError):
     """The connection dropped before the reply came: the request may or may not have run."""
 
 
+class InvalidReply(HubbubError):
+    """The server's reply does not follow ``hubbub.json.v1`` (for instance an ``id``
+    without ``result`` or ``error``: a server echoing requests is not a hub)."""
+
+
 class State(enum.StrEnum):
     """What the client is doing, as :attr:`~hubbub.hub.client.HubClient.state` reports it."""
 
@@ -42,6 +56,10 @@ class State(enum.StrEnum):
     LIVE = "live"
     RECONNECTING = "reconnecting"
     CLOSED = "closed"
+
+
+StateListener = Callable[[State, BaseException | None], object]
+"""``on_state(state, error)``: the new state and the last error (None once live)."""
 
 
 @dataclass(frozen=True)

@@ -294,11 +294,18 @@ class Node(NodeOperations):
             limit = self.config.inbox.max_len
             read = await self.broker.read(stream, ack[0] if ack else 0, limit)
             reason = None
+            acked = ack[0] if ack is not None else 0
             if ack is not None and ack[1] != read.epoch:
                 reason = "epoch"  # the inbox was lost: everything kept is new
+                acked = 0
                 read = await self.broker.read(stream, 0, limit)
                 # Said once: the ack starts over in the new epoch.
                 await self.broker.set_ack(user, 0, read.epoch)
+            elif cmd.inbox_epoch is not None and cmd.inbox_epoch != read.epoch:
+                # Section 2.2: the client knew another epoch. A broker restarted
+                # empty lost the stored ack with the inbox, so only what the
+                # client says reveals the loss.
+                reason = "epoch"
             elif not read.complete:
                 reason = "trimmed"
         except BaseException:
@@ -315,7 +322,7 @@ class Node(NodeOperations):
         inbox: dict[str, Any] = {
             "epoch": read.epoch,
             "offset": read.offset,
-            "acked": ack[0] if ack and reason != "epoch" else 0,
+            "acked": acked,
             "recovered": reason is None,
             "messages": messages,
         }

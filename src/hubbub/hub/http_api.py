@@ -41,6 +41,19 @@ class _HttpError(Exception):
         self.code = code
 
 
+def bearer_matches(authorization: str | None, key: bytes, fallback: str | None = None) -> bool:
+    """Whether ``Authorization: Bearer <key>`` (RFC 6750 section 2.1) presents ``key``.
+
+    ``fallback`` is a key presented another way (the API's ``X-API-Key``),
+    used when there is no bearer token.
+    """
+    presented = fallback
+    if authorization is not None and authorization[:7].lower() == "bearer ":
+        presented = authorization[7:].strip()
+    # Constant time, so the key cannot be guessed byte by byte from timings.
+    return presented is not None and hmac.compare_digest(presented.encode(), key)
+
+
 class HttpApi:
     """The API server of one node.
 
@@ -73,11 +86,7 @@ class HttpApi:
         return conn.respond(status, json.dumps(result), "application/json")
 
     def _authorized(self, authorization: str | None, api_key: str | None) -> bool:
-        presented = api_key
-        if authorization is not None and authorization[:7].lower() == "bearer ":
-            presented = authorization[7:].strip()
-        # Constant time, so the key cannot be guessed byte by byte from timings.
-        return presented is not None and hmac.compare_digest(presented.encode(), self._key)
+        return bearer_matches(authorization, self._key, fallback=api_key)
 
     async def dispatch(
         self,

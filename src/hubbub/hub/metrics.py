@@ -9,10 +9,13 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.registry import Collector
+from ..exceptions import needs_extra
+
+with needs_extra("hub", "hubbub.hub"):
+    from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+    from prometheus_client.core import CounterMetricFamily, Metric
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "HubMetrics", "Traffic"]
 

@@ -130,12 +130,18 @@ class Since:
 
 @dataclass(frozen=True, slots=True)
 class Connect:
-    """Authenticate the connection; ``token`` is a JWT, ``name`` works in development mode."""
+    """Authenticate the connection; ``token`` is a JWT, ``name`` works in development mode.
+
+    ``inbox_epoch`` is the inbox epoch the client last knew (section 2.2), or
+    None: the hub compares it, not only its own stored ack, which a broker
+    that lost the inbox lost too.
+    """
 
     id: int
     token: str | None
     name: str | None
     tick: bool
+    inbox_epoch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,7 +413,8 @@ def _connect(req_id: int, params: Mapping[str, Any]) -> Connect:
     tick = params.get("tick", False)
     if not isinstance(tick, bool):
         raise _Invalid("tick must be a boolean")
-    return Connect(req_id, token, name, tick)
+    inbox_epoch = _str(params, "inbox_epoch", optional=True)
+    return Connect(req_id, token, name, tick, inbox_epoch)
 
 
 def _stream(params: Mapping[str, Any]) -> str:

@@ -39,17 +39,19 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
 from ..backoff import Backoff
+from ..exceptions import needs_extra
 from . import redis_scripts as lua
 from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener
 from .redis_subscriber import LIVE_PREFIX, RedisSubscriber
 from .streams import Entry, ReadResult, StreamLimits, new_epoch
+
+with needs_extra("redis", "the Redis broker (hubbub.hub.redis_broker)"):
+    import redis.asyncio as aioredis
+    from redis.asyncio.connection import AbstractConnection
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
 
 __all__ = ["RedisBroker"]
 

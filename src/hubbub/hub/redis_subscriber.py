@@ -49,13 +49,15 @@ import math
 from collections import deque
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
-
 from ..backoff import Backoff
+from ..exceptions import needs_extra
 from .broker import BrokerUnavailable, Listener, Notice, Reset
 from .streams import Entry, ReadResult
+
+with needs_extra("redis", "the Redis broker (hubbub.hub.redis_broker)"):
+    import redis.asyncio as aioredis
+    from redis.asyncio.connection import AbstractConnection
+    from redis.exceptions import RedisError
 
 __all__ = ["LIVE_PREFIX", "RedisSubscriber"]
 

@@ -21,7 +21,9 @@ Theory of operation
   up is dropped and the connection closed with 4011: the client reconnects and
   recovers from its offsets, which costs far less than buffering without bound;
 * plain HTTP on the same port goes through the adapter's ``process_request``
-  hook: ``GET /healthz`` (JSON, 503 when the broker is down) and ``GET /metrics``;
+  hook: ``GET /healthz`` (JSON, 503 when the broker is down; with the versions
+  and the accelerator's state) and ``GET /metrics`` (behind a bearer token when
+  ``metrics_token`` is set: counters reveal traffic, docs/hub.md);
 * the HTTP API (:mod:`hubbub.hub.http_api`, ``POST /api/...``) is served on the
   same port when an API key is configured (the adapter reads request bodies up
   to ``max_body``);
@@ -44,11 +46,12 @@ from ..asyncio import Server, ServerConnection, serve
 from ..exceptions import ConnectionClosed
 from ..protocol.frames import Opcode, encode_header
 from ..protocol.http11 import Request, Response
+from ..versions import versions
 from .auth import Authenticator
 from .broker import Broker, MemoryBroker
 from .config import HubConfig
 from .core import Node
-from .http_api import MAX_BODY, HttpApi
+from .http_api import MAX_BODY, HttpApi, bearer_matches
 from .metrics import CONTENT_TYPE
 from .protocol import SUBPROTOCOL
 from .session import DisconnectCode
@@ -184,10 +187,22 @@ class Hub:
 
 
 class _Endpoint:
-    def __init__(self, node: Node, max_pending: int, api: HttpApi | None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        max_pending: int,
+        api: HttpApi | None,
+        metrics_token: str | None,
+        ws_path: str = "/",
+    ) -> None:
         self.node = node
         self.max_pending = max_pending
         self.api = api
+        # Where WebSocket handshakes are accepted: "/" (the chat page and
+        # hubbub.js connect there) and the configured path, if another.
+        self.ws_paths = frozenset({"/", ws_path})
+        self.metrics_key = None if metrics_token is None else metrics_token.encode()
+        self.versions = versions()
         self.outboxes: set[_Outbox] = set()
         self.frames = _FrameCache()
         node.metrics.gauge_function(
@@ -222,9 +237,18 @@ class _Endpoint:
                     await writer
 
     async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        if "Upgrade" in request.headers:
-            return None  # the WebSocket handshake
         path = request.path_only
+        if "Upgrade" in request.headers:
+            if path in self.ws_paths:
+                return None  # the WebSocket handshake
+            # A client pointed at the wrong path should hear so, not connect
+            # to something that only looks right.
+            paths = " and ".join(sorted(self.ws_paths))
+            return conn.respond(
+                404,
+                json.dumps({"error": f"no WebSocket endpoint at {path}: the hub's is at {paths}"}),
+                "application/json",
+            )
         if path.startswith("/api/"):
             if self.api is None:
                 return conn.respond(
@@ -235,14 +259,26 @@ class _Endpoint:
             return await self.api.respond(conn, request)
         if path == "/healthz":
             health = self.node.health()
-            body = json.dumps(health)
+            body = json.dumps({**health, "versions": self.versions})
             return conn.respond(200 if health["ok"] else 503, body, "application/json")
         if path == "/metrics":
-            return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
+            return self._metrics(conn, request)
         static = serve_static(request)  # the chat page, hubbub.js (hub/static)
         if static is not None:
             return static
         return conn.respond(404, '{"error":"not found"}', "application/json")
+
+    def _metrics(self, conn: ServerConnection, request: Request) -> Response:
+        key = self.metrics_key
+        if key is not None and not bearer_matches(request.headers.get("Authorization"), key):
+            response = conn.respond(
+                401, '{"error":"/metrics needs Authorization: Bearer <metrics token>"}'
+            )
+            # RFC 6750 section 3: a 401 names the scheme the client must use.
+            response.headers["Content-Type"] = "application/json"
+            response.headers["WWW-Authenticate"] = 'Bearer realm="hubbub metrics"'
+            return response
+        return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
 
 
 async def _housekeeping(node: Node, interval: float) -> None:
@@ -267,23 +303,35 @@ async def start_hub(
     public_key: str | bytes | None = None,
     insecure_dev_mode: bool = False,
     api_key: str | None = None,
+    metrics_token: str | None = None,
     tick_interval: float = 1.0,
     max_pending: int = 4096,
+    ws_path: str = "/",
     **ws_options: Any,
 ) -> AsyncIterator[Hub]:
     """Run a hub while the ``async with`` block runs.
 
     Args:
-        host / port: where the WebSocket endpoint, ``/healthz`` and ``/metrics`` listen.
+        host: the address where the WebSocket endpoint, ``/healthz`` and ``/metrics`` listen.
+        port: their TCP port (0 picks a free one: see ``Hub.port``).
         node: a ready node, whose broker the caller starts and closes (several
             nodes may share it); otherwise one is built from ``broker`` (a
             :class:`MemoryBroker` by default; started and closed with the hub),
             ``auth`` (or ``secret`` / ``public_key`` / ``insecure_dev_mode``) and ``config``.
         api_key: enables the HTTP API (``POST /api/...`` on the same port).
+        metrics_token: ``GET /metrics`` then needs ``Authorization: Bearer
+            <metrics_token>`` (401 otherwise); None leaves it open.
         tick_interval: seconds between housekeeping rounds (the clock push).
         max_pending: messages queued for one slow client before it is closed (4011).
+        ws_path: another path accepting the WebSocket endpoint besides ``/`` (for
+            a reverse proxy that forwards ``/ws`` as it is); handshakes on any
+            other path get 404.
         ws_options: passed to :func:`hubbub.asyncio.serve` (``max_size``, ``ssl`` ...).
     """
+    if not ws_path.startswith("/") or "?" in ws_path:
+        raise ValueError(f"ws_path must be a path starting with /, not {ws_path!r}")
+    if metrics_token is not None and not metrics_token:
+        raise ValueError("the metrics token must not be empty")
     given_node = node is not None
     if node is None:
         if auth is None:
@@ -299,7 +347,7 @@ async def start_hub(
     if owns_broker:
         await node.broker.start()
     api = HttpApi(node, api_key) if api_key is not None else None
-    endpoint = _Endpoint(node, max_pending, api)
+    endpoint = _Endpoint(node, max_pending, api, metrics_token, ws_path)
     ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
     ws_options.setdefault("max_body", MAX_BODY)
     housekeeping = asyncio.create_task(_housekeeping(node, tick_interval))

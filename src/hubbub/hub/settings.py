@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import ssl as ssl_module
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -42,7 +43,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .auth import mint_token
 from .config import HubConfig, NamespaceRules
 from .streams import StreamLimits
 
@@ -64,12 +64,24 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
     "public_key_file": (None, str, "PEM public key verifying RS256/ES256 tokens"),
     "api_key": (None, str, "enables the HTTP API (POST /api/...) with this key"),
     "max_size": (None, int, "largest WebSocket message in bytes (4 x the request limit)"),
+    "ws_path": (
+        "/",
+        str,
+        "another path of the WebSocket endpoint besides / (e.g. /ws behind a proxy); "
+        "handshakes on other paths get 404",
+    ),
     "broker": (
         "memory",
         str,
         "'memory' (one node) or redis://HOST:PORT/DB to share a hub between nodes (docs/redis.md)",
     ),
+    "metrics_token": (None, str, "GET /metrics then needs 'Authorization: Bearer <token>'"),
+    "certfile": (None, str, "serve HTTPS and wss:// with this PEM certificate chain"),
+    "keyfile": (None, str, "the PEM private key, if not in the certfile"),
 }
+
+MIN_SECRET_BYTES = 32
+"""The shortest HS256 secret ``hubbub serve`` accepts (RFC 7518 section 3.2: the hash's size)."""
 
 _CHAT = NamespaceRules(history=StreamLimits(1000, 86400.0))
 
@@ -202,7 +214,9 @@ def hub_config(toml: Mapping[str, Any]) -> HubConfig:
     return HubConfig(namespaces=namespaces, **limits)
 
 
-async def serve_hub(resolved: dict[str, Any], config: HubConfig) -> None:
+async def serve_hub(
+    resolved: dict[str, Any], config: HubConfig, ssl: ssl_module.SSLContext | None = None
+) -> None:
     """Run the hub until SIGINT or SIGTERM, then shut down cleanly (clients get 4000)."""
     from .server import start_hub
 
@@ -218,6 +232,8 @@ async def serve_hub(resolved: dict[str, Any], config: HubConfig) -> None:
         from .redis_broker import RedisBroker
 
         options["broker"] = RedisBroker(broker_url)
+    if ssl is not None:
+        options["ssl"] = ssl
     async with start_hub(
         host,
         resolved["port"],
@@ -226,18 +242,21 @@ async def serve_hub(resolved: dict[str, Any], config: HubConfig) -> None:
         public_key=public_key,
         insecure_dev_mode=dev,
         api_key=resolved["api_key"],
+        ws_path=resolved["ws_path"],
+        metrics_token=resolved["metrics_token"],
         **options,
     ) as hub:
         shown = f"[{host}]" if ":" in host else host
+        http, ws = ("https", "wss") if ssl is not None else ("http", "ws")
         print(
-            f"hubbub hub: chat page http://{shown}:{hub.port}/, WebSocket "
-            f"ws://{shown}:{hub.port}/ (hubbub.json.v1)",
+            f"hubbub hub: chat page {http}://{shown}:{hub.port}/, WebSocket "
+            f"{ws}://{shown}:{hub.port}/ (hubbub.json.v1)",
             file=sys.stderr,
             flush=True,
         )
         if hub.api is not None:
             print(
-                f"hubbub hub: HTTP API at http://{shown}:{hub.port}/api/",
+                f"hubbub hub: HTTP API at {http}://{shown}:{hub.port}/api/",
                 file=sys.stderr,
                 flush=True,
             )
@@ -271,6 +290,28 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    secret = resolved["secret"]
+    if secret and len(secret.encode()) < MIN_SECRET_BYTES:
+        print(
+            f"hubbub serve: the token secret is {len(secret.encode())} bytes long; use "
+            f'{MIN_SECRET_BYTES} or more, for example the output of: python -c "import '
+            'secrets; print(secrets.token_urlsafe(32))" (or --dev without a secret to try '
+            "the chat page on this machine)",
+            file=sys.stderr,
+        )
+        return 2
+    if resolved["keyfile"] and not resolved["certfile"]:
+        print("hubbub serve: --keyfile needs --certfile", file=sys.stderr)
+        return 2
+    ssl = None
+    if resolved["certfile"]:
+        from ..adapter import server_ssl_context
+
+        try:
+            ssl = server_ssl_context(resolved["certfile"], resolved["keyfile"])
+        except OSError as exc:  # ssl.SSLError included
+            print(f"hubbub serve: cannot load the certificate: {exc}", file=sys.stderr)
+            return 2
     broker = resolved["broker"]
     if broker != "memory" and urlsplit(broker).scheme not in ("redis", "rediss", "unix"):
         print(
@@ -279,12 +320,14 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    asyncio.run(serve_hub(resolved, config))
+    asyncio.run(serve_hub(resolved, config, ssl))
     return 0
 
 
 def run_token(args: argparse.Namespace) -> int:
     """``hubbub token USER``: print a connection token."""
+    from .auth import mint_token  # needs the hub extra (PyJWT)
+
     try:
         toml = _load_toml(args.config or os.environ.get(ENV_PREFIX + "CONFIG"))
     except (OSError, tomllib.TOMLDecodeError) as exc:

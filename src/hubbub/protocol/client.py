@@ -55,7 +55,8 @@ class ClientConnection(Connection):
         extensions: extension factories to offer, in order.
         additional_headers: extra request headers.
         user_agent: the ``User-Agent`` value, or ``None`` for none.
-        max_size, defer_failure: see :class:`~hubbub.protocol.connection.Connection`.
+        max_size: see :class:`~hubbub.protocol.connection.Connection`.
+        defer_failure: see :class:`~hubbub.protocol.connection.Connection`.
     """
 
     __slots__ = (

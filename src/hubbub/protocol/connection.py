@@ -60,7 +60,7 @@ from ..exceptions import (
 )
 from ..speedups import parse_messages as _parse_messages
 from ..speedups import unmask_join as _unmask_join
-from .events import CloseReceived, Event, Failure, Ping, Pong, Side, State
+from .events import CloseReceived, Event, Failure, Fragment, Ping, Pong, Side, State
 from .extensions import Extension
 from .frames import (
     CloseCode,
@@ -80,6 +80,7 @@ __all__ = [
     "Connection",
     "Event",
     "Failure",
+    "Fragment",
     "Ping",
     "Pong",
     "Side",
@@ -132,6 +133,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         "_msg_opcode",
         "_msg_parts",
         "_msg_size",
+        "_msg_streamed",
         "_msg_transformed",
         "_need",
         "_out",
@@ -151,6 +153,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         "max_size",
         "side",
         "state",
+        "stream_fragments",
     )
 
     def __init__(
@@ -178,6 +181,17 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self._msg_size = 0
         self._msg_decoder: codecs.IncrementalDecoder | None = None
         self._msg_transformed = False
+        self._msg_streamed = False  # its frames are reported as Fragment events
+        self.stream_fragments = False
+        """Report the frames of fragmented messages as :class:`Fragment` events.
+
+        Read when a frame of a fragmented message completes: the message's
+        frames from then on (with what was assembled before, in the first
+        one) become ``Fragment`` events, until its last frame, even if this is
+        turned off meanwhile. Single-frame messages stay ``str``/``bytes``.
+        ``max_size`` still bounds the whole message. Adapters turn it on while
+        the application streams a message (``recv_streaming()``).
+        """
         # Reading: how much of the payload of an incomplete frame at the head of
         # the buffer was already unmasked in place and validated.
         self._partial_done = 0

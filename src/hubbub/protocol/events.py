@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..exceptions import RemoteProtocolError
 
-__all__ = ["CloseReceived", "Event", "Failure", "Ping", "Pong", "Side", "State"]
+__all__ = ["CloseReceived", "Event", "Failure", "Fragment", "Ping", "Pong", "Side", "State"]
 
 
 class Side(enum.Enum):
@@ -57,5 +57,18 @@ class Failure:
     exc: RemoteProtocolError
 
 
-Event = str | bytes | Ping | Pong | CloseReceived | Failure | object
+@dataclass(slots=True, frozen=True)
+class Fragment:
+    """A frame of a fragmented message (section 5.4), with ``stream_fragments`` on.
+
+    ``data`` is ``str`` for a text message (whole characters: a character cut
+    between frames comes with the frame that completes it) and ``bytes`` for a
+    binary one; ``fin`` marks the message's last frame.
+    """
+
+    data: str | bytes
+    fin: bool
+
+
+Event = str | bytes | Ping | Pong | CloseReceived | Failure | Fragment | object
 """What :meth:`Connection.events_received` returns. Subclasses add handshake events."""

@@ -6,7 +6,9 @@ frames and hands each data frame here, where fragments become one message,
 text is validated as UTF-8 as it arrives (so an invalid byte fails the
 connection at once, not when the message ends), extensions decode what they
 transformed (RFC 7692), and ``max_size`` is enforced. Complete messages are
-appended to the connection's events as ``str`` or ``bytes``.
+appended to the connection's events as ``str`` or ``bytes``; with
+``stream_fragments`` on, the frames of a fragmented message are appended as
+:class:`~hubbub.protocol.events.Fragment` events as each one completes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import PayloadTooBig, RemoteProtocolError
 from ..speedups import apply_mask
-from .events import Event
+from .events import Event, Fragment
 from .extensions import Extension
 from .frames import CloseCode, Frame, Opcode
 
@@ -75,6 +77,8 @@ class MessageAssembler:
     _msg_size: int
     _msg_decoder: codecs.IncrementalDecoder | None
     _msg_transformed: bool
+    _msg_streamed: bool
+    stream_fragments: bool
     _partial_done: int
     _decoded: int
 
@@ -134,10 +138,16 @@ class MessageAssembler:
             parts.append(text)
         self._msg_size += len(data)
         if fin:
+            if self._msg_streamed or (self.stream_fragments and opcode == _OP_CONT):
+                self._fragment(True)
+                return
             self._events.append("".join(parts))
             self._end_message()
-        elif opcode == _OP_TEXT:
+            return
+        if opcode == _OP_TEXT:
             self._msg_opcode = _OP_TEXT
+        if self.stream_fragments or self._msg_streamed:
+            self._fragment(False)
 
     def _transformed(self, b0: int, opcode: int) -> bool:
         if opcode == _OP_CONT:
@@ -192,6 +202,8 @@ class MessageAssembler:
             self._msg_parts = []
             self._msg_size = 0
             self._text_fragment(data, False)
+            if self.stream_fragments:
+                self._fragment(False)
         elif opcode == _OP_BINARY:
             if fin:
                 self._events.append(data)
@@ -201,19 +213,48 @@ class MessageAssembler:
             self._msg_opcode = _OP_BINARY
             self._msg_parts = [data]
             self._msg_size = len(data)
+            if self.stream_fragments:
+                self._fragment(False)
         else:  # continuation, checked in _check_header
             if self._msg_opcode == _OP_TEXT:
                 self._text_fragment(data, bool(fin))
-                if fin:
-                    self._events.append("".join(self._msg_parts))  # type: ignore[arg-type]
-                    self._end_message()
-                return
-            self._msg_size += len(data)
-            parts: list[bytes] = self._msg_parts  # type: ignore[assignment]
-            parts.append(data)
-            if fin:
-                self._events.append(b"".join(parts))
+            else:
+                self._msg_size += len(data)
+                self._msg_parts.append(data)  # type: ignore[arg-type]
+            if self._msg_streamed or self.stream_fragments:
+                self._fragment(bool(fin))
+            elif fin:
+                parts = self._msg_parts
+                if self._msg_opcode == _OP_TEXT:
+                    self._events.append("".join(parts))  # type: ignore[arg-type]
+                else:
+                    self._events.append(b"".join(parts))  # type: ignore[arg-type]
                 self._end_message()
+
+    def report_fragment(self) -> None:
+        """Report what was assembled of a fragmented message in progress, as a Fragment.
+
+        For an adapter that turns ``stream_fragments`` on while frames of a
+        message are already in: the application gets them now rather than
+        with the next frame, which the peer may send much later. The rest of
+        the message is streamed (section 5.4).
+        """
+        if self._msg_opcode and self._msg_parts:
+            self._fragment(False)
+
+    def _fragment(self, fin: bool) -> None:
+        """Report what arrived of the message since its last fragment (streaming)."""
+        parts = self._msg_parts
+        if self._msg_opcode == _OP_TEXT:
+            data: str | bytes = "".join(parts)  # type: ignore[arg-type]
+        else:
+            data = parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[arg-type]
+        self._events.append(Fragment(data, fin))
+        if fin:
+            self._end_message()
+        else:
+            self._msg_streamed = True
+            self._msg_parts = []
 
     def _text_fragment(self, data: bytes, fin: bool) -> None:
         assert self._msg_decoder is not None
@@ -224,6 +265,7 @@ class MessageAssembler:
 
     def _end_message(self) -> None:
         self._msg_opcode = 0
+        self._msg_streamed = False
         self._msg_parts = _NOTHING
         self._msg_size = 0
         self._msg_decoder = None

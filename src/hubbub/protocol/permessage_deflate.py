@@ -141,8 +141,10 @@ class ServerPerMessageDeflateFactory(_Tuning, ServerExtensionFactory):
             15 unless the client asks for less.
         client_max_window_bits: largest window we let the client compress with,
             if it offers to be limited; ``None`` for no limit.
-        level, mem_level, min_size, keep_zlib_objects: see
-            :class:`PerMessageDeflate`.
+        level: see :class:`PerMessageDeflate`.
+        mem_level: see :class:`PerMessageDeflate`.
+        min_size: see :class:`PerMessageDeflate`.
+        keep_zlib_objects: see :class:`PerMessageDeflate`.
     """
 
     name = EXTENSION_NAME
@@ -230,8 +232,10 @@ class ClientPerMessageDeflateFactory(_Tuning, ClientExtensionFactory):
         window_bits: the largest window our compressor uses, within what the
             server allows; by default the numeric ``client_max_window_bits``
             offered, else 12.
-        level, mem_level, min_size, keep_zlib_objects: see
-            :class:`PerMessageDeflate`.
+        level: see :class:`PerMessageDeflate`.
+        mem_level: see :class:`PerMessageDeflate`.
+        min_size: see :class:`PerMessageDeflate`.
+        keep_zlib_objects: see :class:`PerMessageDeflate`.
     """
 
     name = EXTENSION_NAME

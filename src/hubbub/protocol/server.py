@@ -8,7 +8,10 @@ request and negotiates; it may return a rejection) or
 headers) and hands it to :meth:`ServerConnection.send_response`. A 101 opens
 the connection; anything else is sent and the connection closes.
 
-A malformed request is answered with 400 at once, without an event.
+A malformed request is answered with 400 at once, without an event. A TLS
+ClientHello instead of a request (a ``wss://`` client on a plain port) closes
+the connection at once, without an answer the client could not read:
+:attr:`ServerConnection.handshake_exc` is then :class:`UnexpectedTLS`.
 
 Once a 101 is sent, the connection keeps the request and the response as the
 bytes of their heads, a few hundred bytes instead of a few kilobytes of
@@ -32,6 +35,7 @@ from ..exceptions import (
     InvalidState,
     InvalidVersion,
     NegotiationError,
+    UnexpectedTLS,
 )
 from .connection import DEFAULT_MAX_SIZE, Connection, Side, State
 from .extensions import (
@@ -177,6 +181,13 @@ class ServerConnection(Connection):
             return
         scanned = len(self._buf)
         self._buf += data
+        if scanned < 3 and self._buf[:1] == b"\x16":
+            tls = _tls_record_start(bytes(self._buf[:3]))
+            if tls is None:
+                return  # the record header is incomplete: wait for its 3rd byte
+            if tls:
+                self._close_tls()
+                return
         try:
             parsed = parse_request(self._buf, scanned)
         except HandshakeError as exc:
@@ -200,6 +211,19 @@ class ServerConnection(Connection):
             self._take_body()
         else:
             self._events.append(request)
+
+    def _close_tls(self) -> None:
+        # No HTTP answer: the client expects a TLS record and would report
+        # garbage. Closing at once makes it fail now instead of after its
+        # open timeout.
+        self.handshake_exc = UnexpectedTLS(
+            "a TLS handshake (ClientHello) arrived on a plain ws:// port: the client "
+            "uses wss:// or https://; serve TLS on this port or have it connect with ws://"
+        )
+        self._buf = bytearray()
+        self._reading = False
+        self.send_eof()
+        self.state = State.CLOSED
 
     def _body_length(self, request: Request) -> int:
         """How many body bytes follow the head (RFC 9112 section 6.3).
@@ -393,6 +417,21 @@ class ServerConnection(Connection):
             self.send_response(self.reject(500, reason or "internal error"))
             return
         super().fail(code, reason)
+
+
+def _tls_record_start(head: bytes) -> bool | None:
+    """Whether ``head`` (up to 3 bytes starting with 0x16) opens a TLS handshake record.
+
+    A TLS record starts with its content type (22, handshake) and the protocol
+    version 3.x (RFC 8446 section 5.1: ``legacy_record_version`` 0x0301 or
+    0x0303; SSL 3.0 to TLS 1.3 use 0x0300-0x0304). No HTTP method starts with
+    byte 0x16. None: too few bytes to tell.
+    """
+    if len(head) >= 2 and head[1] != 0x03:
+        return False
+    if len(head) < 3:
+        return None
+    return head[2] <= 0x04
 
 
 def _error_prefix(request: Request) -> str:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 from ..adapter import ClientPolicy, client_ssl_context, redirect_target
-from ..exceptions import HandshakeTimeout, InvalidMessage, InvalidStatus
+from ..exceptions import InvalidMessage, InvalidStatus
 from ..protocol import connection as core
 from ..protocol.client import ClientConnection as ClientCore
 from ..protocol.handshake import WebSocketURI
@@ -85,7 +85,7 @@ def _tunnel(proxy: Proxy, uri: WebSocketURI, deadline: float | None) -> socket.s
 class _Opener(ClientPolicy):
     """Options of :func:`connect`, checked once; opens connections."""
 
-    CONNECTION_OPTIONS = frozenset({"max_queue", "ping_interval", "ping_timeout"})
+    CONNECTION_OPTIONS = frozenset({"max_queue", "ping_interval", "ping_timeout", "logger"})
 
     def open(self) -> ClientConnection:
         """Open a connection, following redirects, within ``open_timeout``."""
@@ -103,10 +103,7 @@ class _Opener(ClientPolicy):
                 uri = target
                 redirects += 1
             except TimeoutError:
-                raise HandshakeTimeout(
-                    f"opening handshake with {uri.host_header} did not finish in "
-                    f"{self.open_timeout} s"
-                ) from None
+                raise self.open_timeout_error(uri) from None
 
     def _open_socket(self, uri: WebSocketURI, deadline: float | None, first: bool) -> socket.socket:
         # host/port/unix_path/sock override where the first URI is reached; a
@@ -128,7 +125,14 @@ class _Opener(ClientPolicy):
             return _tunnel(proxy, uri, deadline)
         host = (self.host if first else None) or uri.host
         port = (self.port if first else None) or uri.port
-        return socket.create_connection((host, port), _remaining(deadline))
+        try:
+            return socket.create_connection((host, port), _remaining(deadline))
+        except OSError as exc:
+            if exc.errno is None or not exc.strerror or isinstance(exc, TimeoutError):
+                raise
+            # socket's message names no address ("Connection refused"); the
+            # asyncio client's does. Same type and errno, with where it went.
+            raise type(exc)(exc.errno, f"{exc.strerror} ({host}:{port})") from exc
 
     def _open_once(
         self, uri: WebSocketURI, deadline: float | None, first: bool
@@ -140,9 +144,13 @@ class _Opener(ClientPolicy):
             context = client_ssl_context(uri, self.ssl if uri.secure else None)
             if context is not None:
                 sock.settimeout(_remaining(deadline))
-                sock = context.wrap_socket(
-                    sock, server_hostname=(self.server_hostname if first else None) or uri.host
-                )
+                try:
+                    sock = context.wrap_socket(
+                        sock, server_hostname=(self.server_hostname if first else None) or uri.host
+                    )
+                except OSError as exc:
+                    self.explain_tls_failure(uri, exc)
+                    raise
             protocol = self.new_core(uri)
             protocol.send_request()
             sock.settimeout(_remaining(deadline))
@@ -158,13 +166,15 @@ class _Opener(ClientPolicy):
                 events.extend(protocol.events_received())
             if protocol.handshake_exc is not None:
                 raise protocol.handshake_exc
-            connection = ClientConnection(sock, protocol, logger=logger, **self.connection_options)
+            options = {"logger": logger, **self.connection_options}
+            connection = ClientConnection(sock, protocol, **options)
         except BaseException:
             sock.close()
             raise
         if protocol.response is None:  # pragma: no cover - the loop above ensures it
             raise InvalidMessage("connection closed during the opening handshake")
         connection.start([e for e in events if not isinstance(e, Response)])
+        connection.log_open()
         return connection
 
 
@@ -181,7 +191,7 @@ def connect(uri: str, **options: Any) -> ClientConnection:
     ``proxy`` (a URL such as ``"http://user:pw@proxy:3128"`` or
     ``"socks5h://proxy:1080"``; ``True``, the default, reads ``https_proxy`` /
     ``http_proxy`` / ``all_proxy`` / ``no_proxy``; ``None`` for none), and
-    ``max_redirects`` (10).
+    ``max_redirects`` (10), ``logger`` (``hubbub.client``; see docs/logging.md).
 
     Raises:
         InvalidURI: ``uri`` is not a WebSocket URI.

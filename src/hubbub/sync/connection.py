@@ -6,7 +6,8 @@ Theory of operation
 :class:`Connection` drives the same sans-I/O :class:`hubbub.protocol.Connection`
 as the asyncio adapter, with one background *reader* thread per connection:
 
-* the reader thread waits for bytes (``select`` with a deadline), feeds the
+* the reader thread waits for bytes (a :mod:`selectors` selector with a
+  deadline; ``select()`` fails on descriptors above 1024), feeds the
   core, writes what the core queued (pongs, close frames) and puts complete
   messages into a queue; it also runs the timers (keepalive ping, ping
   timeout, close timeout) by waking up at the earliest deadline;
@@ -40,14 +41,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import select
+import selectors
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from .. import speedups
 from ..adapter import (
@@ -55,8 +56,13 @@ from ..adapter import (
     ConnectionAttributes,
     FailurePending,
     Fragmenter,
+    FragmentStream,
+    LoggerLike,
     PingTracker,
     closed_exception,
+    decoded,
+    fragment_converter,
+    join_fragments,
 )
 from ..exceptions import (
     ConcurrencyError,
@@ -64,6 +70,7 @@ from ..exceptions import (
     InvalidState,
 )
 from ..protocol import connection as core
+from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode, Opcode
 
 __all__ = ["Connection", "Data"]
@@ -103,7 +110,7 @@ class Connection(ConnectionAttributes):
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
-        logger: logging.Logger | None = None,
+        logger: LoggerLike | None = None,
     ) -> None:
         self.socket = sock
         self.protocol = protocol
@@ -113,11 +120,11 @@ class Connection(ConnectionAttributes):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
-        self.logger = logger or logging.getLogger("hubbub")
+        self.logger: LoggerLike = logger or logging.getLogger("hubbub")
         self._lock = threading.Lock()  # core + socket writes
         self._send_mutex = threading.RLock()  # held for a whole fragmented message
         self._cond = threading.Condition(threading.Lock())  # the receive queue
-        self._messages: collections.deque[Data | FailurePending] = collections.deque()
+        self._messages: collections.deque[Data | Fragment | FailurePending] = collections.deque()
         # Set under _cond once the reader queued the last message (a close frame
         # or a protocol error came): the core's own state changes earlier, in
         # the reader thread, before the messages parsed with it are queued.
@@ -132,9 +139,13 @@ class Connection(ConnectionAttributes):
         self._write_shut = False
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
-        # Wakes the reader thread out of select() when another thread changes
-        # a deadline (close() starts the close timeout); made by start().
+        # Wakes the reader thread out of its selector when another thread
+        # changes a deadline (close() starts the close timeout); made by start().
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        # Watches the socket and the wakeup pair; made by start(). Not select():
+        # it raises ValueError for descriptors above FD_SETSIZE (1024), which a
+        # busy process reaches.
+        self._selector: selectors.BaseSelector | None = None
         try:
             self.remote_address: Any = sock.getpeername()
             self.local_address: Any = sock.getsockname()
@@ -164,6 +175,9 @@ class Connection(ConnectionAttributes):
         """
         self.socket.settimeout(None)
         self._wakeup = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.socket, selectors.EVENT_READ)
+        self._selector.register(self._wakeup[0], selectors.EVENT_READ)
         # Frames that came right behind the handshake may have queued answers
         # (a pong, the echo of a close frame) in the core.
         with self._lock:
@@ -193,12 +207,13 @@ class Connection(ConnectionAttributes):
         """Wait until the socket is readable or a deadline is due; True if readable."""
         pending = getattr(self.socket, "pending", None)
         if pending is not None and pending():
-            return True  # TLS already decrypted bytes that select cannot see
+            return True  # TLS already decrypted bytes the selector cannot see
         deadline = self._next_deadline()
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         assert self._wakeup is not None
+        assert self._selector is not None
         wakeup = self._wakeup[0]
-        readable, _, _ = select.select([self.socket, wakeup], [], [], timeout)
+        readable = {key.fileobj for key, _ in self._selector.select(timeout)}
         if wakeup in readable:
             with contextlib.suppress(OSError):
                 wakeup.recv(64)
@@ -237,6 +252,8 @@ class Connection(ConnectionAttributes):
                     self._process_events(events)
                     continue
                 if not self._wait_readable():
+                    if self.protocol.stream_fragments:
+                        self._report_fragment()  # recv_streaming() woke us up
                     continue
                 with self._lock:
                     # A large frame's payload is read straight into the message
@@ -274,11 +291,15 @@ class Connection(ConnectionAttributes):
             self.protocol.receive_eof()
             self.protocol.events_received()
             self._write_shut = True
+        if self._selector is not None:
+            self._selector.close()
         for sock in (self.socket, *(self._wakeup or ())):
             with contextlib.suppress(OSError):
                 sock.close()
         for waiter in self._pings.clear():
             waiter.done.set()
+        if not self._closed.is_set():
+            self.log_closed()
         self._closed.set()
         with self._cond:
             self._cond.notify_all()
@@ -313,10 +334,20 @@ class Connection(ConnectionAttributes):
         if self.ping_timeout is not None and self._ping_deadline is None:
             self._ping_deadline = now + self.ping_timeout
 
+    def _report_fragment(self) -> None:
+        # In the reader thread, so that the fragment is queued after what the
+        # reader parsed before it.
+        with self._lock:
+            self.protocol.report_fragment()
+            events = self.protocol.events_received()
+        if events:
+            self._process_events(events)
+
     def _process_events(self, events: list[core.Event]) -> None:
-        messages: list[Data | FailurePending] = []
+        messages: list[Data | Fragment | FailurePending] = []
         for event in events:
-            if isinstance(event, (str, bytes)):
+            # A Fragment (recv_streaming) is queued like a message.
+            if isinstance(event, (str, bytes, Fragment)):
                 messages.append(event)
             elif isinstance(event, core.Pong):
                 for waiter, rtt in self._pings.pong(event.data, time.perf_counter()):
@@ -393,19 +424,30 @@ class Connection(ConnectionAttributes):
 
     # --- receiving ---------------------------------------------------------------
 
-    def recv(self, timeout: float | None = None) -> Data:
+    def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
         Args:
             timeout: seconds to wait; ``None`` waits as long as it takes.
+            decode: ``False`` returns a text message as ``bytes`` (its UTF-8),
+                ``True`` a binary message as ``str`` (decoded as UTF-8);
+                ``None`` (the default) keeps the frame's type.
 
         Raises:
+            UnicodeDecodeError: ``decode=True`` and a binary message that is
+                not UTF-8 (the message is consumed; the connection stays open).
             TimeoutError: no message within ``timeout``.
             ConnectionClosedOK: the connection closed normally.
             ConnectionClosedError: it closed with an error or a protocol error.
             ConcurrencyError: another thread is already waiting in recv().
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        # Fragments are queued only once recv_streaming() was used (_stream).
+        message: Any = self._next(deadline) if self._stream is None else self._next_whole(deadline)
+        return message if decode is None else decoded(message, decode)
+
+    def _next(self, deadline: float | None) -> Data | Fragment:
+        """The next entry of the receive queue: a message, or a fragment of one."""
         with self._cond:
             if self._receiving:
                 raise ConcurrencyError("another thread is already receiving")
@@ -432,6 +474,77 @@ class Connection(ConnectionAttributes):
             self.wait_closed(self.close_timeout)
             raise closed_exception(self.protocol)
         return message
+
+    # --- streaming a message (section 5.4) ---------------------------------------
+
+    # Made by the first recv_streaming(); most connections never stream.
+    _stream: FragmentStream | None = None
+
+    def _next_message(self, deadline: float | None) -> Data | Fragment:
+        """A message or its first fragment, past the rest of an abandoned stream."""
+        assert self._stream is not None
+        with self._cond:
+            self._stream.abandon()
+        item = self._next(deadline)
+        while self._stream.skipped(item):
+            item = self._next(deadline)
+        return item
+
+    def _next_whole(self, deadline: float | None) -> Data:
+        """The next message, joined if it was queued in fragments."""
+        message = self._next_message(deadline)
+        if type(message) is not Fragment:
+            return message  # type: ignore[return-value]  # Data: FailurePending raised
+        items = [message]
+        try:
+            while not items[-1].fin:
+                item = self._next(deadline)
+                assert type(item) is Fragment  # a message's frames are contiguous
+                items.append(item)
+        except TimeoutError:
+            # Nothing is lost: the next receive starts from the first fragment.
+            with self._cond:
+                self._messages.extendleft(reversed(items))
+            raise
+        return join_fragments([item.data for item in items])
+
+    def _set_streaming(self, on: bool) -> None:
+        with self._lock:
+            self.protocol.stream_fragments = on
+
+    def recv_streaming(self, decode: bool | None = None) -> Iterator[Data]:
+        """Yield the next message in fragments, each as soon as its frame is in.
+
+        ``for fragment in ws.recv_streaming(): ...``; the same as
+        :meth:`hubbub.asyncio.Connection.recv_streaming`. One thread receives
+        at a time.
+
+        Raises:
+            ConnectionClosedOK: the connection closed normally.
+            ConnectionClosedError: it closed with an error or a protocol error.
+            ConcurrencyError: another thread is receiving.
+        """
+        stream = self._stream
+        if stream is None:
+            stream = self._stream = FragmentStream()
+        with self._cond:
+            token = stream.begin()
+        self._set_streaming(True)
+        self._wake()  # the reader reports frames of the next message already in
+        try:
+            item = self._next_message(None)
+        except BaseException:
+            self._set_streaming(False)
+            raise
+        convert = fragment_converter(decode)
+        # A message that came whole is its own last fragment.
+        fragment = item if type(item) is Fragment else Fragment(cast(Data, item), True)
+        while not fragment.fin:
+            yield stream.hand_out(fragment, convert)
+            stream.resume(token)
+            fragment = cast(Fragment, self._next(None))  # a message's frames are contiguous
+        self._set_streaming(False)
+        yield stream.hand_out(fragment, convert)
 
     def __iter__(self) -> Iterator[Data]:
         """Iterate over messages; ends quietly on a normal close."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
+import selectors
 import socket
 import ssl as ssl_module
 import threading
@@ -30,7 +30,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from ..adapter import LINGER_BYTES, ServerPolicy, respond
+from ..adapter import (
+    LINGER_BYTES,
+    LoggerLike,
+    ServerPolicy,
+    format_address,
+    log_refused_handshake,
+    respond,
+)
 from ..exceptions import ConnectionClosed
 from ..protocol import connection as core
 from ..protocol.connection import State
@@ -47,6 +54,7 @@ _READ_SIZE = 65536
 
 Handler = Callable[["ServerConnection"], Any]
 ProcessRequest = Callable[["ServerConnection", Request], Response | None]
+ProcessResponse = Callable[["ServerConnection", Request, Response], Response | None]
 
 
 class ServerConnection(Connection):
@@ -57,7 +65,7 @@ class ServerConnection(Connection):
     def __init__(
         self, server: Server, sock: socket.socket, protocol: ServerCore, **options: Any
     ) -> None:
-        super().__init__(sock, protocol, logger=logger, **options)
+        super().__init__(sock, protocol, **options)
         self.server = server
 
     def respond(self, status: int, body: str | bytes, content_type: str | None = None) -> Response:
@@ -77,13 +85,18 @@ class Server(ServerPolicy):
         *,
         ssl: ssl_module.SSLContext | None = None,
         process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        logger: LoggerLike | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
+        self.logger: LoggerLike = logger or logging.getLogger("hubbub.server")
+        self.connection_options["logger"] = self.logger
         self.handler = handler
         self.socket = sock
         self.ssl = ssl
         self.process_request = process_request
+        self.process_response = process_response
         self._connections: set[ServerConnection] = set()
         self._threads: set[threading.Thread] = set()
         # Sockets still in their opening handshake, by connection thread: a
@@ -93,6 +106,7 @@ class Server(ServerPolicy):
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._shutdown = threading.Event()
         self._stopped = threading.Event()
+        self._serving = threading.Event()
 
     @property
     def port(self) -> int:
@@ -107,9 +121,14 @@ class Server(ServerPolicy):
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown` is called (from another thread)."""
+        # A selector, not select(): select() fails for descriptors above 1024.
+        self._serving.set()
+        selector = selectors.DefaultSelector()
+        selector.register(self.socket, selectors.EVENT_READ)
+        selector.register(self._wakeup_r, selectors.EVENT_READ)
         try:
             while not self._shutdown.is_set():
-                readable, _, _ = select.select([self.socket, self._wakeup_r], [], [])
+                readable = {key.fileobj for key, _ in selector.select()}
                 if self._wakeup_r in readable:
                     break
                 try:
@@ -123,13 +142,14 @@ class Server(ServerPolicy):
                     self._threads.add(thread)
                 thread.start()
         finally:
+            selector.close()
             self._stopped.set()
 
     def _handle(self, sock: socket.socket) -> None:
         try:
             self._handle_connection(sock)
         except Exception:
-            logger.exception("connection thread failed")
+            self.logger.exception("connection thread failed")
         finally:
             with self._mutex:
                 self._threads.discard(threading.current_thread())
@@ -142,11 +162,16 @@ class Server(ServerPolicy):
                 self._handshaking[thread] = sock
 
     def _handshake(self, connection: ServerConnection, request: Request) -> Response:
+        response: Response | None = None
         if self.process_request is not None:
             response = self.process_request(connection, request)
-            if response is not None:
-                return response
-        return self.answer(connection.protocol, request)
+        if response is None:
+            response = self.answer(connection.protocol, request)
+        if self.process_response is not None:
+            changed = self.process_response(connection, request, response)
+            if changed is not None:
+                response = changed
+        return response
 
     def _handle_connection(self, sock: socket.socket) -> None:
         deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
@@ -181,7 +206,11 @@ class Server(ServerPolicy):
                 try:
                     response = self._handshake(connection, request)
                 except Exception:
-                    logger.exception("error while handling the opening handshake")
+                    self.logger.exception(
+                        "error while handling the opening handshake of %s from %s",
+                        request.path,
+                        format_address(connection.remote_address),
+                    )
                     response = protocol.reject(500, "Internal Server Error")
                 protocol.send_response(response)
             sock.settimeout(None)
@@ -192,11 +221,11 @@ class Server(ServerPolicy):
         finally:
             self._set_handshaking(me, None)
         if protocol.state is not State.OPEN:
-            if protocol.handshake_exc is not None:
-                logger.info("handshake refused: %s", protocol.handshake_exc)
+            log_refused_handshake(self.logger, protocol, connection.remote_address)
             self._linger(sock)
             sock.close()
             return
+        connection.log_open()
         with self._mutex:
             self._connections.add(connection)
         try:
@@ -207,7 +236,11 @@ class Server(ServerPolicy):
             except ConnectionClosed:
                 pass
             except Exception:
-                logger.exception("connection handler failed")
+                self.logger.exception(
+                    "connection %s handler failed (remote %s)",
+                    connection.id,
+                    format_address(connection.remote_address),
+                )
                 connection.close(CloseCode.INTERNAL_ERROR, "internal error")
                 return
             connection.close()
@@ -269,6 +302,10 @@ class Server(ServerPolicy):
     def close(self) -> None:
         """Shut down (if serving) and release the listening socket."""
         self.shutdown()
+        if self._serving.is_set():
+            # Closing a descriptor removes it from an epoll set without waking
+            # the waiter: let serve_forever() see the wakeup byte first.
+            self._stopped.wait(self.close_timeout)
         self.socket.close()
         self._wakeup_r.close()
         self._wakeup_w.close()
@@ -305,8 +342,9 @@ def serve(
     ``select_subprotocol``, ``origins``, ``compression``, ``extensions``,
     ``max_size``, ``max_queue``, ``ping_interval``, ``ping_timeout``,
     ``open_timeout``, ``close_timeout``, ``extra_headers``,
-    ``process_request(connection, request)``, ``health_check_path``,
-    ``server_header``.
+    ``process_request(connection, request)``,
+    ``process_response(connection, request, response)``, ``health_check_path``,
+    ``server_header``, ``logger`` (``hubbub.server``; see docs/logging.md).
     """
     if sock is None:
         if unix_path is not None:

@@ -78,6 +78,8 @@ export class HubClient extends EventTarget {
    * @param {number} [options.maxDelay] ms, largest cap (30000).
    * @param {number} [options.factor] growth of the cap per attempt (2).
    * @param {number} [options.staleAfter] ms of silence before a ping checks the link.
+   * @param {number} [options.maxTokenRefusals] tokens of a token function the hub may
+   *   refuse in a row before the client gives up (3).
    */
   constructor(url, options = {}) {
     super();
@@ -88,6 +90,7 @@ export class HubClient extends EventTarget {
       initialDelay: 500,
       maxDelay: 30000,
       factor: 2,
+      maxTokenRefusals: 3,
       ...options,
     };
     this.options.staleAfter ??= this.options.tick ? 5000 : 30000;
@@ -96,6 +99,7 @@ export class HubClient extends EventTarget {
     this.connId = null;
     this.expiresAt = null;
     this.attempt = 0;
+    this.tokenRefusals = 0;
     this.nextDelay = null;
     this.ws = null;
     this.channels = new Map(); // channel -> {token, epoch, offset, active}
@@ -133,6 +137,8 @@ export class HubClient extends EventTarget {
 
   /** Close for good: no reconnection; pending requests fail. */
   close() {
+    // A batched ack goes out first: the hub handles it before the close frame.
+    if (this.ackTimer !== null) this.sendAck();
     this.finish(null);
     if (this.ws) this.ws.close(1000, "client closed");
   }
@@ -168,6 +174,13 @@ export class HubClient extends EventTarget {
     const openTimer = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
     ws.onopen = () => {
       clearTimeout(openTimer);
+      if (ws.protocol !== SUBPROTOCOL) {
+        // Protocol section 1: a hub always selects it; another server will not
+        // become a hub by retrying.
+        this.finish(new Error(`${this.url} did not select the ${SUBPROTOCOL} subprotocol: not a hubbub hub`));
+        ws.close(1000, "not a hub");
+        return;
+      }
       this.lastMessageAt = Date.now();
       this.handshake(ws);
     };
@@ -188,6 +201,9 @@ export class HubClient extends EventTarget {
       const token = await this.freshToken();
       if (token) params.token = token;
       else params.name = this.options.name;
+      // Protocol section 2.2: the hub compares the inbox epoch we knew, since a
+      // broker that lost the inbox also lost what the hub stored about it.
+      if (this.inbox.epoch !== null) params.inbox_epoch = this.inbox.epoch;
       const result = await this.request("connect", params, { onReply: (r) => this.onConnected(r) });
       this.user = result.user;
       this.connId = result.conn_id;
@@ -206,6 +222,7 @@ export class HubClient extends EventTarget {
       await Promise.all(joins);
       if (ws !== this.ws) return;
       this.attempt = 0;
+      this.tokenRefusals = 0;
       this.nextDelay = null;
       this.connectResult = result;
       this.setState("live");
@@ -218,8 +235,11 @@ export class HubClient extends EventTarget {
       for (const waiter of this.waiters.splice(0)) waiter.resolve(result);
     } catch (err) {
       if (ws !== this.ws) return;
-      if (err instanceof HubError && [200, 201, 102].includes(err.code) && !this.hasTokenFunction()) {
-        // A refused identity will be refused again: give up and say why.
+      const refused = err instanceof HubError && [200, 201, 102].includes(err.code);
+      this.tokenRefusals = refused ? this.tokenRefusals + 1 : 0;
+      if (refused && (!this.hasTokenFunction() || this.tokenRefusals >= this.options.maxTokenRefusals)) {
+        // A refused identity will be refused again (a static one, or a token
+        // function that keeps returning bad tokens): give up and say why.
         this.finish(err);
         ws.close(1000, "connect refused");
         return;
@@ -507,11 +527,14 @@ export class HubClient extends EventTarget {
   ack(offset) {
     this.ackWanted = Math.max(this.ackWanted, offset);
     if (this.ackTimer !== null) return;
-    this.ackTimer = setTimeout(() => {
-      this.ackTimer = null;
-      const epoch = this.inbox.epoch;
-      if (this.state !== "live" || epoch === null) return; // resent after reconnection
-      this.request("ack", { stream: INBOX, offset: this.ackWanted, epoch }).catch(() => {});
-    }, 50);
+    this.ackTimer = setTimeout(() => this.sendAck(), 50);
+  }
+
+  sendAck() {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    const epoch = this.inbox.epoch;
+    if (this.state !== "live" || epoch === null) return; // resent after reconnection
+    this.request("ack", { stream: INBOX, offset: this.ackWanted, epoch }).catch(() => {});
   }
 }
