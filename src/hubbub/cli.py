@@ -118,7 +118,7 @@ def _add_tls_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--certfile",
         metavar="PEM",
-        help="serve TLS (wss://) with this certificate chain (docs/tls.md)",
+        help="serve TLS (wss://) with this certificate chain (docs/howto/tls.md)",
     )
     parser.add_argument("--keyfile", metavar="PEM", help="the private key, if not in --certfile")
 

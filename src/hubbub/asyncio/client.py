@@ -71,7 +71,7 @@ class connect(ClientPolicy):
     the default, reads ``https_proxy``/``http_proxy``/``all_proxy``/``no_proxy``;
     ``None`` for none), ``max_redirects`` (10) and ``retry`` (the
     :class:`~hubbub.reconnect.RetryPolicy` of ``async for ws in connect(uri)``)
-    and ``logger`` (``hubbub.client``; see docs/logging.md).
+    and ``logger`` (``hubbub.client``; see docs/howto/logging.md).
 
     Raises:
         InvalidURI: ``uri`` is not a WebSocket URI.

@@ -493,7 +493,7 @@ class serve:
     ``process_response(connection, request, response)`` (returns a
     replacement response or None; may be a coroutine), ``health_check_path``
     (``"/healthz"``), ``server_header``, ``logger`` (``hubbub.server``; see
-    docs/logging.md).
+    docs/howto/logging.md).
     """
 
     def __init__(

@@ -191,7 +191,7 @@ def connect(uri: str, **options: Any) -> ClientConnection:
     ``proxy`` (a URL such as ``"http://user:pw@proxy:3128"`` or
     ``"socks5h://proxy:1080"``; ``True``, the default, reads ``https_proxy`` /
     ``http_proxy`` / ``all_proxy`` / ``no_proxy``; ``None`` for none), and
-    ``max_redirects`` (10), ``logger`` (``hubbub.client``; see docs/logging.md).
+    ``max_redirects`` (10), ``logger`` (``hubbub.client``; see docs/howto/logging.md).
 
     Raises:
         InvalidURI: ``uri`` is not a WebSocket URI.

@@ -344,7 +344,7 @@ def serve(
     ``open_timeout``, ``close_timeout``, ``extra_headers``,
     ``process_request(connection, request)``,
     ``process_response(connection, request, response)``, ``health_check_path``,
-    ``server_header``, ``logger`` (``hubbub.server``; see docs/logging.md).
+    ``server_header``, ``logger`` (``hubbub.server``; see docs/howto/logging.md).
     """
     if sock is None:
         if unix_path is not None:
