@@ -251,3 +251,29 @@ def test_the_heap_trimmer_waits_for_a_sharp_drop() -> None:
     assert trimmer.trims == 1
     trimmer.closed(13)
     assert len(scheduled) == 1  # the peak is now 14
+
+
+async def test_compressed_frames_right_behind_the_request_are_all_delivered() -> None:
+    # They are parsed when the 101 is sent, outside any read: the steps past
+    # the first must still be scheduled (no further bytes will come).
+    count = 20
+    received: list[int] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        for _ in range(count):
+            received.append(len(await ws.recv()))
+
+    async with running_server(handler, compression="deflate") as server:
+        peer = await RawPeer.open(server.port)
+        async with peer:
+            key = "dGhlIHNhbXBsZSBub25jZQ=="
+            request = (
+                "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+            )
+            await peer.send(request.encode() + zeros_frame(peer, MiB) * count)
+            response = await peer.read_http()
+            assert response.status == 101
+            await wait_until(lambda: len(received) == count, timeout=60)
+    assert received == [MiB] * count

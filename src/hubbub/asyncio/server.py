@@ -232,6 +232,10 @@ class ServerConnection(Connection):
             # send_response(); no data_received() call will announce them.
             self._process_events(self.protocol.events_received())
         self._flush()
+        if self.protocol.parsing_paused:
+            # ... and may have stopped at the decode limit: the rest follows a
+            # step at a time, as after any read.
+            self._update_reading()
         self._cancel_open_deadline()
         if self.protocol.state is not State.OPEN:
             if response.status >= 400:
