@@ -35,8 +35,10 @@ Flow control, both ways:
   what it holds) and a hubbub client and server can never both stop.
 * inflating: the core decodes at most ``DECODE_STEP`` bytes of compressed
   messages per step (:attr:`hubbub.protocol.Connection.parsing_paused`); the
-  next step runs in a later loop iteration (``call_soon``), and only while the
-  queue has room and writes are not backed up. A burst of small frames that
+  next step runs in a later loop iteration, and only while the queue has
+  room and writes are not backed up. The steps of all the loop's connections
+  take turns, one per iteration (:class:`_ParseSteps`), so peers sending
+  bursts do not take every iteration from the others. A burst of small frames that
   inflate to many messages (RFC 7692) thus holds at most about
   ``max_queue`` x ``max_size`` + ``DECODE_STEP`` bytes and never keeps the
   event loop for more than one step.
@@ -66,6 +68,7 @@ import asyncio
 import collections
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -95,6 +98,47 @@ Data = str | bytes
 """A WebSocket message: ``str`` for text, ``bytes`` for binary."""
 
 _NO_MESSAGES: Any = ()
+
+
+class _ParseSteps:
+    """Runs the parsing steps of an event loop's connections, one per iteration.
+
+    Round robin: a connection whose compressed burst needs many steps waits
+    for its turn behind the others, so a few peers sending bursts cannot
+    take every iteration of the loop from the connections that only need
+    it once in a while (see "inflating" in the module docstring).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: collections.deque[Connection] = collections.deque()
+        self.scheduled = False
+
+    def add(self, connection: Connection) -> None:
+        self.waiting.append(connection)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self.scheduled = False
+        if self.waiting:
+            self.waiting.popleft()._parse_step()
+        if self.waiting and not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._run)
+
+
+_LOOP_STEPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ParseSteps] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _steps(loop: asyncio.AbstractEventLoop) -> _ParseSteps:
+    steps = _LOOP_STEPS.get(loop)
+    if steps is None:
+        steps = _LOOP_STEPS[loop] = _ParseSteps(loop)
+    return steps
 
 
 class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
@@ -138,9 +182,9 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self._writing_paused = False
         # Why reading may be paused (see _update_reading): the queue is full
         # (until it is down to a quarter), or the core holds unparsed bytes
-        # and their next step is scheduled (_parse_soon) or waits for room.
+        # and their next step is queued (_step_queued) or waits for room.
         self._queue_full = False
-        self._parse_soon: asyncio.Handle | None = None
+        self._step_queued = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._fragment_lock: asyncio.Lock | None = None
         # Shared with hubbub.sync (hubbub.adapter): which pings a pong answers.
@@ -234,7 +278,6 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             self._keepalive,
             self._ping_deadline,
             self._close_deadline,
-            self._parse_soon,
         ):
             if handle is not None:
                 handle.cancel()
@@ -269,19 +312,16 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         """Pause or resume reading from the transport, as the reasons say now."""
         if self._transport_closing or self.transport is None:
             return
-        # Callback mode has no send() to wait in: backed-up writes stop reading
-        # there, and on a server in every mode (see "Flow control" above).
-        blocked = self._queue_full or (
-            self._writing_paused and (self._backed_up_stops_reading or self._on_message is not None)
-        )
+        blocked = self._blocked()
         hold = blocked
         if self.protocol.parsing_paused:
             # Received bytes wait in the core: read no more until they are
             # parsed, and parse them a step at a time, in later loop
             # iterations, while there is room for what they decode to.
             hold = True
-            if not blocked and self._parse_soon is None:
-                self._parse_soon = self.loop.call_soon(self._parse_step)
+            if not blocked and not self._step_queued:
+                self._step_queued = True
+                _steps(self.loop).add(self)
         if hold is not self._reading_paused:
             self._reading_paused = hold
             if hold:
@@ -289,9 +329,20 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             else:
                 self.transport.resume_reading()
 
+    def _blocked(self) -> bool:
+        """Whether reading (and parsing what was read) must wait for the application."""
+        # Callback mode has no send() to wait in: backed-up writes stop reading
+        # there, and on a server in every mode (see "Flow control" above).
+        return self._queue_full or (
+            self._writing_paused and (self._backed_up_stops_reading or self._on_message is not None)
+        )
+
     def _parse_step(self) -> None:
-        self._parse_soon = None
+        self._step_queued = False
         if self._transport_closing:
+            return
+        if self._blocked():
+            # Blocked while it waited for its turn: queued again once unblocked.
             return
         self.protocol.resume_parsing()
         self._received()
