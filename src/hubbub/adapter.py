@@ -15,7 +15,7 @@ import logging
 import os
 import ssl as ssl_module
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from types import MappingProxyType
 from typing import Any, Generic, TypeAlias, TypeVar, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -63,6 +63,26 @@ __all__ = [
     "server_extension_factories",
     "server_ssl_context",
 ]
+
+DECODE_STEP = 2**18
+"""Bytes of compressed messages inflated per parsing step (``decode_limit``).
+
+Both adapters set it on the core (unless the core has a limit of its own):
+one step decodes at most this much plus one frame (at most ``max_size``), so a
+burst of compressed frames is inflated a step at a time, only while the
+message queue has room, and (asyncio) never for long in one callback of the
+event loop.
+"""
+
+LINGER_BYTES = 2**22
+"""Most bytes a server reads, and discards, after refusing a request.
+
+RFC 9112 section 9.6: a server that closes at once with unread bytes makes
+the kernel send a reset, and the client (still writing a body over
+``max_body``, say) often loses the answer with it. Both servers half-close
+after the answer and read on until the client closes, this many bytes came,
+or ``close_timeout`` passed.
+"""
 
 _OK_CODES = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
@@ -309,6 +329,17 @@ class ConnectionAttributes:
             None if sent is None else sent.code,
             "" if sent is None else sent.reason,
         )
+
+    _messages: Sized
+
+    @property
+    def queued_messages(self) -> int:
+        """Messages received and not yet returned by ``recv()``.
+
+        Flow control keeps it about ``max_queue``: reading, and inflating
+        compressed frames, stop there (see docs/security.md).
+        """
+        return len(self._messages)
 
     @property
     def ready_state(self) -> core.State:

@@ -77,12 +77,56 @@ def test_invalid_content_length_is_400(value: str) -> None:
 
 
 def test_body_length_rejections_explain_themselves() -> None:
-    # Same wording as every other refused handshake (found by the fuzzer).
+    # A plain HTTP request (an API route) is not told about WebSocket
+    # connections (issue 12, finding 7).
     conn = ServerConnection()
     conn.receive_data(head("Content-Length: websocket\r\n"))
     out = b"".join(conn.data_to_send())
     body = out.split(b"\r\n\r\n", 1)[1]
+    assert body == b"Invalid HTTP request: invalid Content-Length\n"
+
+
+def test_body_length_rejections_of_an_upgrade_say_websocket() -> None:
+    # Same wording as every other refused handshake (found by the fuzzer).
+    conn = ServerConnection()
+    conn.receive_data(head("Upgrade: websocket\r\nContent-Length: websocket\r\n", "GET"))
+    out = b"".join(conn.data_to_send())
+    body = out.split(b"\r\n\r\n", 1)[1]
     assert body == b"Failed to open a WebSocket connection: invalid Content-Length\n"
+
+
+def test_a_body_over_the_limit_is_413_in_plain_words() -> None:
+    conn = ServerConnection()
+    conn.receive_data(head(f"Content-Length: {conn.max_body + 1}\r\n"))
+    out = b"".join(conn.data_to_send())
+    assert out.startswith(b"HTTP/1.1 413 ")
+    assert out.split(b"\r\n\r\n", 1)[1].startswith(b"Invalid HTTP request: request body of ")
+
+
+@pytest.mark.parametrize("line", [b"GET /\r\n", b"GET\r\n", b"GET / HTTP/0.9\r\n"])
+def test_a_request_line_without_a_version_is_refused_at_once(line: bytes) -> None:
+    # An HTTP/0.9-style request has no headers: waiting for the blank line
+    # after them would only end with the opening timeout (issue 12, finding 7).
+    conn = ServerConnection()
+    conn.receive_data(line)
+    out = b"".join(conn.data_to_send())
+    assert out.startswith(b"HTTP/1.1 400 ")
+    assert conn.eof_sent
+
+
+def test_a_request_line_without_a_version_is_refused_byte_by_byte() -> None:
+    conn = ServerConnection()
+    for byte in b"GET /\r\n":
+        assert not conn.eof_sent
+        conn.receive_data(bytes([byte]))
+    assert b"".join(conn.data_to_send()).startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_valid_request_line_alone_waits_for_the_headers() -> None:
+    conn = ServerConnection()
+    conn.receive_data(b"GET / HTTP/1.1\r\n")
+    assert conn.data_to_send() == []
+    assert not conn.eof_sent
 
 
 def test_repeated_equal_content_length_is_accepted() -> None:

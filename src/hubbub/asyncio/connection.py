@@ -20,6 +20,28 @@ Flow control, both ways:
 * sending: the transport's write buffer has high and low water marks
   (``write_limit``); above the high mark :meth:`send` waits until the buffer
   drains below the low mark. ``buffered_amount`` is what sits in that buffer.
+* pongs: what we write unasked (RFC 6455 section 5.5.2) grows with what the
+  peer sends, so a peer that pings and never reads would fill our memory
+  with pongs. While the write buffer is above its high mark, pings are not
+  answered at once; only the latest one is, once the buffer drained
+  (section 5.5.3 allows that; :meth:`hubbub.protocol.Connection.defer_pongs`).
+* backed-up writes stop reading, on a server in every mode and on a client
+  in callback mode (``_backed_up_stops_reading``): a peer that pings or sends
+  and never reads then costs neither memory nor CPU; TCP pushes back on it,
+  and the keepalive ping, whose pong it never sends, ends the connection
+  after ``ping_interval`` + ``ping_timeout``. Not both ends: two peers that
+  both stopped reading while their writes are backed up would wait for each
+  other forever, so a client in queue mode reads on (``max_queue`` bounds
+  what it holds) and a hubbub client and server can never both stop.
+* inflating: the core decodes at most ``DECODE_STEP`` bytes of compressed
+  messages per step (:attr:`hubbub.protocol.Connection.parsing_paused`); the
+  next step runs in a later loop iteration, and only while the queue has
+  room and writes are not backed up. The steps of all the loop's connections
+  take turns, one per iteration (:class:`_ParseSteps`), so peers sending
+  bursts do not take every iteration from the others. A burst of small frames that
+  inflate to many messages (RFC 7692) thus holds at most about
+  ``max_queue`` x ``max_size`` + ``DECODE_STEP`` bytes and never keeps the
+  event loop for more than one step.
 
 Failures the peer causes are deferred (``defer_failure=True`` in the core): the
 messages it sent before its mistake are delivered first, and the connection is
@@ -46,11 +68,13 @@ import asyncio
 import collections
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 from .. import speedups
 from ..adapter import (
+    DECODE_STEP,
     ConnectionAttributes,
     FailurePending,
     FragmentStream,
@@ -76,6 +100,47 @@ Data = str | bytes
 _NO_MESSAGES: Any = ()
 
 
+class _ParseSteps:
+    """Runs the parsing steps of an event loop's connections, one per iteration.
+
+    Round robin: a connection whose compressed burst needs many steps waits
+    for its turn behind the others, so a few peers sending bursts cannot
+    take every iteration of the loop from the connections that only need
+    it once in a while (see "inflating" in the module docstring).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: collections.deque[Connection] = collections.deque()
+        self.scheduled = False
+
+    def add(self, connection: Connection) -> None:
+        self.waiting.append(connection)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self.scheduled = False
+        if self.waiting:
+            self.waiting.popleft()._parse_step()
+        if self.waiting and not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._run)
+
+
+_LOOP_STEPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ParseSteps] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _steps(loop: asyncio.AbstractEventLoop) -> _ParseSteps:
+    steps = _LOOP_STEPS.get(loop)
+    if steps is None:
+        steps = _LOOP_STEPS[loop] = _ParseSteps(loop)
+    return steps
+
+
 class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
     """One WebSocket connection; see the module docstring.
 
@@ -95,6 +160,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         logger: LoggerLike | None = None,
     ) -> None:
         self.protocol = protocol
+        if protocol.decode_limit is None:
+            protocol.decode_limit = DECODE_STEP
         self.max_queue = max(1, max_queue)
         if isinstance(write_limit, int):
             write_limit = (write_limit, write_limit // 4)
@@ -113,6 +180,11 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self._recv_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
+        # Why reading may be paused (see _update_reading): the queue is full
+        # (until it is down to a quarter), or the core holds unparsed bytes
+        # and their next step is queued (_step_queued) or waits for room.
+        self._queue_full = False
+        self._step_queued = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._fragment_lock: asyncio.Lock | None = None
         # Shared with hubbub.sync (hubbub.adapter): which pings a pong answers.
@@ -164,6 +236,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self._flush()
         if protocol._need and self._direct_reads:
             self._read_large_frame()
+        if protocol.parsing_paused:
+            self._update_reading()
 
     # A large frame's payload is read straight into the message by a
     # PayloadReader swapped in for the rest of the frame (see reader.py).
@@ -172,6 +246,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
     # the final bytes, and gathering the pieces was measured 1.5x faster.
     _reader: PayloadReader | None = None
     _direct_reads = speedups.ACCELERATED
+    # See "Flow control" in the module docstring; True on servers.
+    _backed_up_stops_reading = False
 
     def _read_large_frame(self) -> None:
         view = None if self._transport_closing else self.protocol.receive_buffer()
@@ -198,7 +274,11 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self.protocol.receive_eof()
         self._process_events(self.protocol.events_received())
         self._transport_closing = True
-        for handle in (self._keepalive, self._ping_deadline, self._close_deadline):
+        for handle in (
+            self._keepalive,
+            self._ping_deadline,
+            self._close_deadline,
+        ):
             if handle is not None:
                 handle.cancel()
         self._wake_receiver()
@@ -214,19 +294,59 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             self.log_closed()
 
     def pause_writing(self) -> None:
+        # Pongs must not pile up behind a peer that does not read, nor the
+        # answers to its messages: see "Flow control" above.
         self._writing_paused = True
-        if self._on_message is not None and not self._reading_paused:
-            # Callback mode has no send() to wait in: stop reading instead.
-            self._reading_paused = True
-            self.transport.pause_reading()
+        self.protocol.defer_pongs(True)
+        self._update_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self.protocol.defer_pongs(False)
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
-        if self._on_message is not None and self._reading_paused and not self._transport_closing:
-            self._reading_paused = False
-            self.transport.resume_reading()
+        self._flush()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Pause or resume reading from the transport, as the reasons say now."""
+        if self._transport_closing or self.transport is None:
+            return
+        blocked = self._blocked()
+        hold = blocked
+        if self.protocol.parsing_paused:
+            # Received bytes wait in the core: read no more until they are
+            # parsed, and parse them a step at a time, in later loop
+            # iterations, while there is room for what they decode to.
+            hold = True
+            if not blocked and not self._step_queued:
+                self._step_queued = True
+                _steps(self.loop).add(self)
+        if hold is not self._reading_paused:
+            self._reading_paused = hold
+            if hold:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def _blocked(self) -> bool:
+        """Whether reading (and parsing what was read) must wait for the application."""
+        # Callback mode has no send() to wait in: backed-up writes stop reading
+        # there, and on a server in every mode (see "Flow control" above).
+        return self._queue_full or (
+            self._writing_paused and (self._backed_up_stops_reading or self._on_message is not None)
+        )
+
+    def _parse_step(self) -> None:
+        self._step_queued = False
+        if self._transport_closing:
+            return
+        if self._blocked():
+            # Blocked while it waited for its turn: queued again once unblocked.
+            return
+        self.protocol.resume_parsing()
+        self._received()
+        self._update_reading()
 
     # --- events and output -------------------------------------------------------
 
@@ -262,11 +382,11 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         if messages:
             if (
                 len(messages) >= self.max_queue
-                and not self._reading_paused
+                and not self._queue_full
                 and self.protocol.close_sent is None
             ):
-                self._reading_paused = True
-                self.transport.pause_reading()
+                self._queue_full = True
+                self._update_reading()
             self._wake_receiver()
         elif self.protocol.close_received is not None or self.protocol.close_exc is not None:
             self._wake_receiver()
@@ -319,8 +439,12 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             self._transport_closing = True
             # close() flushes the buffer first; the deadline covers a peer
             # that stopped reading.
-            self.transport.close()
+            self._close_transport()
             self._start_close_deadline()
+
+    def _close_transport(self) -> None:
+        """Close TCP once what is buffered was written (the server lingers)."""
+        self.transport.close()
 
     def _fail(self, code: int, reason: str) -> None:
         if self.protocol.state is core.State.CLOSED:
@@ -382,10 +506,9 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 self._recv_waiter = None
             messages = self._messages  # the first message replaces _NO_MESSAGES
         message = messages.popleft()
-        if self._reading_paused and len(messages) <= self.max_queue // 4:
-            self._reading_paused = False
-            if not self._transport_closing:
-                self.transport.resume_reading()
+        if self._queue_full and len(messages) <= self.max_queue // 4:
+            self._queue_full = False
+            self._update_reading()
         if isinstance(message, FailurePending):
             self._fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
             await self._wait_closed_quietly()
@@ -506,9 +629,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         if pending:
             self._dispatch_events(pending)
             self._flush()
-        if self._reading_paused and not self._writing_paused and not self._transport_closing:
-            self._reading_paused = False
-            self.transport.resume_reading()
+        self._queue_full = False  # no queue in callback mode
+        self._update_reading()
 
     def __aiter__(self) -> AsyncIterator[Data]:
         # The connection is its own iterator (one coroutine per message, no
@@ -578,17 +700,22 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             self.protocol.send_close(code, reason)
             self._flush()
             self._start_close_deadline()
+        elif state is core.State.CLOSED and not self._closed.done():
+            # A refused request whose server still reads what the client
+            # sends (RFC 9112 section 9.6): nothing more to wait for.
+            self._abort()
         elif state is core.State.CONNECTING and not self._transport_closing:
             # Without this a server shutting down would wait for open_timeout
             # on connections that never sent a request (browsers open spare
             # ones ahead of time).
             self._transport_closing = True
             self.transport.close()
-        if self._reading_paused and not self._transport_closing:
+        if self._queue_full:
             # The peer's close frame may sit behind messages that nobody will
             # read now: read on, or the closing handshake could only time out.
-            self._reading_paused = False
-            self.transport.resume_reading()
+            # (Backed-up writes still pause reading: close_timeout ends that.)
+            self._queue_full = False
+            self._update_reading()
         await self._wait_closed_quietly()
 
     async def wait_closed(self) -> None:

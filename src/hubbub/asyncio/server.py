@@ -10,6 +10,12 @@ Plain HTTP shares the port: ``process_request`` may return any
 :class:`~hubbub.protocol.http11.Response` (see :meth:`ServerConnection.respond`),
 and ``GET /healthz`` without an upgrade is answered ``200 OK`` by default.
 
+A refused request (an error status, before or instead of the handshake) is
+answered, then the server half-closes and reads on, discarding, until the
+client closes or ``LINGER_BYTES`` or ``close_timeout`` run out (RFC 9112
+section 9.6): closing at once with unread bytes would send a reset, and a
+client still writing its body (a 413) would often lose the answer with it.
+
 Timers: ``open_timeout`` and the keepalive pings (``ping_interval``) of all the
 connections run on one :class:`_Wheel` per server each, not on a timer handle
 per connection (a handle, its context and the event loop's timer cost a few
@@ -28,7 +34,15 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..adapter import LoggerLike, ServerPolicy, format_address, log_refused_handshake, respond
+from ..adapter import (
+    LINGER_BYTES,
+    LoggerLike,
+    ServerPolicy,
+    format_address,
+    log_refused_handshake,
+    respond,
+)
+from ..allocator import HeapTrimmer
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
@@ -112,6 +126,9 @@ class ServerConnection(Connection):
     """A connection accepted by :func:`serve`; the handler receives it."""
 
     protocol: ServerCore
+    # Its peer is untrusted and a client: stop reading while writes are backed
+    # up, whatever the handler style (see hubbub.asyncio.connection).
+    _backed_up_stops_reading = True
 
     def __init__(self, server: Server, protocol: ServerCore, **options: Any) -> None:
         super().__init__(protocol, **options)
@@ -123,7 +140,9 @@ class ServerConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.server._connections.add(self)
+        connections = self.server._connections
+        connections.add(self)
+        self.server.heap_trimmer.opened(len(connections))
         wheel = self.server._open_wheel()
         if wheel is not None:
             self._open_key = wheel.add(self)
@@ -133,7 +152,10 @@ class ServerConnection(Connection):
         if self.handler_task is None:
             # No request came; the core may have closed on a TLS ClientHello.
             log_refused_handshake(self.logger, self.protocol, self.remote_address, tls_only=True)
-        self.server._connections.discard(self)
+        connections = self.server._connections
+        connections.discard(self)
+        self.server._lingering.discard(self)
+        self.server.heap_trimmer.closed(len(connections))
         self._cancel_open_deadline()
         wheel = self.server._keepalive
         if self._keepalive_key is not None and wheel is not None:
@@ -169,6 +191,20 @@ class ServerConnection(Connection):
         self._keepalive_key = None
         self._keepalive_ping()  # which calls start_keepalive() again while open
 
+    def _close_transport(self) -> None:
+        transport = self.transport
+        if self.protocol.state is not State.CLOSED or not transport.can_write_eof():
+            super()._close_transport()
+            return
+        # A refused request (see the module docstring): half-close after the
+        # answer, then read on without keeping anything. It is no longer one
+        # of the server's connections; shutting down ends it at once.
+        self.server._connections.discard(self)
+        self.server._lingering.add(self)
+        transport.write_eof()
+        transport.set_protocol(_Linger(self))
+        transport.resume_reading()
+
     def _other_event(self, event: object) -> None:
         if isinstance(event, Request) and self.handler_task is None:
             self.handler_task = self.loop.create_task(self._run(event))
@@ -196,6 +232,10 @@ class ServerConnection(Connection):
             # send_response(); no data_received() call will announce them.
             self._process_events(self.protocol.events_received())
         self._flush()
+        if self.protocol.parsing_paused:
+            # ... and may have stopped at the decode limit: the rest follows a
+            # step at a time, as after any read.
+            self._update_reading()
         self._cancel_open_deadline()
         if self.protocol.state is not State.OPEN:
             if response.status >= 400:
@@ -243,6 +283,33 @@ class ServerConnection(Connection):
         await self.close()
 
 
+def _call_later(delay: float, callback: Callable[[], None]) -> None:
+    asyncio.get_running_loop().call_later(delay, callback)
+
+
+class _Linger(asyncio.Protocol):
+    """Discards what a refused client still sends (RFC 9112 section 9.6).
+
+    Ends with the client's end of stream, after ``LINGER_BYTES``, or at the
+    connection's close deadline (``close_timeout``), which aborts.
+    """
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self.connection = connection
+        self.left = LINGER_BYTES
+
+    def data_received(self, data: bytes) -> None:
+        self.left -= len(data)
+        if self.left < 0:
+            self.connection.transport.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.connection_lost(exc)
+
+
 class Server(ServerPolicy):
     """A running WebSocket server, returned by :func:`serve` (options: see there)."""
 
@@ -269,6 +336,12 @@ class Server(ServerPolicy):
         self.process_request = process_request
         self.process_response = process_response
         self._connections: set[ServerConnection] = set()
+        # Refused requests whose client is still sending (see _Linger).
+        self._lingering: set[ServerConnection] = set()
+        self.heap_trimmer = HeapTrimmer(_call_later)
+        """Returns freed memory to the system after mass closes (glibc only;
+        see :mod:`hubbub.allocator`). ``heap_trimmer.threshold = None``
+        turns it off."""
         self._server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed_event = asyncio.Event()
@@ -362,6 +435,8 @@ class Server(ServerPolicy):
     async def _close_all(self, close_connections: bool) -> None:
         if self._server is not None:
             self._server.close()
+        for refused in list(self._lingering):
+            await refused.close()  # aborts: nothing to wait for
         if close_connections:
             connections = list(self._connections)
             if connections:

@@ -114,12 +114,17 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         extensions: the negotiated extensions, in the order of the server's
             answer.
         defer_failure: see the module's theory of operation.
+        decode_limit: bytes that extensions may decode (inflate) in one call
+            to :meth:`receive_data` or :meth:`resume_parsing`; ``None`` (the
+            default) for no limit. Once reached, parsing stops at the next
+            frame boundary and :attr:`parsing_paused` tells that bytes wait.
     """
 
     # Slots: a server holds thousands of idle connections, and an instance
     # dictionary would be their largest per-connection cost.
     __slots__ = (
         "_buf",
+        "_decoded",
         "_direct",
         "_events",
         "_held",
@@ -132,11 +137,15 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         "_msg_transformed",
         "_need",
         "_out",
+        "_parse_paused",
         "_partial_done",
+        "_pong_due",
+        "_pongs_deferred",
         "_reading",
         "close_exc",
         "close_received",
         "close_sent",
+        "decode_limit",
         "defer_failure",
         "eof_received",
         "eof_sent",
@@ -155,6 +164,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         max_size: int | None = DEFAULT_MAX_SIZE,
         extensions: Sequence[Extension] = (),
         defer_failure: bool = False,
+        decode_limit: int | None = None,
     ) -> None:
         self.side = side
         self.state = state
@@ -193,6 +203,14 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         # read into, a view of it, the frame's first byte and its masking key.
         self._direct: tuple[Any, memoryview, int, bytes | None] | None = None
         self._reading = True
+        # Reading: decompression bomb guard (see parsing_paused). Bytes decoded
+        # by extensions in this parsing step; parsing stopped at the limit.
+        self.decode_limit = decode_limit
+        self._decoded = 0
+        self._parse_paused = False
+        # Writing: see defer_pongs(); the payload of the latest ping unanswered.
+        self._pongs_deferred = False
+        self._pong_due: bytes | None = None
         # Writing: the opcode of the message being sent in fragments, or 0.
         self._send_opcode = 0
         # Writing: the message being sent skips the extensions (compress=False).
@@ -251,6 +269,10 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             return
         if not self._reading or not data:
             return
+        if self._parse_paused:
+            # Parsing waits for resume_parsing(): keep the bytes, inflate nothing.
+            self._buf += data
+            return
         if self._direct is not None:
             # An adapter reads into the payload but got these bytes otherwise.
             view = self._direct[1]
@@ -291,6 +313,31 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             if pos:
                 data = memoryview(data)[pos:]
         buf += data
+        self._parse_buffer(buf)
+
+    @property
+    def parsing_paused(self) -> bool:
+        """Whether received bytes wait unparsed because ``decode_limit`` was reached.
+
+        A peer can pack a thousand messages of 1 MiB of zeros into 1 MB of
+        compressed frames (RFC 7692); inflating them all at once would take
+        seconds and as much memory as they decode to. With ``decode_limit``
+        set, the adapter consumes the events, then calls
+        :meth:`resume_parsing` once the application has room for more;
+        :meth:`receive_data` meanwhile only stores what arrives.
+        """
+        return self._parse_paused
+
+    def resume_parsing(self) -> None:
+        """Parse the next ``decode_limit`` bytes' worth of what was received."""
+        if not self._parse_paused:
+            return
+        self._parse_paused = False
+        if self._reading:
+            self._parse_buffer(self._buf)
+
+    def _parse_buffer(self, buf: bytearray) -> None:
+        self._decoded = 0
         try:
             self._parse_frames(buf)
         except RemoteProtocolError as exc:
@@ -316,12 +363,14 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self._held = _NOTHING
         self._direct = None
         self._need = 0
+        self._parse_paused = False
         self.state = State.CLOSED
         for ext in self.extensions:
             ext.release()
 
     def _remote_error(self, exc: RemoteProtocolError) -> None:
         self._reading = False
+        self._parse_paused = False
         self._buf = bytearray()
         self.close_exc = exc
         if self.defer_failure:
@@ -395,6 +444,12 @@ class Connection(Sender, MessageAssembler, LargeFrames):
                 continue
             if extensions:
                 self._extension_frame(b0, opcode, data)
+                limit = self.decode_limit
+                if limit is not None and self._decoded >= limit and pos < end and self._reading:
+                    # Stop at this frame boundary: what follows stays in the
+                    # buffer until resume_parsing() (see parsing_paused).
+                    self._parse_paused = True
+                    break
             elif opcode >= 8:
                 self._control_frame(opcode, data)
             else:
@@ -465,7 +520,10 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             if self.close_received is None and (
                 self.state is State.OPEN or self.state is State.CLOSING
             ):
-                self._write(_OP_PONG, data)
+                if self._pongs_deferred:
+                    self._pong_due = data  # section 5.5.3: the latest one only
+                else:
+                    self._write(_OP_PONG, data)
         elif opcode == _OP_PONG:
             self._events.append(Pong(data))
         else:
@@ -489,6 +547,24 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         # close frames were exchanged; the client waits for it.
         if self.side is Side.SERVER:
             self.send_eof()
+
+    def defer_pongs(self, defer: bool) -> None:
+        """Hold back the answers to pings, or send the one that is due.
+
+        Pongs are written unasked, as fast as the peer pings: while the
+        adapter's writes are backed up (the peer does not read), each one would
+        add to memory. Section 5.5.3 lets an endpoint that has not answered
+        earlier pings answer "only the most recently processed Ping frame":
+        while deferred, only the latest ping's payload is kept, and it is
+        answered when deferral ends.
+        """
+        self._pongs_deferred = defer
+        data = self._pong_due
+        if defer or data is None:
+            return
+        self._pong_due = None
+        if self.close_received is None and self.close_sent is None and self.state is State.OPEN:
+            self._write(_OP_PONG, data)
 
     # --- closing (sending messages, pings and pongs: .sending.Sender) -----------------
 

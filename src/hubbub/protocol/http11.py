@@ -245,23 +245,42 @@ def parse_request(buf: bytes | bytearray, start: int = 0) -> tuple[Request, int]
     """
     split = _split_head(buf, start)
     if split is None:
+        # The request line is judged as soon as it is complete: a bare
+        # "GET /" (an HTTP/0.9 request, which has no headers to wait for)
+        # gets its 400 at once instead of after the opening timeout. Only the
+        # first time its CRLF is seen (it ends in the new bytes); the search
+        # looks at most MAX_LINE bytes back.
+        line_end = buf.find(b"\r\n", 0, MAX_LINE + 2)
+        if line_end >= 0 and line_end + 2 > start:
+            _parse_request_line(bytes(buf[:line_end]))
         return None
     lines, consumed = split
-    if len(lines[0]) > MAX_LINE:
+    method, target, version = _parse_request_line(lines[0])
+    # HTTP/1.0 is parsed so that health checkers and proxies that speak it get
+    # an answer from process_request; the WebSocket handshake itself refuses it
+    # (RFC 6455 section 4.1: "the HTTP version MUST be at least 1.1").
+    return Request(target, _parse_headers(lines[1:]), method, version=version), consumed
+
+
+def _parse_request_line(line: bytes) -> tuple[str, str, str]:
+    """Split a request line (RFC 9112 section 3) into method, target and version.
+
+    Raises:
+        InvalidMessage: malformed, an unsupported version (HTTP/0.9's "GET /"
+            has none) or a target that is not an absolute path.
+    """
+    if len(line) > MAX_LINE:
         raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
     try:
-        method, target, version = lines[0].decode("ascii").split(" ")
+        method, target, version = line.decode("ascii").split(" ")
     except (UnicodeDecodeError, ValueError):
-        raise InvalidMessage(f"invalid HTTP request line: {lines[0][:100]!r}") from None
+        raise InvalidMessage(f"invalid HTTP request line: {line[:100]!r}") from None
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         # HTTP/2 and later frame messages differently (RFC 8441 is not supported).
         raise InvalidMessage(f"unsupported HTTP version: {version}")
     if not target.startswith("/"):
         raise InvalidMessage(f"unsupported request target: {target[:100]}")
-    # HTTP/1.0 is parsed so that health checkers and proxies that speak it get
-    # an answer from process_request; the WebSocket handshake itself refuses it
-    # (RFC 6455 section 4.1: "the HTTP version MUST be at least 1.1").
-    return Request(target, _parse_headers(lines[1:]), method, version=version), consumed
+    return method, target, version
 
 
 def parse_response(buf: bytes | bytearray, eof: bool = False) -> tuple[Response, int] | None:

@@ -80,6 +80,7 @@ class MessageAssembler:
     _msg_streamed: bool
     stream_fragments: bool
     _partial_done: int
+    _decoded: int
 
     def _control_frame(self, opcode: int, data: bytes) -> None:
         raise NotImplementedError  # the connection's
@@ -174,6 +175,8 @@ class MessageAssembler:
                 budget = self.max_size - self._msg_size
             for ext in reversed(self.extensions):
                 frame = ext.decode(frame, max_size=budget)
+            # Counted for Connection.decode_limit (the bomb guard).
+            self._decoded += len(frame.data)
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             raise RemoteProtocolError("reserved bits set without an extension that uses them")
         self._data_frame(opcode, frame.fin, frame.data)

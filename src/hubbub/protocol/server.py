@@ -192,7 +192,8 @@ class ServerConnection(Connection):
             parsed = parse_request(self._buf, scanned)
         except HandshakeError as exc:
             self.handshake_exc = exc
-            self.send_response(self.reject(400, f"Failed to open a WebSocket connection: {exc}"))
+            # Not known to be a WebSocket handshake: a plain HTTP error.
+            self.send_response(self.reject(400, f"Invalid HTTP request: {exc}"))
             return
         if parsed is None:
             return
@@ -204,9 +205,7 @@ class ServerConnection(Connection):
             self._body_needed = self._body_length(request)
         except HandshakeError as exc:
             self.handshake_exc = exc
-            self.send_response(
-                self.reject(exc.status, f"Failed to open a WebSocket connection: {exc}")
-            )
+            self.send_response(self.reject(exc.status, f"{_error_prefix(request)}: {exc}"))
             return
         if self._body_needed:
             self._take_body()
@@ -433,3 +432,14 @@ def _tls_record_start(head: bytes) -> bool | None:
     if len(head) < 3:
         return None
     return head[2] <= 0x04
+
+
+def _error_prefix(request: Request) -> str:
+    """How a rejection's body starts: WebSocket words only for an upgrade request.
+
+    A plain HTTP request (an API on the same port) must not be told that a
+    WebSocket connection failed.
+    """
+    if "websocket" in (request.headers.get("Upgrade") or "").lower():
+        return "Failed to open a WebSocket connection"
+    return "Invalid HTTP request"

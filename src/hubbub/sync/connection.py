@@ -22,8 +22,14 @@ section 5.4 forbids interleaving data frames of two messages).
 
 Flow control: when ``max_queue`` messages wait unread, the reader thread stops
 reading from the socket (TCP then pushes back on the peer) until the queue is
-down to a quarter. Writes block in ``sendall``; ``buffered_amount`` counts
-bytes handed to :meth:`Connection.send` that are not yet in the kernel.
+down to a quarter. Compressed frames are inflated a step at a time
+(``DECODE_STEP``, :attr:`hubbub.protocol.Connection.parsing_paused`), each
+step only while the queue has room, so a burst of small frames that inflate
+to many large messages (RFC 7692) holds about ``max_queue`` x ``max_size``
+at most. A peer that pings and never reads blocks the reader thread in
+``sendall`` (the kernel's buffer is full): it is not read either. Writes
+block in ``sendall``; ``buffered_amount`` counts bytes handed to
+:meth:`Connection.send` that are not yet in the kernel.
 
 Failures the peer causes are deferred as in the asyncio adapter: messages that
 came before the mistake are delivered first, and the connection is failed when
@@ -46,6 +52,7 @@ from typing import Any, cast
 
 from .. import speedups
 from ..adapter import (
+    DECODE_STEP,
     ConnectionAttributes,
     FailurePending,
     Fragmenter,
@@ -107,6 +114,8 @@ class Connection(ConnectionAttributes):
     ) -> None:
         self.socket = sock
         self.protocol = protocol
+        if protocol.decode_limit is None:
+            protocol.decode_limit = DECODE_STEP
         self.max_queue = max(1, max_queue)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -233,6 +242,15 @@ class Connection(ConnectionAttributes):
                     )
                 if paused:
                     continue  # a timer is due
+                if self.protocol.parsing_paused:
+                    # The queue has room: inflate the next step of what was
+                    # received (DECODE_STEP) before reading more.
+                    with self._lock:
+                        self.protocol.resume_parsing()
+                        events = self.protocol.events_received()
+                        self._flush_locked()
+                    self._process_events(events)
+                    continue
                 if not self._wait_readable():
                     if self.protocol.stream_fragments:
                         self._report_fragment()  # recv_streaming() woke us up

@@ -30,7 +30,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from ..adapter import LoggerLike, ServerPolicy, format_address, log_refused_handshake, respond
+from ..adapter import (
+    LINGER_BYTES,
+    LoggerLike,
+    ServerPolicy,
+    format_address,
+    log_refused_handshake,
+    respond,
+)
 from ..exceptions import ConnectionClosed
 from ..protocol import connection as core
 from ..protocol.connection import State
@@ -193,7 +200,9 @@ class Server(ServerPolicy):
                 events.extend(protocol.events_received())
             request = protocol.request
             connection = ServerConnection(self, sock, protocol, **self.connection_options)
-            if request is not None:
+            # The core may have refused the request itself (a body over
+            # max_body: 413): then its answer is already queued.
+            if request is not None and protocol.state is State.CONNECTING:
                 try:
                     response = self._handshake(connection, request)
                 except Exception:
@@ -213,6 +222,7 @@ class Server(ServerPolicy):
             self._set_handshaking(me, None)
         if protocol.state is not State.OPEN:
             log_refused_handshake(self.logger, protocol, connection.remote_address)
+            self._linger(sock)
             sock.close()
             return
         connection.log_open()
@@ -237,6 +247,29 @@ class Server(ServerPolicy):
         finally:
             with self._mutex:
                 self._connections.discard(connection)
+
+    def _linger(self, sock: socket.socket) -> None:
+        """Half-close after a refusal and discard what the client still sends.
+
+        See :data:`hubbub.adapter.LINGER_BYTES` (RFC 9112 section 9.6).
+        """
+        if isinstance(sock, ssl_module.SSLSocket):
+            return  # no half-close under TLS (see hubbub.sync.connection)
+        deadline = time.monotonic() + self.close_timeout
+        left = LINGER_BYTES
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            while left > 0 and not self._shutdown.is_set():
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    return
+                sock.settimeout(timeout)
+                data = sock.recv(_READ_SIZE)
+                if not data:
+                    return
+                left -= len(data)
+        except OSError:  # includes the timeout
+            return
 
     def shutdown(self, close_connections: bool = True) -> None:
         """Stop accepting; close open connections with 1001 (going away)."""

@@ -1,0 +1,114 @@
+"""The core's guards against hostile peers (issue 12): inflation a step at a
+time (``decode_limit``, ``parsing_paused``, ``resume_parsing``) and pongs held
+back while the adapter's writes are backed up (``defer_pongs``, RFC 6455
+section 5.5.3).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from protocol_testing import OP_BINARY, OP_PING, OP_PONG, client_frame, sent_frames
+
+from hubbub.protocol import Connection, Ping, Side
+from hubbub.protocol.permessage_deflate import PerMessageDeflate
+
+MiB = 1 << 20
+
+
+def zeros_message(size: int) -> bytes:
+    """A compressed binary frame (RSV1) that inflates to ``size`` zero bytes."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    payload = (c.compress(bytes(size)) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    return client_frame(OP_BINARY, payload, rsv1=True)
+
+
+def deflate_server(decode_limit: int | None) -> Connection:
+    return Connection(Side.SERVER, extensions=[PerMessageDeflate()], decode_limit=decode_limit)
+
+
+def test_a_compressed_burst_is_inflated_a_step_at_a_time() -> None:
+    # 100 x 1 MiB of zeros in about 100 KB: one read holds all of it.
+    burst = zeros_message(MiB) * 100
+    assert len(burst) < 150_000
+    conn = deflate_server(decode_limit=MiB)
+    conn.receive_data(burst)
+    first = conn.events_received()
+    # Without a limit the whole burst would be inflated at once (100 MiB).
+    assert len(first) == 1
+    assert conn.parsing_paused
+    # While paused, what arrives is only stored.
+    conn.receive_data(zeros_message(MiB))
+    assert conn.events_received() == []
+    steps = 1
+    total = len(first)
+    while conn.parsing_paused:
+        conn.resume_parsing()
+        events = conn.events_received()
+        assert all(e == bytes(MiB) for e in events)
+        assert len(events) <= 1
+        total += len(events)
+        steps += 1
+    assert total == 101
+    assert steps == 101
+
+
+def test_the_step_ends_at_the_first_frame_boundary_past_the_limit() -> None:
+    conn = deflate_server(decode_limit=3000)
+    conn.receive_data(zeros_message(1000) * 10)
+    assert len(conn.events_received()) == 3
+    assert conn.parsing_paused
+    conn.resume_parsing()
+    assert len(conn.events_received()) == 3
+
+
+def test_without_a_limit_everything_is_inflated_at_once() -> None:
+    conn = deflate_server(decode_limit=None)
+    conn.receive_data(zeros_message(1000) * 10)
+    assert len(conn.events_received()) == 10
+    assert not conn.parsing_paused
+
+
+def test_a_paused_connection_still_answers_pings_in_order_when_resumed() -> None:
+    conn = deflate_server(decode_limit=1)
+    conn.receive_data(zeros_message(10) + client_frame(OP_PING, b"p") + zeros_message(10))
+    assert conn.events_received() == [bytes(10)]
+    assert sent_frames(conn) == []
+    conn.resume_parsing()
+    events = conn.events_received()
+    assert events == [Ping(b"p"), bytes(10)]
+    assert [(f.opcode, f.payload) for f in sent_frames(conn)] == [(OP_PONG, b"p")]
+
+
+def test_end_of_stream_while_paused_ends_the_pause() -> None:
+    conn = deflate_server(decode_limit=1)
+    conn.receive_data(zeros_message(10) * 3)
+    assert conn.parsing_paused
+    conn.receive_eof()
+    assert not conn.parsing_paused
+    conn.resume_parsing()  # nothing to do, no error
+    assert conn.events_received() == [bytes(10)]
+
+
+def test_deferred_pongs_answer_only_the_latest_ping() -> None:
+    conn = Connection(Side.SERVER)
+    conn.defer_pongs(True)
+    conn.receive_data(b"".join(client_frame(OP_PING, b"%d" % i) for i in range(10_000)))
+    assert len(conn.events_received()) == 10_000
+    # Before the fix each ping queued its own pong: 10,000 of them.
+    assert sent_frames(conn) == []
+    conn.defer_pongs(False)
+    assert [(f.opcode, f.payload) for f in sent_frames(conn)] == [(OP_PONG, b"9999")]
+    conn.receive_data(client_frame(OP_PING, b"again"))
+    assert [(f.opcode, f.payload) for f in sent_frames(conn)] == [(OP_PONG, b"again")]
+
+
+def test_a_deferred_pong_is_dropped_once_the_connection_closes() -> None:
+    conn = Connection(Side.SERVER)
+    conn.defer_pongs(True)
+    conn.receive_data(client_frame(OP_PING, b"late"))
+    conn.send_close()
+    conn.data_to_send()
+    conn.defer_pongs(False)
+    # Nothing may follow our close frame.
+    assert sent_frames(conn) == []
