@@ -44,10 +44,12 @@ _SCRIPT = textwrap.dedent(
 
         got = []
         done = threading.Event()
-        browser = hubbub.WebSocket(
+        # The listeners use event.target: the connection may open before the
+        # constructor returns (and before a name is bound to it).
+        hubbub.WebSocket(
             url,
-            on_open=lambda event: browser.send("browser"),
-            on_message=lambda event: (got.append(event.data), browser.close()),
+            on_open=lambda event: event.target.send("browser"),
+            on_message=lambda event: (got.append(event.data), event.target.close()),
             on_close=lambda event: (got.append(int(event.code)), done.set()),
         )
         assert done.wait(10), "hubbub.WebSocket did not close"
