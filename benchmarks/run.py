@@ -127,9 +127,15 @@ SERVERS: dict[str, tuple[list[str], dict[str, str]]] = {
     "picows+uvloop": peer_cmd("picows", True),
     "raw-uvloop": peer_cmd("raw", True),
     "node-ws": (["node", str(HERE / "peers.js"), "{port}"], {}),
+    # A FastAPI echo endpoint on uvicorn, one per WebSocket implementation
+    # (benchmarks/asgi_bench.py; needs the test or asgi extra and fastapi).
+    **{
+        name: ([PY, str(HERE / "asgi_bench.py"), "serve", "--ws", name, "--port", "{port}"], {})
+        for name in ("asgi-hubbub", "asgi-websockets", "asgi-websockets-sansio", "asgi-wsproto")
+    },
 }
 DEFAULT_SERVERS = ["hubbub", "hubbub-pure", "websockets", "picows+uvloop", "raw-uvloop", "node-ws"]
-REFERENCES = ["picows+uvloop", "websockets"]
+REFERENCES = ["picows+uvloop", "websockets", "asgi-websockets-sansio", "asgi-websockets"]
 REQUIRES = {"websockets": "websockets", "aiohttp": "aiohttp", "picows": "picows", "raw": None}
 
 
@@ -145,6 +151,9 @@ def available(name: str) -> str | None:
             ["node", "-e", "require('ws')"], capture_output=True, env=node_env(), check=False
         )
         return "npm package 'ws' not found (NODE_PATH)" if probe.returncode else None
+    if name.startswith("asgi-"):
+        missing = _import_fails(["uvicorn", "fastapi"])
+        return "uvicorn or fastapi is not installed (pip install -e .[test])" if missing else None
     if "peers.py" in cmd[1]:
         module = REQUIRES[cmd[2]]
         if module and _import_fails([module]):

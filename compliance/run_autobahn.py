@@ -21,6 +21,9 @@ The 12.* and 13.* cases (permessage-deflate, RFC 7692) are left out unless ``--d
 given: those 216 cases take
 ~97% of a full run (about 11 min server side, more client side).
 
+``--testee asgi`` runs the server side through ``examples/asgi_echo.py``: a FastAPI echo
+endpoint on uvicorn with hubbub's protocol class (``hubbub.asgi.uvicorn.HubbubProtocol``).
+
 ``--testee websockets`` runs the same harness against the ``websockets`` library instead. It
 exists to prove that the harness detects failures: websockets is NON-STRICT on 3.2, 3.3,
 4.1.3, 4.1.4, 4.2.3, 4.2.4, 5.15, 6.4.1-6.4.4 and FAILS 7.1.5, and this harness must say so.
@@ -163,6 +166,18 @@ def server_testee_argv(testee: str, port: int) -> list[str]:
     """
     if testee == "websockets":
         return [sys.executable, str(HERE / "websockets_echo.py"), "--port", str(port)]
+    if testee == "asgi":
+        # hubbub as uvicorn's WebSocket implementation under a FastAPI echo endpoint.
+        return [
+            sys.executable,
+            str(ROOT / "examples" / "asgi_echo.py"),
+            "--port",
+            str(port),
+            "--ping-interval",
+            "0",
+            "--log-level",
+            "warning",
+        ]
     return [
         sys.executable,
         "-m",
@@ -187,11 +202,12 @@ def run_server_side(args: argparse.Namespace, venv: Path, out: Path) -> summariz
     port = free_port()
     agent = args.agent or args.testee
     spec = out / "spec-fuzzingclient.json"
+    path = "/ws" if args.testee == "asgi" else ""
     spec.write_text(
         json.dumps(
             {
                 "outdir": str(reports),
-                "servers": [{"agent": agent, "url": f"ws://127.0.0.1:{port}"}],
+                "servers": [{"agent": agent, "url": f"ws://127.0.0.1:{port}{path}"}],
                 "cases": args.cases,
                 "exclude-cases": args.exclude,
                 "exclude-agent-cases": {},
@@ -289,10 +305,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("side", choices=["server", "client", "both"])
     parser.add_argument(
         "--testee",
-        choices=["hubbub", "hubbub-sync", "websockets"],
+        choices=["hubbub", "hubbub-sync", "asgi", "websockets"],
         default="hubbub",
         help="implementation under test: hubbub (asyncio), hubbub-sync (the blocking client;"
-        " client side only), websockets (to check that the harness finds failures)",
+        " client side only), asgi (hubbub as uvicorn's WebSocket implementation under"
+        " examples/asgi_echo.py; server side only), websockets (to check that the harness"
+        " finds failures)",
     )
     parser.add_argument(
         "--cases",
@@ -325,6 +343,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.testee == "hubbub-sync" and args.side != "client":
         parser.error("--testee hubbub-sync has a client side only: use `client`")
+    if args.testee == "asgi" and args.side != "server":
+        parser.error("--testee asgi has a server side only: use `server`")
     if not args.deflate:
         args.exclude = [*args.exclude, *DEFLATE_CASES]
     return args

@@ -162,6 +162,12 @@ else
     fi
     step "autobahn permessage-deflate" "$py" compliance/run_autobahn.py both --deflate \
       --cases "${deflate_cases[@]}" --out artifacts/autobahn/deflate
+    # hubbub as uvicorn's WebSocket implementation (examples/asgi_echo.py, issue 16): the
+    # server side, without and with the permessage-deflate subset.
+    step "autobahn uvicorn protocol class" "$py" compliance/run_autobahn.py server \
+      --testee asgi --out artifacts/autobahn
+    step "autobahn uvicorn protocol class permessage-deflate" "$py" compliance/run_autobahn.py \
+      server --testee asgi --deflate --cases "${deflate_cases[@]}" --out artifacts/autobahn/deflate
   fi
 fi
 

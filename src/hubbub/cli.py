@@ -174,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept this subprotocol when a client offers it (repeatable)",
     )
     echo.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="accept browsers from this Origin only (repeatable); clients that send no "
+        "Origin are accepted. Without it, any origin is accepted",
+    )
+    echo.add_argument(
         "--max-size",
         type=_size,
         default=2**20,
@@ -308,6 +316,9 @@ async def run_echo(args: argparse.Namespace) -> None:
         compression=_compression(args.no_compression),
         ping_interval=args.ping_interval or None,
     )
+    if args.origin:
+        # RFC 6455 section 10.2; None: clients that send no Origin (not browsers).
+        options["origins"] = [*args.origin, None]
     ssl = _server_tls(args)
     if args.unix:
         server = await serve(handler, unix_path=args.unix, ssl=ssl, **options)

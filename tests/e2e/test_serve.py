@@ -50,7 +50,7 @@ async def get(
     [
         ("/", "text/html; charset=utf-8", b"<title>hubbub chat</title>"),
         ("/hubbub.js", "text/javascript; charset=utf-8", b"export class HubClient"),
-        ("/chat.js", "text/javascript; charset=utf-8", b'from "/hubbub.js"'),
+        ("/chat.js", "text/javascript; charset=utf-8", b'from "./hubbub.js"'),
         ("/chat.css", "text/css; charset=utf-8", b"--accent"),
     ],
 )

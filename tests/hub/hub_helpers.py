@@ -12,7 +12,7 @@ import itertools
 import json
 from typing import Any
 
-from hubbub.hub import HubConfig, NamespaceRules, Node, StreamLimits
+from hubbub.hub import HubConfig, Identity, NamespaceRules, Node, StreamLimits
 
 SECRET = "test-secret-of-at-least-32-bytes-long!!"
 
@@ -33,13 +33,18 @@ class FakeClock:
 class Client:
     """An in-memory connection to a node."""
 
-    def __init__(self, node: Node, conn_id: str | None = None) -> None:
+    def __init__(
+        self, node: Node, conn_id: str | None = None, identity: Identity | None = None
+    ) -> None:
         self.node = node
         self.raw: list[str] = []
         self.closed: tuple[int, str] | None = None
-        self.session = node.open_session(self.raw.append, self._close, conn_id)
+        self.session = node.open_session(self._record, self._close, conn_id, identity)
         self._ids = itertools.count(1)
         self._seen = 0
+
+    def _record(self, text: str) -> None:
+        self.raw.append(text)
 
     def _close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hub_helpers import Client, FakeClock
 
-from hubbub.hub import MemoryBroker, Node
+from hubbub.hub import Identity, MemoryBroker, Node
 from hubbub.hub.protocol import ErrorCode
 
 Connect = Callable[..., Awaitable[Client]]
@@ -47,6 +47,20 @@ async def test_dev_mode_connect(node: Node) -> None:
     client = Client(node)
     result = await client.ok("connect", name="dev user")
     assert (result["user"], result["expires_at"]) == ("dev user", None)
+
+
+async def test_connect_without_credentials(node: Node) -> None:
+    assert await Client(node).error("connect") == ErrorCode.INVALID_PARAMS
+
+
+async def test_handshake_identity_replaces_the_token(node: Node) -> None:
+    # An application's own auth hook (hubbub.hub.asgi) identified the handshake.
+    client = Client(node, identity=Identity("carol", None))
+    result = await client.ok("connect")
+    assert (result["user"], result["expires_at"]) == ("carol", None)
+    # Credentials sent anyway do not change who the connection is.
+    other = Client(node, identity=Identity("dave", None))
+    assert (await other.ok("connect", name="mallory"))["user"] == "dave"
 
 
 async def test_publish_reaches_subscribers_only(connect: Connect) -> None:

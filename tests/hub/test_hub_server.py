@@ -233,6 +233,24 @@ async def test_http_api(hub: Hub) -> None:
         ("POST", "/api/publish", b'{"channel":"a b","data":1}', auth, 400, 102),
         ("POST", "/api/publish", b'{"channel":"zz:a","data":1}', auth, 400, 107),
         ("POST", "/api/history", b'{"stream":"$inbox"}', auth, 400, 102),
+        # Issue 12: a lone surrogate or deep nesting, as on the WebSocket.
+        ("POST", "/api/publish", b'{"channel":"lobby","data":"\\ud800"}', auth, 400, 100),
+        (
+            "POST",
+            "/api/send",
+            b'{"to":["ann"],"data":' + b"[" * 70 + b"]" * 70 + b"}",
+            auth,
+            400,
+            100,
+        ),
+        (
+            "POST",
+            "/api/publish",
+            b'{"channel":"lobby","data":"' + "é".encode() * 40000 + b'"}',
+            auth,
+            400,
+            302,
+        ),
     ]
     # Bodies are read by the adapter: too large (over MAX_BODY) or malformed
     # lengths are refused before the API sees them.
@@ -252,6 +270,7 @@ class StuckConnection:
         self.sent: list[str] = []
         self.closed: tuple[int, str] | None = None
         self.never = asyncio.Event()
+        self.close_timeout = 0.05
 
     async def send(self, text: str) -> None:
         self.sent.append(text)
@@ -282,6 +301,28 @@ async def test_slow_consumer_is_closed_with_4011() -> None:
     writer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await writer
+
+
+async def test_close_does_not_wait_for_a_peer_that_never_reads() -> None:
+    # Issue 12, finding 1: the close (4002, 4011, 4000...) is written after at
+    # most close_timeout, even while the writer waits on a peer that never reads.
+    from hubbub.hub.server import _Outbox
+
+    ws = StuckConnection()
+    outbox = _Outbox(ws, max_pending=10)  # type: ignore[arg-type]
+    outbox.send("m0")
+    outbox.send("m1")
+    await asyncio.sleep(0)
+    outbox.close(4002, "connect timeout")
+    for _ in range(200):
+        if ws.closed is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert ws.closed == (4002, "connect timeout")
+    assert ws.sent == ["m0"]
+    writer = outbox.writer
+    assert writer is not None
+    await asyncio.wait_for(writer, 5)
 
 
 async def test_outbox_sends_in_order_then_closes() -> None:

@@ -127,7 +127,7 @@ def test_targets_detect_a_broken_invariant(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @pytest.mark.skipif(find_spec("atheris") is None, reason="atheris is not installed")
-@pytest.mark.parametrize("script", ["fuzz_frames.py", "fuzz_http.py"])
+@pytest.mark.parametrize("script", ["fuzz_frames.py", "fuzz_http.py", "fuzz_hub.py"])
 def test_atheris_short_run(script: str, tmp_path: Path) -> None:
     """A few seconds of coverage-guided fuzzing, from the seeds."""
     proc = subprocess.run(

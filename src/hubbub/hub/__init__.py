@@ -7,7 +7,8 @@
   (:mod:`~hubbub.hub.operations`: the commands that only check rights and ask the broker);
 * :mod:`~hubbub.hub.redis_broker` (with :mod:`~hubbub.hub.redis_subscriber`): the Redis broker;
 * :mod:`~hubbub.hub.client` (with ``client_types``, ``client_recovery``): the Python SDK;
-* :mod:`~hubbub.hub.auth`: JWT identity; :mod:`~hubbub.hub.metrics`: Prometheus counters.
+* :mod:`~hubbub.hub.auth`: JWT identity; :mod:`~hubbub.hub.metrics`: Prometheus counters;
+* :mod:`~hubbub.hub.asgi`: the hub as an ASGI app (``hubbub.hub.asgi_app``, docs/asgi.md).
 
 The node needs the ``hub`` extra (``pip install 'hubbub[hub]'``: PyJWT and
 prometheus_client) and the Redis broker the ``redis`` extra; without them, using
@@ -21,6 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .asgi import asgi_app
     from .auth import Authenticator, AuthError, Identity, mint_subscribe_token, mint_token
     from .broker import Broker, BrokerUnavailable, ClientInfo, MemoryBroker, Notice
     from .config import HubConfig, NamespaceRules
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 # Python SDK (hubbub.hub.client) needs no extra, while the node (auth, metrics)
 # needs ``hubbub[hub]``; importing the SDK must not import PyJWT and prometheus_client.
 _HOMES = {
+    "asgi_app": "asgi",
     "Authenticator": "auth",
     "AuthError": "auth",
     "Identity": "auth",
@@ -89,6 +92,7 @@ __all__ = [
     "Notice",
     "Session",
     "StreamLimits",
+    "asgi_app",
     "mint_subscribe_token",
     "mint_token",
 ]

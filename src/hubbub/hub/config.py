@@ -51,12 +51,13 @@ class HubConfig:
         namespaces: rules by namespace; ``""`` is the namespace of channel names
             without a ``:``. Channels of a namespace not listed are refused.
         inbox: how much of each user's inbox is kept (count and age).
-        max_request_bytes: largest client message (characters).
-        max_message_bytes: largest ``data`` of a publish or send, once encoded.
+        max_request_bytes: largest client message, in bytes (UTF-8, as on the wire).
+        max_message_bytes: largest ``data`` of a publish or send, in bytes of
+            its compact JSON encoding in UTF-8.
         max_channels: channels one connection may be subscribed to at once.
         max_recipients: users one ``send`` or ``online`` may name.
         command_rate / command_burst: token bucket of commands per connection.
-        byte_rate / byte_burst: token bucket of received characters per connection.
+        byte_rate / byte_burst: token bucket of received bytes (UTF-8) per connection.
         max_strikes: consecutive rejected requests after which the connection is
             closed as abusive (4008). Any accepted request resets the count;
             refusals that are the hub's fault (broker unavailable, internal

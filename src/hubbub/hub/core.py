@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import protocol as p
-from .auth import Authenticator, AuthError
+from .auth import Authenticator, AuthError, Identity
 from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice, Reset
 from .config import HubConfig
 from .metrics import HubMetrics
@@ -55,6 +55,7 @@ from .session import (
     Fail,
     Session,
     Subscription,
+    encode_entries,
     entry_json,
     inbox_stream,
     ms,
@@ -134,13 +135,20 @@ class Node(NodeOperations):
         send: Callable[[str], None],
         close: Callable[[int, str], None],
         conn_id: str | None = None,
+        identity: Identity | None = None,
     ) -> Session:
-        """Register a new connection; it must ``connect`` within ``connect_timeout``."""
+        """Register a new connection; it must ``connect`` within ``connect_timeout``.
+
+        ``identity``: who the connection is, when the application authenticated
+        its handshake itself (cookies, a session; see ``hubbub.hub.asgi``). Its
+        ``connect`` then needs no token and gets this identity whatever it sends.
+        """
         if conn_id is None:
             conn_id = f"{self.node_id}-{next(self._ids)}"
         session = Session(
             conn_id, send, close, self.config, clock=self.clock, traffic=self.metrics.traffic
         )
+        session.handshake_identity = identity
         self.sessions[conn_id] = session
         self._watched.add(session)
         self.metrics.connections.inc()
@@ -189,7 +197,7 @@ class Node(NodeOperations):
                     "disconnect", {"code": int(code), "reason": reason, "reconnect": reconnect}
                 )
             )
-            self.metrics.disconnects.labels(code=str(int(code))).inc()
+            self.metrics.disconnected(int(code))
             session.abort(int(code), reason)
         await self.close_session(session)
 
@@ -206,7 +214,8 @@ class Node(NodeOperations):
             return
         traffic = self.metrics.traffic
         traffic.messages_in += 1
-        size = len(raw)
+        # Limits are in bytes as they travel (UTF-8), not characters (issue 12).
+        size = len(raw) if isinstance(raw, bytes) else p.utf8_length(raw)
         traffic.chars_in += size
         if size > self.config.max_request_bytes:
             await self._reject(session, None, p.ErrorCode.MESSAGE_TOO_LARGE, "message too large")
@@ -274,11 +283,16 @@ class Node(NodeOperations):
     async def _connect(self, session: Session, cmd: p.Connect) -> Any:
         if session.user is not None:
             raise Fail(p.ErrorCode.ALREADY_CONNECTED, "already connected")
-        if cmd.token is not None:
+        if session.handshake_identity is not None:
+            # Authenticated from the WebSocket handshake by the application's own
+            # hook (hubbub.hub.asgi); credentials in the command are not needed.
+            identity = session.handshake_identity
+        elif cmd.token is not None:
             identity = self.auth.verify(cmd.token)
-        else:
-            assert cmd.name is not None
+        elif cmd.name is not None:
             identity = self.auth.verify_dev(cmd.name)
+        else:
+            raise Fail(p.ErrorCode.INVALID_PARAMS, "token is required")
         user = identity.user
         session.identity, session.user, session.tick = identity, user, cmd.tick
         self._watched.add(session)
@@ -328,19 +342,22 @@ class Node(NodeOperations):
         }
         if reason is not None:
             inbox["reason"] = reason
-        session.send(
-            p.encode_result(
-                cmd.id,
-                {
-                    "user": user,
-                    "conn_id": session.conn_id,
-                    "node": self.node_id,
-                    "expires_at": None if identity.expires_at is None else ms(identity.expires_at),
-                    "time": ms(self.clock()),
-                    "inbox": inbox,
-                },
-            )
-        )
+        result = {
+            "user": user,
+            "conn_id": session.conn_id,
+            "node": self.node_id,
+            "expires_at": None if identity.expires_at is None else ms(identity.expires_at),
+            "time": ms(self.clock()),
+            "inbox": inbox,
+        }
+        try:
+            text = p.encode_result(cmd.id, result)
+        except (TypeError, ValueError, RecursionError):
+            # An entry that cannot be encoded must not fail every later connect
+            # of this user until it ages out (issue 12): it is left out.
+            inbox["messages"] = messages = encode_entries(messages)
+            text = p.encode_result(cmd.id, result)
+        session.send(text)
         self.metrics.delivered("message", len(messages))
         session.inbox_pending = None
         session.flush(pending, read.entries[-1].offset if read.entries else read.offset)
@@ -399,7 +416,12 @@ class Node(NodeOperations):
         sub.pending = None
         if session.released:
             return REPLIED
-        session.send(p.encode_result(cmd.id, result))
+        try:
+            text = p.encode_result(cmd.id, result)
+        except (TypeError, ValueError, RecursionError):
+            result["publications"] = encode_entries(result["publications"])  # as in _connect
+            text = p.encode_result(cmd.id, result)
+        session.send(text)
         self.metrics.delivered("publication", len(entries))
         if pending:
             session.flush(pending, entries[-1].offset if entries else read.offset)
@@ -470,8 +492,7 @@ class Node(NodeOperations):
                     try:
                         session._send(text)
                     except Exception:
-                        logger.exception("send failed on %s", session.conn_id)
-                        session.closed = True
+                        session.fail()  # this session only: the loop goes on
                     else:
                         sent += 1
             self.metrics.delivered("publication", sent, len(text))

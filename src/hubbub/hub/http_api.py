@@ -72,6 +72,15 @@ class HttpApi:
 
     async def respond(self, conn: ServerConnection, request: Request) -> Response:
         """Answer one API request (the hub's ``process_request`` hands it over)."""
+        status, body = await self.answer(request)
+        return conn.respond(status, body, "application/json")
+
+    async def answer(self, request: Request) -> tuple[int, str]:
+        """The HTTP status and JSON body answering ``request``, whatever server carried it.
+
+        ``request.path`` is relative to where the API is mounted (``/api/publish``);
+        the ASGI app (:mod:`hubbub.hub.asgi`) calls this too.
+        """
         try:
             result: Any = await self.dispatch(
                 request.method,
@@ -83,7 +92,7 @@ class HttpApi:
             status = 200
         except _HttpError as exc:
             status, result = exc.status, _error(exc.code, str(exc))
-        return conn.respond(status, json.dumps(result), "application/json")
+        return status, json.dumps(result)
 
     def _authorized(self, authorization: str | None, api_key: str | None) -> bool:
         return bearer_matches(authorization, self._key, fallback=api_key)
@@ -106,6 +115,8 @@ class HttpApi:
             raise _HttpError(401, p.ErrorCode.UNAUTHORIZED, "missing or wrong API key")
         try:
             params = p.decode(body or b"{}")
+        except p.InvalidText as exc:  # a lone surrogate, too deep: as on the WebSocket
+            raise _HttpError(400, p.ErrorCode.BAD_REQUEST, str(exc)) from None
         except (ValueError, RecursionError):
             raise _HttpError(400, p.ErrorCode.BAD_REQUEST, "body is not JSON") from None
         cmd = p.parse_params(name, params)
@@ -126,8 +137,7 @@ class HttpApi:
     async def _execute(self, cmd: p.Command) -> Any:
         node = self.node
         if isinstance(cmd, p.Publish):
-            if len(p.encode(cmd.data)) > node.config.max_message_bytes:
-                raise Fail(p.ErrorCode.MESSAGE_TOO_LARGE, "data too large")
+            node.permissions.check_size(cmd.data)
             entry = await node.publish(cmd.channel, cmd.data)
             return {"offset": entry.offset, "epoch": entry.epoch}
         if isinstance(cmd, p.Send):

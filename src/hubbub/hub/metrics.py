@@ -30,7 +30,15 @@ class Traffic:
     incremented for every message in and out, and read only at scrape time.
     """
 
-    __slots__ = ("chars_in", "chars_out", "commands", "deliveries", "messages_in", "messages_out")
+    __slots__ = (
+        "chars_in",
+        "chars_out",
+        "commands",
+        "deliveries",
+        "delivery_failures",
+        "messages_in",
+        "messages_out",
+    )
 
     def __init__(self) -> None:
         self.messages_in = 0
@@ -39,6 +47,7 @@ class Traffic:
         self.chars_out = 0
         self.commands: collections.Counter[str] = collections.Counter()
         self.deliveries: collections.Counter[str] = collections.Counter()
+        self.delivery_failures = 0  # sessions closed (1011) because sending to them raised
 
 
 class _TrafficCollector(Collector):
@@ -49,9 +58,14 @@ class _TrafficCollector(Collector):
         t = self.traffic
         for name, doc, value in (
             ("hubbub_messages_in", "Messages received from clients", t.messages_in),
-            ("hubbub_bytes_in", "Characters received from clients", t.chars_in),
+            ("hubbub_bytes_in", "Bytes (UTF-8) of the messages received from clients", t.chars_in),
             ("hubbub_messages_out", "Messages sent to clients", t.messages_out),
             ("hubbub_bytes_out", "Characters sent to clients", t.chars_out),
+            (
+                "hubbub_delivery_failures",
+                "Sessions closed with 1011 because delivering to them raised",
+                t.delivery_failures,
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         commands = CounterMetricFamily(
@@ -101,6 +115,10 @@ class HubMetrics:
             ["code"],
             registry=registry,
         )
+
+    def disconnected(self, code: int) -> None:
+        """Count one session closed by the hub with ``code`` (4000-4011, 1011)."""
+        self.disconnects.labels(code=str(code)).inc()
 
     def delivered(self, kind: str, count: int, size: int = 0) -> None:
         """Count ``count`` deliveries of ``kind`` (``publication`` or ``message``).

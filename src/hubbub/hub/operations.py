@@ -45,8 +45,8 @@ class NodeOperations:
     # --- publish ----------------------------------------------------------------
 
     def _check_size(self, data: Any) -> None:
-        # A string encodes to at most 6 characters per character ("\u001f")
-        # plus its quotes: when even that fits, encoding it to measure is waste.
+        # A character encodes to at most 6 bytes ("\u001f"; UTF-8 takes at
+        # most 4) plus the quotes: when even that fits, measuring is waste.
         if type(data) is not str or 6 * len(data) + 2 > self.config.max_message_bytes:
             self.permissions.check_size(data)
 

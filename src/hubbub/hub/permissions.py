@@ -28,7 +28,7 @@ class Permissions:
 
     def check_size(self, data: Any) -> None:
         """Refuse ``data`` larger than ``max_message_bytes`` once encoded."""
-        if len(p.encode(data)) > self.config.max_message_bytes:
+        if p.utf8_length(p.encode(data)) > self.config.max_message_bytes:
             raise Fail(p.ErrorCode.MESSAGE_TOO_LARGE, "data too large")
 
     def may_subscribe(

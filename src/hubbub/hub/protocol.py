@@ -17,6 +17,11 @@ this module is its executable half:
   below, or into a :class:`Rejected` value carrying the numbered error to answer
   with. It never raises, whatever the input, so a hostile client cannot make an
   exception escape into the hub (a property the fuzz tests check);
+* :func:`decode` accepts only what the hub can send back out: strict JSON
+  (RFC 8259) whose strings are valid Unicode (RFC 8259 section 8.2 allows an
+  escaped lone surrogate such as ``"\\ud800"``, which no UTF-8 text frame can
+  carry, RFC 6455 section 5.6) nested at most :data:`MAX_DEPTH` deep (the
+  hub wraps what it relays in a push, which must still encode);
 * :func:`encode_result`, :func:`encode_error` and :func:`encode_push` build the
   outgoing text. Encoding is compact and refuses NaN, so every message the hub
   sends is strict JSON that any language's parser accepts.
@@ -34,6 +39,7 @@ from typing import Any, TypeAlias
 
 __all__ = [
     "INBOX",
+    "MAX_DEPTH",
     "MAX_ID",
     "SUBPROTOCOL",
     "Ack",
@@ -41,6 +47,7 @@ __all__ = [
     "Connect",
     "ErrorCode",
     "History",
+    "InvalidText",
     "Online",
     "Ping",
     "Presence",
@@ -59,6 +66,7 @@ __all__ = [
     "encode_result",
     "parse_params",
     "parse_request",
+    "utf8_length",
     "valid_channel",
     "valid_user",
 ]
@@ -72,7 +80,16 @@ INBOX = "$inbox"
 #: Largest request id: 2**53 - 1, so that JavaScript numbers represent every id exactly.
 MAX_ID = 2**53 - 1
 
+#: Deepest nesting of arrays and objects in a request (the request object is level 1).
+MAX_DEPTH = 64
+
 JSON: TypeAlias = Any
+
+# A surrogate code point in decoded text is a lone one (a valid pair decodes to
+# one astral character). In raw JSON text it can also come as a \uD800-\uDFFF
+# escape, the only way it gets past a UTF-8 decoder.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_IN_JSON = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
 
 _CHANNEL_RE = re.compile(r"[A-Za-z0-9_\-.:@=/+#,]{1,255}")
 _USER_RE = re.compile(r"[^\x00-\x20\x7f$][^\x00-\x1f\x7f]{0,127}")
@@ -285,15 +302,68 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def decode(raw: str | bytes) -> Any:
-    """Strict JSON: no NaN, no Infinity, no number that overflows to infinity.
+class InvalidText(ValueError):
+    """Strict JSON the hub refuses: a lone surrogate, or nesting deeper than :data:`MAX_DEPTH`."""
 
-    Raises:
-        ValueError: not strict JSON (RecursionError for absurd nesting).
-    """
+
+def utf8_length(text: str) -> int:
+    """Length of ``text`` in UTF-8 bytes, the unit of every size limit of the hub."""
+    if text.isascii():  # O(1) in CPython: a flag of the string object
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_value(value: Any) -> None:
+    """Raise :class:`InvalidText` for a lone surrogate (keys included) or deep nesting."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise InvalidText("strings must be valid Unicode: lone surrogate")
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise InvalidText(f"arrays and objects nest more than {MAX_DEPTH} deep")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def _needs_check(raw: str | bytes) -> bool:
+    # Cheap scans (C speed) that clear almost every message: without a
+    # surrogate escape and with fewer brackets than MAX_DEPTH, nothing to walk.
+    if isinstance(raw, bytes):
+        if b"\\u" in raw and re.search(rb"\\u[dD][89a-fA-F]", raw):
+            return True
+        return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+    if _SURROGATE_IN_JSON.search(raw):
+        return True
+    return raw.count("[") + raw.count("{") > MAX_DEPTH
+
+
+def _decode_json(raw: str | bytes) -> Any:
     if isinstance(raw, str):
         return _DECODER.decode(raw)  # what json.loads does, without a new decoder each call
     return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def decode(raw: str | bytes) -> Any:
+    """Strict JSON the hub can relay.
+
+    No NaN, no Infinity, no number that overflows to infinity; every string
+    (object keys included) valid Unicode, so no lone surrogate; arrays and
+    objects nested at most :data:`MAX_DEPTH` deep.
+
+    Raises:
+        InvalidText: valid JSON the hub refuses (a ``ValueError``).
+        ValueError: not strict JSON (RecursionError for absurd nesting).
+    """
+    value = _decode_json(raw)
+    if _needs_check(raw):
+        _check_value(value)
+    return value
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
@@ -313,7 +383,7 @@ def parse_request(raw: str | bytes) -> Command | Rejected:
     if not isinstance(raw, str):
         return Rejected(None, ErrorCode.BAD_REQUEST, "binary messages are not supported")
     try:
-        obj = decode(raw)
+        obj = _decode_json(raw)
     except (ValueError, RecursionError):
         return Rejected(None, ErrorCode.BAD_REQUEST, "message is not valid JSON")
     if not isinstance(obj, dict):
@@ -321,6 +391,13 @@ def parse_request(raw: str | bytes) -> Command | Rejected:
     req_id = obj.get("id")
     if type(req_id) is not int or not 1 <= req_id <= MAX_ID:
         return Rejected(None, ErrorCode.BAD_REQUEST, "id must be an integer in 1..2**53-1")
+    if _needs_check(raw):
+        # Refused here, whatever the field: text the hub could not encode back
+        # into a UTF-8 frame would fail later, at delivery (issue 12).
+        try:
+            _check_value(obj)
+        except InvalidText as exc:
+            return Rejected(req_id, ErrorCode.BAD_REQUEST, str(exc))
     method = obj.get("method")
     if not isinstance(method, str):
         return Rejected(req_id, ErrorCode.BAD_REQUEST, "method must be a string")
@@ -406,8 +483,8 @@ def _has(params: Mapping[str, Any], key: str) -> JSON:
 def _connect(req_id: int, params: Mapping[str, Any]) -> Connect:
     token = _str(params, "token", optional=True)
     name = _str(params, "name", optional=True)
-    if token is None and name is None:
-        raise _Invalid("token is required")
+    # Neither: valid when the hub authenticated the handshake itself (an ASGI
+    # auth hook); otherwise the node answers INVALID_PARAMS "token is required".
     if name is not None and not valid_user(name):
         raise _Invalid("name must be a valid user id")
     tick = params.get("tick", False)
@@ -481,11 +558,26 @@ _encode_chunks: Any = (
 )
 
 
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def encode(obj: JSON) -> str:
-    """Compact, strict JSON (no NaN or Infinity), UTF-8 characters kept as they are."""
+    """Compact, strict JSON (no NaN or Infinity), UTF-8 characters kept as they are.
+
+    The result always encodes to UTF-8: a lone surrogate (which only the
+    server's own API could hand over, requests refuse them) is written as its
+    ``\\uXXXX`` escape, as ``ensure_ascii`` would, rather than making the
+    text frame fail for its recipients.
+    """
     if _encode_chunks is not None:
-        return "".join(_encode_chunks(obj, 0))
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = "".join(_encode_chunks(obj, 0))
+    else:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if not text.isascii() and _SURROGATE.search(text):
+        # Outside strings JSON is ASCII: every surrogate is inside a string.
+        text = _SURROGATE.sub(_escape_surrogate, text)
+    return text
 
 
 def encode_result(req_id: int, result: JSON) -> str:

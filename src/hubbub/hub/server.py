@@ -38,7 +38,7 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +53,12 @@ from .config import HubConfig
 from .core import Node
 from .http_api import MAX_BODY, HttpApi, bearer_matches
 from .metrics import CONTENT_TYPE
+from .origins import OriginPolicy
 from .protocol import SUBPROTOCOL
 from .session import DisconnectCode
 from .static import serve_static
 
-__all__ = ["Hub", "run_hub", "start_hub"]
+__all__ = ["Hub", "new_node", "run_hub", "start_hub"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +89,16 @@ class _Outbox:
     """Turns the node's synchronous ``send`` into writes, queuing while the client is slow."""
 
     def __init__(
-        self, ws: ServerConnection, max_pending: int, frames: _FrameCache | None = None
+        self,
+        ws: ServerConnection,
+        max_pending: int,
+        frames: _FrameCache | None = None,
+        on_close: Callable[[int], None] | None = None,
     ) -> None:
         self.ws = ws
+        # Told of the closes the outbox decides itself (4011), which no node
+        # call makes, so that hubbub_disconnects_total counts them too.
+        self.on_close = on_close
         self.max_pending = max_pending
         self.frames = frames or _FrameCache()
         self.queue: collections.deque[str] = collections.deque()
@@ -101,6 +109,7 @@ class _Outbox:
         self.writer: asyncio.Task[None] | None = None
         self.finished = False  # the handler is done: start nothing any more
         self.closing: tuple[int, str] | None = None
+        self.close_deadline: asyncio.TimerHandle | None = None
         # Without shared frames, everything goes through ws.send. An extension
         # transforms each frame per connection: no shared frame either.
         self.direct = frames is not None and ws.shares_frames
@@ -123,6 +132,8 @@ class _Outbox:
             # Slow consumer: what is queued is dropped; the client recovers it.
             queue.clear()
             self.close(DisconnectCode.SLOW_CONSUMER, "slow consumer")
+            if self.on_close is not None:
+                self.on_close(DisconnectCode.SLOW_CONSUMER)
             return
         queue.append(text)
         self._wake()
@@ -141,6 +152,27 @@ class _Outbox:
         if self.closing is None:
             self.closing = (code, reason)
             self._wake()
+            if not self.finished:
+                # What is queued gets close_timeout to go out, no more: a client
+                # that stopped reading (a ping flooder whose pongs fill the
+                # buffers) would otherwise keep the writer waiting in ws.send
+                # and the connection open past any deadline (issue 12).
+                self.close_deadline = asyncio.get_running_loop().call_later(
+                    self.ws.close_timeout, self._close_now
+                )
+
+    def _close_now(self) -> None:
+        self.close_deadline = None
+        writer = self.writer
+        if self.finished or writer is None or writer.done():
+            return
+        writer.cancel()  # waiting in ws.send, which wrote its frame before it waited
+        self.writer = asyncio.get_running_loop().create_task(self._close_ws())
+
+    async def _close_ws(self) -> None:
+        assert self.closing is not None
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.close(*self.closing)  # bounded by close_timeout itself
 
     def _wake(self) -> None:
         if self.finished:
@@ -192,10 +224,13 @@ class _Endpoint:
         node: Node,
         max_pending: int,
         api: HttpApi | None,
+        *,
         metrics_token: str | None,
+        origins: OriginPolicy,
         ws_path: str = "/",
     ) -> None:
         self.node = node
+        self.origins = origins
         self.max_pending = max_pending
         self.api = api
         # Where WebSocket handshakes are accepted: "/" (the chat page and
@@ -217,7 +252,7 @@ class _Endpoint:
         )
 
     async def handler(self, ws: ServerConnection) -> None:
-        outbox = _Outbox(ws, self.max_pending, self.frames)
+        outbox = _Outbox(ws, self.max_pending, self.frames, self.node.metrics.disconnected)
         self.outboxes.add(outbox)
         session = self.node.open_session(outbox.send, outbox.close)
         try:
@@ -229,6 +264,8 @@ class _Endpoint:
             self.outboxes.discard(outbox)
             await self.node.close_session(session)
             outbox.finished = True
+            if outbox.close_deadline is not None:
+                outbox.close_deadline.cancel()
             writer = outbox.writer
             if writer is not None:
                 if not writer.done():
@@ -239,6 +276,15 @@ class _Endpoint:
     async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         path = request.path_only
         if "Upgrade" in request.headers:
+            # Checked before the handshake: a page on another site must not
+            # open a connection from a signed-in user's browser (RFC 6455 10.2).
+            headers = request.headers
+            if not self.origins.allows(headers.get_all("Origin"), headers.get("Host")):
+                return conn.respond(
+                    403,
+                    '{"error":"origin not allowed: list it with --origin (docs/hub.md)"}',
+                    "application/json",
+                )
             if path in self.ws_paths:
                 return None  # the WebSocket handshake
             # A client pointed at the wrong path should hear so, not connect
@@ -281,6 +327,35 @@ class _Endpoint:
         return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
 
 
+def new_node(
+    *,
+    broker: Broker | None = None,
+    auth: Authenticator | None = None,
+    config: HubConfig | None = None,
+    secret: str | None = None,
+    public_key: str | bytes | None = None,
+    insecure_dev_mode: bool = False,
+    other_auth: str | None = None,
+) -> Node:
+    """A node from the hub's options (:func:`start_hub`, ``hubbub.hub.asgi.asgi_app``).
+
+    Args:
+        other_auth: the name of another way the caller authenticates clients
+            (the ASGI app's ``authenticate`` hook), or ``None``: then ``auth``,
+            a secret, a public key or the development mode is required.
+
+    Raises:
+        ValueError: no way to authenticate clients was configured.
+    """
+    if auth is None:
+        if secret is None and public_key is None and not insecure_dev_mode and not other_auth:
+            raise ValueError("configure a secret, a public key, or insecure_dev_mode")
+        auth = Authenticator(
+            secret=secret, public_key=public_key, insecure_dev_mode=insecure_dev_mode
+        )
+    return Node(broker or MemoryBroker(), auth, config)
+
+
 async def _housekeeping(node: Node, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
@@ -306,6 +381,7 @@ async def start_hub(
     metrics_token: str | None = None,
     tick_interval: float = 1.0,
     max_pending: int = 4096,
+    origins: Sequence[str] = (),
     ws_path: str = "/",
     **ws_options: Any,
 ) -> AsyncIterator[Hub]:
@@ -323,6 +399,9 @@ async def start_hub(
             <metrics_token>`` (401 otherwise); None leaves it open.
         tick_interval: seconds between housekeeping rounds (the clock push).
         max_pending: messages queued for one slow client before it is closed (4011).
+        origins: browser origins allowed to connect besides the hub's own (same
+            host); ``"*"`` allows any. Clients that send no ``Origin`` (not
+            browsers) are always allowed (:mod:`hubbub.hub.origins`).
         ws_path: another path accepting the WebSocket endpoint besides ``/`` (for
             a reverse proxy that forwards ``/ws`` as it is); handshakes on any
             other path get 404.
@@ -334,20 +413,28 @@ async def start_hub(
         raise ValueError("the metrics token must not be empty")
     given_node = node is not None
     if node is None:
-        if auth is None:
-            if secret is None and public_key is None and not insecure_dev_mode:
-                raise ValueError("configure a secret, a public key, or insecure_dev_mode")
-            auth = Authenticator(
-                secret=secret, public_key=public_key, insecure_dev_mode=insecure_dev_mode
-            )
-        node = Node(broker or MemoryBroker(), auth, config)
+        node = new_node(
+            broker=broker,
+            auth=auth,
+            config=config,
+            secret=secret,
+            public_key=public_key,
+            insecure_dev_mode=insecure_dev_mode,
+        )
     # The broker of a node given by the caller may be shared with other nodes:
     # the caller starts and closes it. Otherwise the hub does.
     owns_broker = not given_node
     if owns_broker:
         await node.broker.start()
     api = HttpApi(node, api_key) if api_key is not None else None
-    endpoint = _Endpoint(node, max_pending, api, metrics_token, ws_path)
+    endpoint = _Endpoint(
+        node,
+        max_pending,
+        api,
+        metrics_token=metrics_token,
+        origins=OriginPolicy(origins),
+        ws_path=ws_path,
+    )
     ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
     ws_options.setdefault("max_body", MAX_BODY)
     housekeeping = asyncio.create_task(_housekeeping(node, tick_interval))

@@ -14,12 +14,14 @@ from .metrics import Traffic
 from .streams import Entry, ReadResult
 
 __all__ = [
+    "DELIVERY_FAILED",
     "RECONNECT",
     "REPLIED",
     "DisconnectCode",
     "Fail",
     "Session",
     "Subscription",
+    "encode_entries",
     "entry_json",
     "inbox_stream",
     "ms",
@@ -39,6 +41,11 @@ def inbox_stream(user: str) -> str:
 def ms(seconds: float) -> int:
     """Seconds to the integer milliseconds used by every time on the wire."""
     return int(seconds * 1000)
+
+
+#: Close code of a session whose delivery failed (RFC 6455 section 7.4.1: an
+#: unexpected condition on the server); the client reconnects and recovers.
+DELIVERY_FAILED = 1011
 
 
 class DisconnectCode(enum.IntEnum):
@@ -96,6 +103,9 @@ class Session:
         self._send = send
         self._close = close
         self.identity: Identity | None = None
+        # Set by the hub's ASGI app when the application's hook authenticated
+        # the handshake: `connect` then takes it instead of a token.
+        self.handshake_identity: Identity | None = None
         self.user: str | None = None
         self.channels: dict[str, Subscription] = {}
         self.tick = False
@@ -121,8 +131,22 @@ class Session:
         try:
             self._send(text)
         except Exception:
-            logger.exception("send failed on %s", self.conn_id)
-            self.closed = True
+            self.fail()
+
+    def fail(self) -> None:
+        """Close a session whose delivery raised (call from an ``except`` block).
+
+        Whatever went wrong, it stays with this session: it is closed for real
+        (1011), so that its client reconnects and recovers, instead of staying
+        open, shown online, and silently dropped (issue 12).
+        """
+        logger.exception("send failed on %s: closing it", self.conn_id)
+        self.closed = True
+        self._traffic.delivery_failures += 1
+        try:
+            self._close(DELIVERY_FAILED, "internal error")
+        except Exception:
+            logger.exception("close failed on %s", self.conn_id)
 
     def abort(self, code: int, reason: str) -> None:
         """Stop sending and ask the adapter to close the WebSocket."""
@@ -145,8 +169,7 @@ class Session:
         try:
             self._send(text)
         except Exception:
-            logger.exception("send failed on %s", self.conn_id)
-            self.closed = True
+            self.fail()
             return 0
         return 1
 
@@ -155,6 +178,24 @@ class Session:
         for offset, text in pending:
             if offset is None or offset > after:
                 self.send(text)
+
+
+def encode_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries that encode, dropping (and logging) any that does not.
+
+    Requests cannot store such data (``protocol.decode``), but the server's
+    Python API or another process sharing a Redis broker could: one bad entry
+    must not make every reply that carries it fail (a poisoned inbox).
+    """
+    kept = []
+    for entry in entries:
+        try:
+            p.encode(entry)
+        except (TypeError, ValueError, RecursionError):
+            logger.error("dropped an entry that cannot be encoded: offset %s", entry.get("offset"))
+        else:
+            kept.append(entry)
+    return kept
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:

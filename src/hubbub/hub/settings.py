@@ -9,6 +9,7 @@ limits, which have no flags::
     port = 8765
     secret = "at least 32 random bytes, kept secret"
     api_key = "another secret"
+    origins = ["https://app.example.com"]   # pages of other sites that may connect
 
     [limits]               # any HubConfig field (docs/hub.md)
     max_message_bytes = 65536
@@ -32,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import os
 import signal
 import ssl as ssl_module
@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import config_schema
 from .config import HubConfig, NamespaceRules
 from .streams import StreamLimits
 
@@ -86,6 +87,14 @@ MIN_SECRET_BYTES = 32
 _CHAT = NamespaceRules(history=StreamLimits(1000, 86400.0))
 
 
+def setting_kinds() -> dict[str, config_schema.Kind]:
+    """What each top-level key of the TOML file accepts (the settings, and ``origins``)."""
+    kinds = {str: config_schema.STR, int: config_schema.INT, bool: config_schema.BOOL}
+    schema = {name: kinds[kind] for name, (_, kind, _) in SETTINGS.items()}
+    schema["origins"] = config_schema.STRINGS
+    return schema
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -109,6 +118,16 @@ def add_serve_parser(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--config", metavar="FILE", help="TOML settings file (HUBBUB_CONFIG)")
+    serve.add_argument(
+        "--origin",
+        action="append",
+        dest="origins",
+        default=None,
+        metavar="ORIGIN",
+        help="a web origin (https://app.example.com) whose pages may connect besides the "
+        "hub's own; repeatable; '*' allows any. HUBBUB_ORIGINS (comma-separated) or "
+        "origins = [...] in the file. Clients sending no Origin (not browsers) always may",
+    )
     for name, (_default, kind, text) in SETTINGS.items():
         if kind is bool:
             serve.add_argument(_flag(name), action="store_true", default=None, help=text)
@@ -170,11 +189,13 @@ def settings(
     """Resolve every setting; return ``(settings, toml)`` (the whole TOML document too).
 
     Raises:
-        ValueError: a value of the wrong type.
+        ValueError: a value of the wrong type; an unknown key or a key of the
+            wrong type in the file (:class:`~hubbub.hub.config_schema.ConfigError`).
         OSError / tomllib.TOMLDecodeError: the config file.
     """
     env = os.environ if environ is None else environ
     toml = _load_toml(getattr(args, "config", None) or env.get(ENV_PREFIX + "CONFIG"))
+    config_schema.check(toml, setting_kinds())
     resolved: dict[str, Any] = {}
     for name, (default, kind, _) in SETTINGS.items():
         value = getattr(args, name, None)
@@ -183,31 +204,37 @@ def settings(
         if value is None:
             value = toml.get(name)
         resolved[name] = default if value is None else _convert(name, value, kind)
+    origins = getattr(args, "origins", None)
+    if origins is None and env.get(ENV_PREFIX + "ORIGINS") is not None:
+        origins = [o for o in env[ENV_PREFIX + "ORIGINS"].replace(",", " ").split() if o]
+    resolved["origins"] = list(toml.get("origins", ()) if origins is None else origins)
     return resolved, toml
 
 
-def _rules(name: str, table: Mapping[str, Any]) -> NamespaceRules:
-    fields = {f.name for f in dataclasses.fields(NamespaceRules)}
-    options = {k: v for k, v in table.items() if k in fields and k != "history"}
-    unknown = set(table) - fields - {"history_size", "history_ttl"}
-    if unknown:
-        raise ValueError(f"namespaces.{name}: unknown keys {sorted(unknown)}")
-    history = StreamLimits(
-        int(table.get("history_size", 100)), table.get("history_ttl", 300.0) or None
-    )
+def _rules(table: Mapping[str, Any]) -> NamespaceRules:
+    # Checked against config_schema.NAMESPACE already.
+    options = {k: v for k, v in table.items() if not k.startswith("history")}
+    if table.get("history", True) is False:
+        history = StreamLimits(0, None)  # no history, no recovery beyond offsets
+    else:
+        history = StreamLimits(
+            int(table.get("history_size", 100)), table.get("history_ttl", 300.0) or None
+        )
     return NamespaceRules(history=history, **options)
 
 
 def hub_config(toml: Mapping[str, Any]) -> HubConfig:
-    """The :class:`HubConfig` described by the TOML tables ``limits``, ``inbox``, ``namespaces``."""
+    """The :class:`HubConfig` described by the TOML tables ``limits``, ``inbox``, ``namespaces``.
+
+    Raises:
+        ConfigError: the document does not follow :mod:`~hubbub.hub.config_schema`.
+        ValueError: limits :class:`HubConfig` refuses together.
+    """
+    config_schema.check(toml, setting_kinds())
     limits = dict(toml.get("limits", {}))
-    allowed = {f.name for f in dataclasses.fields(HubConfig)} - {"namespaces", "inbox"}
-    unknown = set(limits) - allowed
-    if unknown:
-        raise ValueError(f"limits: unknown keys {sorted(unknown)}")
     namespaces: dict[str, NamespaceRules] = {"": NamespaceRules(), "chat": _CHAT}
     if "namespaces" in toml:
-        namespaces = {n: _rules(n, t) for n, t in toml["namespaces"].items()}
+        namespaces = {n: _rules(t) for n, t in toml["namespaces"].items()}
     inbox = toml.get("inbox")
     if inbox is not None:
         limits["inbox"] = StreamLimits(int(inbox.get("max_len", 1000)), inbox.get("max_age"))
@@ -244,6 +271,7 @@ async def serve_hub(
         api_key=resolved["api_key"],
         ws_path=resolved["ws_path"],
         metrics_token=resolved["metrics_token"],
+        origins=resolved["origins"],
         **options,
     ) as hub:
         shown = f"[{host}]" if ":" in host else host

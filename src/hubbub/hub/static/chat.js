@@ -3,7 +3,7 @@
 // Everything goes through the hubbub.js client; the DOM is written with
 // textContent only (no HTML from messages ever reaches the page).
 
-import { HubClient, INBOX } from "/hubbub.js";
+import { HubClient, INBOX } from "./hubbub.js";
 
 const $ = (id) => document.getElementById(id);
 // "chat:lobby" lives in the namespace `hubbub serve` configures for long history;
@@ -209,7 +209,8 @@ async function joinLobby() {
 async function signIn(credentials) {
   if (hub) return; // already signing in
   $("signin-error").textContent = "";
-  hub = new HubClient("/", { ...credentials, tick: true });
+  // Relative: the hub may be mounted under a prefix (hubbub.hub.asgi, e.g. /hub/).
+  hub = new HubClient("./", { ...credentials, tick: true });
   hub.addEventListener("state", (e) => showState(e.detail));
   hub.addEventListener("tick", (e) => showClock(e.detail.time));
   hub.addEventListener("pub", (e) => addChannelEntry(e.detail));

@@ -1,0 +1,367 @@
+"""Soak: N minutes of hostile and ordinary churn against a ``hubbub serve`` process.
+
+Theory of operation
+-------------------
+
+The hub runs in its own process (``hub_bench.start_hub``: ``hubbub serve
+--dev``, loopback, a free port). This process drives, all at once and for
+``--minutes`` (10 by default):
+
+* **churn**: ``--churn`` tasks each opening a connection, connecting,
+  subscribing, publishing once and closing, again and again;
+* **channel traffic**: ``--members`` well-behaved members of ``bench:soak``
+  and a publisher publishing there ``--rate`` times a second;
+* **direct traffic**: a sender sending to the inboxes of the members (live);
+* **slow consumers**: connections that join the channel and never read (the
+  hub closes them with 4011), replaced as they go;
+* **a ping flooder**: a connection that sends WebSocket pings as fast as the
+  hub takes them, never reads and never connects (closed at the connect
+  deadline), replaced as it goes;
+* **compressed bursts**: a permessage-deflate client publishing bursts of
+  highly compressible 60 kB messages;
+* the flooder's rate is ``--ping-rate`` (0, the default: as fast as the hub
+  reads them).
+
+Every second the hub's RSS (``/proc/PID/status``), its sessions (``/healthz``)
+and the traffic so far are written to a CSV file; at the end a PNG plot of RSS
+and sessions over time (matplotlib, a bench-only dependency) next to it.
+
+Nothing acknowledged may be lost: every publication the hub acknowledged must
+reach every member, and every direct event answered ``live`` must reach its
+recipient; the report counts what is missing (0 expected), and the exit status
+is 1 if anything is.
+
+Usage::
+
+    python benchmarks/soak.py --minutes 10 --out soak-results/soak
+    python benchmarks/soak.py --minutes 2 --out /tmp/soak   # a short check
+
+Not part of CI; run it on an otherwise idle machine for figures to quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hub_bench import free_port, rss_mib, start_hub, stop_hub
+
+from hubbub.asyncio import connect
+from hubbub.exceptions import ConnectionClosed, HubbubError
+from hubbub.hub import SUBPROTOCOL
+
+CHANNEL = "bench:soak"
+
+
+class Stats:
+    """What the load did, and what must have arrived."""
+
+    def __init__(self) -> None:
+        self.churned = 0
+        self.published: set[int] = set()  # offsets acknowledged to the publisher
+        self.sent: dict[str, set[int]] = {}  # user -> inbox offsets answered "live"
+        self.slow_opened = 0
+        self.flooders = 0
+        self.pings = 0
+        self.bursts = 0
+        self.errors: dict[str, int] = {}
+
+    def error(self, where: str) -> None:
+        self.errors[where] = self.errors.get(where, 0) + 1
+
+
+class Client:
+    """A hubbub.asyncio connection speaking hubbub.json.v1, replies matched by id."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.ids = 0
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
+        self.pubs: set[int] = set()
+        self.messages: set[int] = set()
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def open(cls, port: int, user: str, **options: Any) -> Client:
+        ws = await connect(f"ws://127.0.0.1:{port}/", subprotocols=[SUBPROTOCOL], **options)
+        client = cls(ws)
+        await client.call("connect", name=user)
+        return client
+
+    async def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for text in self.ws:
+                message = json.loads(text)
+                waiter = self.waiting.pop(message.get("id"), None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(message)
+                elif message.get("push") == "pub" and message.get("channel") == CHANNEL:
+                    self.pubs.add(message["offset"])
+                elif message.get("push") == "message":
+                    self.messages.add(message["offset"])
+
+    async def call(self, method: str, **params: Any) -> Any:
+        self.ids += 1
+        waiter = self.waiting[self.ids] = asyncio.get_running_loop().create_future()
+        await self.ws.send(json.dumps({"id": self.ids, "method": method, "params": params}))
+        reply = await asyncio.wait_for(waiter, 30)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reader
+
+
+async def churn(port: int, stats: Stats, index: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            client = await Client.open(port, f"churn-{index}")
+            await client.call("subscribe", channel=f"bench:churn-{index}")
+            await client.call("publish", channel=f"bench:churn-{index}", data="x" * 200)
+            await client.close()
+            stats.churned += 1
+        except (OSError, HubbubError, RuntimeError, TimeoutError):
+            stats.error("churn")
+            await asyncio.sleep(0.1)
+
+
+async def publisher(port: int, stats: Stats, rate: float, stop: asyncio.Event) -> None:
+    client = await Client.open(port, "publisher")
+    await client.call("subscribe", channel=CHANNEL)
+    seq = 0
+    while not stop.is_set():
+        seq += 1
+        result = await client.call("publish", channel=CHANNEL, data={"seq": seq})
+        stats.published.add(result["offset"])
+        await asyncio.sleep(1 / rate)
+    await client.close()
+
+
+async def sender(port: int, stats: Stats, members: list[str], stop: asyncio.Event) -> None:
+    client = await Client.open(port, "sender")
+    n = 0
+    while not stop.is_set():
+        user = members[n % len(members)]
+        n += 1
+        result = await client.call("send", to=[user], data={"n": n})
+        status = result["results"][user]
+        if status["status"] == "live":
+            stats.sent.setdefault(user, set()).add(status["offset"])
+        await asyncio.sleep(0.02)
+    await client.close()
+
+
+async def slow_consumers(port: int, stats: Stats, stop: asyncio.Event) -> None:
+    """Join the channel and never read; a new one every 2 s (the hub closes them: 4011)."""
+    held: list[Client] = []
+    while not stop.is_set():
+        try:
+            client = await Client.open(port, f"slow-{stats.slow_opened}")
+            await client.call("subscribe", channel=CHANNEL)
+            # From now on nobody reads: the connection's queue fills, then it
+            # stops reading the socket, then the hub's buffers and outbox fill.
+            client.reader.cancel()
+            held.append(client)
+            stats.slow_opened += 1
+        except (OSError, HubbubError, RuntimeError, TimeoutError):
+            stats.error("slow")
+        await asyncio.sleep(2)
+    for client in held:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.ws.close(), 5)
+
+
+async def ping_flooder(port: int, stats: Stats, rate: float, stop: asyncio.Event) -> None:
+    """Pings (``rate`` a second, 0: as fast as the hub takes them), never read, never connect.
+
+    The hub closes it at its connect deadline (4002); another one starts.
+    """
+    ping = bytes([0x89, 0x80 | 4]) + b"\x00\x00\x00\x00" + b"ping"
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: "
+                + SUBPROTOCOL.encode()
+                + b"\r\n\r\n"
+            )
+            await reader.readuntil(b"\r\n\r\n")
+            stats.flooders += 1
+            while not stop.is_set() and not writer.is_closing():
+                writer.write(ping * 256)
+                stats.pings += 256
+                await asyncio.wait_for(writer.drain(), 30)
+                if rate:
+                    await asyncio.sleep(256 / rate)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            pass  # closed by the hub: start another
+        await asyncio.sleep(0.5)
+
+
+async def bursts(port: int, stats: Stats, stop: asyncio.Event) -> None:
+    """Bursts of 15 compressible 60 kB publications over permessage-deflate, every 3 s.
+
+    15 x 60 kB stays within the hub's byte bucket (1 MiB, refilled 512 KiB/s).
+    """
+    data = "0" * 60_000
+    while not stop.is_set():
+        try:
+            client = await Client.open(port, "burst", compression="deflate")
+            await client.call("subscribe", channel="bench:burst")
+            for _ in range(15):
+                await client.call("publish", channel="bench:burst", data=data)
+            stats.bursts += 1
+            await client.close()
+        except (OSError, HubbubError, RuntimeError, TimeoutError):
+            stats.error("burst")
+        await asyncio.sleep(3)
+
+
+def sessions(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return int(json.load(r)["sessions"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+async def sample(pid: int, port: int, stats: Stats, out: Path, stop: asyncio.Event) -> None:
+    start = time.monotonic()
+    with out.with_suffix(".csv").open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["seconds", "rss_mib", "sessions", "churned", "published", "pings"])
+        while not stop.is_set():
+            count = await asyncio.to_thread(sessions, port)
+            row = [round(time.monotonic() - start, 1), round(rss_mib(pid), 1), count]
+            writer.writerow([*row, stats.churned, len(stats.published), stats.pings])
+            file.flush()
+            await asyncio.sleep(1)
+
+
+def plot(out: Path, minutes: float) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return None
+    with out.with_suffix(".csv").open() as file:
+        rows = list(csv.DictReader(file))
+    seconds = [float(r["seconds"]) for r in rows]
+    fig, rss_axis = plt.subplots(figsize=(9, 4))
+    rss_axis.plot(seconds, [float(r["rss_mib"]) for r in rows], color="tab:red", label="RSS")
+    rss_axis.set_xlabel("seconds")
+    rss_axis.set_ylabel("hub RSS (MiB)")
+    rss_axis.set_ylim(bottom=0)
+    sessions_axis = rss_axis.twinx()
+    sessions_axis.plot(
+        seconds, [int(r["sessions"]) for r in rows], color="tab:blue", alpha=0.5, label="sessions"
+    )
+    sessions_axis.set_ylabel("sessions")
+    sessions_axis.set_ylim(bottom=0)
+    rss_axis.set_title(f"hubbub hub under {minutes:g} min of churn and hostile clients")
+    fig.legend(loc="lower right")
+    fig.tight_layout()
+    path = out.with_suffix(".png")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+async def soak(args: argparse.Namespace) -> int:
+    port = free_port()
+    hub = start_hub(port)
+    stats = Stats()
+    stop = asyncio.Event()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        names = [f"member-{i}" for i in range(args.members)]
+        members = [await Client.open(port, name) for name in names]
+        for member in members:
+            await member.call("subscribe", channel=CHANNEL)
+        tasks = [
+            asyncio.create_task(sample(hub.pid, port, stats, out, stop)),
+            asyncio.create_task(publisher(port, stats, args.rate, stop)),
+            asyncio.create_task(sender(port, stats, names, stop)),
+            asyncio.create_task(slow_consumers(port, stats, stop)),
+            asyncio.create_task(ping_flooder(port, stats, args.ping_rate, stop)),
+            asyncio.create_task(bursts(port, stats, stop)),
+            *(asyncio.create_task(churn(port, stats, i, stop)) for i in range(args.churn)),
+        ]
+        await asyncio.sleep(args.minutes * 60)
+        stop.set()
+        await asyncio.wait(tasks, timeout=60)
+        await asyncio.sleep(2)  # the last pushes in flight
+        lost_pubs = sum(len(stats.published - m.pubs) for m in members)
+        lost_direct = sum(
+            len(stats.sent.get(name, set()) - m.messages)
+            for name, m in zip(names, members, strict=True)
+        )
+        for member in members:
+            await member.close()
+    finally:
+        stop.set()
+        stop_hub(hub)
+    png = plot(out, args.minutes)
+    with out.with_suffix(".csv").open() as file:
+        rows = list(csv.DictReader(file))
+    rss = [float(r["rss_mib"]) for r in rows]
+    warm = rss[len(rss) // 5 :] or rss
+    report = {
+        "minutes": args.minutes,
+        "ping_rate": args.ping_rate or "unthrottled",
+        "rss_mib_start": rss[0],
+        "rss_mib_after_warmup_min": min(warm),
+        "rss_mib_after_warmup_max": max(warm),
+        "rss_mib_end": rss[-1],
+        "connections_churned": stats.churned,
+        "publications_acked": len(stats.published),
+        "publications_lost": lost_pubs,
+        "direct_live_acked": sum(len(s) for s in stats.sent.values()),
+        "direct_lost": lost_direct,
+        "slow_consumers": stats.slow_opened,
+        "ping_flooders": stats.flooders,
+        "pings_sent": stats.pings,
+        "compressed_bursts": stats.bursts,
+        "client_errors": stats.errors,
+        "csv": str(out.with_suffix(".csv")),
+        "png": None if png is None else str(png),
+    }
+    print(json.dumps(report, indent=2))
+    return 1 if lost_pubs or lost_direct else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="duration (10)")
+    parser.add_argument("--out", default="soak-results/soak", help="CSV/PNG path, no suffix")
+    parser.add_argument("--members", type=int, default=20, help="well-behaved members (20)")
+    parser.add_argument("--churn", type=int, default=8, help="churning tasks (8)")
+    parser.add_argument("--rate", type=float, default=20.0, help="publications/s (20)")
+    parser.add_argument(
+        "--ping-rate", type=float, default=0.0, help="flooder pings/s (0: unthrottled)"
+    )
+    args = parser.parse_args(argv)
+    return asyncio.run(soak(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
