@@ -6,7 +6,7 @@ Theory of operation
 ``hub_bench.py`` measures a real hub through real sockets, where the kernel's
 share (a ``send(2)`` per delivery on loopback) and a shared machine's noise
 blur what the Python code costs. This script drives a real
-:class:`~hubbub.hub.core.Node` with the asyncio driver's real ``_Outbox`` and
+:class:`~hubbub.hub.core.node.Node` with the asyncio driver's real ``_Outbox`` and
 ``_FrameCache`` (``hubbub.hub.server``), whose connections are stand-ins: an
 open protocol state and a transport whose ``write`` is a C function that
 discards the bytes. What it reports is the hub's own work per delivery:

@@ -114,8 +114,8 @@ def test_hub_without_hub_extra_names_the_extra(module: str, message: str) -> Non
         ),
         (
             REDIS_MODULES,
-            "import hubbub.hub.redis_broker",
-            "the Redis broker (hubbub.hub.redis_broker) needs the redis extra: "
+            "import hubbub.hub.brokers.redis_broker",
+            "the Redis broker (hubbub.hub.brokers.redis_broker) needs the redis extra: "
             "pip install 'hubbub[redis]'",
         ),
     ],

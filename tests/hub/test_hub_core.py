@@ -9,7 +9,7 @@ import pytest
 from hub_helpers import Client, FakeClock
 
 from hubbub.hub import Identity, MemoryBroker, Node
-from hubbub.hub.protocol import ErrorCode
+from hubbub.hub.core.protocol import ErrorCode
 
 Connect = Callable[..., Awaitable[Client]]
 
@@ -54,7 +54,7 @@ async def test_connect_without_credentials(node: Node) -> None:
 
 
 async def test_handshake_identity_replaces_the_token(node: Node) -> None:
-    # An application's own auth hook (hubbub.hub.asgi) identified the handshake.
+    # An application's own auth hook (hubbub.hub.server.asgi) identified the handshake.
     client = Client(node, identity=Identity("carol", None))
     result = await client.ok("connect")
     assert (result["user"], result["expires_at"]) == ("carol", None)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubbub.hub import Authenticator, MemoryBroker, Node
-from hubbub.hub.protocol import ErrorCode
+from hubbub.hub.core.protocol import ErrorCode
 
 METHODS = [
     "connect",

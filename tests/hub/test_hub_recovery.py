@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubbub.hub import Authenticator, MemoryBroker, Node, StreamLimits
-from hubbub.hub.streams import ReadResult
+from hubbub.hub.core.streams import ReadResult
 
 Connect = Callable[..., Awaitable[Client]]
 

@@ -17,18 +17,18 @@ from hub_helpers import FakeClock
 from redis_helpers import REDIS_SERVER, RedisServer
 
 from hubbub.backoff import Backoff
-from hubbub.hub.broker import (
+from hubbub.hub.brokers.memory import MemoryBroker
+from hubbub.hub.brokers.redis_broker import RedisBroker
+from hubbub.hub.core.broker import (
     ONLINE,
     Broker,
     BrokerUnavailable,
     ClientInfo,
-    MemoryBroker,
     Notice,
     Reset,
 )
-from hubbub.hub.redis_broker import RedisBroker
+from hubbub.hub.core.streams import Entry, StreamLimits
 from hubbub.hub.settings import settings
-from hubbub.hub.streams import Entry, StreamLimits
 
 pytestmark = pytest.mark.skipif(
     not Path(REDIS_SERVER).exists(), reason="redis-server is not installed"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..exceptions import HubbubError, needs_extra
-from .protocol import ErrorCode, valid_channel, valid_user
+from .core.protocol import ErrorCode, valid_channel, valid_user
 
 with needs_extra("hub", "hubbub.hub"):
     import jwt

@@ -1,7 +1,7 @@
 """The subscriber side of the Redis broker: live fan-out, resets and faults.
 
 :class:`RedisSubscriber` is a mixin of
-:class:`hubbub.hub.redis_broker.RedisBroker`. It owns the node's one pub/sub
+:class:`hubbub.hub.brokers.redis_broker.RedisBroker`. It owns the node's one pub/sub
 connection to Redis and everything that turns what arrives there into ordered,
 deduplicated listener calls: subscribing, decoding live messages, noticing a
 stream's new epoch, and reconnecting. The commands (publish, read, presence,
@@ -24,7 +24,7 @@ Theory of operation
   show up: a live entry, the result of a publish or a read, the gap fill after
   a reconnection, and a pipelined ``HGET`` of the epochs every ``epoch_check``
   seconds (for a ``FLUSHALL`` nobody published after). On a difference it hands
-  the listeners a :class:`~hubbub.hub.broker.Reset` before any entry of the new
+  the listeners a :class:`~hubbub.hub.core.broker.Reset` before any entry of the new
   epoch, and from then on drops late entries of the lost epoch (a publish that
   ran before the loss can reach the subscriber connection after a read on
   another connection saw the new epoch). Each node does this for its own
@@ -34,7 +34,7 @@ Theory of operation
   (:class:`hubbub.backoff.Backoff`), subscribes again, and *fills the gap*:
   it reads each stream after the last offset it delivered and hands the
   missed entries to the listeners before any new live one. Commands meanwhile
-  raise :class:`~hubbub.hub.broker.BrokerUnavailable` (clients get error 501;
+  raise :class:`~hubbub.hub.core.broker.BrokerUnavailable` (clients get error 501;
   the node keeps serving its connections) and :meth:`health` says ``ok:
   false`` (``/healthz`` answers 503). State changes are logged.
 """
@@ -49,12 +49,12 @@ import math
 from collections import deque
 from typing import Any
 
-from ..backoff import Backoff
-from ..exceptions import needs_extra
-from .broker import BrokerUnavailable, Listener, Notice, Reset
-from .streams import Entry, ReadResult
+from ...backoff import Backoff
+from ...exceptions import needs_extra
+from ..core.broker import BrokerUnavailable, Listener, Notice, Reset
+from ..core.streams import Entry, ReadResult
 
-with needs_extra("redis", "the Redis broker (hubbub.hub.redis_broker)"):
+with needs_extra("redis", "the Redis broker (hubbub.hub.brokers.redis_broker)"):
     import redis.asyncio as aioredis
     from redis.asyncio.connection import AbstractConnection
     from redis.exceptions import RedisError
@@ -62,13 +62,13 @@ with needs_extra("redis", "the Redis broker (hubbub.hub.redis_broker)"):
 __all__ = ["LIVE_PREFIX", "RedisSubscriber"]
 
 # The broker's logger, whichever half of it logs.
-logger = logging.getLogger("hubbub.hub.redis_broker")
+logger = logging.getLogger("hubbub.hub.brokers.redis_broker")
 
 LIVE_PREFIX = "hubbub:live:"
 
 
 class RedisSubscriber:
-    """The pub/sub half of :class:`~hubbub.hub.redis_broker.RedisBroker`."""
+    """The pub/sub half of :class:`~hubbub.hub.brokers.redis_broker.RedisBroker`."""
 
     # Set by RedisBroker.__init__.
     _redis: aioredis.Redis
@@ -102,7 +102,7 @@ class RedisSubscriber:
 
         One pipelined ``HGET`` per stream listened to; a stream whose epoch is
         missing or new is read, which creates it again if needed and hands its
-        listeners a :class:`~hubbub.hub.broker.Reset`.
+        listeners a :class:`~hubbub.hub.core.broker.Reset`.
         """
         streams = [s for s in self._listeners if self._position(s) is not None]
         for start in range(0, len(streams), 500):

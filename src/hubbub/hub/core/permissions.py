@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..auth import Authenticator, AuthError
 from . import protocol as p
-from .auth import Authenticator, AuthError
 from .config import HubConfig, NamespaceRules, namespace_of
 from .session import Fail, Session
 

@@ -1,6 +1,6 @@
 """The commands of a hub node that keep no state on the node.
 
-:class:`NodeOperations` is a mixin of :class:`hubbub.hub.core.Node`. It holds
+:class:`NodeOperations` is a mixin of :class:`hubbub.hub.core.node.Node`. It holds
 ``publish``, ``send``, ``presence``, ``presence_stats``, ``online``,
 ``history``, ``ack`` and ``ping``, and the server's own Python API for the
 same operations (:meth:`~NodeOperations.publish`, :meth:`~NodeOperations.send`,
@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..metrics import HubMetrics
 from . import protocol as p
 from .broker import Broker
 from .config import HubConfig, namespace_of
-from .metrics import HubMetrics
 from .permissions import Permissions
 from .session import Fail, Session, entry_json, inbox_stream, ms
 from .streams import Entry
@@ -30,7 +30,7 @@ __all__ = ["NodeOperations"]
 
 
 class NodeOperations:
-    """The stateless commands of a :class:`~hubbub.hub.core.Node`, and its server API."""
+    """The stateless commands of a :class:`~hubbub.hub.core.node.Node`, and its server API."""
 
     # Set by Node.__init__.
     broker: Broker

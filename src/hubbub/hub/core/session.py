@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..auth import Identity
+from ..metrics import Traffic
 from . import protocol as p
-from .auth import Identity
 from .config import HubConfig, NamespaceRules, TokenBucket
-from .metrics import Traffic
 from .streams import Entry, ReadResult
 
 __all__ = [

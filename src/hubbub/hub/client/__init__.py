@@ -28,14 +28,14 @@ not select ``hubbub.json.v1``, or its replies do not follow it), it stops in
 attempts, and so the log lines.
 
 Requests in flight and their replies are matched by a
-:class:`~hubbub.hub.client_requests.Requests` (one per client); a reply or push
+:class:`~hubbub.hub.client.requests.Requests` (one per client); a reply or push
 that does not follow the protocol is logged and dropped, never raised into the
 reader task.
 
 Recovery (protocol section 2): per channel and for the inbox, the client keeps
 the epoch and offset of the last entry it queued for the application, and
 re-subscribes with them as ``since``; the bookkeeping, and what the application
-sees when recovery is impossible, is in :mod:`hubbub.hub.client_recovery`.
+sees when recovery is impossible, is in :mod:`hubbub.hub.client.recovery`.
 
 Acks (section 2.2): an inbox entry counts as processed when the application
 asks for the next push; it is then acknowledged in the background (batched),
@@ -53,12 +53,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
-from ..asyncio import ClientConnection, connect
-from ..backoff import Backoff, is_transient
-from ..exceptions import ConnectionClosed, NegotiationError
-from .client_recovery import StreamRecovery, _Stream
-from .client_requests import MALFORMED, Requests
-from .client_types import (
+from ...asyncio import ClientConnection, connect
+from ...backoff import Backoff, is_transient
+from ...exceptions import ConnectionClosed, NegotiationError
+from ..core.protocol import SUBPROTOCOL
+from .recovery import StreamRecovery, _Stream
+from .requests import MALFORMED, Requests
+from .types import (
     INBOX,
     ConnectionLost,
     HubError,
@@ -68,7 +69,6 @@ from .client_types import (
     StateListener,
     TokenSource,
 )
-from .protocol import SUBPROTOCOL
 
 __all__ = [
     "INBOX",

@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 
 Every node of the hub runs a :class:`RedisBroker` pointed at the same Redis.
-What the :class:`~hubbub.hub.broker.Broker` interface promises maps onto Redis
-as follows (the Lua scripts are in :mod:`hubbub.hub.redis_scripts`):
+What the :class:`~hubbub.hub.core.broker.Broker` interface promises maps onto Redis
+as follows (the Lua scripts are in :mod:`hubbub.hub.brokers.redis_scripts`):
 
 * **streams**: a channel's history or a user's inbox is a Redis Stream
   (``hubbub:{NAME}:log``, entry IDs ``OFFSET-0``) next to a hash
@@ -18,7 +18,7 @@ as follows (the Lua scripts are in :mod:`hubbub.hub.redis_scripts`):
   clients holding the old epoch are told recovery is impossible.
 * **live fan-out, resets, faults**: one subscriber connection per node, with
   duplicate dropping, epoch checks and reconnection with gap filling; see
-  :mod:`hubbub.hub.redis_subscriber`.
+  :mod:`hubbub.hub.brokers.redis_subscriber`.
 * **presence**: a sorted set per stream (member: connection id, score: expiry
   time) plus a hash of connection infos; ``$online`` also keeps one sorted set
   per user so that :meth:`online` costs one ``ZCOUNT`` per user asked. Any node
@@ -39,14 +39,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..backoff import Backoff
-from ..exceptions import needs_extra
+from ...backoff import Backoff
+from ...exceptions import needs_extra
+from ..core.broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener
+from ..core.streams import Entry, ReadResult, StreamLimits, new_epoch
 from . import redis_scripts as lua
-from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener
 from .redis_subscriber import LIVE_PREFIX, RedisSubscriber
-from .streams import Entry, ReadResult, StreamLimits, new_epoch
 
-with needs_extra("redis", "the Redis broker (hubbub.hub.redis_broker)"):
+with needs_extra("redis", "the Redis broker (hubbub.hub.brokers.redis_broker)"):
     import redis.asyncio as aioredis
     from redis.asyncio.connection import AbstractConnection
     from redis.asyncio.retry import Retry
@@ -62,7 +62,7 @@ class RedisBroker(RedisSubscriber, Broker):
     """A broker shared through Redis by every node of the hub.
 
     The subscriber connection (live fan-out, epoch checks, reconnection) comes
-    from :class:`~hubbub.hub.redis_subscriber.RedisSubscriber`.
+    from :class:`~hubbub.hub.brokers.redis_subscriber.RedisSubscriber`.
 
     Args:
         url: ``redis://HOST:PORT/DB`` (``rediss://`` for TLS, ``unix://`` ...).

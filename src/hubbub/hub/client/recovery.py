@@ -28,7 +28,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from .client_types import INBOX, Push
+from .types import INBOX, Push
 
 __all__ = ["StreamRecovery"]
 

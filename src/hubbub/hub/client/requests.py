@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..asyncio import ClientConnection
-from ..exceptions import ConnectionClosed
-from .client_types import ConnectionLost, HubError, InvalidReply
-from .protocol import SUBPROTOCOL
+from ...asyncio import ClientConnection
+from ...exceptions import ConnectionClosed
+from ..core.protocol import SUBPROTOCOL
+from .types import ConnectionLost, HubError, InvalidReply
 
 __all__ = ["Requests"]
 

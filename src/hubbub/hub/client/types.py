@@ -4,7 +4,7 @@
 re-exports everything here (``from hubbub.hub.client import Push, State``
 keeps working). These types are separate because an application, a test or a
 type annotation needs them without the client's machinery, and because the
-client's halves (:mod:`hubbub.hub.client_recovery` among them) share them.
+client's halves (:mod:`hubbub.hub.client.recovery` among them) share them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import HubbubError
+from ...exceptions import HubbubError
 
 __all__ = [
     "INBOX",

@@ -16,7 +16,7 @@ An adapter (the asyncio server) owns the sockets and drives a :class:`Node`:
 
 The node holds only local bookkeeping: which of *its* sessions belong to which
 user and which channel. Everything shared with other nodes goes through the
-:class:`~hubbub.hub.broker.Broker`: a publish (or a direct ``send``, which is a
+:class:`~hubbub.hub.core.broker.Broker`: a publish (or a direct ``send``, which is a
 publish to each recipient's inbox stream) is appended by the broker, which hands
 it back to every node subscribed to that stream; the node's listener then
 encodes the push *once* and gives it to exactly the local sessions of that
@@ -40,11 +40,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..auth import Authenticator, AuthError, Identity
+from ..metrics import HubMetrics
 from . import protocol as p
-from .auth import Authenticator, AuthError, Identity
 from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice, Reset
 from .config import HubConfig
-from .metrics import HubMetrics
 from .operations import NodeOperations
 from .permissions import Permissions
 from .session import (
@@ -73,7 +73,7 @@ class Node(NodeOperations):
 
     The commands that keep no state here (publish, send, presence, online,
     history, ack, ping) and the server API come from
-    :class:`~hubbub.hub.operations.NodeOperations`.
+    :class:`~hubbub.hub.core.operations.NodeOperations`.
 
     Args:
         broker: shared with the other nodes of the hub.
@@ -140,7 +140,7 @@ class Node(NodeOperations):
         """Register a new connection; it must ``connect`` within ``connect_timeout``.
 
         ``identity``: who the connection is, when the application authenticated
-        its handshake itself (cookies, a session; see ``hubbub.hub.asgi``). Its
+        its handshake itself (cookies, a session; see ``hubbub.hub.server.asgi``). Its
         ``connect`` then needs no token and gets this identity whatever it sends.
         """
         if conn_id is None:
@@ -285,7 +285,7 @@ class Node(NodeOperations):
             raise Fail(p.ErrorCode.ALREADY_CONNECTED, "already connected")
         if session.handshake_identity is not None:
             # Authenticated from the WebSocket handshake by the application's own
-            # hook (hubbub.hub.asgi); credentials in the command are not needed.
+            # hook (hubbub.hub.server.asgi); credentials in the command are not needed.
             identity = session.handshake_identity
         elif cmd.token is not None:
             identity = self.auth.verify(cmd.token)
