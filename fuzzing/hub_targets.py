@@ -1,7 +1,7 @@
 """Fuzz target for the hub's request handling: any text a client sends, whatever state it is in.
 
 :func:`fuzz_hub_request` feeds one input, as the text of a WebSocket message,
-to a :class:`~hubbub.hub.core.node.node.Node` (memory broker, I/O-free, driven without an
+to a :class:`~hubbub.hub.core.node.Node` (memory broker, I/O-free, driven without an
 event loop) from a session that may or may not have connected, and checks what
 the hub promises (``docs/protocol.md``, ``docs/security.md``):
 
@@ -26,9 +26,8 @@ import json
 from collections.abc import Coroutine
 from typing import Any
 
-from hubbub.hub.core.node.protocol import ErrorCode
-
 from hubbub.hub import Authenticator, HubConfig, MemoryBroker, NamespaceRules, Node, StreamLimits
+from hubbub.hub.core.protocol import ErrorCode
 
 __all__ = ["InvariantError", "check_hub_text", "fuzz_hub_request", "hub_seeds"]
 
