@@ -321,7 +321,7 @@ async def test_a_stream_lost_while_connected_moves_the_kept_position() -> None:
 
 
 NODE = shutil.which("node")
-HUBBUB_JS = Path(__file__).resolve().parents[2] / "src" / "hubbub" / "hub" / "server" / "static" / "hubbub.js"
+HUBBUB_JS = Path(__file__).resolve().parents[2] / "src/hubbub/hub/server/static/hubbub.js"
 
 # Feeds hubbub.js the wire messages of a stream lost while connected; prints
 # what the application saw and the position the client kept.

@@ -480,7 +480,8 @@ class Node(NodeOperations):
             offset = item.offset
             sent = 0
             # The hot loop of fan-out (once per subscriber): Session.deliver
-            # inlined, which saves a call per recipient.
+            # inlined through its public parts (transmit, fail), which saves a
+            # call per recipient.
             for session in sessions:
                 sub = session.channels.get(stream)
                 if sub is None:
@@ -490,7 +491,7 @@ class Node(NodeOperations):
                     pending.append((offset, text))
                 elif not session.closed:
                     try:
-                        session._send(text)
+                        session.transmit(text)
                     except Exception:
                         session.fail()  # this session only: the loop goes on
                     else:

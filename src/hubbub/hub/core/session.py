@@ -86,7 +86,14 @@ class Subscription:
 
 
 class Session:
-    """One client connection, as the node sees it (create with :meth:`Node.open_session`)."""
+    """One client connection, as the node sees it (create with :meth:`Node.open_session`).
+
+    Attributes:
+        transmit: the adapter's ``send(text)``, called as it is: no closed check,
+            no traffic counted, and it may raise. :meth:`send` and :meth:`deliver`
+            wrap it; the node's channel fan-out loop calls it directly (once per
+            subscriber, the hot path) and calls :meth:`fail` when it raises.
+    """
 
     def __init__(
         self,
@@ -100,7 +107,7 @@ class Session:
     ) -> None:
         self.conn_id = conn_id
         self._traffic = traffic or Traffic()
-        self._send = send
+        self.transmit = send
         self._close = close
         self.identity: Identity | None = None
         # Set by the hub's ASGI app when the application's hook authenticated
@@ -129,7 +136,7 @@ class Session:
         traffic.messages_out += 1
         traffic.chars_out += len(text)
         try:
-            self._send(text)
+            self.transmit(text)
         except Exception:
             self.fail()
 
@@ -167,7 +174,7 @@ class Session:
         if self.closed:
             return 0
         try:
-            self._send(text)
+            self.transmit(text)
         except Exception:
             self.fail()
             return 0

@@ -44,7 +44,7 @@ from typing import Any
 
 from ...asyncio import Server, ServerConnection, serve
 from ...exceptions import ConnectionClosed
-from ...protocol.frames import Opcode, encode_header
+from ...protocol.frames import Opcode, encode_frame
 from ...protocol.http11 import Request, Response
 from ...versions import versions
 from ..auth import Authenticator
@@ -80,8 +80,10 @@ class _FrameCache:
     def encode(self, text: str) -> bytes:
         if text is not self.text:
             payload = text.encode()
-            # Section 5.2: FIN set, no RSV bit (no extension), no mask (5.1).
-            self.frame = encode_header(Opcode.TEXT, len(payload), True, False, None) + payload
+            # Section 5.2: FIN set, no RSV bit (no extension), no mask (a server's
+            # frames are never masked, 5.1). One bytes object: the outbox writes
+            # it to many connections (a one-chunk join returns the chunk itself).
+            self.frame = b"".join(encode_frame(Opcode.TEXT, payload))
             self.text = text
         return self.frame
 
