@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import HubbubError, needs_extra
+from ..exceptions import HubError, needs_extra
 from .core.protocol import ErrorCode, valid_channel, valid_user
 
 with needs_extra("hub", "hubbub.hub"):
@@ -45,12 +45,13 @@ _SYMMETRIC = ("HS256", "HS384", "HS512")
 _ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA")
 
 
-class AuthError(HubbubError):
+class AuthError(HubError):
     """A token was refused; ``code`` is the wire error to answer with."""
 
+    code: ErrorCode
+
     def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(code, message)
 
 
 @dataclass(frozen=True, slots=True)

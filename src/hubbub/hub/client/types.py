@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...exceptions import HubbubError
+from ...exceptions import HubbubError, HubError
 
 __all__ = [
     "INBOX",
@@ -31,16 +31,12 @@ INBOX = "$inbox"
 TokenSource = str | Callable[[], str | Awaitable[str]] | None
 
 
-class HubError(HubbubError):
-    """An error reply from the hub; ``code`` is in ``docs/protocol.md`` section 5."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code = code
-
-
 class ConnectionLost(HubbubError):
-    """The connection dropped before the reply came: the request may or may not have run."""
+    """The connection dropped before the reply came: the request may or may not have run.
+
+    Not a :class:`~hubbub.exceptions.HubError`: the hub did not refuse anything,
+    and the client retries it (the tree in :mod:`hubbub.exceptions` says why).
+    """
 
 
 class InvalidReply(HubbubError):

@@ -46,7 +46,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from ...exceptions import HubbubError
+from ...exceptions import HubError
+from .protocol import ErrorCode
 from .streams import Entry, ReadResult, StreamLimits
 
 __all__ = [
@@ -63,8 +64,16 @@ __all__ = [
 ONLINE = "$online"
 
 
-class BrokerUnavailable(HubbubError):
-    """The broker's backend cannot be reached; the operation did not happen."""
+class BrokerUnavailable(HubError):
+    """The broker's backend cannot be reached; the operation did not happen.
+
+    Its ``code`` is the wire error the node answers with (501).
+    """
+
+    code: ErrorCode
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.BROKER_UNAVAILABLE, message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ...exceptions import HubError
 from ..auth import Identity
 from ..metrics import Traffic
 from . import protocol as p
@@ -67,12 +68,13 @@ RECONNECT = {
 }
 
 
-class Fail(Exception):
+class Fail(HubError):
     """A request failed with a wire error ``code``; raised by handlers, answered by the node."""
 
+    code: p.ErrorCode
+
     def __init__(self, code: p.ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(code, message)
 
 
 class Subscription:
