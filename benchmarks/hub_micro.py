@@ -35,7 +35,7 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hubbub.hub import Authenticator, HubConfig, MemoryBroker, NamespaceRules, Node
+from hubbub.hub import Authenticator, HubConfig, HubMetrics, MemoryBroker, NamespaceRules, Node
 from hubbub.hub import server as hub_server
 from hubbub.protocol.connection import State
 
@@ -73,7 +73,13 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     # The namespace hub_bench.py uses: no presence, no join/leave pushes.
     rules = {"bench": NamespaceRules(presence=False, join_leave=False)}
     config = HubConfig(namespaces=rules, command_rate=1e9, command_burst=1e9)
-    node = Node(MemoryBroker(), Authenticator(insecure_dev_mode=True), config)
+    node = Node(
+        MemoryBroker(),
+        Authenticator(insecure_dev_mode=True),
+        config,
+        clock=time.time,
+        metrics=HubMetrics(),
+    )
     frames = hub_server._FrameCache()
     sessions = []
     for i in range(args.sessions):

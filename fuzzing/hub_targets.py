@@ -26,7 +26,15 @@ import json
 from collections.abc import Coroutine
 from typing import Any
 
-from hubbub.hub import Authenticator, HubConfig, MemoryBroker, NamespaceRules, Node, StreamLimits
+from hubbub.hub import (
+    Authenticator,
+    HubConfig,
+    HubMetrics,
+    MemoryBroker,
+    NamespaceRules,
+    Node,
+    StreamLimits,
+)
 from hubbub.hub.core.protocol import ErrorCode
 
 __all__ = ["InvariantError", "check_hub_text", "fuzz_hub_request", "hub_seeds"]
@@ -98,7 +106,9 @@ class _World:
         }
         config = HubConfig(namespaces=namespaces, command_rate=1e9, command_burst=1e9)
         auth = Authenticator(secret="s" * 32, insecure_dev_mode=True, clock=self.clock)
-        self.node = Node(MemoryBroker(clock=self.clock), auth, config, clock=self.clock)
+        self.node = Node(
+            MemoryBroker(clock=self.clock), auth, config, clock=self.clock, metrics=HubMetrics()
+        )
         self.observer = _Peer(self.node)
         self.handle(self.observer, '{"id":1,"method":"connect","params":{"name":"observer"}}')
         self.handle(self.observer, '{"id":2,"method":"subscribe","params":{"channel":"room"}}')

@@ -32,7 +32,7 @@ a connection's life in which they happen::
     ├── HubError                      the messaging hub refused a request: .code is the wire
     │   │                             error (docs/protocol.md section 5); the SDK raises it
     │   │                             for an error reply (hubbub.hub.client)
-    │   ├── AuthError                   a token was refused (hubbub.hub.auth)
+    │   ├── AuthError                   a token was refused (hubbub.hub.core.identity)
     │   ├── Fail                        a node's handler refused a request; the node answers
     │   │                               it as an error reply (hubbub.hub.core.session)
     │   └── BrokerUnavailable           the broker's backend cannot be reached; code 501

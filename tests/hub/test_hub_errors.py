@@ -21,7 +21,7 @@ from hubbub.hub.core.session import Fail
 
 # Where the drawn classes that hubbub.exceptions does not define live.
 HOMES = {
-    "AuthError": "hubbub.hub.auth",
+    "AuthError": "hubbub.hub.core.identity",
     "Fail": "hubbub.hub.core.session",
     "BrokerUnavailable": "hubbub.hub.core.broker",
     "ConnectionLost": "hubbub.hub.client.types",

@@ -25,10 +25,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .auth import Authenticator, AuthError, Identity, mint_subscribe_token, mint_token
+    from .auth import Authenticator, mint_subscribe_token, mint_token
     from .brokers.memory import MemoryBroker
     from .core.broker import Broker, BrokerUnavailable, ClientInfo, Notice
     from .core.config import HubConfig, NamespaceRules
+    from .core.identity import AuthError, Identity
     from .core.node import Node
     from .core.protocol import SUBPROTOCOL, ErrorCode
     from .core.session import DisconnectCode, Session
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 _HOMES = {
     "asgi_app": "server.asgi",
     "Authenticator": "auth",
-    "AuthError": "auth",
-    "Identity": "auth",
+    "AuthError": "core.identity",
+    "Identity": "core.identity",
     "mint_subscribe_token": "auth",
     "mint_token": "auth",
     "Broker": "core.broker",

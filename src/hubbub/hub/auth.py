@@ -22,10 +22,10 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import HubError, needs_extra
+from ..exceptions import needs_extra
+from .core.identity import AuthError, Identity
 from .core.protocol import ErrorCode, valid_channel, valid_user
 
 with needs_extra("hub", "hubbub.hub"):
@@ -43,32 +43,6 @@ logger = logging.getLogger(__name__)
 
 _SYMMETRIC = ("HS256", "HS384", "HS512")
 _ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA")
-
-
-class AuthError(HubError):
-    """A token was refused; ``code`` is the wire error to answer with."""
-
-    code: ErrorCode
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(code, message)
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a connection is.
-
-    Attributes:
-        user: the user id (``sub``).
-        expires_at: when the token expires (seconds), ``None`` in development mode.
-        channels: private channels the token grants.
-        claims: every claim of the token.
-    """
-
-    user: str
-    expires_at: float | None
-    channels: frozenset[str] = frozenset()
-    claims: dict[str, Any] = field(default_factory=dict)
 
 
 class Authenticator:

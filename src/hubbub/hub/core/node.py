@@ -36,15 +36,13 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..auth import Authenticator, AuthError, Identity
-from ..metrics import HubMetrics
 from . import protocol as p
 from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice, Reset
 from .config import HubConfig
+from .identity import AuthError, Identity, TokenVerifier
 from .operations import NodeOperations
 from .permissions import Permissions
 from .session import (
@@ -63,6 +61,11 @@ from .session import (
 )
 from .streams import Entry
 
+if TYPE_CHECKING:
+    # For mypy only: the node is handed its metrics (the ``hub`` extra's
+    # prometheus_client, which runs threads) and never imports them.
+    from ..metrics import HubMetrics
+
 __all__ = ["DisconnectCode", "Node", "Session", "inbox_stream"]
 
 logger = logging.getLogger(__name__)
@@ -77,28 +80,30 @@ class Node(NodeOperations):
 
     Args:
         broker: shared with the other nodes of the hub.
-        auth: verifies tokens.
+        auth: verifies tokens (a :class:`hubbub.hub.auth.Authenticator`).
         config: rules and limits.
-        clock: current time in seconds (injected for tests).
-        metrics: counters; a fresh :class:`HubMetrics` by default.
+        clock: current time in seconds (``time.time`` in a server; the core
+            reads no clock of its own).
+        metrics: the node's counters (a :class:`hubbub.hub.metrics.HubMetrics`,
+            which the server exports at ``/metrics``).
         node_id: unique name of this node; random by default.
     """
 
     def __init__(
         self,
         broker: Broker,
-        auth: Authenticator,
+        auth: TokenVerifier,
         config: HubConfig | None = None,
         *,
-        clock: Callable[[], float] = time.time,
-        metrics: HubMetrics | None = None,
+        clock: Callable[[], float],
+        metrics: HubMetrics,
         node_id: str | None = None,
     ) -> None:
         self.broker = broker
         self.auth = auth
         self.config = config or HubConfig()
         self.clock = clock
-        self.metrics = metrics or HubMetrics()
+        self.metrics = metrics
         self.node_id = node_id or secrets.token_hex(4)
         self.permissions = Permissions(self.config, auth)
         self.sessions: dict[str, Session] = {}

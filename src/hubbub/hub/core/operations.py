@@ -16,15 +16,19 @@ part of a node reads on its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..metrics import HubMetrics
 from . import protocol as p
 from .broker import Broker
 from .config import HubConfig, namespace_of
 from .permissions import Permissions
 from .session import Fail, Session, entry_json, inbox_stream, ms
 from .streams import Entry
+
+if TYPE_CHECKING:
+    # For mypy only: the node is handed its metrics (the ``hub`` extra's
+    # prometheus_client, which runs threads) and never imports them.
+    from ..metrics import HubMetrics
 
 __all__ = ["NodeOperations"]
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ...exceptions import HubError
-from ..auth import Identity
-from ..metrics import Traffic
 from . import protocol as p
 from .config import HubConfig, NamespaceRules, TokenBucket
+from .identity import Identity
 from .streams import Entry, ReadResult
+from .traffic import Traffic
 
 __all__ = [
     "DELIVERY_FAILED",

@@ -38,6 +38,7 @@ import collections
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,7 @@ from ..core.config import HubConfig
 from ..core.node import Node
 from ..core.protocol import SUBPROTOCOL
 from ..core.session import DisconnectCode
-from ..metrics import CONTENT_TYPE
+from ..metrics import CONTENT_TYPE, HubMetrics
 from .http_api import MAX_BODY, HttpApi, bearer_matches
 from .origins import OriginPolicy
 from .static import serve_static
@@ -356,7 +357,9 @@ def new_node(
         auth = Authenticator(
             secret=secret, public_key=public_key, insecure_dev_mode=insecure_dev_mode
         )
-    return Node(broker or MemoryBroker(), auth, config)
+    # The node reads no clock and builds no metrics itself (its core is I/O-free):
+    # the server hands it the system clock and the counters /metrics exports.
+    return Node(broker or MemoryBroker(), auth, config, clock=time.time, metrics=HubMetrics())
 
 
 async def _housekeeping(node: Node, interval: float) -> None:
