@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import protocol as p
@@ -71,12 +71,13 @@ __all__ = ["DisconnectCode", "Node", "Session", "inbox_stream"]
 logger = logging.getLogger(__name__)
 
 
-class Node(NodeOperations):
+class Node:
     """One hub node.
 
     The commands that keep no state here (publish, send, presence, online,
-    history, ack, ping) and the server API come from
-    :class:`~hubbub.hub.core.operations.NodeOperations`.
+    history, ack, ping) and the server API are those of :attr:`operations`, a
+    :class:`~hubbub.hub.core.operations.NodeOperations` the node owns and wires
+    to its broker, config, clock, metrics and permissions.
 
     Args:
         broker: shared with the other nodes of the hub.
@@ -106,6 +107,7 @@ class Node(NodeOperations):
         self.metrics = metrics
         self.node_id = node_id or secrets.token_hex(4)
         self.permissions = Permissions(self.config, auth)
+        self.operations = NodeOperations(broker, self.config, clock, metrics, self.permissions)
         self.sessions: dict[str, Session] = {}
         self._channels: dict[str, set[Session]] = {}
         self._users: dict[str, set[Session]] = {}
@@ -117,19 +119,20 @@ class Node(NodeOperations):
         # idle hub with many connections does not walk them all every second.
         self._watched: set[Session] = set()
         self._listener = self._on_broker
+        ops = self.operations
         self._handlers: dict[type, Callable[[Session, Any], Awaitable[Any]]] = {
             p.Connect: self._connect,
             p.Refresh: self._refresh,
             p.Subscribe: self._subscribe,
             p.Unsubscribe: self._unsubscribe,
-            p.Publish: self._publish,
-            p.Send: self._send,
-            p.Presence: self._presence,
-            p.PresenceStats: self._presence_stats,
-            p.Online: self._online,
-            p.History: self._history,
-            p.Ack: self._ack,
-            p.Ping: self._ping,
+            p.Publish: ops.handle_publish,
+            p.Send: ops.handle_send,
+            p.Presence: ops.handle_presence,
+            p.PresenceStats: ops.handle_presence_stats,
+            p.Online: ops.handle_online,
+            p.History: ops.handle_history,
+            p.Ack: ops.handle_ack,
+            p.Ping: ops.handle_ping,
         }
         self._method_names = {cls: cls.__name__.lower() for cls in self._handlers}
 
@@ -278,10 +281,25 @@ class Node(NodeOperations):
         if session.strikes >= self.config.max_strikes:
             await self.disconnect(session, DisconnectCode.ABUSE, "too many rejected requests")
 
-    def _user(self, session: Session) -> str:
-        if session.user is None:
-            raise Fail(p.ErrorCode.NOT_CONNECTED, "connect first")
-        return session.user
+    # --- server API (Python, same process): the operations' -------------------
+
+    async def publish(self, channel: str, data: Any, *, sender: str | None = None) -> Entry:
+        """Publish to a channel as the server (:meth:`NodeOperations.publish`)."""
+        return await self.operations.publish(channel, data, sender=sender)
+
+    async def send(
+        self, users: Iterable[str], data: Any, *, sender: str | None = None
+    ) -> dict[str, Any]:
+        """Store ``data`` in each user's inbox (:meth:`NodeOperations.send`)."""
+        return await self.operations.send(users, data, sender=sender)
+
+    async def history(self, stream: str, since: p.Since | None, limit: int) -> dict[str, Any]:
+        """Read a stream as the ``history`` command does (:meth:`NodeOperations.history`)."""
+        return await self.operations.history(stream, since, limit)
+
+    async def presence(self, channel: str) -> dict[str, Any]:
+        """Who is in ``channel`` (:meth:`NodeOperations.presence`)."""
+        return await self.operations.presence(channel)
 
     # --- connect, refresh -----------------------------------------------------
 
@@ -369,7 +387,7 @@ class Node(NodeOperations):
         return REPLIED
 
     async def _refresh(self, session: Session, cmd: p.Refresh) -> Any:
-        user = self._user(session)
+        user = session.connected_user()
         identity = self.auth.verify(cmd.token)
         if identity.user != user:
             raise Fail(p.ErrorCode.UNAUTHORIZED, "token is for another user")
@@ -380,7 +398,7 @@ class Node(NodeOperations):
     # --- channels -------------------------------------------------------------
 
     async def _subscribe(self, session: Session, cmd: p.Subscribe) -> Any:
-        user = self._user(session)
+        user = session.connected_user()
         channel = cmd.channel
         if channel in session.channels:
             raise Fail(p.ErrorCode.ALREADY_SUBSCRIBED, "already subscribed")
@@ -453,7 +471,7 @@ class Node(NodeOperations):
             await self.broker.broadcast(channel, Notice("leave", session.user, session.conn_id))
 
     async def _unsubscribe(self, session: Session, cmd: p.Unsubscribe) -> Any:
-        self._user(session)
+        session.connected_user()
         if cmd.channel not in session.channels:
             raise Fail(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed")
         await self._leave(session, cmd.channel)

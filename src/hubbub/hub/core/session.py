@@ -130,6 +130,16 @@ class Session:
     def __repr__(self) -> str:
         return f"<Session {self.conn_id} user={self.user!r}>"
 
+    def connected_user(self) -> str:
+        """The user this session connected as.
+
+        Raises:
+            Fail: ``NOT_CONNECTED`` before a successful ``connect``.
+        """
+        if self.user is None:
+            raise Fail(p.ErrorCode.NOT_CONNECTED, "connect first")
+        return self.user
+
     def send(self, text: str) -> None:
         """Queue ``text`` for the client (nothing once the session is closed)."""
         if self.closed:
