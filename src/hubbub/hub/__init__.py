@@ -13,10 +13,11 @@ The folders follow the architecture (docs/architecture.md, "The hub"):
   (the two services of the ``hub`` extra the core is handed);
 * :mod:`~hubbub.hub.settings`: ``hubbub serve``'s settings (flags, environment, TOML file).
 
-The node needs the ``hub`` extra (``pip install 'hubbub[hub]'``: PyJWT and
-prometheus_client) and the Redis broker the ``redis`` extra; without them, using
+Running a node needs the ``hub`` extra (``pip install 'hubbub[hub]'``: PyJWT for
+:mod:`~hubbub.hub.auth` and prometheus_client for :mod:`~hubbub.hub.metrics`, which the
+server hands the node) and the Redis broker the ``redis`` extra; without them, using
 those parts raises :class:`~hubbub.exceptions.MissingExtra`, which names the extra.
-The Python SDK needs no extra.
+The I/O-free core and the Python SDK need no extra.
 """
 
 from __future__ import annotations
