@@ -37,7 +37,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import protocol as p
 from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice, Reset
@@ -60,11 +60,7 @@ from .session import (
     recovery_failure,
 )
 from .streams import Entry
-
-if TYPE_CHECKING:
-    # For mypy only: the node is handed its metrics (the ``hub`` extra's
-    # prometheus_client, which runs threads) and never imports them.
-    from ..metrics import HubMetrics
+from .traffic import NodeMetrics
 
 __all__ = ["DisconnectCode", "Node", "Session", "inbox_stream"]
 
@@ -97,7 +93,7 @@ class Node:
         config: HubConfig | None = None,
         *,
         clock: Callable[[], float],
-        metrics: HubMetrics,
+        metrics: NodeMetrics,
         node_id: str | None = None,
     ) -> None:
         self.broker = broker

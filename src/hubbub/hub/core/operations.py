@@ -18,7 +18,7 @@ broker items to sessions, so the stateful part of a node reads on its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import protocol as p
 from .broker import Broker
@@ -26,11 +26,7 @@ from .config import HubConfig, namespace_of
 from .permissions import Permissions
 from .session import Fail, Session, entry_json, inbox_stream, ms
 from .streams import Entry
-
-if TYPE_CHECKING:
-    # For mypy only: the node is handed its metrics (the ``hub`` extra's
-    # prometheus_client, which runs threads) and never imports them.
-    from ..metrics import HubMetrics
+from .traffic import NodeMetrics
 
 __all__ = ["NodeOperations"]
 
@@ -51,7 +47,7 @@ class NodeOperations:
         broker: Broker,
         config: HubConfig,
         clock: Callable[[], float],
-        metrics: HubMetrics,
+        metrics: NodeMetrics,
         permissions: Permissions,
     ) -> None:
         self.broker = broker
