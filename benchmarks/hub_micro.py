@@ -6,7 +6,7 @@ Theory of operation
 ``hub_bench.py`` measures a real hub through real sockets, where the kernel's
 share (a ``send(2)`` per delivery on loopback) and a shared machine's noise
 blur what the Python code costs. This script drives a real
-:class:`~hubbub.hub.core.Node` with the asyncio driver's real ``_Outbox`` and
+:class:`~hubbub.hub.core.node.Node` with the asyncio driver's real ``_Outbox`` and
 ``_FrameCache`` (``hubbub.hub.server``), whose connections are stand-ins: an
 open protocol state and a transport whose ``write`` is a C function that
 discards the bytes. What it reports is the hub's own work per delivery:
@@ -35,7 +35,7 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hubbub.hub import Authenticator, HubConfig, MemoryBroker, NamespaceRules, Node
+from hubbub.hub import Authenticator, HubConfig, HubMetrics, MemoryBroker, NamespaceRules, Node
 from hubbub.hub import server as hub_server
 from hubbub.protocol.connection import State
 
@@ -73,7 +73,13 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     # The namespace hub_bench.py uses: no presence, no join/leave pushes.
     rules = {"bench": NamespaceRules(presence=False, join_leave=False)}
     config = HubConfig(namespaces=rules, command_rate=1e9, command_burst=1e9)
-    node = Node(MemoryBroker(), Authenticator(insecure_dev_mode=True), config)
+    node = Node(
+        MemoryBroker(),
+        Authenticator(insecure_dev_mode=True),
+        config,
+        clock=time.time,
+        metrics=HubMetrics(),
+    )
     frames = hub_server._FrameCache()
     sessions = []
     for i in range(args.sessions):

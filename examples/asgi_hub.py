@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from hubbub.asgi.uvicorn import HubbubProtocol
-from hubbub.hub.asgi import asgi_app
+from hubbub.hub.server.asgi import asgi_app
 
 hub = asgi_app(insecure_dev_mode=True)  # INSECURE: development only
 app = FastAPI(lifespan=hub.lifespan)  # the broker starts and drains with the app

@@ -1,7 +1,7 @@
 """Fuzz target for the hub's request handling: any text a client sends, whatever state it is in.
 
 :func:`fuzz_hub_request` feeds one input, as the text of a WebSocket message,
-to a :class:`~hubbub.hub.core.Node` (memory broker, I/O-free, driven without an
+to a :class:`~hubbub.hub.core.node.Node` (memory broker, I/O-free, driven without an
 event loop) from a session that may or may not have connected, and checks what
 the hub promises (``docs/protocol.md``, ``docs/security.md``):
 
@@ -26,8 +26,16 @@ import json
 from collections.abc import Coroutine
 from typing import Any
 
-from hubbub.hub import Authenticator, HubConfig, MemoryBroker, NamespaceRules, Node, StreamLimits
-from hubbub.hub.protocol import ErrorCode
+from hubbub.hub import (
+    Authenticator,
+    HubConfig,
+    HubMetrics,
+    MemoryBroker,
+    NamespaceRules,
+    Node,
+    StreamLimits,
+)
+from hubbub.hub.core.protocol import ErrorCode
 
 __all__ = ["InvariantError", "check_hub_text", "fuzz_hub_request", "hub_seeds"]
 
@@ -98,7 +106,9 @@ class _World:
         }
         config = HubConfig(namespaces=namespaces, command_rate=1e9, command_burst=1e9)
         auth = Authenticator(secret="s" * 32, insecure_dev_mode=True, clock=self.clock)
-        self.node = Node(MemoryBroker(clock=self.clock), auth, config, clock=self.clock)
+        self.node = Node(
+            MemoryBroker(clock=self.clock), auth, config, clock=self.clock, metrics=HubMetrics()
+        )
         self.observer = _Peer(self.node)
         self.handle(self.observer, '{"id":1,"method":"connect","params":{"name":"observer"}}')
         self.handle(self.observer, '{"id":2,"method":"subscribe","params":{"channel":"room"}}')

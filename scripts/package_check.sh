@@ -40,12 +40,12 @@ sdist, wheel = sys.argv[1:]
 with tarfile.open(sdist) as tar:
     names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
 need = {"LICENSE", "README.md", "pyproject.toml", "setup.py", "src/hubbub/_speedups.c",
-        "src/hubbub/_payload.h", "src/hubbub/hub/static/index.html", "src/hubbub/py.typed"}
+        "src/hubbub/_payload.h", "src/hubbub/hub/server/static/index.html", "src/hubbub/py.typed"}
 missing = sorted(need - names)
 with zipfile.ZipFile(wheel) as whl:
     wnames = set(whl.namelist())
-wneed = {"hubbub/py.typed", "hubbub/_speedups.pyi", "hubbub/hub/static/index.html",
-         "hubbub/hub/static/hubbub.js"}
+wneed = {"hubbub/py.typed", "hubbub/_speedups.pyi", "hubbub/hub/server/static/index.html",
+         "hubbub/hub/server/static/hubbub.js"}
 missing += sorted(wneed - wnames)
 if not any(n.startswith("hubbub/_speedups.") and n.endswith((".so", ".pyd")) for n in wnames):
     missing.append("the compiled hubbub/_speedups extension in the wheel")

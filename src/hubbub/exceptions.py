@@ -27,14 +27,35 @@ a connection's life in which they happen::
     ├── UsageError                    the API was misused
     │   ├── InvalidState                the operation is not possible in this state
     │   └── ConcurrencyError            two coroutines or threads raced on one operation
-    └── MissingExtra                  an optional part needs an extra that is not installed
-                                      (also an ImportError)
+    ├── MissingExtra                  an optional part needs an extra that is not installed
+    │                                 (also an ImportError)
+    ├── HubError                      the messaging hub refused a request: .code is the wire
+    │   │                             error (docs/protocol.md section 5); the SDK raises it
+    │   │                             for an error reply (hubbub.hub.client)
+    │   ├── AuthError                   a token was refused (hubbub.hub.core.identity)
+    │   ├── Fail                        a node's handler refused a request; the node answers
+    │   │                               it as an error reply (hubbub.hub.core.session)
+    │   └── BrokerUnavailable           the broker's backend cannot be reached; code 501
+    │                                   (hubbub.hub.core.broker)
+    ├── ConnectionLost                the SDK's connection dropped before the reply came: the
+    │                                 request may or may not have run (hubbub.hub.client.types)
+    └── InvalidReply                  the server does not answer by hubbub.json.v1
+                                      (hubbub.hub.client.types)
 
 Local and remote protocol errors are kept apart on purpose (as in ``h11``): a
 :class:`RemoteProtocolError` means the peer is broken and the connection is
 failed, a :class:`LocalProtocolError` means the calling code asked for something
 the RFC forbids (a 126-byte ping, close code 1005, ...) and nothing was sent, so
 the connection is still usable.
+
+The hub's errors are defined next to the code that raises them (the node's in
+``hubbub.hub``, which needs the ``hub`` extra) and share :class:`HubError`, which
+lives here so that the I/O-free hub core and the SDK need nothing else.
+:class:`~hubbub.hub.client.types.ConnectionLost` and
+:class:`~hubbub.hub.client.types.InvalidReply` stand apart from it on purpose:
+they are not the hub's answer, and the SDK retries them (a lost connection, a
+server that is not a hub yet) where it gives up on a :class:`HubError` (a
+refusal), so ``except HubError`` must not catch them.
 """
 
 from __future__ import annotations
@@ -54,6 +75,7 @@ __all__ = [
     "ConnectionClosedOK",
     "HandshakeError",
     "HandshakeTimeout",
+    "HubError",
     "HubbubError",
     "InvalidHeader",
     "InvalidMessage",
@@ -293,6 +315,23 @@ class MissingExtra(HubbubError, ImportError):
         self.feature = feature
         self.extra = extra
         super().__init__(f"{feature} needs the {extra} extra: {install_hint(extra)}", name=module)
+
+
+class HubError(HubbubError):
+    """The messaging hub refused a request; ``code`` is its wire error number.
+
+    The numbers are the table of ``docs/protocol.md`` section 5 (for instance
+    200 for a refused token, 501 for a broker that cannot be reached). The
+    Python SDK raises this class for an error reply; inside a node, the
+    subclasses say who refused (drawing above).
+
+    Attributes:
+        code: the wire error number.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def install_hint(extra: str) -> str:

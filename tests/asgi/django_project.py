@@ -1,7 +1,7 @@
 """A minimal Django ASGI project with the hub mounted at /hub (tests/asgi/test_django.py).
 
 What docs/asgi.md shows a Django user: ``asgi.py`` wraps Django's application with
-:func:`hubbub.hub.asgi.with_hub`, and views publish through the hub's Python API.
+:func:`hubbub.hub.server.asgi.with_hub`, and views publish through the hub's Python API.
 Settings live here too (``DJANGO_SETTINGS_MODULE=django_project``).
 """
 
@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from hubbub.hub.asgi import asgi_app, with_hub
+from hubbub.hub.server.asgi import asgi_app, with_hub
 
 # --- settings.py ---------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The hub as an ASGI app (hubbub.hub.asgi) mounted in FastAPI, under a real uvicorn.
+"""The hub as an ASGI app (hubbub.hub.server.asgi) mounted in FastAPI, under a real uvicorn.
 
 Clients are real: ``websockets`` speaking ``hubbub.json.v1`` and ``httpx`` over
 loopback; uvicorn runs hubbub's WebSocket implementation, with the app's lifespan.
@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from websockets.exceptions import InvalidStatus
 
 from hubbub.hub import SUBPROTOCOL
-from hubbub.hub.asgi import HandshakeInfo, HubApp, asgi_app
+from hubbub.hub.server.asgi import HandshakeInfo, HubApp, asgi_app
 
 
 @asynccontextmanager

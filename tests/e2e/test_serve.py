@@ -15,8 +15,8 @@ import pytest
 
 from hubbub.hub import Authenticator
 from hubbub.hub.server import Hub, start_hub
+from hubbub.hub.server.static import FILES
 from hubbub.hub.settings import hub_config, settings
-from hubbub.hub.static import FILES
 
 SECRET = "static-tests-secret-of-at-least-32-bytes"
 
@@ -91,11 +91,11 @@ async def test_page_policy_and_errors(hub: Hub) -> None:
 
 
 def test_every_static_file_ships_in_the_package() -> None:
-    static = Path(__file__).resolve().parents[2] / "src" / "hubbub" / "hub" / "static"
+    static = Path(__file__).resolve().parents[2] / "src" / "hubbub" / "hub" / "server" / "static"
     for name, _ in FILES.values():
         assert (static / name).is_file(), name
-    pyproject = (static.parents[3] / "pyproject.toml").read_text()
-    assert '"hubbub.hub.static" = ["*.html", "*.js", "*.css"]' in pyproject
+    pyproject = (static.parents[4] / "pyproject.toml").read_text()
+    assert '"hubbub.hub.server.static" = ["*.html", "*.js", "*.css"]' in pyproject
 
 
 def test_settings_precedence(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hub_helpers import SECRET, Client, FakeClock, hub_config
 
-from hubbub.hub import Authenticator, MemoryBroker, Node, mint_token
+from hubbub.hub import Authenticator, HubMetrics, MemoryBroker, Node, mint_token
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def auth(clock: FakeClock) -> Authenticator:
 @pytest.fixture
 def make_node(broker: MemoryBroker, auth: Authenticator, clock: FakeClock) -> Callable[..., Node]:
     def make(**overrides: Any) -> Node:
-        return Node(broker, auth, hub_config(**overrides), clock=clock)
+        return Node(broker, auth, hub_config(**overrides), clock=clock, metrics=HubMetrics())
 
     return make
 

@@ -1,6 +1,6 @@
 """Helpers for the hub tests: a fake clock, in-memory clients, the test configuration.
 
-A :class:`Client` drives a real :class:`~hubbub.hub.core.Node` exactly as the
+A :class:`Client` drives a real :class:`~hubbub.hub.core.node.Node` exactly as the
 asyncio adapter does (``open_session`` with ``send``/``close`` callables, then
 ``handle`` per message, ``close_session`` at the end), and records every
 message the node sends, decoded from the wire JSON.

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hub_helpers import SECRET, FakeClock
 
 from hubbub.hub.auth import Authenticator, AuthError, mint_subscribe_token, mint_token
-from hubbub.hub.protocol import ErrorCode
+from hubbub.hub.core.protocol import ErrorCode
 
 
 def pem_pair(kind: str) -> tuple[bytes, bytes]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from hub_helpers import FakeClock
 
-from hubbub.hub.broker import ONLINE, BrokerUnavailable, ClientInfo, MemoryBroker, Notice, Reset
-from hubbub.hub.streams import Entry, StreamLimits
+from hubbub.hub.brokers.memory import MemoryBroker
+from hubbub.hub.core.broker import ONLINE, BrokerUnavailable, ClientInfo, Notice, Reset
+from hubbub.hub.core.streams import Entry, StreamLimits
 
 LIMITS = StreamLimits(3, 60.0)
 

@@ -22,6 +22,7 @@ from hub_helpers import SECRET, FakeClock
 from hubbub.backoff import Backoff
 from hubbub.hub import HubConfig, MemoryBroker, NamespaceRules, StreamLimits, mint_token
 from hubbub.hub.client import INBOX, HubClient, HubError, Push, State
+from hubbub.hub.client.recovery import StreamRecovery
 from hubbub.hub.server import Hub, start_hub
 
 FAST = Backoff(initial_delay=0.01, factor=2.0, max_delay=0.05, rng=random.Random(7))
@@ -321,7 +322,7 @@ async def test_a_stream_lost_while_connected_moves_the_kept_position() -> None:
 
 
 NODE = shutil.which("node")
-HUBBUB_JS = Path(__file__).resolve().parents[2] / "src" / "hubbub" / "hub" / "static" / "hubbub.js"
+HUBBUB_JS = Path(__file__).resolve().parents[2] / "src/hubbub/hub/server/static/hubbub.js"
 
 # Feeds hubbub.js the wire messages of a stream lost while connected; prints
 # what the application saw and the position the client kept.
@@ -367,3 +368,25 @@ def test_js_client_moves_its_position_on_a_reset_push(tmp_path: Path) -> None:
     assert result["feed"] == {"epoch": "e2", "offset": 1, "active": True}
     assert result["inbox"] == {"epoch": "i2", "offset": 1}
     assert result["ackWanted"] == 0  # acks of the lost epoch are forgotten
+
+
+async def test_stream_recovery_is_an_object_the_client_owns() -> None:
+    # Issue 14: the kept positions are their own object, not a mixin of the client.
+    assert not issubclass(HubClient, StreamRecovery)
+    queue: asyncio.Queue[Push] = asyncio.Queue()
+    lost: list[bool] = []
+    streams = StreamRecovery(queue, lambda: lost.append(True))
+    entry = {"offset": 1, "time": 0, "from": None, "data": "x"}
+    streams.connected({"inbox": {"epoch": "e1", "recovered": True, "messages": [entry]}})
+    streams.entry(streams.inbox, {"push": "message", "epoch": "e1", **entry})  # a redelivery
+    assert [(p.kind, p.offset, p.data) for p in [queue.get_nowait()]] == [("message", 1, "x")]
+    assert queue.empty()
+    assert lost == []
+    # The inbox has a new epoch: the client is told to forget its acks.
+    streams.connected({"inbox": {"epoch": "e2", "recovered": True, "messages": []}})
+    assert lost == [True]
+    assert (queue.get_nowait().kind, streams.inbox.epoch, streams.inbox.offset) == (
+        "recovery",
+        "e2",
+        0,
+    )

@@ -29,7 +29,7 @@ from hubbub.backoff import Backoff
 from hubbub.exceptions import NegotiationError
 from hubbub.hub import mint_token
 from hubbub.hub.client import INBOX, HubClient, HubError, InvalidReply, State
-from hubbub.hub.protocol import SUBPROTOCOL
+from hubbub.hub.core.protocol import SUBPROTOCOL
 from hubbub.hub.server import Hub, start_hub
 
 FAST = Backoff(initial_delay=0.01, factor=2.0, max_delay=0.05, rng=random.Random(3))

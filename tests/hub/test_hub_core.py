@@ -6,10 +6,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from hub_helpers import Client, FakeClock
+from hub_helpers import Client, FakeClock, hub_config
 
-from hubbub.hub import Identity, MemoryBroker, Node
-from hubbub.hub.protocol import ErrorCode
+from hubbub.hub import Authenticator, HubMetrics, Identity, MemoryBroker, Node
+from hubbub.hub.core import protocol as p
+from hubbub.hub.core.operations import NodeOperations
+from hubbub.hub.core.permissions import Permissions
+from hubbub.hub.core.protocol import ErrorCode
+from hubbub.hub.core.session import Fail, Session
 
 Connect = Callable[..., Awaitable[Client]]
 
@@ -54,7 +58,7 @@ async def test_connect_without_credentials(node: Node) -> None:
 
 
 async def test_handshake_identity_replaces_the_token(node: Node) -> None:
-    # An application's own auth hook (hubbub.hub.asgi) identified the handshake.
+    # An application's own auth hook (hubbub.hub.server.asgi) identified the handshake.
     client = Client(node, identity=Identity("carol", None))
     result = await client.ok("connect")
     assert (result["user"], result["expires_at"]) == ("carol", None)
@@ -340,3 +344,19 @@ async def test_health_and_metrics(connect: Connect, node: Node) -> None:
     assert f"hubbub_bytes_out_total {float(sum(map(len, ann.raw)))}" in text
     node.metrics.gauge_function("hubbub_broker_entries", "entries", lambda: 42)
     assert "hubbub_broker_entries 42.0" in node.metrics.render().decode()
+
+
+async def test_operations_are_an_object_of_their_own(
+    broker: MemoryBroker, auth: Authenticator, clock: FakeClock
+) -> None:
+    # Issue 14: not a mixin of the node; built from what it reads, it works alone.
+    assert not issubclass(Node, NodeOperations)
+    config = hub_config()
+    ops = NodeOperations(broker, config, clock, HubMetrics(), Permissions(config, auth))
+    session = Session("c-1", lambda text: None, lambda code, reason: None, config, clock=clock)
+    with pytest.raises(Fail) as refused:
+        await ops.handle_online(session, p.Online(1, ("bob",)))
+    assert refused.value.code == ErrorCode.NOT_CONNECTED
+    session.user = "alice"
+    assert await ops.handle_online(session, p.Online(2, ("bob",))) == {"online": {"bob": False}}
+    assert await ops.handle_ping(session, p.Ping(3)) == {"time": int(clock() * 1000)}

@@ -8,8 +8,8 @@ from hub_helpers import Client, FakeClock, hub_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubbub.hub import Authenticator, MemoryBroker, Node
-from hubbub.hub.protocol import ErrorCode
+from hubbub.hub import Authenticator, HubMetrics, MemoryBroker, Node
+from hubbub.hub.core.protocol import ErrorCode
 
 METHODS = [
     "connect",
@@ -73,7 +73,13 @@ async def test_every_message_gets_exactly_one_reply(
 ) -> None:
     clock = FakeClock()
     auth = Authenticator(insecure_dev_mode=True, clock=clock)
-    node = Node(MemoryBroker(clock=clock), auth, hub_config(max_strikes=10**6), clock=clock)
+    node = Node(
+        MemoryBroker(clock=clock),
+        auth,
+        hub_config(max_strikes=10**6),
+        clock=clock,
+        metrics=HubMetrics(),
+    )
     client = Client(node)
     if login:
         await client.ok("connect", name="fuzz")

@@ -14,8 +14,8 @@ import socket
 from hub_helpers import SECRET
 
 from hubbub.hub import SUBPROTOCOL
-from hubbub.hub.http_api import MAX_BODY
 from hubbub.hub.server import start_hub
+from hubbub.hub.server.http_api import MAX_BODY
 
 
 async def exchange(port: int, data: bytes) -> bytes:

@@ -12,8 +12,8 @@ import pytest
 from hub_helpers import SECRET
 from raw_client import RawClient
 
-from hubbub.hub.origins import OriginPolicy
 from hubbub.hub.server import start_hub
+from hubbub.hub.server.origins import OriginPolicy
 from hubbub.hub.settings import settings
 
 

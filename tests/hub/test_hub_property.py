@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from raw_client import RawClient
 
 from hubbub.hub import mint_token
-from hubbub.hub.protocol import ErrorCode
+from hubbub.hub.core.protocol import ErrorCode
 from hubbub.hub.server import start_hub
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fuzzing"))

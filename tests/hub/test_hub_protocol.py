@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubbub.hub import protocol as p
-from hubbub.hub.protocol import ErrorCode
+from hubbub.hub.core import protocol as p
+from hubbub.hub.core.protocol import ErrorCode
 
 
 def req(method: str, params: object = None, req_id: object = 1) -> str:

@@ -9,8 +9,8 @@ from hub_helpers import Client, FakeClock, hub_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubbub.hub import Authenticator, MemoryBroker, Node, StreamLimits
-from hubbub.hub.streams import ReadResult
+from hubbub.hub import Authenticator, HubMetrics, MemoryBroker, Node, StreamLimits
+from hubbub.hub.core.streams import ReadResult
 
 Connect = Callable[..., Awaitable[Client]]
 
@@ -72,7 +72,7 @@ async def test_publications_racing_a_recovery_arrive_once_and_in_order(
 ) -> None:
     broker = RacyBroker(clock=clock)
     broker.racing = []
-    node = Node(broker, auth, hub_config(), clock=clock)
+    node = Node(broker, auth, hub_config(), clock=clock, metrics=HubMetrics())
     ann = Client(node)
     await ann.ok("connect", name="ann")
     first = await ann.ok("subscribe", channel="room")
@@ -100,7 +100,7 @@ async def test_publications_racing_a_recovery_arrive_once_and_in_order(
 async def test_inbox_racing_a_connect(auth: Authenticator, clock: FakeClock) -> None:
     broker = RacyBroker(clock=clock)
     broker.racing = [("$inbox:ann", "early")]
-    node = Node(broker, auth, hub_config(), clock=clock)
+    node = Node(broker, auth, hub_config(), clock=clock, metrics=HubMetrics())
     ann = Client(node)
     result = await ann.ok("connect", name="ann")
     assert [m["data"] for m in result["inbox"]["messages"]] == ["early"]
@@ -113,7 +113,7 @@ async def test_epoch_change_means_recovery_impossible(
     ann = await connect("ann")
     sub = await ann.ok("subscribe", channel="chat:a")
     # The broker lost its data: a new one, as after a Redis restart without persistence.
-    node = Node(MemoryBroker(clock=clock), auth, hub_config(), clock=clock)
+    node = Node(MemoryBroker(clock=clock), auth, hub_config(), clock=clock, metrics=HubMetrics())
     again = Client(node)
     await again.ok("connect", token=token("ann"))
     result = await again.ok(
@@ -223,7 +223,9 @@ async def test_inbox_bounded_by_age(
 
 async def test_inbox_epoch_change(auth: Authenticator, clock: FakeClock, token) -> None:  # type: ignore[no-untyped-def]
     broker = MemoryBroker(clock=clock, idle_ttl=10)
-    node = Node(broker, auth, hub_config(inbox=StreamLimits(10, 5.0)), clock=clock)
+    node = Node(
+        broker, auth, hub_config(inbox=StreamLimits(10, 5.0)), clock=clock, metrics=HubMetrics()
+    )
     await node.send(["bob"], "first")
     bob = Client(node)
     inbox = (await bob.ok("connect", token=token("bob")))["inbox"]
@@ -255,6 +257,7 @@ async def test_inbox_cuts_property(steps: list[tuple[int, bool, bool]]) -> None:
         Authenticator(insecure_dev_mode=True, clock=clock),
         hub_config(),
         clock=clock,
+        metrics=HubMetrics(),
     )
     sent = 0
     acked = 0

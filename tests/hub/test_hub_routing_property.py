@@ -15,7 +15,7 @@ from hub_helpers import Client, FakeClock, hub_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hubbub.hub import Authenticator, MemoryBroker, Node
+from hubbub.hub import Authenticator, HubMetrics, MemoryBroker, Node
 
 USERS = ["ann", "bob", "cid", "dee"]
 CHANNELS = ["lobby", "room", "open:x", "quiet:y"]
@@ -91,7 +91,7 @@ async def test_events_reach_exactly_their_recipients(
     clock = FakeClock()
     broker = MemoryBroker(clock=clock)
     auth = Authenticator(insecure_dev_mode=True, clock=clock)
-    nodes = [Node(broker, auth, hub_config(), clock=clock) for _ in range(2)]
+    nodes = [Node(broker, auth, hub_config(), clock=clock, metrics=HubMetrics()) for _ in range(2)]
     model = Model()
     for op in opens + steps:
         expect: dict[str, Counter[str]] = {}

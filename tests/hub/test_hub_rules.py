@@ -9,8 +9,8 @@ import pytest
 from hub_helpers import SECRET, Client, FakeClock
 
 from hubbub.hub import BrokerUnavailable, HubConfig, Node, mint_subscribe_token
-from hubbub.hub.config import TokenBucket, namespace_of
-from hubbub.hub.protocol import ErrorCode
+from hubbub.hub.core.config import TokenBucket, namespace_of
+from hubbub.hub.core.protocol import ErrorCode
 
 Connect = Callable[..., Awaitable[Client]]
 

@@ -391,11 +391,12 @@ async def test_backlog_of_a_slow_reader_is_written_in_order_in_batches(
 
 
 async def test_two_nodes_on_one_broker_end_to_end() -> None:
-    from hubbub.hub import Authenticator, MemoryBroker, Node
+    from hubbub.hub import Authenticator, MemoryBroker
+    from hubbub.hub.server import new_node
 
     broker = MemoryBroker()
     auth = Authenticator(secret=SECRET)
-    node_a, node_b = Node(broker, auth), Node(broker, auth)
+    node_a, node_b = new_node(broker=broker, auth=auth), new_node(broker=broker, auth=auth)
     async with (
         start_hub("127.0.0.1", 0, node=node_a, tick_interval=0.05) as hub_a,
         start_hub("127.0.0.1", 0, node=node_b, tick_interval=0.05) as hub_b,

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from hub_helpers import SECRET, Client, FakeClock, hub_config
 
-from hubbub.hub import Authenticator, MemoryBroker, Node
+from hubbub.hub import Authenticator, HubMetrics, MemoryBroker, Node
 from hubbub.hub.auth import mint_subscribe_token, mint_token
 
 Connect = Callable[..., Awaitable[Client]]
@@ -22,7 +22,7 @@ async def test_connect_without_a_token(node: Node) -> None:
 
 async def test_connect_with_a_name_when_tokens_are_required(clock: FakeClock) -> None:
     auth = Authenticator(secret=SECRET, clock=clock)
-    node = Node(MemoryBroker(clock=clock), auth, hub_config(), clock=clock)
+    node = Node(MemoryBroker(clock=clock), auth, hub_config(), clock=clock, metrics=HubMetrics())
     client = Client(node)
     assert await client.error("connect", name="alice") == 200
     assert await client.error("connect", token="not.a.jwt") == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hub_helpers import FakeClock
 
-from hubbub.hub.streams import Stream, StreamLimits, new_epoch
+from hubbub.hub.core.streams import Stream, StreamLimits, new_epoch
 
 
 def test_offsets_start_at_one_and_increase() -> None:

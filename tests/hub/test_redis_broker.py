@@ -17,18 +17,19 @@ from hub_helpers import FakeClock
 from redis_helpers import REDIS_SERVER, RedisServer
 
 from hubbub.backoff import Backoff
-from hubbub.hub.broker import (
+from hubbub.hub.brokers.memory import MemoryBroker
+from hubbub.hub.brokers.redis_broker import RedisBroker
+from hubbub.hub.brokers.redis_subscriber import RedisSubscriber
+from hubbub.hub.core.broker import (
     ONLINE,
     Broker,
     BrokerUnavailable,
     ClientInfo,
-    MemoryBroker,
     Notice,
     Reset,
 )
-from hubbub.hub.redis_broker import RedisBroker
+from hubbub.hub.core.streams import Entry, StreamLimits
 from hubbub.hub.settings import settings
-from hubbub.hub.streams import Entry, StreamLimits
 
 pytestmark = pytest.mark.skipif(
     not Path(REDIS_SERVER).exists(), reason="redis-server is not installed"
@@ -318,7 +319,7 @@ async def test_flushall_resets_every_node_before_the_new_epoch(
         assert other.items == []  # "d" was never touched: nothing noticed yet
         # A late entry of the lost epoch (published before the loss, arriving
         # after the reset) is not delivered: it would move listeners back.
-        one._dispatch("c", Entry(old.offset + 1, old.epoch, old.time, "late", None))
+        one.subscriber._dispatch("c", Entry(old.offset + 1, old.epoch, old.time, "late", None))
         assert len(rec1.items) == 3
         # The check that maintain() runs notices the quiet stream too: it
         # creates it again, and the new epoch is the one everybody reads.
@@ -428,5 +429,24 @@ async def test_logged_urls_hide_the_password() -> None:
     try:
         assert "s3cret" not in broker._safe_url()
         assert broker._safe_url().endswith("@127.0.0.1:1/0")
+    finally:
+        await broker.close()
+
+
+async def test_the_subscriber_is_an_object_the_broker_owns() -> None:
+    # Issue 14: two objects with their own state, not a mixin and its host.
+    assert not issubclass(RedisBroker, RedisSubscriber)
+    broker = RedisBroker("redis://user:s3cret@127.0.0.1:1/0")
+    try:
+        assert isinstance(broker.subscriber, RedisSubscriber)
+        health = broker.health()
+        assert (health["subscriber"], health["streams_subscribed"], health["reconnects"]) == (
+            False,
+            0,
+            0,
+        )
+        with pytest.raises(BrokerUnavailable):  # never started: no connection to use
+            await broker.subscribe("c", Recorder())
+        assert broker.subscriber.streams == 0  # the failed subscription left nothing
     finally:
         await broker.close()

@@ -387,7 +387,7 @@ async def test_redis_restarted_empty_connected_clients_are_told_and_continue(
         assert notices["bob"]["$inbox"].epoch != old["bob"]["epoch"]
         # The SDK keeps the new position (a reconnection asks for no impossible
         # recovery), and new entries keep coming in the new epoch.
-        assert alice._channels["chat:room"].epoch == room
+        assert alice._streams.channels["chat:room"].epoch == room
         await eventually(lambda: _published(bob, "after"))
         sent = (await bob.send(["alice", "bob"], "after"))["results"]
         for name, c in (("alice", alice), ("alice_b", alice_b), ("bob", bob)):

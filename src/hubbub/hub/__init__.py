@@ -1,19 +1,23 @@
-"""The hubbub messaging hub: an I/O-free node core, its wire protocol and brokers.
+"""The hubbub messaging hub: an I/O-free node core, its brokers, servers and SDK.
 
-* :mod:`~hubbub.hub.protocol`: the ``hubbub.json.v1`` wire protocol (``docs/protocol.md``);
-* :mod:`~hubbub.hub.streams`: bounded ordered streams with offsets and epochs;
-* :mod:`~hubbub.hub.broker`: what nodes share, and the in-memory broker;
-* :mod:`~hubbub.hub.core`: a node: sessions, subscriptions, routing, limits
-  (:mod:`~hubbub.hub.operations`: the commands that only check rights and ask the broker);
-* :mod:`~hubbub.hub.redis_broker` (with :mod:`~hubbub.hub.redis_subscriber`): the Redis broker;
-* :mod:`~hubbub.hub.client` (with ``client_types``, ``client_recovery``): the Python SDK;
-* :mod:`~hubbub.hub.auth`: JWT identity; :mod:`~hubbub.hub.metrics`: Prometheus counters;
-* :mod:`~hubbub.hub.asgi`: the hub as an ASGI app (``hubbub.hub.asgi_app``, docs/asgi.md).
+The folders follow the architecture (docs/architecture.md, "The hub"):
 
-The node needs the ``hub`` extra (``pip install 'hubbub[hub]'``: PyJWT and
-prometheus_client) and the Redis broker the ``redis`` extra; without them, using
+* :mod:`~hubbub.hub.core`: the I/O-free core: a node (:mod:`~hubbub.hub.core.node`),
+  its sessions, permissions, config, the ``hubbub.json.v1`` wire protocol
+  (``docs/protocol.md``), streams, and the broker interface it is handed;
+* :mod:`~hubbub.hub.brokers`: the in-memory broker and the Redis broker;
+* :mod:`~hubbub.hub.server`: the asyncio server that runs a node (``start_hub``), its
+  HTTP API, the ASGI app (:mod:`~hubbub.hub.server.asgi`, docs/asgi.md) and the chat page;
+* :mod:`~hubbub.hub.client`: the Python SDK (``HubClient``);
+* :mod:`~hubbub.hub.auth`: JWT identity; :mod:`~hubbub.hub.metrics`: Prometheus counters
+  (the two services of the ``hub`` extra the core is handed);
+* :mod:`~hubbub.hub.settings`: ``hubbub serve``'s settings (flags, environment, TOML file).
+
+Running a node needs the ``hub`` extra (``pip install 'hubbub[hub]'``: PyJWT for
+:mod:`~hubbub.hub.auth` and prometheus_client for :mod:`~hubbub.hub.metrics`, which the
+server hands the node) and the Redis broker the ``redis`` extra; without them, using
 those parts raises :class:`~hubbub.exceptions.MissingExtra`, which names the extra.
-The Python SDK needs no extra.
+The I/O-free core and the Python SDK need no extra.
 """
 
 from __future__ import annotations
@@ -22,41 +26,43 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .asgi import asgi_app
-    from .auth import Authenticator, AuthError, Identity, mint_subscribe_token, mint_token
-    from .broker import Broker, BrokerUnavailable, ClientInfo, MemoryBroker, Notice
-    from .config import HubConfig, NamespaceRules
-    from .core import Node
+    from .auth import Authenticator, mint_subscribe_token, mint_token
+    from .brokers.memory import MemoryBroker
+    from .core.broker import Broker, BrokerUnavailable, ClientInfo, Notice
+    from .core.config import HubConfig, NamespaceRules
+    from .core.identity import AuthError, Identity
+    from .core.node import Node
+    from .core.protocol import SUBPROTOCOL, ErrorCode
+    from .core.session import DisconnectCode, Session
+    from .core.streams import Entry, StreamLimits
     from .metrics import HubMetrics
-    from .protocol import SUBPROTOCOL, ErrorCode
-    from .session import DisconnectCode, Session
-    from .streams import Entry, StreamLimits
+    from .server.asgi import asgi_app
 
 # The names below are imported on first use (PEP 562), not with the package: the
 # Python SDK (hubbub.hub.client) needs no extra, while the node (auth, metrics)
 # needs ``hubbub[hub]``; importing the SDK must not import PyJWT and prometheus_client.
 _HOMES = {
-    "asgi_app": "asgi",
+    "asgi_app": "server.asgi",
     "Authenticator": "auth",
-    "AuthError": "auth",
-    "Identity": "auth",
+    "AuthError": "core.identity",
+    "Identity": "core.identity",
     "mint_subscribe_token": "auth",
     "mint_token": "auth",
-    "Broker": "broker",
-    "BrokerUnavailable": "broker",
-    "ClientInfo": "broker",
-    "MemoryBroker": "broker",
-    "Notice": "broker",
-    "HubConfig": "config",
-    "NamespaceRules": "config",
-    "Node": "core",
+    "Broker": "core.broker",
+    "BrokerUnavailable": "core.broker",
+    "ClientInfo": "core.broker",
+    "MemoryBroker": "brokers.memory",
+    "Notice": "core.broker",
+    "HubConfig": "core.config",
+    "NamespaceRules": "core.config",
+    "Node": "core.node",
     "HubMetrics": "metrics",
-    "SUBPROTOCOL": "protocol",
-    "ErrorCode": "protocol",
-    "DisconnectCode": "session",
-    "Session": "session",
-    "Entry": "streams",
-    "StreamLimits": "streams",
+    "SUBPROTOCOL": "core.protocol",
+    "ErrorCode": "core.protocol",
+    "DisconnectCode": "core.session",
+    "Session": "core.session",
+    "Entry": "core.streams",
+    "StreamLimits": "core.streams",
 }
 
 

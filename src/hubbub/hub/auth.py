@@ -22,11 +22,11 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import HubbubError, needs_extra
-from .protocol import ErrorCode, valid_channel, valid_user
+from ..exceptions import needs_extra
+from .core.identity import AuthError, Identity
+from .core.protocol import ErrorCode, valid_channel, valid_user
 
 with needs_extra("hub", "hubbub.hub"):
     import jwt
@@ -43,31 +43,6 @@ logger = logging.getLogger(__name__)
 
 _SYMMETRIC = ("HS256", "HS384", "HS512")
 _ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA")
-
-
-class AuthError(HubbubError):
-    """A token was refused; ``code`` is the wire error to answer with."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a connection is.
-
-    Attributes:
-        user: the user id (``sub``).
-        expires_at: when the token expires (seconds), ``None`` in development mode.
-        channels: private channels the token grants.
-        claims: every claim of the token.
-    """
-
-    user: str
-    expires_at: float | None
-    channels: frozenset[str] = frozenset()
-    claims: dict[str, Any] = field(default_factory=dict)
 
 
 class Authenticator:

@@ -4,11 +4,11 @@
 :class:`ConfigError` naming the first key that is unknown or of the wrong type
 (``namespaces.chat.history: expected a boolean, got 'no'``), so a typo is
 refused rather than silently ignored. :mod:`hubbub.hub.settings` builds the
-:class:`~hubbub.hub.config.HubConfig` from a checked document only.
+:class:`~hubbub.hub.core.config.HubConfig` from a checked document only.
 
 The schema is data: top-level settings come from the command-line settings
 (``settings.SETTINGS``, passed in), ``[limits]`` from the fields of
-:class:`~hubbub.hub.config.HubConfig`, so a new field is accepted and
+:class:`~hubbub.hub.core.config.HubConfig`, so a new field is accepted and
 type-checked without touching this module.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import HubConfig
+from .core.config import HubConfig
 
 __all__ = ["SCHEMA_TABLES", "ConfigError", "Kind", "check"]
 

@@ -6,10 +6,10 @@ one), so that several nodes in one process, as in the tests, do not collide.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Iterator
 
 from ..exceptions import needs_extra
+from .core.traffic import Traffic
 
 with needs_extra("hub", "hubbub.hub"):
     from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -21,33 +21,6 @@ __all__ = ["CONTENT_TYPE", "HubMetrics", "Traffic"]
 
 #: Content-Type of :meth:`HubMetrics.render`.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-
-
-class Traffic:
-    """The counters of the hot path, as plain integers.
-
-    A prometheus_client ``Counter`` takes a lock per increment; these are
-    incremented for every message in and out, and read only at scrape time.
-    """
-
-    __slots__ = (
-        "chars_in",
-        "chars_out",
-        "commands",
-        "deliveries",
-        "delivery_failures",
-        "messages_in",
-        "messages_out",
-    )
-
-    def __init__(self) -> None:
-        self.messages_in = 0
-        self.chars_in = 0
-        self.messages_out = 0
-        self.chars_out = 0
-        self.commands: collections.Counter[str] = collections.Counter()
-        self.deliveries: collections.Counter[str] = collections.Counter()
-        self.delivery_failures = 0  # sessions closed (1011) because sending to them raised
 
 
 class _TrafficCollector(Collector):

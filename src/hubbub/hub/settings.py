@@ -44,8 +44,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import config_schema
-from .config import HubConfig, NamespaceRules
-from .streams import StreamLimits
+from .core.config import HubConfig, NamespaceRules
+from .core.streams import StreamLimits
 
 __all__ = ["add_serve_parser", "add_token_parser", "run_serve", "run_token", "settings"]
 
@@ -256,7 +256,7 @@ async def serve_hub(
     host, dev = resolved["host"], resolved["dev"]
     broker_url = resolved["broker"]
     if broker_url != "memory":
-        from .redis_broker import RedisBroker
+        from .brokers.redis_broker import RedisBroker
 
         options["broker"] = RedisBroker(broker_url)
     if ssl is not None:

@@ -1,4 +1,4 @@
-"""Lua scripts of the Redis broker (:mod:`hubbub.hub.redis_broker`).
+"""Lua scripts of the Redis broker (:mod:`hubbub.hub.brokers.redis_broker`).
 
 Each script runs atomically inside Redis, which is what makes offsets the same
 for every node: the epoch check, the offset increment, the append, the trim and

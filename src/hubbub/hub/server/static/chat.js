@@ -209,7 +209,7 @@ async function joinLobby() {
 async function signIn(credentials) {
   if (hub) return; // already signing in
   $("signin-error").textContent = "";
-  // Relative: the hub may be mounted under a prefix (hubbub.hub.asgi, e.g. /hub/).
+  // Relative: the hub may be mounted under a prefix (hubbub.hub.server.asgi, e.g. /hub/).
   hub = new HubClient("./", { ...credentials, tick: true });
   hub.addEventListener("state", (e) => showState(e.detail));
   hub.addEventListener("tick", (e) => showClock(e.detail.time));

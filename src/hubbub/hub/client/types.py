@@ -4,7 +4,7 @@
 re-exports everything here (``from hubbub.hub.client import Push, State``
 keeps working). These types are separate because an application, a test or a
 type annotation needs them without the client's machinery, and because the
-client's halves (:mod:`hubbub.hub.client_recovery` among them) share them.
+client's halves (:mod:`hubbub.hub.client.recovery` among them) share them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import HubbubError
+from ...exceptions import HubbubError, HubError
 
 __all__ = [
     "INBOX",
@@ -31,16 +31,12 @@ INBOX = "$inbox"
 TokenSource = str | Callable[[], str | Awaitable[str]] | None
 
 
-class HubError(HubbubError):
-    """An error reply from the hub; ``code`` is in ``docs/protocol.md`` section 5."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{message} ({code})")
-        self.code = code
-
-
 class ConnectionLost(HubbubError):
-    """The connection dropped before the reply came: the request may or may not have run."""
+    """The connection dropped before the reply came: the request may or may not have run.
+
+    Not a :class:`~hubbub.exceptions.HubError`: the hub did not refuse anything,
+    and the client retries it (the tree in :mod:`hubbub.exceptions` says why).
+    """
 
 
 class InvalidReply(HubbubError):

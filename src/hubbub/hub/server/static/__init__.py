@@ -19,7 +19,7 @@ import http
 import importlib.resources
 from dataclasses import dataclass
 
-from ...protocol.http11 import Headers, Request, Response
+from ....protocol.http11 import Headers, Request, Response
 
 __all__ = ["FILES", "StaticFile", "serve_static"]
 

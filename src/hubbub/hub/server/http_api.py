@@ -19,12 +19,12 @@ import json
 import logging
 from typing import Any
 
-from ..asyncio.server import ServerConnection
-from ..protocol.http11 import Request, Response
-from . import protocol as p
-from .broker import BrokerUnavailable
-from .core import Node
-from .session import Fail
+from ...asyncio.server import ServerConnection
+from ...protocol.http11 import Request, Response
+from ..core import protocol as p
+from ..core.broker import BrokerUnavailable
+from ..core.node import Node
+from ..core.session import Fail
 
 __all__ = ["MAX_BODY", "HttpApi"]
 
@@ -79,7 +79,7 @@ class HttpApi:
         """The HTTP status and JSON body answering ``request``, whatever server carried it.
 
         ``request.path`` is relative to where the API is mounted (``/api/publish``);
-        the ASGI app (:mod:`hubbub.hub.asgi`) calls this too.
+        the ASGI app (:mod:`hubbub.hub.server.asgi`) calls this too.
         """
         try:
             result: Any = await self.dispatch(

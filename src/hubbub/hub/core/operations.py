@@ -1,16 +1,18 @@
 """The commands of a hub node that keep no state on the node.
 
-:class:`NodeOperations` is a mixin of :class:`hubbub.hub.core.Node`. It holds
-``publish``, ``send``, ``presence``, ``presence_stats``, ``online``,
-``history``, ``ack`` and ``ping``, and the server's own Python API for the
-same operations (:meth:`~NodeOperations.publish`, :meth:`~NodeOperations.send`,
-:meth:`~NodeOperations.history`, :meth:`~NodeOperations.presence`). Each of
-them checks the session's rights and limits, then asks the broker; none
-touches the node's routing tables (which sessions belong to which user or
-channel), its watched sessions, or the recovery buffers. Those stay in
-``core.py``, with the commands that change them (``connect``, ``subscribe``,
-``unsubscribe``) and the fan-out of broker items to sessions, so the stateful
-part of a node reads on its own.
+A :class:`NodeOperations` is owned by its :class:`hubbub.hub.core.node.Node`
+(``node.operations``), which hands it what it reads (broker, config, clock,
+metrics, permissions) and routes these commands to it: ``publish``, ``send``,
+``presence``, ``presence_stats``, ``online``, ``history``, ``ack`` and ``ping``
+(the ``handle_*`` methods), and the server's own Python API for the same
+operations (:meth:`~NodeOperations.publish`, :meth:`~NodeOperations.send`,
+:meth:`~NodeOperations.history`, :meth:`~NodeOperations.presence`, which the
+node offers under the same names). Each of them checks the session's rights and
+limits, then asks the broker; none touches the node's routing tables (which
+sessions belong to which user or channel), its watched sessions, or the recovery
+buffers. Those stay in :mod:`~hubbub.hub.core.node`, with the commands that
+change them (``connect``, ``subscribe``, ``unsubscribe``) and the fan-out of
+broker items to sessions, so the stateful part of a node reads on its own.
 """
 
 from __future__ import annotations
@@ -21,26 +23,38 @@ from typing import Any
 from . import protocol as p
 from .broker import Broker
 from .config import HubConfig, namespace_of
-from .metrics import HubMetrics
 from .permissions import Permissions
 from .session import Fail, Session, entry_json, inbox_stream, ms
 from .streams import Entry
+from .traffic import NodeMetrics
 
 __all__ = ["NodeOperations"]
 
 
 class NodeOperations:
-    """The stateless commands of a :class:`~hubbub.hub.core.Node`, and its server API."""
+    """The stateless commands of a :class:`~hubbub.hub.core.node.Node`, and its server API.
 
-    # Set by Node.__init__.
-    broker: Broker
-    config: HubConfig
-    clock: Callable[[], float]
-    metrics: HubMetrics
-    permissions: Permissions
+    Args:
+        broker: the node's broker.
+        config: the node's rules and limits.
+        clock: the node's clock.
+        metrics: the node's counters.
+        permissions: the node's rights checks.
+    """
 
-    def _user(self, session: Session) -> str:
-        raise NotImplementedError  # the node's
+    def __init__(
+        self,
+        broker: Broker,
+        config: HubConfig,
+        clock: Callable[[], float],
+        metrics: NodeMetrics,
+        permissions: Permissions,
+    ) -> None:
+        self.broker = broker
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
+        self.permissions = permissions
 
     # --- publish ----------------------------------------------------------------
 
@@ -50,8 +64,8 @@ class NodeOperations:
         if type(data) is not str or 6 * len(data) + 2 > self.config.max_message_bytes:
             self.permissions.check_size(data)
 
-    async def _publish(self, session: Session, cmd: p.Publish) -> Any:
-        user = self._user(session)
+    async def handle_publish(self, session: Session, cmd: p.Publish) -> Any:
+        user = session.connected_user()
         rules = self.permissions.rules(cmd.channel)
         self.permissions.may_publish(session, cmd.channel, rules)
         self._check_size(cmd.data)
@@ -60,38 +74,38 @@ class NodeOperations:
 
     # --- direct events, presence, history, acks, ping ----------------------
 
-    async def _send(self, session: Session, cmd: p.Send) -> Any:
-        user = self._user(session)
+    async def handle_send(self, session: Session, cmd: p.Send) -> Any:
+        user = session.connected_user()
         if len(cmd.to) > self.config.max_recipients:
             raise Fail(p.ErrorCode.TOO_MANY_RECIPIENTS, "too many recipients")
         self._check_size(cmd.data)
         return {"results": await self.send(cmd.to, cmd.data, sender=user)}
 
-    async def _presence(self, session: Session, cmd: p.Presence) -> Any:
+    async def handle_presence(self, session: Session, cmd: p.Presence) -> Any:
         self._presence_allowed(session, cmd.channel)
         return await self.presence(cmd.channel)
 
-    async def _presence_stats(self, session: Session, cmd: p.PresenceStats) -> Any:
+    async def handle_presence_stats(self, session: Session, cmd: p.PresenceStats) -> Any:
         self._presence_allowed(session, cmd.channel)
         presence = await self.presence(cmd.channel)
         return {"clients": len(presence["clients"]), "users": len(presence["users"])}
 
     def _presence_allowed(self, session: Session, channel: str) -> None:
-        self._user(session)
+        session.connected_user()
         rules = self.permissions.rules(channel)
         if not rules.presence:
             raise Fail(p.ErrorCode.NOT_AVAILABLE, "no presence in this namespace")
         self.permissions.may_read(session, channel, rules)
 
-    async def _online(self, session: Session, cmd: p.Online) -> Any:
-        self._user(session)
+    async def handle_online(self, session: Session, cmd: p.Online) -> Any:
+        session.connected_user()
         if len(cmd.users) > self.config.max_recipients:
             raise Fail(p.ErrorCode.TOO_MANY_RECIPIENTS, "too many users")
         online = await self.broker.online(cmd.users)
         return {"online": {u: u in online for u in cmd.users}}
 
-    async def _history(self, session: Session, cmd: p.History) -> Any:
-        user = self._user(session)
+    async def handle_history(self, session: Session, cmd: p.History) -> Any:
+        user = session.connected_user()
         if cmd.stream == p.INBOX:
             stream = inbox_stream(user)
         else:
@@ -102,8 +116,8 @@ class NodeOperations:
                 raise Fail(p.ErrorCode.NOT_AVAILABLE, "no history in this namespace")
         return await self.history(stream, cmd.since, cmd.limit)
 
-    async def _ack(self, session: Session, cmd: p.Ack) -> Any:
-        user = self._user(session)
+    async def handle_ack(self, session: Session, cmd: p.Ack) -> Any:
+        user = session.connected_user()
         top = await self.broker.read(inbox_stream(user), None, 0)
         if cmd.epoch is not None and cmd.epoch != top.epoch:
             raise Fail(p.ErrorCode.EPOCH_MISMATCH, f"epoch is now {top.epoch}")
@@ -112,7 +126,7 @@ class NodeOperations:
         offset, epoch = await self.broker.set_ack(user, cmd.offset, top.epoch)
         return {"offset": offset, "epoch": epoch}
 
-    async def _ping(self, session: Session, cmd: p.Ping) -> Any:
+    async def handle_ping(self, session: Session, cmd: p.Ping) -> Any:
         return {"time": ms(self.clock())}
 
     # --- server API (Python, same process) ---------------------------------

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 
-:func:`start_hub` wires a :class:`~hubbub.hub.core.Node` to
+:func:`start_hub` wires a :class:`~hubbub.hub.core.node.Node` to
 :func:`hubbub.asyncio.serve`:
 
 * each WebSocket connection (subprotocol ``hubbub.json.v1`` required) becomes a
@@ -24,7 +24,7 @@ Theory of operation
   hook: ``GET /healthz`` (JSON, 503 when the broker is down; with the versions
   and the accelerator's state) and ``GET /metrics`` (behind a bearer token when
   ``metrics_token`` is set: counters reveal traffic, docs/hub.md);
-* the HTTP API (:mod:`hubbub.hub.http_api`, ``POST /api/...``) is served on the
+* the HTTP API (:mod:`hubbub.hub.server.http_api`, ``POST /api/...``) is served on the
   same port when an API key is configured (the adapter reads request bodies up
   to ``max_body``);
 * a housekeeping task calls :meth:`Node.periodic` every second (clock ticks,
@@ -38,24 +38,26 @@ import collections
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..asyncio import Server, ServerConnection, serve
-from ..exceptions import ConnectionClosed
-from ..protocol.frames import Opcode, encode_header
-from ..protocol.http11 import Request, Response
-from ..versions import versions
-from .auth import Authenticator
-from .broker import Broker, MemoryBroker
-from .config import HubConfig
-from .core import Node
+from ...asyncio import Server, ServerConnection, serve
+from ...exceptions import ConnectionClosed
+from ...protocol.frames import Opcode, encode_frame
+from ...protocol.http11 import Request, Response
+from ...versions import versions
+from ..auth import Authenticator
+from ..brokers.memory import MemoryBroker
+from ..core.broker import Broker
+from ..core.config import HubConfig
+from ..core.node import Node
+from ..core.protocol import SUBPROTOCOL
+from ..core.session import DisconnectCode
+from ..metrics import CONTENT_TYPE, HubMetrics
 from .http_api import MAX_BODY, HttpApi, bearer_matches
-from .metrics import CONTENT_TYPE
 from .origins import OriginPolicy
-from .protocol import SUBPROTOCOL
-from .session import DisconnectCode
 from .static import serve_static
 
 __all__ = ["Hub", "new_node", "run_hub", "start_hub"]
@@ -79,8 +81,10 @@ class _FrameCache:
     def encode(self, text: str) -> bytes:
         if text is not self.text:
             payload = text.encode()
-            # Section 5.2: FIN set, no RSV bit (no extension), no mask (5.1).
-            self.frame = encode_header(Opcode.TEXT, len(payload), True, False, None) + payload
+            # Section 5.2: FIN set, no RSV bit (no extension), no mask (a server's
+            # frames are never masked, 5.1). One bytes object: the outbox writes
+            # it to many connections (a one-chunk join returns the chunk itself).
+            self.frame = b"".join(encode_frame(Opcode.TEXT, payload))
             self.text = text
         return self.frame
 
@@ -309,7 +313,7 @@ class _Endpoint:
             return conn.respond(200 if health["ok"] else 503, body, "application/json")
         if path == "/metrics":
             return self._metrics(conn, request)
-        static = serve_static(request)  # the chat page, hubbub.js (hub/static)
+        static = serve_static(request)  # the chat page, hubbub.js (hub/server/static)
         if static is not None:
             return static
         return conn.respond(404, '{"error":"not found"}', "application/json")
@@ -337,7 +341,7 @@ def new_node(
     insecure_dev_mode: bool = False,
     other_auth: str | None = None,
 ) -> Node:
-    """A node from the hub's options (:func:`start_hub`, ``hubbub.hub.asgi.asgi_app``).
+    """A node from the hub's options (:func:`start_hub`, ``hubbub.hub.server.asgi.asgi_app``).
 
     Args:
         other_auth: the name of another way the caller authenticates clients
@@ -353,7 +357,9 @@ def new_node(
         auth = Authenticator(
             secret=secret, public_key=public_key, insecure_dev_mode=insecure_dev_mode
         )
-    return Node(broker or MemoryBroker(), auth, config)
+    # The node reads no clock and builds no metrics itself (its core is I/O-free):
+    # the server hands it the system clock and the counters /metrics exports.
+    return Node(broker or MemoryBroker(), auth, config, clock=time.time, metrics=HubMetrics())
 
 
 async def _housekeeping(node: Node, interval: float) -> None:
@@ -401,7 +407,7 @@ async def start_hub(
         max_pending: messages queued for one slow client before it is closed (4011).
         origins: browser origins allowed to connect besides the hub's own (same
             host); ``"*"`` allows any. Clients that send no ``Origin`` (not
-            browsers) are always allowed (:mod:`hubbub.hub.origins`).
+            browsers) are always allowed (:mod:`hubbub.hub.server.origins`).
         ws_path: another path accepting the WebSocket endpoint besides ``/`` (for
             a reverse proxy that forwards ``/ws`` as it is); handshakes on any
             other path get 404.

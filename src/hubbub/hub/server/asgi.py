@@ -47,16 +47,16 @@ from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
-from ..protocol.http11 import Headers, Request, Response
-from .auth import Authenticator, Identity
-from .broker import Broker
-from .config import HubConfig
-from .core import Node
+from ...protocol.http11 import Headers, Request, Response
+from ..auth import Authenticator, Identity
+from ..core.broker import Broker
+from ..core.config import HubConfig
+from ..core.node import Node
+from ..core.protocol import SUBPROTOCOL, valid_user
+from ..core.session import DisconnectCode
+from ..metrics import CONTENT_TYPE
+from . import new_node
 from .http_api import MAX_BODY, HttpApi
-from .metrics import CONTENT_TYPE
-from .protocol import SUBPROTOCOL, valid_user
-from .server import new_node
-from .session import DisconnectCode
 from .static import serve_static
 
 __all__ = ["HandshakeInfo", "HubApp", "asgi_app", "with_hub"]
@@ -169,7 +169,7 @@ class HubApp:
     """A hub node served as an ASGI app; build it with :func:`asgi_app`.
 
     Attributes:
-        node: the :class:`~hubbub.hub.core.Node` (its full Python API).
+        node: the :class:`~hubbub.hub.core.node.Node` (its full Python API).
         api: the HTTP API, or ``None`` without an API key.
     """
 
@@ -445,7 +445,7 @@ def asgi_app(
     owns_broker = node is None
     if node is None:
         if config is None:
-            from .settings import hub_config
+            from ..settings import hub_config
 
             config = hub_config({})  # as `hubbub serve`: with the chat page's namespace
         hook = "authenticate" if authenticate is not None else None

@@ -7,11 +7,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ...exceptions import HubError
 from . import protocol as p
-from .auth import Identity
 from .config import HubConfig, NamespaceRules, TokenBucket
-from .metrics import Traffic
+from .identity import Identity
 from .streams import Entry, ReadResult
+from .traffic import Traffic
 
 __all__ = [
     "DELIVERY_FAILED",
@@ -67,12 +68,13 @@ RECONNECT = {
 }
 
 
-class Fail(Exception):
+class Fail(HubError):
     """A request failed with a wire error ``code``; raised by handlers, answered by the node."""
 
+    code: p.ErrorCode
+
     def __init__(self, code: p.ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(code, message)
 
 
 class Subscription:
@@ -86,7 +88,14 @@ class Subscription:
 
 
 class Session:
-    """One client connection, as the node sees it (create with :meth:`Node.open_session`)."""
+    """One client connection, as the node sees it (create with :meth:`Node.open_session`).
+
+    Attributes:
+        transmit: the adapter's ``send(text)``, called as it is: no closed check,
+            no traffic counted, and it may raise. :meth:`send` and :meth:`deliver`
+            wrap it; the node's channel fan-out loop calls it directly (once per
+            subscriber, the hot path) and calls :meth:`fail` when it raises.
+    """
 
     def __init__(
         self,
@@ -100,7 +109,7 @@ class Session:
     ) -> None:
         self.conn_id = conn_id
         self._traffic = traffic or Traffic()
-        self._send = send
+        self.transmit = send
         self._close = close
         self.identity: Identity | None = None
         # Set by the hub's ASGI app when the application's hook authenticated
@@ -121,6 +130,16 @@ class Session:
     def __repr__(self) -> str:
         return f"<Session {self.conn_id} user={self.user!r}>"
 
+    def connected_user(self) -> str:
+        """The user this session connected as.
+
+        Raises:
+            Fail: ``NOT_CONNECTED`` before a successful ``connect``.
+        """
+        if self.user is None:
+            raise Fail(p.ErrorCode.NOT_CONNECTED, "connect first")
+        return self.user
+
     def send(self, text: str) -> None:
         """Queue ``text`` for the client (nothing once the session is closed)."""
         if self.closed:
@@ -129,7 +148,7 @@ class Session:
         traffic.messages_out += 1
         traffic.chars_out += len(text)
         try:
-            self._send(text)
+            self.transmit(text)
         except Exception:
             self.fail()
 
@@ -167,7 +186,7 @@ class Session:
         if self.closed:
             return 0
         try:
-            self._send(text)
+            self.transmit(text)
         except Exception:
             self.fail()
             return 0

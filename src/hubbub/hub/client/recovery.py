@@ -1,7 +1,9 @@
 """Where the hub SDK is in each stream, and how it recovers (protocol section 2).
 
-:class:`StreamRecovery` is a mixin of :class:`hubbub.hub.client.HubClient`:
-every change of a kept position (:class:`_Stream`) happens here, whether an
+:class:`StreamRecovery` is owned by a :class:`hubbub.hub.client.HubClient`
+(which hands it the queue of pushes for the application, and is told when the
+inbox's acknowledgements mean nothing any more): every change of a kept position
+(:class:`_Stream`) happens here, whether an
 entry comes in a push, in the ``connect`` reply (the inbox backlog) or in a
 ``subscribe`` reply (a channel's missed publications), or the hub says it lost
 a stream (``reset``). It is separate from the client's connection handling so
@@ -25,10 +27,11 @@ true, with the new ``epoch`` and ``offset``), in order with the entries.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .client_types import INBOX, Push
+from .types import INBOX, Push
 
 __all__ = ["StreamRecovery"]
 
@@ -44,32 +47,42 @@ class _Stream:
 
 
 class StreamRecovery:
-    """The kept positions of a :class:`~hubbub.hub.client.HubClient` and their updates."""
+    """The kept positions of a :class:`~hubbub.hub.client.HubClient` and their updates.
 
-    # Set by HubClient.__init__.
-    _channels: dict[str, _Stream]
-    _inbox: _Stream
-    _queue: asyncio.Queue[Push]
-    _processed: int | None
-    _ack_wanted: int
-    _ack_sent: int
+    Args:
+        queue: where pushes for the application go, in order.
+        on_inbox_lost: called when the inbox has a new epoch: the client's
+            acknowledgements name offsets of the lost one.
 
-    def _on_connected(self, result: Any) -> None:
+    Attributes:
+        channels: the kept position of each channel subscribed to.
+        inbox: the kept position in the user's inbox.
+    """
+
+    def __init__(self, queue: asyncio.Queue[Push], on_inbox_lost: Callable[[], None]) -> None:
+        self.queue = queue
+        self.channels: dict[str, _Stream] = {}
+        self.inbox = _Stream()
+        self._on_inbox_lost = on_inbox_lost
+
+    def connected(self, result: Any) -> None:
+        """Take the ``connect`` reply: the inbox's epoch and backlog."""
         # Runs as the reply is read, before later pushes: the backlog is in order.
         inbox = result["inbox"]
         reason = None if inbox["recovered"] else inbox.get("reason", "unknown")
-        if self._inbox.epoch is not None and inbox["epoch"] != self._inbox.epoch:
+        if self.inbox.epoch is not None and inbox["epoch"] != self.inbox.epoch:
             self._recovery(INBOX, "epoch")
-            self._inbox.offset = self._ack_wanted = self._ack_sent = 0
-            self._processed = None
-        elif reason is not None and not (reason == "epoch" and self._inbox.epoch is not None):
+            self.inbox.offset = 0
+            self._on_inbox_lost()
+        elif reason is not None and not (reason == "epoch" and self.inbox.epoch is not None):
             # ("epoch" in the epoch we hold: a reset push told us already.)
             self._recovery(INBOX, reason)
-        self._inbox.epoch = inbox["epoch"]
+        self.inbox.epoch = inbox["epoch"]
         for entry in inbox["messages"]:
-            self._entry(self._inbox, {"push": "message", "epoch": inbox["epoch"], **entry})
+            self.entry(self.inbox, {"push": "message", "epoch": inbox["epoch"], **entry})
 
-    def _on_joined(self, channel: str, sub: _Stream, result: Any) -> None:
+    def joined(self, channel: str, sub: _Stream, result: Any) -> None:
+        """Take a ``subscribe`` reply: the channel's epoch and missed publications."""
         # Runs as the subscribe reply is read, before later pushes.
         if result.get("recovered") is False:
             self._recovery(channel, result.get("reason", "unknown"))
@@ -78,30 +91,29 @@ class StreamRecovery:
             sub.epoch, sub.offset = result["epoch"], result["offset"]
         for entry in result["publications"]:
             wire = {"push": "pub", "channel": channel, "epoch": result["epoch"], **entry}
-            self._entry(sub, wire)
+            self.entry(sub, wire)
         sub.offset = max(sub.offset, result["offset"])
 
     def _recovery(self, stream: str, reason: str) -> None:
-        self._queue.put_nowait(
+        self.queue.put_nowait(
             Push("recovery", stream, raw={"push": "recovery", "stream": stream, "reason": reason})
         )
 
-    def _reset(self, message: dict[str, Any]) -> None:
+    def reset(self, message: dict[str, Any]) -> None:
         """The hub lost a stream while we were connected (protocol section 2.3)."""
         name, epoch, offset = message.get("stream"), message.get("epoch"), message.get("offset")
-        stream = self._inbox if name == INBOX else self._channels.get(str(name))
+        stream = self.inbox if name == INBOX else self.channels.get(str(name))
         if stream is None or not isinstance(epoch, str) or not isinstance(offset, int):
             return  # a channel we left, or a malformed push
         if stream.epoch == epoch:
             return  # a subscribe reply gave us the new epoch already
         stream.epoch, stream.offset = epoch, offset
-        if stream is self._inbox:
+        if stream is self.inbox:
             # Acks name offsets of the lost epoch: they mean nothing now.
-            self._ack_wanted = self._ack_sent = 0
-            self._processed = None
+            self._on_inbox_lost()
         reason = str(message.get("reason", "epoch"))
         raw = {"push": "recovery", "stream": name, "reason": reason, "live": True}
-        self._queue.put_nowait(
+        self.queue.put_nowait(
             Push(
                 "recovery",
                 str(name),
@@ -111,11 +123,12 @@ class StreamRecovery:
             )
         )
 
-    def _entry(self, stream: _Stream | None, message: dict[str, Any]) -> None:
+    def entry(self, stream: _Stream | None, message: dict[str, Any]) -> None:
+        """Queue the entry a push carries, unless it was delivered before."""
         if stream is None:
             return  # a channel we left
         offset, epoch = message["offset"], message["epoch"]
         if epoch == stream.epoch and offset <= stream.offset:
             return  # delivered before: an unacknowledged redelivery or an overlap
         stream.epoch, stream.offset = epoch, offset
-        self._queue.put_nowait(Push.from_wire(message))
+        self.queue.put_nowait(Push.from_wire(message))

@@ -16,7 +16,7 @@ An adapter (the asyncio server) owns the sockets and drives a :class:`Node`:
 
 The node holds only local bookkeeping: which of *its* sessions belong to which
 user and which channel. Everything shared with other nodes goes through the
-:class:`~hubbub.hub.broker.Broker`: a publish (or a direct ``send``, which is a
+:class:`~hubbub.hub.core.broker.Broker`: a publish (or a direct ``send``, which is a
 publish to each recipient's inbox stream) is appended by the broker, which hands
 it back to every node subscribed to that stream; the node's listener then
 encodes the push *once* and gives it to exactly the local sessions of that
@@ -36,15 +36,13 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from . import protocol as p
-from .auth import Authenticator, AuthError, Identity
 from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Notice, Reset
 from .config import HubConfig
-from .metrics import HubMetrics
+from .identity import AuthError, Identity, TokenVerifier
 from .operations import NodeOperations
 from .permissions import Permissions
 from .session import (
@@ -62,45 +60,50 @@ from .session import (
     recovery_failure,
 )
 from .streams import Entry
+from .traffic import NodeMetrics
 
 __all__ = ["DisconnectCode", "Node", "Session", "inbox_stream"]
 
 logger = logging.getLogger(__name__)
 
 
-class Node(NodeOperations):
+class Node:
     """One hub node.
 
     The commands that keep no state here (publish, send, presence, online,
-    history, ack, ping) and the server API come from
-    :class:`~hubbub.hub.operations.NodeOperations`.
+    history, ack, ping) and the server API are those of :attr:`operations`, a
+    :class:`~hubbub.hub.core.operations.NodeOperations` the node owns and wires
+    to its broker, config, clock, metrics and permissions.
 
     Args:
         broker: shared with the other nodes of the hub.
-        auth: verifies tokens.
+        auth: verifies tokens (a :class:`hubbub.hub.auth.Authenticator`).
         config: rules and limits.
-        clock: current time in seconds (injected for tests).
-        metrics: counters; a fresh :class:`HubMetrics` by default.
+        clock: current time in seconds (``time.time`` in a server; the core
+            reads no clock of its own).
+        metrics: the node's counters (a :class:`hubbub.hub.metrics.HubMetrics`,
+            which the server exports at ``/metrics``).
         node_id: unique name of this node; random by default.
     """
 
     def __init__(
         self,
         broker: Broker,
-        auth: Authenticator,
+        auth: TokenVerifier,
         config: HubConfig | None = None,
         *,
-        clock: Callable[[], float] = time.time,
-        metrics: HubMetrics | None = None,
+        clock: Callable[[], float],
+        metrics: NodeMetrics,
         node_id: str | None = None,
     ) -> None:
         self.broker = broker
         self.auth = auth
         self.config = config or HubConfig()
         self.clock = clock
-        self.metrics = metrics or HubMetrics()
+        self.metrics = metrics
         self.node_id = node_id or secrets.token_hex(4)
         self.permissions = Permissions(self.config, auth)
+        self.operations = NodeOperations(broker, self.config, clock, metrics, self.permissions)
         self.sessions: dict[str, Session] = {}
         self._channels: dict[str, set[Session]] = {}
         self._users: dict[str, set[Session]] = {}
@@ -112,19 +115,20 @@ class Node(NodeOperations):
         # idle hub with many connections does not walk them all every second.
         self._watched: set[Session] = set()
         self._listener = self._on_broker
+        ops = self.operations
         self._handlers: dict[type, Callable[[Session, Any], Awaitable[Any]]] = {
             p.Connect: self._connect,
             p.Refresh: self._refresh,
             p.Subscribe: self._subscribe,
             p.Unsubscribe: self._unsubscribe,
-            p.Publish: self._publish,
-            p.Send: self._send,
-            p.Presence: self._presence,
-            p.PresenceStats: self._presence_stats,
-            p.Online: self._online,
-            p.History: self._history,
-            p.Ack: self._ack,
-            p.Ping: self._ping,
+            p.Publish: ops.handle_publish,
+            p.Send: ops.handle_send,
+            p.Presence: ops.handle_presence,
+            p.PresenceStats: ops.handle_presence_stats,
+            p.Online: ops.handle_online,
+            p.History: ops.handle_history,
+            p.Ack: ops.handle_ack,
+            p.Ping: ops.handle_ping,
         }
         self._method_names = {cls: cls.__name__.lower() for cls in self._handlers}
 
@@ -140,7 +144,7 @@ class Node(NodeOperations):
         """Register a new connection; it must ``connect`` within ``connect_timeout``.
 
         ``identity``: who the connection is, when the application authenticated
-        its handshake itself (cookies, a session; see ``hubbub.hub.asgi``). Its
+        its handshake itself (cookies, a session; see ``hubbub.hub.server.asgi``). Its
         ``connect`` then needs no token and gets this identity whatever it sends.
         """
         if conn_id is None:
@@ -273,10 +277,25 @@ class Node(NodeOperations):
         if session.strikes >= self.config.max_strikes:
             await self.disconnect(session, DisconnectCode.ABUSE, "too many rejected requests")
 
-    def _user(self, session: Session) -> str:
-        if session.user is None:
-            raise Fail(p.ErrorCode.NOT_CONNECTED, "connect first")
-        return session.user
+    # --- server API (Python, same process): the operations' -------------------
+
+    async def publish(self, channel: str, data: Any, *, sender: str | None = None) -> Entry:
+        """Publish to a channel as the server (:meth:`NodeOperations.publish`)."""
+        return await self.operations.publish(channel, data, sender=sender)
+
+    async def send(
+        self, users: Iterable[str], data: Any, *, sender: str | None = None
+    ) -> dict[str, Any]:
+        """Store ``data`` in each user's inbox (:meth:`NodeOperations.send`)."""
+        return await self.operations.send(users, data, sender=sender)
+
+    async def history(self, stream: str, since: p.Since | None, limit: int) -> dict[str, Any]:
+        """Read a stream as the ``history`` command does (:meth:`NodeOperations.history`)."""
+        return await self.operations.history(stream, since, limit)
+
+    async def presence(self, channel: str) -> dict[str, Any]:
+        """Who is in ``channel`` (:meth:`NodeOperations.presence`)."""
+        return await self.operations.presence(channel)
 
     # --- connect, refresh -----------------------------------------------------
 
@@ -285,7 +304,7 @@ class Node(NodeOperations):
             raise Fail(p.ErrorCode.ALREADY_CONNECTED, "already connected")
         if session.handshake_identity is not None:
             # Authenticated from the WebSocket handshake by the application's own
-            # hook (hubbub.hub.asgi); credentials in the command are not needed.
+            # hook (hubbub.hub.server.asgi); credentials in the command are not needed.
             identity = session.handshake_identity
         elif cmd.token is not None:
             identity = self.auth.verify(cmd.token)
@@ -364,7 +383,7 @@ class Node(NodeOperations):
         return REPLIED
 
     async def _refresh(self, session: Session, cmd: p.Refresh) -> Any:
-        user = self._user(session)
+        user = session.connected_user()
         identity = self.auth.verify(cmd.token)
         if identity.user != user:
             raise Fail(p.ErrorCode.UNAUTHORIZED, "token is for another user")
@@ -375,7 +394,7 @@ class Node(NodeOperations):
     # --- channels -------------------------------------------------------------
 
     async def _subscribe(self, session: Session, cmd: p.Subscribe) -> Any:
-        user = self._user(session)
+        user = session.connected_user()
         channel = cmd.channel
         if channel in session.channels:
             raise Fail(p.ErrorCode.ALREADY_SUBSCRIBED, "already subscribed")
@@ -448,7 +467,7 @@ class Node(NodeOperations):
             await self.broker.broadcast(channel, Notice("leave", session.user, session.conn_id))
 
     async def _unsubscribe(self, session: Session, cmd: p.Unsubscribe) -> Any:
-        self._user(session)
+        session.connected_user()
         if cmd.channel not in session.channels:
             raise Fail(p.ErrorCode.NOT_SUBSCRIBED, "not subscribed")
         await self._leave(session, cmd.channel)
@@ -480,7 +499,8 @@ class Node(NodeOperations):
             offset = item.offset
             sent = 0
             # The hot loop of fan-out (once per subscriber): Session.deliver
-            # inlined, which saves a call per recipient.
+            # inlined through its public parts (transmit, fail), which saves a
+            # call per recipient.
             for session in sessions:
                 sub = session.channels.get(stream)
                 if sub is None:
@@ -490,7 +510,7 @@ class Node(NodeOperations):
                     pending.append((offset, text))
                 elif not session.closed:
                     try:
-                        session._send(text)
+                        session.transmit(text)
                     except Exception:
                         session.fail()  # this session only: the loop goes on
                     else:

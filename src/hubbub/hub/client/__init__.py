@@ -28,14 +28,14 @@ not select ``hubbub.json.v1``, or its replies do not follow it), it stops in
 attempts, and so the log lines.
 
 Requests in flight and their replies are matched by a
-:class:`~hubbub.hub.client_requests.Requests` (one per client); a reply or push
+:class:`~hubbub.hub.client.requests.Requests` (one per client); a reply or push
 that does not follow the protocol is logged and dropped, never raised into the
 reader task.
 
 Recovery (protocol section 2): per channel and for the inbox, the client keeps
 the epoch and offset of the last entry it queued for the application, and
 re-subscribes with them as ``since``; the bookkeeping, and what the application
-sees when recovery is impossible, is in :mod:`hubbub.hub.client_recovery`.
+sees when recovery is impossible, is in :mod:`hubbub.hub.client.recovery`.
 
 Acks (section 2.2): an inbox entry counts as processed when the application
 asks for the next push; it is then acknowledged in the background (batched),
@@ -53,12 +53,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
-from ..asyncio import ClientConnection, connect
-from ..backoff import Backoff, is_transient
-from ..exceptions import ConnectionClosed, NegotiationError
-from .client_recovery import StreamRecovery, _Stream
-from .client_requests import MALFORMED, Requests
-from .client_types import (
+from ...asyncio import ClientConnection, connect
+from ...backoff import Backoff, is_transient
+from ...exceptions import ConnectionClosed, NegotiationError
+from ..core.protocol import SUBPROTOCOL
+from .recovery import StreamRecovery, _Stream
+from .requests import MALFORMED, Requests
+from .types import (
     INBOX,
     ConnectionLost,
     HubError,
@@ -68,7 +69,6 @@ from .client_types import (
     StateListener,
     TokenSource,
 )
-from .protocol import SUBPROTOCOL
 
 __all__ = [
     "INBOX",
@@ -94,7 +94,7 @@ _ACK_FLUSH_TIMEOUT = 5.0
 _CLOSED = Push("closed")
 
 
-class HubClient(StreamRecovery):
+class HubClient:
     """A hub client that stays connected and recovers what it missed.
 
     Args:
@@ -151,9 +151,8 @@ class HubClient(StreamRecovery):
         """Failed attempts in a row since the client was last live."""
         self._was_live = False
         self._token_refusals = 0
-        self._channels: dict[str, _Stream] = {}
-        self._inbox = _Stream()
         self._queue: asyncio.Queue[Push] = asyncio.Queue()
+        self._streams = StreamRecovery(self._queue, self._forget_inbox_acks)
         self._requests = Requests()
         self._ws: ClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -324,7 +323,7 @@ class HubClient(StreamRecovery):
                 await reader
             self._ws = None
             self._requests.fail_all()
-            for sub in self._channels.values():
+            for sub in self._streams.channels.values():
                 sub.active = False
             if self.state is not State.CLOSED:
                 await ws.close()
@@ -339,23 +338,23 @@ class HubClient(StreamRecovery):
             params["token"] = token
         else:
             params["name"] = self.name
-        if self._inbox.epoch is not None:
+        if self._streams.inbox.epoch is not None:
             # Protocol section 2.2: the hub compares the epoch we knew; a broker
             # that lost the inbox also lost the ack the hub would compare.
-            params["inbox_epoch"] = self._inbox.epoch
-        result = await self._requests.send(ws, "connect", params, self._on_connected)
+            params["inbox_epoch"] = self._streams.inbox.epoch
+        result = await self._requests.send(ws, "connect", params, self._streams.connected)
         self.user, self.conn_id = result["user"], result["conn_id"]
-        for channel, sub in list(self._channels.items()):
+        for channel, sub in list(self._streams.channels.items()):
             try:
                 await self._join(ws, channel, sub)
             except HubError as exc:  # no longer allowed, for instance
-                self._channels.pop(channel, None)
+                self._streams.channels.pop(channel, None)
                 self._queue.put_nowait(
                     Push("unsubscribed", channel, raw={"code": exc.code, "message": str(exc)})
                 )
         self.connect_result = result
         acked = result["inbox"]["acked"]
-        if self._ack_wanted > acked and self._inbox.epoch == result["inbox"]["epoch"]:
+        if self._ack_wanted > acked and self._streams.inbox.epoch == result["inbox"]["epoch"]:
             self._ack_sent = acked  # acks lost with the connection: send again
             self._schedule_ack()
 
@@ -374,7 +373,7 @@ class HubClient(StreamRecovery):
             params["since"] = {"offset": sub.offset, "epoch": sub.epoch}
 
         def on_reply(result: Any) -> None:
-            self._on_joined(channel, sub, result)
+            self._streams.joined(channel, sub, result)
 
         return await self._requests.send(ws, "subscribe", params, on_reply)
 
@@ -404,10 +403,13 @@ class HubClient(StreamRecovery):
             return
         if kind in {"pub", "message"}:
             channel = str(message.get("channel"))
-            self._entry(self._inbox if kind == "message" else self._channels.get(channel), message)
+            self._streams.entry(
+                self._streams.inbox if kind == "message" else self._streams.channels.get(channel),
+                message,
+            )
             return
         if kind == "reset":
-            self._reset(message)
+            self._streams.reset(message)
             return
         if kind == "expiring" and callable(self.token):
             self._spawn(self._refresh())
@@ -442,12 +444,12 @@ class HubClient(StreamRecovery):
         ``since`` (``{"offset", "epoch"}``, for instance from :meth:`history`)
         recovers from a known position.
         """
-        if channel in self._channels:
+        if channel in self._streams.channels:
             raise HubError(106, "already subscribed")
         sub = _Stream(token=token)
         if since is not None:
             sub.epoch, sub.offset = since["epoch"], since["offset"]
-        self._channels[channel] = sub
+        self._streams.channels[channel] = sub
         try:
             while True:
                 ws = await self._live_ws()
@@ -458,12 +460,12 @@ class HubClient(StreamRecovery):
                 except ConnectionLost:
                     continue  # the next connection joins it
         except BaseException:
-            self._channels.pop(channel, None)
+            self._streams.channels.pop(channel, None)
             raise
 
     async def unsubscribe(self, channel: str) -> Any:
         """Leave ``channel``."""
-        self._channels.pop(channel, None)
+        self._streams.channels.pop(channel, None)
         return await self.call("unsubscribe", channel=channel)
 
     async def publish(self, channel: str, data: Any) -> Any:
@@ -507,6 +509,12 @@ class HubClient(StreamRecovery):
             self._ack_wanted = offset
             self._schedule_ack()
 
+    def _forget_inbox_acks(self) -> None:
+        # The inbox has a new epoch (told by self._streams): the offsets acked or
+        # to ack are those of the lost one.
+        self._ack_wanted = self._ack_sent = 0
+        self._processed = None
+
     async def _flush_acks(self) -> None:
         """Send the acks still pending, if live; give up after a few seconds."""
         if self.state is not State.LIVE or self._ack_wanted <= self._ack_sent:
@@ -525,7 +533,7 @@ class HubClient(StreamRecovery):
 
     async def _send_acks(self) -> None:
         while self._ack_wanted > self._ack_sent and self.state is State.LIVE:
-            offset, ws, epoch = self._ack_wanted, self._ws, self._inbox.epoch
+            offset, ws, epoch = self._ack_wanted, self._ws, self._streams.inbox.epoch
             if ws is None or epoch is None:
                 return
             try:
@@ -556,7 +564,11 @@ class HubClient(StreamRecovery):
             self._queue.put_nowait(_CLOSED)  # for the next caller too
             raise self.close_error or ConnectionLost("the client is closed")
         # An entry of an epoch lost meanwhile is not acknowledged in the new one.
-        if push.kind == "message" and push.offset is not None and push.epoch == self._inbox.epoch:
+        if (
+            push.kind == "message"
+            and push.offset is not None
+            and push.epoch == self._streams.inbox.epoch
+        ):
             self._processed = push.offset
         return push
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import protocol as p
-from .auth import Authenticator, AuthError
 from .config import HubConfig, NamespaceRules, namespace_of
+from .identity import AuthError, TokenVerifier
 from .session import Fail, Session
 
 __all__ = ["Permissions"]
@@ -15,7 +15,7 @@ __all__ = ["Permissions"]
 class Permissions:
     """Checks a node makes before executing a request; each raises :class:`Fail`."""
 
-    def __init__(self, config: HubConfig, auth: Authenticator) -> None:
+    def __init__(self, config: HubConfig, auth: TokenVerifier) -> None:
         self.config = config
         self.auth = auth
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..asyncio import ClientConnection
-from ..exceptions import ConnectionClosed
-from .client_types import ConnectionLost, HubError, InvalidReply
-from .protocol import SUBPROTOCOL
+from ...asyncio import ClientConnection
+from ...exceptions import ConnectionClosed
+from ..core.protocol import SUBPROTOCOL
+from .types import ConnectionLost, HubError, InvalidReply
 
 __all__ = ["Requests"]
 
@@ -79,7 +79,10 @@ class Requests:
             return
         error = message.get("error")
         if isinstance(error, dict) and isinstance(error.get("code"), int):
-            pending.future.set_exception(HubError(error["code"], str(error.get("message"))))
+            code = error["code"]
+            # The text names the code too, as an error reply is shown (SDK docs).
+            text = f"{error.get('message')} ({code})"
+            pending.future.set_exception(HubError(code, text))
             return
         if "result" not in message:
             # Section 1: a reply has ``result`` or ``error``. An echo of our

@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 
 Every node of the hub runs a :class:`RedisBroker` pointed at the same Redis.
-What the :class:`~hubbub.hub.broker.Broker` interface promises maps onto Redis
-as follows (the Lua scripts are in :mod:`hubbub.hub.redis_scripts`):
+What the :class:`~hubbub.hub.core.broker.Broker` interface promises maps onto Redis
+as follows (the Lua scripts are in :mod:`hubbub.hub.brokers.redis_scripts`):
 
 * **streams**: a channel's history or a user's inbox is a Redis Stream
   (``hubbub:{NAME}:log``, entry IDs ``OFFSET-0``) next to a hash
@@ -18,7 +18,7 @@ as follows (the Lua scripts are in :mod:`hubbub.hub.redis_scripts`):
   clients holding the old epoch are told recovery is impossible.
 * **live fan-out, resets, faults**: one subscriber connection per node, with
   duplicate dropping, epoch checks and reconnection with gap filling; see
-  :mod:`hubbub.hub.redis_subscriber`.
+  :mod:`hubbub.hub.brokers.redis_subscriber`.
 * **presence**: a sorted set per stream (member: connection id, score: expiry
   time) plus a hash of connection infos; ``$online`` also keeps one sorted set
   per user so that :meth:`online` costs one ``ZCOUNT`` per user asked. Any node
@@ -35,20 +35,18 @@ import contextlib
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..backoff import Backoff
-from ..exceptions import needs_extra
+from ...backoff import Backoff
+from ...exceptions import needs_extra
+from ..core.broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener, Notice
+from ..core.streams import Entry, ReadResult, StreamLimits, new_epoch
 from . import redis_scripts as lua
-from .broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener
 from .redis_subscriber import LIVE_PREFIX, RedisSubscriber
-from .streams import Entry, ReadResult, StreamLimits, new_epoch
 
-with needs_extra("redis", "the Redis broker (hubbub.hub.redis_broker)"):
+with needs_extra("redis", "the Redis broker (hubbub.hub.brokers.redis_broker)"):
     import redis.asyncio as aioredis
-    from redis.asyncio.connection import AbstractConnection
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
@@ -58,11 +56,13 @@ __all__ = ["RedisBroker"]
 logger = logging.getLogger(__name__)
 
 
-class RedisBroker(RedisSubscriber, Broker):
+class RedisBroker(Broker):
     """A broker shared through Redis by every node of the hub.
 
-    The subscriber connection (live fan-out, epoch checks, reconnection) comes
-    from :class:`~hubbub.hub.redis_subscriber.RedisSubscriber`.
+    The subscriber connection (live fan-out, epoch checks, reconnection) is a
+    :class:`~hubbub.hub.brokers.redis_subscriber.RedisSubscriber` the broker
+    owns (:attr:`subscriber`), built with the client, the key names, ``read``
+    and the command wrapper, and fed the epoch of every command reply.
 
     Args:
         url: ``redis://HOST:PORT/DB`` (``rediss://`` for TLS, ``unix://`` ...).
@@ -93,7 +93,6 @@ class RedisBroker(RedisSubscriber, Broker):
         self._prefix = prefix
         self._clock = clock
         self._idle_ms = int(idle_ttl * 1000)
-        self._backoff = backoff or Backoff(initial_delay=0.1, max_delay=5.0)
         # No retries inside redis-py: a failed command raises at once and the
         # node answers 501; reconnection is the next command's business.
         # A blocking pool: past max_connections commands wait (up to timeout)
@@ -117,21 +116,26 @@ class RedisBroker(RedisSubscriber, Broker):
             name: self._redis.register_script(getattr(lua, name))
             for name in ("PUBLISH", "READ", "ACK", "PRESENCE_ADD", "PRESENCE_REMOVE", "PRESENCE")
         }
-        self._listeners: dict[str, list[Listener]] = {}
-        self._seen: dict[str, tuple[str, int]] = {}  # last (epoch, offset) delivered
-        self._floor: dict[str, tuple[str, int]] = {}  # (epoch, top) when subscribed
-        self._retired: dict[str, set[str]] = {}  # epochs of a stream known lost
         self._epoch_check = epoch_check
         self._next_epoch_check = 0.0
-        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self._local_presence: dict[tuple[str, str], ClientInfo] = {}
-        self._sub: AbstractConnection | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._commands_ok = False
         self._was_down = False
         self._closed = False
         self._started = False
-        self.reconnects = 0
+        self.subscriber = RedisSubscriber(
+            self._redis,
+            key=self._key,
+            read=self.read,
+            call=self._call,
+            backoff=backoff or Backoff(initial_delay=0.1, max_delay=5.0),
+            safe_url=self._safe_url(),
+        )
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the subscriber connection came back."""
+        return self.subscriber.reconnects
 
     # --- keys -----------------------------------------------------------------
 
@@ -149,21 +153,13 @@ class RedisBroker(RedisSubscriber, Broker):
         if self._started:
             return
         self._started = True
-        connected = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.create_task(self._run(connected))
-        try:
-            await asyncio.wait_for(asyncio.shield(connected), 5.0)
-        except TimeoutError:
+        if not await self.subscriber.start(5.0):
             logger.warning("redis broker: %s unreachable at start; retrying", self._safe_url())
         await self._ping()
 
     async def close(self) -> None:
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await self._drop_sub()
+        await self.subscriber.close()
         await self._redis.aclose()
 
     async def maintain(self) -> None:
@@ -172,16 +168,16 @@ class RedisBroker(RedisSubscriber, Broker):
         if self._commands_ok and now >= self._next_epoch_check:
             self._next_epoch_check = now + self._epoch_check
             with contextlib.suppress(BrokerUnavailable):
-                await self.check_epochs()
+                await self.subscriber.check_epochs()
 
     def health(self) -> dict[str, Any]:
-        subscriber = self._sub is not None
+        subscriber = self.subscriber.connected
         return {
             "type": "redis",
             "ok": self._commands_ok and subscriber and not self._closed,
             "commands": self._commands_ok,
             "subscriber": subscriber,
-            "streams_subscribed": len(self._listeners),
+            "streams_subscribed": self.subscriber.streams,
             "reconnects": self.reconnects,
         }
 
@@ -218,6 +214,26 @@ class RedisBroker(RedisSubscriber, Broker):
         self._mark(True)
         return result
 
+    # --- live fan-out (the subscriber's) and notices ---------------------------
+
+    async def subscribe(self, stream: str, listener: Listener) -> None:
+        await self.subscriber.subscribe(stream, listener)
+
+    async def unsubscribe(self, stream: str, listener: Listener) -> None:
+        await self.subscriber.unsubscribe(stream, listener)
+
+    async def check_epochs(self) -> None:
+        """Notice the streams Redis lost while nothing was published to them.
+
+        See :meth:`RedisSubscriber.check_epochs`; :meth:`maintain` calls it
+        every ``epoch_check`` seconds.
+        """
+        await self.subscriber.check_epochs()
+
+    async def broadcast(self, stream: str, notice: Notice) -> None:
+        payload = json.dumps({"k": notice.kind, "u": notice.user, "c": notice.conn_id})
+        await self._call(self._redis.publish(LIVE_PREFIX + stream, payload))
+
     # --- streams --------------------------------------------------------------
 
     async def publish(
@@ -241,7 +257,7 @@ class RedisBroker(RedisSubscriber, Broker):
             )
         )
         entry = Entry(int(result[0]), str(result[1]), float(repr(float(now))), data, sender)
-        self._note_epoch(stream, entry.epoch)
+        self.subscriber.note_epoch(stream, entry.epoch)
         return entry
 
     async def read(self, stream: str, after: int | None, limit: int) -> ReadResult:
@@ -258,7 +274,7 @@ class RedisBroker(RedisSubscriber, Broker):
             )
         )
         epoch, top, complete, raw, newest_first = result
-        self._note_epoch(stream, str(epoch))
+        self.subscriber.note_epoch(stream, str(epoch))
         entries = [_entry(item, epoch) for item in raw]
         if newest_first:
             entries.reverse()

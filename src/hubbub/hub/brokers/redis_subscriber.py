@@ -1,15 +1,17 @@
 """The subscriber side of the Redis broker: live fan-out, resets and faults.
 
-:class:`RedisSubscriber` is a mixin of
-:class:`hubbub.hub.redis_broker.RedisBroker`. It owns the node's one pub/sub
-connection to Redis and everything that turns what arrives there into ordered,
-deduplicated listener calls: subscribing, decoding live messages, noticing a
+:class:`RedisSubscriber` is owned by a
+:class:`hubbub.hub.brokers.redis_broker.RedisBroker`, which builds it with what it
+needs of the broker (the Redis client, the key names, ``read`` and the command
+wrapper) and starts and closes it. It owns the node's one pub/sub connection to
+Redis and everything that turns what arrives there into ordered, deduplicated
+listener calls: the listeners, subscribing, decoding live messages, noticing a
 stream's new epoch, and reconnecting. The commands (publish, read, presence,
 acks), the connection pool and the broker's life cycle stay in
-``redis_broker.py``. This half is separate because it runs on its own, driven
-by what Redis pushes, while the commands are request and reply; the two meet
-in ``read`` (used here for gap fills and subscription floors) and in
-:meth:`RedisSubscriber._note_epoch`, which every command reply feeds.
+``redis_broker.py``. The subscriber is an object of its own because it runs on
+its own, driven by what Redis pushes, while the commands are request and reply;
+the two meet in ``read`` (used here for gap fills and subscription floors) and
+in :meth:`RedisSubscriber.note_epoch`, which every command reply feeds.
 
 Theory of operation
 -------------------
@@ -24,7 +26,7 @@ Theory of operation
   show up: a live entry, the result of a publish or a read, the gap fill after
   a reconnection, and a pipelined ``HGET`` of the epochs every ``epoch_check``
   seconds (for a ``FLUSHALL`` nobody published after). On a difference it hands
-  the listeners a :class:`~hubbub.hub.broker.Reset` before any entry of the new
+  the listeners a :class:`~hubbub.hub.core.broker.Reset` before any entry of the new
   epoch, and from then on drops late entries of the lost epoch (a publish that
   ran before the loss can reach the subscriber connection after a read on
   another connection saw the new epoch). Each node does this for its own
@@ -34,7 +36,7 @@ Theory of operation
   (:class:`hubbub.backoff.Backoff`), subscribes again, and *fills the gap*:
   it reads each stream after the last offset it delivered and hands the
   missed entries to the listeners before any new live one. Commands meanwhile
-  raise :class:`~hubbub.hub.broker.BrokerUnavailable` (clients get error 501;
+  raise :class:`~hubbub.hub.core.broker.BrokerUnavailable` (clients get error 501;
   the node keeps serving its connections) and :meth:`health` says ``ok:
   false`` (``/healthz`` answers 503). State changes are logged.
 """
@@ -47,14 +49,15 @@ import json
 import logging
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..backoff import Backoff
-from ..exceptions import needs_extra
-from .broker import BrokerUnavailable, Listener, Notice, Reset
-from .streams import Entry, ReadResult
+from ...backoff import Backoff
+from ...exceptions import needs_extra
+from ..core.broker import BrokerUnavailable, Listener, Notice, Reset
+from ..core.streams import Entry, ReadResult
 
-with needs_extra("redis", "the Redis broker (hubbub.hub.redis_broker)"):
+with needs_extra("redis", "the Redis broker (hubbub.hub.brokers.redis_broker)"):
     import redis.asyncio as aioredis
     from redis.asyncio.connection import AbstractConnection
     from redis.exceptions import RedisError
@@ -62,38 +65,87 @@ with needs_extra("redis", "the Redis broker (hubbub.hub.redis_broker)"):
 __all__ = ["LIVE_PREFIX", "RedisSubscriber"]
 
 # The broker's logger, whichever half of it logs.
-logger = logging.getLogger("hubbub.hub.redis_broker")
+logger = logging.getLogger("hubbub.hub.brokers.redis_broker")
 
 LIVE_PREFIX = "hubbub:live:"
 
 
 class RedisSubscriber:
-    """The pub/sub half of :class:`~hubbub.hub.redis_broker.RedisBroker`."""
+    """The pub/sub connection of a :class:`~hubbub.hub.brokers.redis_broker.RedisBroker`.
 
-    # Set by RedisBroker.__init__.
-    _redis: aioredis.Redis
-    _backoff: Backoff
-    _closed: bool
-    _listeners: dict[str, list[Listener]]
-    _seen: dict[str, tuple[str, int]]
-    _floor: dict[str, tuple[str, int]]
-    _retired: dict[str, set[str]]
-    _waiters: dict[str, deque[asyncio.Future[None]]]
-    _sub: AbstractConnection | None
-    reconnects: int
+    Args:
+        redis: the broker's client: its pool's settings open the subscriber
+            connection, and the epoch checks pipeline through it.
+        key: the broker's Redis key of a stream's part (``meta``, ``log``).
+        read: the broker's :meth:`~hubbub.hub.core.broker.Broker.read`.
+        call: the broker's wrapper of a command (failures become
+            :class:`~hubbub.hub.core.broker.BrokerUnavailable`).
+        backoff: delays between reconnection attempts.
+        safe_url: the Redis URL without its password, for the logs.
 
-    # The broker's.
-    def _key(self, stream: str, part: str) -> str:
-        raise NotImplementedError
+    Attributes:
+        reconnects: how many times the subscriber connection came back.
+    """
 
-    def _safe_url(self) -> str:
-        raise NotImplementedError
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        key: Callable[[str, str], str],
+        read: Callable[[str, int | None, int], Awaitable[ReadResult]],
+        call: Callable[[Any], Awaitable[Any]],
+        backoff: Backoff,
+        safe_url: str,
+    ) -> None:
+        self._redis = redis
+        self._key = key
+        self._read = read
+        self._call = call
+        self._backoff = backoff
+        self._safe_url = safe_url
+        self._listeners: dict[str, list[Listener]] = {}
+        self._seen: dict[str, tuple[str, int]] = {}  # last (epoch, offset) delivered
+        self._floor: dict[str, tuple[str, int]] = {}  # (epoch, top) when subscribed
+        self._retired: dict[str, set[str]] = {}  # epochs of a stream known lost
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
+        self._sub: AbstractConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+        self.reconnects = 0
 
-    async def _call(self, awaitable: Any) -> Any:
-        raise NotImplementedError
+    @property
+    def connected(self) -> bool:
+        """Whether the subscriber connection is up."""
+        return self._sub is not None
 
-    async def read(self, stream: str, after: int | None, limit: int) -> ReadResult:
-        raise NotImplementedError
+    @property
+    def streams(self) -> int:
+        """How many streams have listeners here."""
+        return len(self._listeners)
+
+    # --- life cycle -------------------------------------------------------------
+
+    async def start(self, timeout: float) -> bool:
+        """Start the reader task; whether it connected within ``timeout`` seconds.
+
+        If not, it keeps trying in the background.
+        """
+        connected = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._run(connected))
+        try:
+            await asyncio.wait_for(asyncio.shield(connected), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop the reader task and drop the connection."""
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._drop_sub()
 
     # --- epochs -----------------------------------------------------------------
 
@@ -102,7 +154,7 @@ class RedisSubscriber:
 
         One pipelined ``HGET`` per stream listened to; a stream whose epoch is
         missing or new is read, which creates it again if needed and hands its
-        listeners a :class:`~hubbub.hub.broker.Reset`.
+        listeners a :class:`~hubbub.hub.core.broker.Reset`.
         """
         streams = [s for s in self._listeners if self._position(s) is not None]
         for start in range(0, len(streams), 500):
@@ -114,7 +166,7 @@ class RedisSubscriber:
             for stream, epoch in zip(chunk, epochs, strict=True):
                 position = self._position(stream)
                 if position is not None and epoch != position[0]:
-                    await self.read(stream, None, 0)  # notes the new epoch
+                    await self._read(stream, None, 0)  # notes the new epoch
 
     # --- subscriber connection --------------------------------------------------
 
@@ -144,7 +196,7 @@ class RedisSubscriber:
                 if not self._closed:
                     logger.error(
                         "redis broker: %s is DOWN (subscriber connection lost: %s)",
-                        self._safe_url(),
+                        self._safe_url,
                         exc,
                     )
             await self._drop_sub()
@@ -186,11 +238,11 @@ class RedisSubscriber:
         seen = self._position(stream)
         if seen is None or stream not in self._listeners:
             return
-        read = await self.read(stream, seen[1], 100_000)
+        read = await self._read(stream, seen[1], 100_000)
         if read.epoch != seen[0]:
             # Redis lost the stream: what was missed cannot be read back. The
             # read handed the listeners a Reset; the new epoch follows in full.
-            read = await self.read(stream, 0, 100_000)
+            read = await self._read(stream, 0, 100_000)
         for entry in read.entries:
             self._dispatch(stream, entry)
 
@@ -198,8 +250,12 @@ class RedisSubscriber:
         """The (epoch, offset) of the last entry delivered, or the top when subscribed."""
         return self._seen.get(stream) or self._floor.get(stream)
 
-    def _note_epoch(self, stream: str, epoch: str) -> None:
-        """A command's reply showed ``epoch``, the stream's current one."""
+    def note_epoch(self, stream: str, epoch: str) -> None:
+        """A command's reply showed ``epoch``, the stream's current one.
+
+        The broker calls this with every reply that carries an epoch, so that a
+        lost stream is noticed wherever it shows first (a Reset to the listeners).
+        """
         position = self._position(stream)
         if position is not None and position[0] != epoch and stream in self._listeners:
             # Offset 0: whatever the new epoch holds is still to come, live or by
@@ -293,6 +349,7 @@ class RedisSubscriber:
     # --- live fan-out ---------------------------------------------------------
 
     async def subscribe(self, stream: str, listener: Listener) -> None:
+        """Hand ``listener`` every item of ``stream`` (:meth:`Broker.subscribe`)."""
         listeners = self._listeners.get(stream)
         if listeners is not None:
             if listener not in listeners:
@@ -314,7 +371,7 @@ class RedisSubscriber:
                 raise OSError("redis subscriber lost")
             # Where a gap fill would start if the subscriber connection broke
             # before any entry of this stream arrived.
-            top = await self.read(stream, None, 0)
+            top = await self._read(stream, None, 0)
             self._floor.setdefault(stream, (top.epoch, top.offset))
         except (RedisError, OSError, TimeoutError) as exc:
             await self.unsubscribe(stream, listener)
@@ -324,6 +381,7 @@ class RedisSubscriber:
             raise
 
     async def unsubscribe(self, stream: str, listener: Listener) -> None:
+        """Stop handing ``listener`` the items of ``stream``."""
         listeners = self._listeners.get(stream)
         if not listeners or listener not in listeners:
             return
@@ -338,7 +396,3 @@ class RedisSubscriber:
         if conn is not None:
             with contextlib.suppress(RedisError, OSError):
                 await conn.send_command("UNSUBSCRIBE", LIVE_PREFIX + stream)
-
-    async def broadcast(self, stream: str, notice: Notice) -> None:
-        payload = json.dumps({"k": notice.kind, "u": notice.user, "c": notice.conn_id})
-        await self._call(self._redis.publish(LIVE_PREFIX + stream, payload))
