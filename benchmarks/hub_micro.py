@@ -43,18 +43,23 @@ DATA = "S0000000001T" + "x" * 88  # 100 characters, as hub_bench.py sends
 
 
 def stand_in_connection() -> Any:
-    """What ``_Outbox`` reads of a ServerConnection: open, unmasked, writable."""
+    """What ``_Outbox`` uses of a ServerConnection: its public writing seams.
+
+    An open connection that shares frames and never pauses; what it is handed
+    goes to a C function that discards it.
+    """
     sink: collections.deque[bytes] = collections.deque(maxlen=0)
-    protocol = types.SimpleNamespace(
-        state=State.OPEN, _mask=False, extensions=[], _send_opcode=0, _out=[]
-    )
-    transport = types.SimpleNamespace(write=sink.append, writelines=sink.extend)
+
+    def send_frames_nowait(frames: bytes, *, limit: int | None = None) -> bool:
+        sink.append(frames)
+        return True
+
     return types.SimpleNamespace(
-        protocol=protocol,
-        transport=transport,
-        _writing_paused=False,
-        _transport_closing=False,
-        _flush=lambda: None,
+        protocol=types.SimpleNamespace(state=State.OPEN),
+        shares_frames=True,
+        writing_paused=False,
+        send_frames_nowait=send_frames_nowait,
+        close_timeout=10.0,
     )
 
 
