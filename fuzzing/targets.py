@@ -39,6 +39,7 @@ from hubbub.exceptions import (
     InvalidHeader,
     InvalidURI,
     PayloadTooBig,
+    UnexpectedTLS,
 )
 from hubbub.protocol import (
     ClientConnection,
@@ -413,6 +414,13 @@ def fuzz_server_handshake(data: bytes) -> None:
                 assert response is not None
                 check(response.status == 101, f"event {event!r} after a rejection")
     out = b"".join(server.data_to_send())
+    if isinstance(server.handshake_exc, UnexpectedTLS):
+        # A TLS ClientHello on a plain port: closed at once, with no HTTP answer
+        # (the client speaks TLS and could not read one).
+        check(out == b"", "answered a TLS ClientHello")
+        check(server.state is State.CLOSED and server.eof_sent, "ClientHello but not closed")
+        check(data[:2] == b"\x16\x03", "UnexpectedTLS without a ClientHello")
+        return
     if server.response is None and server.handshake_exc is None:
         check(out == b"", "sent something before the request was complete")
         check(server.state is State.CONNECTING, "not CONNECTING while waiting")

@@ -84,6 +84,15 @@ def test_http_seeds(seed: bytes) -> None:
     targets.HTTP_TARGETS[seed[0]](seed[1:])
 
 
+# A TLS ClientHello on a plain port (found by fuzz_http.py): the server closes
+# without an HTTP answer, which the target once took for an incomplete response.
+TLS_ON_PLAIN_PORT = b"\x16\x03\x03HTTP/1.1 101 Switching Protocols\r\n\r\n"
+
+
+def test_server_handshake_tls_client_hello() -> None:
+    targets.fuzz_server_handshake(TLS_ON_PLAIN_PORT)
+
+
 @fuzz_settings
 @given(strategies.request_inputs())
 def test_request_parser(data: bytes) -> None:
