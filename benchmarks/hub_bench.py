@@ -118,11 +118,11 @@ def rss_mib(pid: int) -> float:
 
 
 def start_hub(
-    port: int, profile: str | None = None, broker: str | None = None
+    port: int, profile: str | None = None, broker: str | None = None, toml: str = HUB_TOML
 ) -> subprocess.Popen[bytes]:
     """``hubbub serve --dev`` (uvloop if installed, RLIMIT_NOFILE raised by the CLI)."""
-    config = Path(tempfile.gettempdir()) / f"hub-bench-{os.getpid()}.toml"
-    config.write_text(HUB_TOML)
+    config = Path(tempfile.gettempdir()) / f"hub-bench-{os.getpid()}-{port}.toml"
+    config.write_text(toml)
     cmd = [sys.executable, "-m", "hubbub", "serve", "--dev", "--api-key", API_KEY]
     if profile:  # cProfile writes its statistics when the hub exits on SIGTERM
         cmd[1:1] = ["-m", "cProfile", "-o", profile]

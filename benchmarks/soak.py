@@ -22,9 +22,33 @@ The hub runs in its own process (``hub_bench.start_hub``: ``hubbub serve
 * the flooder's rate is ``--ping-rate`` (0, the default: as fast as the hub
   reads them).
 
-Every second the hub's RSS (``/proc/PID/status``), its sessions (``/healthz``)
-and the traffic so far are written to a CSV file; at the end a PNG plot of RSS
-and sessions over time (matplotlib, a bench-only dependency) next to it.
+Every second the hub's RSS (``/proc/PID/status``), what it holds (from
+``/healthz``: sessions, connected users, the broker's streams and the entries
+kept in them) and the traffic so far are written to a CSV file; at the end a
+PNG plot of both over time (matplotlib, a bench-only dependency) next to it.
+
+What the hub keeps, and why RSS levels off
+-------------------------------------------
+
+Memory held for ordinary reasons grows until it reaches its bound, then stays:
+
+* **inboxes**: every direct event stays in its recipient's inbox (acknowledged
+  or not, live or not) up to ``[inbox] max_len`` entries per user (1,000 by
+  default; 7 days). The sender gives each of the 20 members about 1.7 events
+  a second, so with the default the members' inboxes fill for about 10
+  minutes (20,000 entries, about 7 MiB): RSS creeps up for the whole run. The
+  soak therefore runs the hub with ``--inbox-max-len`` (100 by default), which
+  the inboxes reach in about a minute; ``--inbox-max-len 1000`` shows the
+  default's slower approach to the same kind of plateau.
+* **channel history**: ``history_size`` entries (100 in ``bench:``), so
+  ``bench:burst`` keeps 100 x 60 kB = 6 MB once its first bursts are in;
+* **empty streams**: each distinct user who connected leaves an empty inbox
+  stream (about 1 KB) in the memory broker until it has been idle for an hour
+  (``MemoryBroker(idle_ttl=3600)``); the slow consumers are distinct users,
+  one every 2 s, so the broker's stream count grows by about 30 a minute
+  (0.03 MiB/min) through a 10-minute run.
+
+The report gives the broker's entries and streams after warm-up and at the end.
 
 Nothing acknowledged may be lost: every publication the hub acknowledged must
 reach every member, and every direct event answered ``live`` must reach its
@@ -54,7 +78,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hub_bench import free_port, rss_mib, start_hub, stop_hub
+from hub_bench import HUB_TOML, free_port, rss_mib, start_hub, stop_hub
 
 from hubbub.asyncio import connect
 from hubbub.exceptions import ConnectionClosed, HubbubError
@@ -233,22 +257,33 @@ async def bursts(port: int, stats: Stats, stop: asyncio.Event) -> None:
         await asyncio.sleep(3)
 
 
-def sessions(port: int) -> int:
+HELD = ("sessions", "users", "streams", "entries")  # what /healthz says the hub holds
+
+
+def held(port: int) -> list[int]:
+    """The hub's sessions, users, broker streams and entries (-1 each if unknown)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-            return int(json.load(r)["sessions"])
-    except (OSError, ValueError, KeyError):
-        return -1
+            health = json.load(r)
+        broker = health["broker"]
+        return [
+            int(health["sessions"]),
+            int(health["users"]),
+            int(broker["streams"]),
+            int(broker["entries"]),
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [-1] * len(HELD)
 
 
 async def sample(pid: int, port: int, stats: Stats, out: Path, stop: asyncio.Event) -> None:
     start = time.monotonic()
     with out.with_suffix(".csv").open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["seconds", "rss_mib", "sessions", "churned", "published", "pings"])
+        writer.writerow(["seconds", "rss_mib", *HELD, "churned", "published", "pings"])
         while not stop.is_set():
-            count = await asyncio.to_thread(sessions, port)
-            row = [round(time.monotonic() - start, 1), round(rss_mib(pid), 1), count]
+            counts = await asyncio.to_thread(held, port)
+            row = [round(time.monotonic() - start, 1), round(rss_mib(pid), 1), *counts]
             writer.writerow([*row, stats.churned, len(stats.published), stats.pings])
             file.flush()
             await asyncio.sleep(1)
@@ -266,19 +301,25 @@ def plot(out: Path, minutes: float) -> Path | None:
     with out.with_suffix(".csv").open() as file:
         rows = list(csv.DictReader(file))
     seconds = [float(r["seconds"]) for r in rows]
-    fig, rss_axis = plt.subplots(figsize=(9, 4))
+    fig, (rss_axis, held_axis) = plt.subplots(
+        2, 1, sharex=True, figsize=(9, 6), height_ratios=(3, 2)
+    )
     rss_axis.plot(seconds, [float(r["rss_mib"]) for r in rows], color="tab:red", label="RSS")
-    rss_axis.set_xlabel("seconds")
     rss_axis.set_ylabel("hub RSS (MiB)")
     rss_axis.set_ylim(bottom=0)
-    sessions_axis = rss_axis.twinx()
-    sessions_axis.plot(
-        seconds, [int(r["sessions"]) for r in rows], color="tab:blue", alpha=0.5, label="sessions"
-    )
-    sessions_axis.set_ylabel("sessions")
-    sessions_axis.set_ylim(bottom=0)
+    rss_axis.legend(loc="lower right")
     rss_axis.set_title(f"hubbub hub under {minutes:g} min of churn and hostile clients")
-    fig.legend(loc="lower right")
+    colors = {"sessions": "tab:blue", "streams": "tab:green", "entries": "tab:purple"}
+    for name, color in colors.items():
+        values = [int(r[name]) for r in rows]
+        held_axis.plot(
+            seconds, values, color=color, label=f"{name} (broker)" if name != "sessions" else name
+        )
+    held_axis.set_yscale("log")
+    held_axis.set_ylabel("held by the hub")
+    held_axis.set_xlabel("seconds")
+    # Inside the axes, clear of the tick labels (a figure legend covered them).
+    held_axis.legend(loc="center right", fontsize="small")
     fig.tight_layout()
     path = out.with_suffix(".png")
     fig.savefig(path, dpi=100)
@@ -287,7 +328,7 @@ def plot(out: Path, minutes: float) -> Path | None:
 
 async def soak(args: argparse.Namespace) -> int:
     port = free_port()
-    hub = start_hub(port)
+    hub = start_hub(port, toml=f"{HUB_TOML}\n[inbox]\nmax_len = {args.inbox_max_len}\n")
     stats = Stats()
     stop = asyncio.Event()
     out = Path(args.out)
@@ -324,10 +365,20 @@ async def soak(args: argparse.Namespace) -> int:
     with out.with_suffix(".csv").open() as file:
         rows = list(csv.DictReader(file))
     rss = [float(r["rss_mib"]) for r in rows]
-    warm = rss[len(rss) // 5 :] or rss
+    warm_rows = rows[len(rows) // 5 :] or rows
+    warm = [float(r["rss_mib"]) for r in warm_rows]
+    sizes = {
+        name: {
+            "after_warmup_min": min(int(r[name]) for r in warm_rows),
+            "after_warmup_max": max(int(r[name]) for r in warm_rows),
+            "end": int(rows[-1][name]),
+        }
+        for name in HELD
+    }
     report = {
         "minutes": args.minutes,
         "ping_rate": args.ping_rate or "unthrottled",
+        "inbox_max_len": args.inbox_max_len,
         "rss_mib_start": rss[0],
         "rss_mib_after_warmup_min": min(warm),
         "rss_mib_after_warmup_max": max(warm),
@@ -341,6 +392,7 @@ async def soak(args: argparse.Namespace) -> int:
         "ping_flooders": stats.flooders,
         "pings_sent": stats.pings,
         "compressed_bursts": stats.bursts,
+        "hub_holds": sizes,
         "client_errors": stats.errors,
         "csv": str(out.with_suffix(".csv")),
         "png": None if png is None else str(png),
@@ -358,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="publications/s (20)")
     parser.add_argument(
         "--ping-rate", type=float, default=0.0, help="flooder pings/s (0: unthrottled)"
+    )
+    parser.add_argument(
+        "--inbox-max-len",
+        type=int,
+        default=100,
+        help="the hub's [inbox] max_len (100; the hub's default is 1000: see above)",
     )
     args = parser.parse_args(argv)
     return asyncio.run(soak(args))
