@@ -105,6 +105,35 @@ def test_nesting_as_deep_as_json_is_accepted() -> None:
     assert binary.unpack(msgpack.packb(_nested(p.MAX_DEPTH))) == _nested(p.MAX_DEPTH)
 
 
+# Anything MessagePack can carry, the types JSON lacks included.
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=10)
+    | st.binary(max_size=10)
+    | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=4)),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=5) | st.integers(0, 9), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.binary(max_size=200) | msgpack_values.map(msgpack.packb))
+def test_request_text_never_raises(raw: bytes) -> None:
+    """Whatever a client sends: valid JSON for the node, or a documented refusal."""
+    text = binary.request_text(raw, 10**6)
+    if isinstance(text, p.Rejected):
+        assert text.id is None
+        assert text.code == p.ErrorCode.BAD_REQUEST
+    else:
+        p.decode(text)  # strict JSON the node takes (raises otherwise)
+        p.parse_request(text)  # never raises
+
+
 def test_request_text_limits_and_frame_type() -> None:
     too_big = binary.request_text(msgpack.packb({"id": 1, "data": "x" * 100}), 50)
     assert isinstance(too_big, p.Rejected)
