@@ -10,11 +10,11 @@ from typing import Any
 
 import msgpack
 import pytest
+from hub_helpers import WireClient
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hubbub.asyncio import connect
-from hubbub.asyncio.client import ClientConnection
 from hubbub.exceptions import InvalidStatus, MissingExtra
 from hubbub.hub.client import HubClient
 from hubbub.hub.core import binary
@@ -153,61 +153,14 @@ async def hub() -> AsyncIterator[Hub]:
         yield running
 
 
-class Wire:
-    """A raw WebSocket client of either encoding; it checks the frame type of everything."""
-
-    def __init__(self, ws: ClientConnection, msgpack_session: bool) -> None:
-        self.ws = ws
-        self.binary = msgpack_session
-        self.ids = 0
-        self.pushes: list[dict[str, Any]] = []
-
-    @classmethod
-    async def open(cls, hub: Hub, subprotocol: str, name: str | None) -> Wire:
-        ws = await connect(f"ws://127.0.0.1:{hub.port}/", subprotocols=[subprotocol])
-        assert ws.subprotocol == subprotocol
-        client = cls(ws, subprotocol == MSGPACK_SUBPROTOCOL)
-        if name is not None:
-            await client.ok("connect", name=name)
-        return client
-
-    async def read(self) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.ws.recv(), 5)
-        if self.binary:
-            assert isinstance(raw, bytes), raw  # a binary message, never text
-            message: dict[str, Any] = msgpack.unpackb(raw)
-        else:
-            assert isinstance(raw, str), raw
-            message = json.loads(raw)
-        return message
-
-    async def send_raw(self, raw: str | bytes) -> dict[str, Any]:
-        await self.ws.send(raw)
-        return await self.read()
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.ids += 1
-        request = {"id": self.ids, "method": method, "params": params}
-        await self.ws.send(msgpack.packb(request) if self.binary else json.dumps(request))
-        while True:
-            message = await self.read()
-            if message.get("id") == self.ids:
-                return message
-            self.pushes.append(message)
-
-    async def ok(self, method: str, **params: Any) -> Any:
-        reply = await self.call(method, **params)
-        assert "result" in reply, reply
-        return reply["result"]
-
-    async def push(self, kind: str) -> dict[str, Any]:
-        for i, message in enumerate(self.pushes):
-            if message.get("push") == kind:
-                return self.pushes.pop(i)
-        while True:
-            message = await self.read()
-            if message.get("push") == kind:
-                return message
+async def open_wire(hub: Hub, subprotocol: str, name: str | None) -> WireClient:
+    """A raw client of either encoding, connected as ``name`` (unless None)."""
+    ws = await connect(f"ws://127.0.0.1:{hub.port}/", subprotocols=[subprotocol])
+    assert ws.subprotocol == subprotocol
+    client = WireClient(ws, binary=subprotocol == MSGPACK_SUBPROTOCOL)
+    if name is not None:
+        await client.ok("connect", name=name)
+    return client
 
 
 DATA = {"text": "héllo", "n": [1, -2, 2.5, None, True], "nested": {"k": {}}}
@@ -218,11 +171,11 @@ async def test_one_channel_two_encodings(hub: Hub, monkeypatch: pytest.MonkeyPat
     real_pack = binary.pack
     monkeypatch.setattr(binary, "pack", lambda value: packed.append(value) or real_pack(value))
     clients = [
-        await Wire.open(hub, MSGPACK_SUBPROTOCOL, "m1"),
-        await Wire.open(hub, MSGPACK_SUBPROTOCOL, "m2"),
-        await Wire.open(hub, MSGPACK_SUBPROTOCOL, "m3"),
-        await Wire.open(hub, p.SUBPROTOCOL, "j1"),
-        await Wire.open(hub, p.SUBPROTOCOL, "j2"),
+        await open_wire(hub, MSGPACK_SUBPROTOCOL, "m1"),
+        await open_wire(hub, MSGPACK_SUBPROTOCOL, "m2"),
+        await open_wire(hub, MSGPACK_SUBPROTOCOL, "m3"),
+        await open_wire(hub, p.SUBPROTOCOL, "j1"),
+        await open_wire(hub, p.SUBPROTOCOL, "j2"),
     ]
     for client in clients:
         await client.ok("subscribe", channel="room")
@@ -244,8 +197,8 @@ async def test_one_channel_two_encodings(hub: Hub, monkeypatch: pytest.MonkeyPat
 
 
 async def test_direct_events_between_encodings(hub: Hub) -> None:
-    alice = await Wire.open(hub, MSGPACK_SUBPROTOCOL, "alice")
-    bob = await Wire.open(hub, p.SUBPROTOCOL, "bob")
+    alice = await open_wire(hub, MSGPACK_SUBPROTOCOL, "alice")
+    bob = await open_wire(hub, p.SUBPROTOCOL, "bob")
     await alice.ok("send", to=["bob"], data=DATA)
     message = await bob.push("message")
     assert message["data"] == DATA
@@ -262,7 +215,7 @@ async def test_direct_events_between_encodings(hub: Hub) -> None:
 
 @pytest.mark.parametrize(("raw", "message"), REFUSED)
 async def test_hub_refuses_bad_msgpack(hub: Hub, raw: bytes, message: str) -> None:
-    client = await Wire.open(hub, MSGPACK_SUBPROTOCOL, None)
+    client = await open_wire(hub, MSGPACK_SUBPROTOCOL, None)
     reply = await client.send_raw(raw)
     assert reply["id"] is None
     assert reply["error"]["code"] == p.ErrorCode.BAD_REQUEST
@@ -272,11 +225,11 @@ async def test_hub_refuses_bad_msgpack(hub: Hub, raw: bytes, message: str) -> No
 
 
 async def test_hub_refuses_wrong_frame_types_and_sizes(hub: Hub) -> None:
-    on_msgpack = await Wire.open(hub, MSGPACK_SUBPROTOCOL, "m")
+    on_msgpack = await open_wire(hub, MSGPACK_SUBPROTOCOL, "m")
     reply = await on_msgpack.send_raw(json.dumps({"id": 1, "method": "ping"}))
     assert reply["error"]["code"] == p.ErrorCode.BAD_REQUEST
     assert "text messages are not supported" in reply["error"]["message"]
-    on_json = await Wire.open(hub, p.SUBPROTOCOL, "j")
+    on_json = await open_wire(hub, p.SUBPROTOCOL, "j")
     reply = await on_json.send_raw(msgpack.packb({"id": 1, "method": "ping"}))
     assert reply["error"]["code"] == p.ErrorCode.BAD_REQUEST
     assert "binary messages are not supported" in reply["error"]["message"]
@@ -298,7 +251,7 @@ async def test_hub_without_msgpack_offers_json_only(monkeypatch: pytest.MonkeyPa
     async with start_hub("127.0.0.1", 0, insecure_dev_mode=True) as running:
         with pytest.raises(InvalidStatus):
             await connect(f"ws://127.0.0.1:{running.port}/", subprotocols=[MSGPACK_SUBPROTOCOL])
-        client = await Wire.open(running, p.SUBPROTOCOL, "j")
+        client = await open_wire(running, p.SUBPROTOCOL, "j")
         assert await client.ok("ping")
         await client.ws.close()
 
