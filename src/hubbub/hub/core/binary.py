@@ -29,15 +29,20 @@ from __future__ import annotations
 import json
 import math
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...exceptions import needs_extra
 from . import protocol as p
+
+if TYPE_CHECKING:
+    from .node import Node
+    from .session import Session
 
 __all__ = [
     "MSGPACK_SUBPROTOCOL",
     "InvalidMessage",
     "MsgpackEncoder",
+    "handle_binary",
     "load_msgpack",
     "msgpack_available",
     "pack",
@@ -196,3 +201,17 @@ def request_text(raw: str | bytes, max_bytes: int) -> str | p.Rejected:
     except InvalidMessage as exc:
         return p.Rejected(None, p.ErrorCode.BAD_REQUEST, str(exc))
     return p.encode(value)
+
+
+async def handle_binary(node: Node, session: Session, raw: str | bytes) -> None:
+    """:meth:`Node.handle` for a message received on a ``hubbub.msgpack.v1`` session.
+
+    Every adapter (the asyncio server, the ASGI app) calls this instead of
+    ``node.handle`` for its msgpack sessions: a refused message is answered,
+    and counted as a strike, exactly as a refused JSON request is.
+    """
+    text = request_text(raw, node.config.max_request_bytes)
+    if isinstance(text, str):
+        await node.handle(session, text)
+    else:
+        await node.reject(session, text)

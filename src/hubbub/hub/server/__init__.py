@@ -58,12 +58,12 @@ from ...protocol.http11 import Request, Response
 from ...versions import versions
 from ..auth import Authenticator
 from ..brokers.memory import MemoryBroker
-from ..core.binary import MSGPACK_SUBPROTOCOL, MsgpackEncoder, msgpack_available, request_text
+from ..core.binary import MSGPACK_SUBPROTOCOL, MsgpackEncoder, handle_binary, msgpack_available
 from ..core.broker import Broker
 from ..core.config import HubConfig
 from ..core.node import Node
 from ..core.protocol import SUBPROTOCOL
-from ..core.session import DisconnectCode, Session
+from ..core.session import DisconnectCode
 from ..metrics import CONTENT_TYPE, HubMetrics
 from .http_api import MAX_BODY, HttpApi, bearer_matches
 from .origins import OriginPolicy
@@ -291,7 +291,8 @@ class _Endpoint:
                 async for message in ws:
                     await self.node.handle(session, message)
             else:
-                await self._handle_msgpack(ws, session)
+                async for message in ws:
+                    await handle_binary(self.node, session, message)
         except ConnectionClosed:
             pass
         finally:
@@ -306,15 +307,6 @@ class _Endpoint:
                     writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
-
-    async def _handle_msgpack(self, ws: ServerConnection, session: Session) -> None:
-        node, max_bytes = self.node, self.node.config.max_request_bytes
-        async for message in ws:
-            text = request_text(message, max_bytes)
-            if isinstance(text, str):
-                await node.handle(session, text)
-            else:
-                await node.reject(session, text)
 
     async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         path = request.path_only
