@@ -6,12 +6,13 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 from hub_helpers import WireClient
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubbub.asyncio import connect
@@ -21,6 +22,9 @@ from hubbub.hub.core import binary
 from hubbub.hub.core import protocol as p
 from hubbub.hub.core.binary import MSGPACK_SUBPROTOCOL, InvalidMessage
 from hubbub.hub.server import Hub, start_hub
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fuzzing"))
+import hub_targets
 
 # --- the codec ---------------------------------------------------------------
 
@@ -132,6 +136,29 @@ def test_request_text_never_raises(raw: bytes) -> None:
     else:
         p.decode(text)  # strict JSON the node takes (raises otherwise)
         p.parse_request(text)  # never raises
+
+
+METHODS = ["connect", "subscribe", "publish", "send", "history", "ack", "ping", "online", "fly"]
+FIELDS = ["name", "channel", "data", "to", "users", "stream", "since", "offset", "limit"]
+msgpack_requests = st.fixed_dictionaries(
+    {
+        "id": st.integers(0, 2**53) | msgpack_values,
+        "method": st.sampled_from(METHODS) | msgpack_values,
+        "params": st.dictionaries(
+            st.sampled_from(FIELDS), st.sampled_from(["room", "observer"]) | msgpack_values
+        ),
+    }
+).map(msgpack.packb)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.lists(msgpack_requests | st.binary(max_size=50), min_size=1, max_size=6), st.booleans())
+def test_any_msgpack_request_gets_one_documented_reply_and_harms_no_one(
+    messages: list[bytes], connected: bool
+) -> None:
+    """The hub fuzz target's promises (fuzzing/hub_targets.py) for msgpack sessions."""
+    for raw in messages:
+        hub_targets.check_hub_msgpack(raw, connected=connected)
 
 
 def test_request_text_limits_and_frame_type() -> None:
