@@ -5,8 +5,9 @@ Usage (see README.md)::
     python fuzzing/fuzz_hub.py corpus/hub -runs=1000000
 
 The first byte of an input picks the state of the fuzzed session (bit 0:
-connected or not); the rest is the text of one WebSocket message. The checks
-are in ``hub_targets.py``.
+connected or not) and its encoding (bit 1: ``hubbub.msgpack.v1``); the rest is
+the text of one WebSocket message, or with bit 1 its binary payload. The
+checks are in ``hub_targets.py``.
 """
 
 from __future__ import annotations

@@ -15,6 +15,12 @@ the hub promises (``docs/protocol.md``, ``docs/security.md``):
   to a channel still gets a publication pushed, a direct event, and its own
   requests answered.
 
+With bit 1 of the first byte set, the rest is a *binary* message of a
+``hubbub.msgpack.v1`` session (:func:`check_hub_msgpack`, through
+:func:`hubbub.hub.core.binary.handle_binary` as the servers call it): the same
+promises, the reply's ``id`` being the request's when it decodes to a valid
+one, and everything the hub sends packing into MessagePack that unpacks.
+
 The node, its sessions and the broker live across inputs (a fuzzer finds bugs
 in the state one input leaves for the next), re-created every
 :data:`RESET_EVERY` inputs so that memory stays bounded.
@@ -35,9 +41,10 @@ from hubbub.hub import (
     Node,
     StreamLimits,
 )
+from hubbub.hub.core import binary
 from hubbub.hub.core.protocol import ErrorCode
 
-__all__ = ["InvariantError", "check_hub_text", "fuzz_hub_request", "hub_seeds"]
+__all__ = ["InvariantError", "check_hub_msgpack", "check_hub_text", "fuzz_hub_request", "hub_seeds"]
 
 RESET_EVERY = 2000
 CODES = {int(code) for code in ErrorCode}
@@ -126,9 +133,12 @@ class _World:
             peer.take()
         return peer
 
-    def handle(self, peer: _Peer, text: str) -> None:
+    def handle(self, peer: _Peer, text: str | bytes, *, packed: bool = False) -> None:
         try:
-            run(self.node.handle(peer.session, text))
+            if packed:
+                run(binary.handle_binary(self.node, peer.session, text))
+            else:
+                run(self.node.handle(peer.session, text))
         except InvariantError:
             raise
         except BaseException as exc:
@@ -174,9 +184,13 @@ def fuzz_hub_request(data: bytes) -> None:
     """Feed one input to the hub and check its promises (see the module docstring).
 
     The first byte's bit 0 says whether the fuzzed session has connected; the
-    rest is the text of the message.
+    rest is the text of the message, or with bit 1 set a binary message of a
+    ``hubbub.msgpack.v1`` session.
     """
     if not data:
+        return
+    if data[0] & 2:
+        check_hub_msgpack(data[1:4097], connected=bool(data[0] & 1))
         return
     # A WebSocket text message is valid UTF-8; anything else is the fuzzer's
     # way to reach the same text (latin-1 maps every byte to a character).
@@ -189,6 +203,20 @@ def fuzz_hub_request(data: bytes) -> None:
 
 def check_hub_text(text: str, *, connected: bool) -> None:
     """Send ``text`` from a (connected or not) session; check the reply and the observer."""
+    _check_request(text, _expected_id(text), connected=connected, packed=False)
+
+
+def check_hub_msgpack(raw: bytes, *, connected: bool) -> None:
+    """:func:`check_hub_text` for a binary message of a ``hubbub.msgpack.v1`` session."""
+    text = binary.request_text(raw, 10**9)  # what the node is handed, if it decodes
+    expected = _expected_id(text) if isinstance(text, str) else None
+    _check_request(raw, expected, connected=connected, packed=True)
+
+
+def _check_request(
+    message: str | bytes, expected_id: Any, *, connected: bool, packed: bool
+) -> None:
+    text = message if isinstance(message, str) else repr(message)
     global _world
     if _world is None or _world.inputs >= RESET_EVERY:
         _world = _World()
@@ -200,12 +228,18 @@ def check_hub_text(text: str, *, connected: bool) -> None:
     if world.fuzzed.closed is not None:  # 4008 after too many rejected requests
         world.fuzzed = world.new_fuzzed(connected=connected)
     fuzzed = world.fuzzed
-    world.handle(fuzzed, text)
+    world.handle(fuzzed, message, packed=packed)
+    if packed:
+        for out in fuzzed.out:  # what a msgpack session is sent, packed and read back
+            try:
+                binary.unpack(binary.MsgpackEncoder().pack_text(out))
+            except Exception as exc:
+                raise InvariantError(f"no MessagePack for {out[:200]!r}: {exc!r}") from exc
     if fuzzed.closed is None:
         reply = _reply_of(fuzzed.take(), text)
         # Only a message over the size limit is refused unread, with id null.
         too_large = reply.get("error", {}).get("code") == int(ErrorCode.MESSAGE_TOO_LARGE)
-        if reply.get("id") != _expected_id(text) and not (too_large and reply["id"] is None):
+        if reply.get("id") != expected_id and not (too_large and reply["id"] is None):
             raise InvariantError(f"reply {reply!r} does not carry the id of {text[:200]!r}")
     else:
         fuzzed.take()

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import msgpack
 import pytest
 import websockets
 from asgi_helpers import WAIT, Peer, received_close, running
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from websockets.exceptions import InvalidStatus
 
 from hubbub.hub import SUBPROTOCOL
+from hubbub.hub.core.binary import MSGPACK_SUBPROTOCOL
 from hubbub.hub.server.asgi import HandshakeInfo, HubApp, asgi_app
 
 
@@ -162,3 +164,43 @@ async def test_hub_without_lifespan_says_so() -> None:
 def test_asgi_app_needs_some_authentication() -> None:
     with pytest.raises(ValueError, match="authenticate, a secret"):
         asgi_app()
+
+
+async def test_msgpack_and_json_sessions_under_the_mount() -> None:
+    """hubbub.msgpack.v1 through the ASGI app: binary frames, the same pushes as JSON."""
+    hub = asgi_app(insecure_dev_mode=True)
+    async with fastapi_with_hub(hub) as (port, http):
+        uri = f"ws://127.0.0.1:{port}/hub/"
+        async with (
+            websockets.connect(uri, subprotocols=[MSGPACK_SUBPROTOCOL]) as binary_ws,
+            websockets.connect(uri, subprotocols=[SUBPROTOCOL]) as text_ws,
+        ):
+            assert binary_ws.subprotocol == MSGPACK_SUBPROTOCOL
+            ids = 0
+
+            async def call(method: str, **params: Any) -> Any:
+                nonlocal ids
+                ids += 1
+                await binary_ws.send(msgpack.packb({"id": ids, "method": method, "params": params}))
+                while True:
+                    raw = await asyncio.wait_for(binary_ws.recv(), WAIT)
+                    assert isinstance(raw, bytes)  # binary frames only
+                    message = msgpack.unpackb(raw)
+                    if message.get("id") in (ids, None):
+                        return message
+
+            assert (await call("connect", name="mp"))["result"]["user"] == "mp"
+            assert "result" in await call("subscribe", channel="chat:lobby")
+            json_peer = Peer(text_ws)
+            await json_peer.call("connect", name="js")
+            await json_peer.call("subscribe", channel="chat:lobby")
+            await call("publish", channel="chat:lobby", data={"n": [1, 2.5]})
+            assert (await json_peer.push("pub"))["data"] == {"n": [1, 2.5]}
+            await http.post("/announce", params={"text": "from the app"})
+            raw = await asyncio.wait_for(binary_ws.recv(), WAIT)
+            while msgpack.unpackb(raw).get("push") != "pub" or b"from the app" not in raw:
+                raw = await asyncio.wait_for(binary_ws.recv(), WAIT)
+            assert msgpack.unpackb(raw)["data"] == {"text": "from the app"}
+            refused = await call("ping", bad=b"bytes")  # a bin value: refused, id null
+            assert refused["error"]["code"] == 100
+            assert "bin values are not supported" in refused["error"]["message"]

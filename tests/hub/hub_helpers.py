@@ -8,10 +8,14 @@ message the node sends, decoded from the wire JSON.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
 
+import msgpack
+
+from hubbub.asyncio.client import ClientConnection
 from hubbub.hub import HubConfig, Identity, NamespaceRules, Node, StreamLimits
 
 SECRET = "test-secret-of-at-least-32-bytes-long!!"
@@ -99,3 +103,57 @@ def hub_config(**overrides: Any) -> HubConfig:
         "quiet": NamespaceRules(presence=False, join_leave=False, history=StreamLimits(0, None)),
     }
     return HubConfig(**{"namespaces": namespaces, **overrides})
+
+
+class WireClient:
+    """A real WebSocket client speaking hubbub.json.v1, or hubbub.msgpack.v1 (``binary``).
+
+    It checks the frame type of everything it reads: text frames on JSON,
+    binary frames on MessagePack (docs/protocol.md section 11.2).
+    """
+
+    def __init__(self, ws: ClientConnection, *, binary: bool = False) -> None:
+        self.ws = ws
+        self.binary = binary
+        self.ids = 0
+        self.pushes: list[dict[str, Any]] = []
+
+    async def read(self) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), 5)
+        if self.binary:
+            assert isinstance(raw, bytes), raw
+            message: dict[str, Any] = msgpack.unpackb(raw)
+        else:
+            assert isinstance(raw, str), raw
+            message = json.loads(raw)
+        return message
+
+    async def send_raw(self, raw: str | bytes) -> dict[str, Any]:
+        """Send ``raw`` as it is and read the next message."""
+        await self.ws.send(raw)
+        return await self.read()
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.ids += 1
+        request = {"id": self.ids, "method": method, "params": params}
+        await self.ws.send(msgpack.packb(request) if self.binary else json.dumps(request))
+        while True:
+            message = await self.read()
+            if message.get("id") == self.ids:
+                return message
+            self.pushes.append(message)
+
+    async def ok(self, method: str, **params: Any) -> Any:
+        reply = await self.call(method, **params)
+        assert "result" in reply, reply
+        return reply["result"]
+
+    async def push(self, kind: str) -> dict[str, Any]:
+        for i, message in enumerate(self.pushes):
+            if message.get("push") == kind:
+                return self.pushes.pop(i)
+        while True:
+            message = await self.read()
+            if message.get("push") == kind:
+                return message
+            self.pushes.append(message)

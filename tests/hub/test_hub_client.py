@@ -352,6 +352,9 @@ console.log(JSON.stringify({ seen, feed: hub.channels.get("feed"), inbox: hub.in
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_js_client_moves_its_position_on_a_reset_push(tmp_path: Path) -> None:
     shutil.copy(HUBBUB_JS, tmp_path / "hubbub.mjs")  # an ES module for node
+    # and the MessagePack codec it imports, an ES module too (package.json).
+    shutil.copy(HUBBUB_JS.with_name("msgpack.js"), tmp_path / "msgpack.js")
+    (tmp_path / "package.json").write_text('{"type": "module"}')
     (tmp_path / "reset.mjs").write_text(JS_RESET)
     assert NODE is not None
     done = subprocess.run(

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from hub_helpers import SECRET
+from hub_helpers import SECRET, WireClient
 
 from hubbub.asyncio import connect
-from hubbub.asyncio.client import ClientConnection
 from hubbub.exceptions import ConnectionClosed, InvalidStatus
 from hubbub.hub import SUBPROTOCOL, mint_token
 from hubbub.hub.server import Hub, start_hub
@@ -25,39 +23,6 @@ async def hub() -> AsyncIterator[Hub]:
         "127.0.0.1", 0, secret=SECRET, api_key=API_KEY, tick_interval=0.05
     ) as running:
         yield running
-
-
-class WireClient:
-    """A real WebSocket client speaking hubbub.json.v1."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.ids = 0
-        self.pushes: list[dict[str, Any]] = []
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.ids += 1
-        await self.ws.send(json.dumps({"id": self.ids, "method": method, "params": params}))
-        while True:
-            message = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
-            if message.get("id") == self.ids:
-                return message  # type: ignore[no-any-return]
-            self.pushes.append(message)
-
-    async def ok(self, method: str, **params: Any) -> Any:
-        reply = await self.call(method, **params)
-        assert "result" in reply, reply
-        return reply["result"]
-
-    async def push(self, kind: str) -> dict[str, Any]:
-        for i, message in enumerate(self.pushes):
-            if message["push"] == kind:
-                return self.pushes.pop(i)
-        while True:
-            message = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
-            if message.get("push") == kind:
-                return message  # type: ignore[no-any-return]
-            self.pushes.append(message)
 
 
 def uri(hub: Hub) -> str:

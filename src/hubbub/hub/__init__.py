@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .auth import Authenticator, mint_subscribe_token, mint_token
     from .brokers.memory import MemoryBroker
+    from .core.binary import MSGPACK_SUBPROTOCOL
     from .core.broker import Broker, BrokerUnavailable, ClientInfo, Notice
     from .core.config import HubConfig, NamespaceRules
     from .core.identity import AuthError, Identity
@@ -58,6 +59,7 @@ _HOMES = {
     "Node": "core.node",
     "HubMetrics": "metrics",
     "SUBPROTOCOL": "core.protocol",
+    "MSGPACK_SUBPROTOCOL": "core.binary",
     "ErrorCode": "core.protocol",
     "DisconnectCode": "core.session",
     "Session": "core.session",
@@ -80,6 +82,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "MSGPACK_SUBPROTOCOL",
     "SUBPROTOCOL",
     "AuthError",
     "Authenticator",

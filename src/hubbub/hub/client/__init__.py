@@ -1,4 +1,4 @@
-"""The Python asyncio client of the hub (the ``hubbub.json.v1`` protocol, ``docs/protocol.md``).
+"""The Python asyncio client of the hub (``hubbub.json.v1`` or ``hubbub.msgpack.v1``).
 
 Usage::
 
@@ -22,7 +22,7 @@ factor**n)]``, so clients cut off together by a hub restart come back spread
 out) and starts again. After 4008 or 1008, a ``disconnect`` push saying
 ``reconnect: false``, a refused static token (or ``max_token_refusals`` tokens
 of a token function refused in a row), or a server that is not a hub (it did
-not select ``hubbub.json.v1``, or its replies do not follow it), it stops in
+not select the subprotocol the client offered, or its replies do not follow it), it stops in
 ``closed``. Every failure is kept in :attr:`HubClient.last_error`, passed to
 ``on_state`` with the next state and logged at WARNING; the backoff spaces the
 attempts, and so the log lines.
@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -56,7 +55,6 @@ from typing import Any
 from ...asyncio import ClientConnection, connect
 from ...backoff import Backoff, is_transient
 from ...exceptions import ConnectionClosed, NegotiationError
-from ..core.protocol import SUBPROTOCOL
 from .recovery import StreamRecovery, _Stream
 from .requests import MALFORMED, Requests
 from .types import (
@@ -69,10 +67,12 @@ from .types import (
     StateListener,
     TokenSource,
 )
+from .wire import Encoding, Wire
 
 __all__ = [
     "INBOX",
     "ConnectionLost",
+    "Encoding",
     "HubClient",
     "HubError",
     "InvalidReply",
@@ -108,6 +108,9 @@ class HubClient:
         on_state: called as ``on_state(state, error)`` with each new
             :class:`State` and :attr:`last_error` (why the client is not live;
             None once live or after :meth:`close`).
+        encoding: ``"json"`` (``hubbub.json.v1``, the default) or ``"msgpack"``
+            (``hubbub.msgpack.v1``: smaller binary frames; needs ``msgpack``, the
+            ``hub`` extra, else :class:`~hubbub.exceptions.MissingExtra` is raised here).
         max_token_refusals: with a token *function*: how many of its tokens
             the hub may refuse in a row (200, 201) before the client gives up
             and closes with the refusal.
@@ -125,10 +128,12 @@ class HubClient:
         backoff: Backoff | None = None,
         on_state: StateListener | None = None,
         max_token_refusals: int = 3,
+        encoding: Encoding = "json",
         **ws_options: Any,
     ) -> None:
         if token is None and name is None:
             raise ValueError("give a token (or a token function), or a name in development mode")
+        self.wire = Wire(encoding)
         self.uri = uri
         self.token = token
         self.name = name
@@ -153,7 +158,7 @@ class HubClient:
         self._token_refusals = 0
         self._queue: asyncio.Queue[Push] = asyncio.Queue()
         self._streams = StreamRecovery(self._queue, self._forget_inbox_acks)
-        self._requests = Requests()
+        self._requests = Requests(self.wire)
         self._ws: ClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -286,13 +291,14 @@ class HubClient:
 
     async def _session(self) -> bool:
         """One connection, from opening to closing; says whether it was live."""
-        ws = await connect(self.uri, subprotocols=[SUBPROTOCOL], **self.ws_options)
-        if ws.subprotocol != SUBPROTOCOL:
+        subprotocol = self.wire.subprotocol
+        ws = await connect(self.uri, subprotocols=[subprotocol], **self.ws_options)
+        if ws.subprotocol != subprotocol:
             # Protocol section 1: a hub always selects it. Anything else is
             # another server, which retrying will not turn into a hub.
             await ws.close()
             raise NegotiationError(
-                f"{self.uri} did not select the {SUBPROTOCOL} subprotocol: not a hubbub hub"
+                f"{self.uri} did not select the {subprotocol} subprotocol: not a hubbub hub"
             )
         self._ws = ws
         self._no_reconnect = False
@@ -383,12 +389,12 @@ class HubClient:
         with contextlib.suppress(ConnectionClosed):
             async for text in ws:
                 try:
-                    message = json.loads(text)
+                    message = self.wire.decode(text)
                 except ValueError:
-                    logger.warning("hub sent a message that is not JSON")
+                    logger.warning("hub sent a message that is not %s", self.wire.encoding)
                     continue
                 if not isinstance(message, dict):
-                    logger.warning("hub sent JSON that is not an object")
+                    logger.warning("hub sent a message that is not an object")
                     continue
                 try:
                     self._receive(message)

@@ -19,8 +19,8 @@ from typing import Any
 
 from ...asyncio import ClientConnection
 from ...exceptions import ConnectionClosed
-from ..core.protocol import SUBPROTOCOL
 from .types import ConnectionLost, HubError, InvalidReply
+from .wire import Wire
 
 __all__ = ["Requests"]
 
@@ -40,7 +40,8 @@ class _Pending:
 class Requests:
     """Requests sent and not yet answered, by ``id``."""
 
-    def __init__(self) -> None:
+    def __init__(self, wire: Wire | None = None) -> None:
+        self._wire = wire or Wire()
         self._pending: dict[int, _Pending] = {}
         self._ids = 0
 
@@ -65,7 +66,7 @@ class Requests:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = _Pending(future, on_reply)
         try:
-            await ws.send(json.dumps({"id": req_id, "method": method, "params": params}))
+            await ws.send(self._wire.encode({"id": req_id, "method": method, "params": params}))
         except ConnectionClosed:
             self._pending.pop(req_id, None)
             raise ConnectionLost(f"connection lost before {method} was sent") from None
@@ -88,7 +89,7 @@ class Requests:
             # Section 1: a reply has ``result`` or ``error``. An echo of our
             # own request (a server that is not a hub) has neither.
             pending.future.set_exception(
-                InvalidReply(f"not a {SUBPROTOCOL} reply: {json.dumps(message)[:200]}")
+                InvalidReply(f"not a {self._wire.subprotocol} reply: {json.dumps(message)[:200]}")
             )
             return
         try:

@@ -6,6 +6,7 @@
 * :mod:`~hubbub.hub.core.permissions`: who may subscribe, publish and send where;
 * :mod:`~hubbub.hub.core.config`: limits and namespace rules;
 * :mod:`~hubbub.hub.core.protocol`: the ``hubbub.json.v1`` wire protocol codec;
+* :mod:`~hubbub.hub.core.binary`: ``hubbub.msgpack.v1``, the same messages in MessagePack;
 * :mod:`~hubbub.hub.core.streams`: bounded ordered streams with offsets and epochs;
 * :mod:`~hubbub.hub.core.broker`: the :class:`~hubbub.hub.core.broker.Broker` interface
   the node is handed (the implementations live in :mod:`hubbub.hub.brokers`).

@@ -259,6 +259,11 @@ class Node:
         if result is not REPLIED:
             session.send(p.encode_result(cmd.id, result))
 
+    async def reject(self, session: Session, refused: p.Rejected) -> None:
+        """Answer a message an adapter refused before :meth:`handle` (a strike, as there)."""
+        self.metrics.traffic.messages_in += 1
+        await self._reject(session, refused.id, refused.code, refused.message)
+
     async def _reject(
         self,
         session: Session,

@@ -6,8 +6,16 @@ Theory of operation
 :func:`start_hub` wires a :class:`~hubbub.hub.core.node.Node` to
 :func:`hubbub.asyncio.serve`:
 
-* each WebSocket connection (subprotocol ``hubbub.json.v1`` required) becomes a
-  session. The node's ``send(text)`` is synchronous and must never block. When
+* each WebSocket connection (subprotocol ``hubbub.json.v1`` required, or
+  ``hubbub.msgpack.v1`` when ``msgpack`` is installed) becomes a session. A
+  msgpack session's requests are decoded and checked at the edge
+  (:func:`hubbub.hub.core.binary.request_text`) and its replies and pushes
+  packed from the node's JSON text by one shared
+  :class:`~hubbub.hub.core.binary.MsgpackEncoder` (a push fanned out is
+  packed once, whatever the number of msgpack recipients); JSON sessions take
+  the path they always took. The frames of each encoding have their own
+  :class:`_FrameCache`, so a channel mixing both encodes each frame once.
+  The The node's ``send(text)`` is synchronous and must never block. When
   nothing is queued and the transport is below its high water mark, the
   :class:`_Outbox` writes the frame straight to the transport: server frames
   are not masked (RFC 6455 section 5.1), so the frame of a push fanned out to
@@ -50,6 +58,7 @@ from ...protocol.http11 import Request, Response
 from ...versions import versions
 from ..auth import Authenticator
 from ..brokers.memory import MemoryBroker
+from ..core.binary import MSGPACK_SUBPROTOCOL, MsgpackEncoder, handle_binary, msgpack_available
 from ..core.broker import Broker
 from ..core.config import HubConfig
 from ..core.node import Node
@@ -66,25 +75,30 @@ logger = logging.getLogger(__name__)
 
 
 class _FrameCache:
-    """The unmasked text frame of the last push, shared by every connection.
+    """The unmasked frame of the last push, shared by every connection of one encoding.
 
     The node encodes a fan-out push once and hands the same ``str`` object to
-    each local recipient in a row, so an identity check finds it.
+    each local recipient in a row, so an identity check finds it (for msgpack
+    sessions, the same ``bytes`` object :class:`MsgpackEncoder` packed from it).
     """
 
     __slots__ = ("frame", "text")
 
     def __init__(self) -> None:
-        self.text: str | None = None
+        self.text: str | bytes | None = None
         self.frame = b""
 
-    def encode(self, text: str) -> bytes:
+    def encode(self, text: str | bytes) -> bytes:
         if text is not self.text:
-            payload = text.encode()
+            # A str is a JSON text frame, bytes a MessagePack binary one (5.6).
+            if isinstance(text, str):
+                opcode, payload = Opcode.TEXT, text.encode()
+            else:
+                opcode, payload = Opcode.BINARY, text
             # Section 5.2: FIN set, no RSV bit (no extension), no mask (a server's
             # frames are never masked, 5.1). One bytes object: the outbox writes
             # it to many connections (a one-chunk join returns the chunk itself).
-            self.frame = b"".join(encode_frame(Opcode.TEXT, payload))
+            self.frame = b"".join(encode_frame(opcode, payload))
             self.text = text
         return self.frame
 
@@ -105,7 +119,7 @@ class _Outbox:
         self.on_close = on_close
         self.max_pending = max_pending
         self.frames = frames or _FrameCache()
-        self.queue: collections.deque[str] = collections.deque()
+        self.queue: collections.deque[str | bytes] = collections.deque()
         # The writer task and its event exist only once something is queued
         # (a slow reader, an extension, a close): most connections never need
         # them, and 10,000 idle tasks cost memory and collector time.
@@ -120,7 +134,7 @@ class _Outbox:
         if self.direct:
             self.send_frames = ws.send_frames_nowait
 
-    def send(self, text: str) -> None:
+    def send(self, text: str | bytes) -> None:
         # Called once per recipient of every push (__init__ keeps the bound
         # method: attribute lookups count here).
         if self.closing is not None:
@@ -244,6 +258,13 @@ class _Endpoint:
         self.versions = versions()
         self.outboxes: set[_Outbox] = set()
         self.frames = _FrameCache()
+        # The msgpack sessions' own frame cache and encoder (module docstring).
+        self.binary_frames = _FrameCache()
+        self.msgpack: MsgpackEncoder | None = MsgpackEncoder() if msgpack_available() else None
+        # Offered in this order (the server's preference, RFC 6455 section 4.2.2).
+        self.subprotocols = [SUBPROTOCOL]
+        if self.msgpack is not None:
+            self.subprotocols.append(MSGPACK_SUBPROTOCOL)
         node.metrics.gauge_function(
             "hubbub_outbox_messages",
             "Messages queued on this node for clients that read slowly",
@@ -256,12 +277,22 @@ class _Endpoint:
         )
 
     async def handler(self, ws: ServerConnection) -> None:
-        outbox = _Outbox(ws, self.max_pending, self.frames, self.node.metrics.disconnected)
+        packer = self.msgpack if ws.subprotocol == MSGPACK_SUBPROTOCOL else None
+        frames = self.frames if packer is None else self.binary_frames
+        outbox = _Outbox(ws, self.max_pending, frames, self.node.metrics.disconnected)
         self.outboxes.add(outbox)
-        session = self.node.open_session(outbox.send, outbox.close)
+        if packer is None:
+            session = self.node.open_session(outbox.send, outbox.close)
+        else:
+            pack_text, send = packer.pack_text, outbox.send
+            session = self.node.open_session(lambda text: send(pack_text(text)), outbox.close)
         try:
-            async for message in ws:
-                await self.node.handle(session, message)
+            if packer is None:
+                async for message in ws:
+                    await self.node.handle(session, message)
+            else:
+                async for message in ws:
+                    await handle_binary(self.node, session, message)
         except ConnectionClosed:
             pass
         finally:
@@ -449,7 +480,7 @@ async def start_hub(
             endpoint.handler,
             host,
             port,
-            subprotocols=[SUBPROTOCOL],
+            subprotocols=endpoint.subprotocols,
             subprotocol_required=True,
             process_request=endpoint.process_request,
             health_check_path=None,

@@ -11,10 +11,10 @@
         await hub.publish("orders", {...})      # the in-process Python API
 
 Under the mount point it serves what ``hubbub serve`` serves on its port: the
-WebSocket endpoint (subprotocol ``hubbub.json.v1``, at the mount point itself,
-``ws://host/hub/``), ``/healthz``, ``/metrics``, the HTTP API (``/api/...``, with an
-API key) and the chat page (``/hub/``, with ``/hub`` redirected there so that the
-page's relative URLs resolve).
+WebSocket endpoint (subprotocol ``hubbub.json.v1`` or ``hubbub.msgpack.v1``, at
+the mount point itself, ``ws://host/hub/``), ``/healthz``, ``/metrics``, the HTTP
+API (``/api/...``, with an API key) and the chat page (``/hub/``, with ``/hub``
+redirected there so that the page's relative URLs resolve).
 
 Authentication: JWTs as in ``hubbub serve`` (``secret``/``public_key``), the
 INSECURE development mode, or an ``authenticate`` hook: an application function
@@ -49,6 +49,7 @@ from typing import Any
 
 from ...protocol.http11 import Headers, Request, Response
 from ..auth import Authenticator, Identity
+from ..core.binary import MSGPACK_SUBPROTOCOL, MsgpackEncoder, handle_binary, msgpack_available
 from ..core.broker import Broker
 from ..core.config import HubConfig
 from ..core.node import Node
@@ -118,15 +119,18 @@ def _route_path(scope: Scope) -> str:
 class _Outbox:
     """The node's synchronous ``send``/``close`` for one connection, written by a task."""
 
-    def __init__(self, send: Send, max_pending: int) -> None:
+    def __init__(self, send: Send, max_pending: int, *, binary: bool = False) -> None:
         self._asgi_send = send
         self.max_pending = max_pending
-        self.queue: collections.deque[str] = collections.deque()
+        # The ASGI message field: text frames (JSON), or bytes for binary
+        # frames (hubbub.msgpack.v1: MessagePack the encoder packed).
+        self.field = "bytes" if binary else "text"
+        self.queue: collections.deque[str | bytes] = collections.deque()
         self.closing: tuple[int, str] | None = None
         self.wakeup = asyncio.Event()
         self.writer = asyncio.get_running_loop().create_task(self.run())
 
-    def send(self, text: str) -> None:
+    def send(self, text: str | bytes) -> None:
         if self.closing is not None:
             return
         if len(self.queue) >= self.max_pending:
@@ -142,13 +146,13 @@ class _Outbox:
             self.wakeup.set()
 
     async def run(self) -> None:
-        send, queue = self._asgi_send, self.queue
+        send, queue, field = self._asgi_send, self.queue, self.field
         with contextlib.suppress(OSError):  # the ASGI spec: send on a closed connection
             while True:
                 await self.wakeup.wait()
                 self.wakeup.clear()
                 while queue:
-                    await send({"type": "websocket.send", "text": queue.popleft()})
+                    await send({"type": "websocket.send", field: queue.popleft()})
                 if self.closing is not None:
                     code, reason = self.closing
                     await send({"type": "websocket.close", "code": code, "reason": reason})
@@ -192,6 +196,10 @@ class HubApp:
         self._housekeeping: asyncio.Task[None] | None = None
         self._outboxes: set[_Outbox] = set()
         self.started = False
+        # hubbub.msgpack.v1 beside hubbub.json.v1 when msgpack is installed
+        # (docs/protocol.md section 11); JSON is preferred when both are offered.
+        self.msgpack = MsgpackEncoder() if msgpack_available() else None
+        self.subprotocols = [SUBPROTOCOL] + ([MSGPACK_SUBPROTOCOL] if self.msgpack else [])
 
     # --- lifespan --------------------------------------------------------------------
 
@@ -342,8 +350,11 @@ class HubApp:
         if (await receive())["type"] != "websocket.connect":
             return
         denial = "websocket.http.response" in scope.get("extensions", {})
-        if SUBPROTOCOL not in scope.get("subprotocols", ()):
-            await _deny(send, denial, 400, f"use the WebSocket subprotocol {SUBPROTOCOL}")
+        offered = scope.get("subprotocols", ())
+        subprotocol = next((name for name in self.subprotocols if name in offered), None)
+        if subprotocol is None:
+            names = " or ".join(self.subprotocols)
+            await _deny(send, denial, 400, f"use the WebSocket subprotocol {names}")
             return
         if not self.started:
             await _deny(send, denial, 503, "the hub is not started (hub.lifespan)")
@@ -360,10 +371,17 @@ class HubApp:
             if not isinstance(user, str) or not valid_user(user):
                 raise ValueError(f"authenticate returned an invalid user id: {user!r}")
             identity = Identity(user, None)
-        await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
-        outbox = _Outbox(send, self.max_pending)
+        await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        packer = self.msgpack if subprotocol == MSGPACK_SUBPROTOCOL else None
+        outbox = _Outbox(send, self.max_pending, binary=packer is not None)
         self._outboxes.add(outbox)
-        session = self.node.open_session(outbox.send, outbox.close, identity=identity)
+        if packer is None:
+            session = self.node.open_session(outbox.send, outbox.close, identity=identity)
+        else:
+            pack_text, queue_send = packer.pack_text, outbox.send
+            session = self.node.open_session(
+                lambda text: queue_send(pack_text(text)), outbox.close, identity=identity
+            )
         try:
             while True:
                 message = await receive()
@@ -371,7 +389,10 @@ class HubApp:
                     break  # websocket.disconnect
                 text = message.get("text")
                 raw = text if text is not None else message.get("bytes") or b""
-                await self.node.handle(session, raw)
+                if packer is None:
+                    await self.node.handle(session, raw)
+                else:
+                    await handle_binary(self.node, session, raw)
         finally:
             self._outboxes.discard(outbox)
             await self.node.close_session(session)

@@ -28,6 +28,7 @@ FILES: dict[str, tuple[str, str]] = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/hubbub.js": ("hubbub.js", "text/javascript; charset=utf-8"),
+    "/msgpack.js": ("msgpack.js", "text/javascript; charset=utf-8"),  # imported by hubbub.js
     "/chat.js": ("chat.js", "text/javascript; charset=utf-8"),
     "/chat.css": ("chat.css", "text/css; charset=utf-8"),
 }

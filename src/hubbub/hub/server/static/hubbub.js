@@ -1,5 +1,6 @@
-// hubbub.js: the browser client of the hubbub hub (wire protocol hubbub.json.v1,
-// docs/protocol.md). One ES module, no dependencies, no build step:
+// hubbub.js: the browser client of the hubbub hub (wire protocol hubbub.json.v1, or
+// hubbub.msgpack.v1 with { encoding: "msgpack" }: docs/protocol.md). An ES module, no
+// dependencies, no build step; the MessagePack codec is ./msgpack.js, served beside it:
 //
 //   import { HubClient } from "/hubbub.js";
 //   const hub = new HubClient("ws://127.0.0.1:8765/", { token: () => fetchToken() });
@@ -39,7 +40,10 @@
 // change fires a "state" event. The hub's clock push (`tick`) and a ping on
 // silence detect a dead connection the browser would not notice by itself.
 
+import { decode as unpack, encode as pack } from "./msgpack.js";
+
 export const SUBPROTOCOL = "hubbub.json.v1";
+export const MSGPACK_SUBPROTOCOL = "hubbub.msgpack.v1";
 export const INBOX = "$inbox";
 
 /** An error reply from the hub (`code` as in docs/protocol.md section 5). */
@@ -73,6 +77,8 @@ export class HubClient extends EventTarget {
    *   function returning a fresh one (called on every connect and on `expiring`).
    * @param {string} [options.name] development mode only (insecure): the user id.
    * @param {boolean} [options.tick] ask the hub for its clock every second.
+   * @param {string} [options.encoding] "json" (hubbub.json.v1, the default) or "msgpack"
+   *   (hubbub.msgpack.v1: binary MessagePack frames, smaller; same values either way).
    * @param {boolean} [options.autoAck] acknowledge inbox entries once dispatched (true).
    * @param {number} [options.initialDelay] ms, cap of the first reconnection delay (500).
    * @param {number} [options.maxDelay] ms, largest cap (30000).
@@ -94,6 +100,12 @@ export class HubClient extends EventTarget {
       ...options,
     };
     this.options.staleAfter ??= this.options.tick ? 5000 : 30000;
+    const encoding = this.options.encoding ?? "json";
+    if (encoding !== "json" && encoding !== "msgpack") {
+      throw new TypeError(`encoding must be "json" or "msgpack", not ${JSON.stringify(encoding)}`);
+    }
+    this.msgpack = encoding === "msgpack";
+    this.subprotocol = this.msgpack ? MSGPACK_SUBPROTOCOL : SUBPROTOCOL;
     this.state = "idle";
     this.user = null;
     this.connId = null;
@@ -164,7 +176,8 @@ export class HubClient extends EventTarget {
   open() {
     let ws;
     try {
-      ws = new WebSocket(this.url, SUBPROTOCOL);
+      ws = new WebSocket(this.url, this.subprotocol);
+      ws.binaryType = "arraybuffer"; // MessagePack frames, decoded synchronously
     } catch (err) {
       this.finish(err); // an invalid URL will not become valid
       return;
@@ -174,10 +187,10 @@ export class HubClient extends EventTarget {
     const openTimer = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
     ws.onopen = () => {
       clearTimeout(openTimer);
-      if (ws.protocol !== SUBPROTOCOL) {
+      if (ws.protocol !== this.subprotocol) {
         // Protocol section 1: a hub always selects it; another server will not
         // become a hub by retrying.
-        this.finish(new Error(`${this.url} did not select the ${SUBPROTOCOL} subprotocol: not a hubbub hub`));
+        this.finish(new Error(`${this.url} did not select the ${this.subprotocol} subprotocol: not a hubbub hub`));
         ws.close(1000, "not a hub");
         return;
       }
@@ -349,13 +362,16 @@ export class HubClient extends EventTarget {
 
   // --- messages --------------------------------------------------------------
 
-  receive(text) {
+  receive(data) {
     let msg;
     try {
-      msg = JSON.parse(text);
+      // A frame of the other type is not a message of this encoding (section 11.2).
+      if (this.msgpack) msg = typeof data === "string" ? null : unpack(data);
+      else msg = typeof data === "string" ? JSON.parse(data) : null;
     } catch {
       return;
     }
+    if (msg === null || typeof msg !== "object") return;
     if (msg.push === undefined) {
       const p = this.pending.get(msg.id);
       if (!p) {
@@ -455,7 +471,8 @@ export class HubClient extends EventTarget {
           }, timeout)
         : null;
       this.pending.set(id, { resolve, reject, timer, onReply });
-      ws.send(JSON.stringify({ id, method, params }));
+      const request = { id, method, params };
+      ws.send(this.msgpack ? pack(request) : JSON.stringify(request));
     });
   }
 
