@@ -114,7 +114,7 @@ class connect(ClientPolicy):
                         redirects += 1
         except TimeoutError:
             for conn in opened:
-                conn._abort()
+                conn.abort()
             raise self.open_timeout_error(uri) from None
         conn.start_keepalive()
         conn.log_open()
@@ -160,7 +160,7 @@ class connect(ClientPolicy):
         # The server may have sent messages and even closed right behind its 101:
         # success is a checked 101, whatever the state is now.
         if core.handshake_exc is not None or core.response is None:
-            conn._abort()
+            conn.abort()
             if core.handshake_exc is not None:
                 raise core.handshake_exc
             raise InvalidMessage("connection closed during the opening handshake")

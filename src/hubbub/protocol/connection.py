@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ..exceptions import (
     InvalidState,
@@ -85,7 +85,17 @@ __all__ = [
     "Pong",
     "Side",
     "State",
+    "Writer",
 ]
+
+
+class Writer(Protocol):
+    """Where :meth:`Connection.write_to` puts the chunks: an asyncio transport, say."""
+
+    def write(self, data: bytes, /) -> None: ...
+
+    def writelines(self, list_of_data: list[bytes], /) -> None: ...
+
 
 DEFAULT_MAX_SIZE = 2**20
 """Default limit on the size of a received message: 1 MiB."""
@@ -229,10 +239,35 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         events, self._events = self._events, []
         return events
 
+    @property
+    def has_events(self) -> bool:
+        """Whether :meth:`events_received` has something to return."""
+        return bool(self._events)
+
     def data_to_send(self) -> list[bytes]:
         """Return the chunks to write since the last call."""
         out, self._out = self._out, []
         return out
+
+    @property
+    def pending_chunks(self) -> int:
+        """How many chunks :meth:`data_to_send` would return now."""
+        return len(self._out)
+
+    def write_to(self, writer: Writer) -> None:
+        """Hand the chunks to write to ``writer`` in one call, and forget them.
+
+        The same as ``writer.writelines(data_to_send())``, without the empty
+        list when nothing is queued, and with ``write`` for a single chunk
+        (an asyncio transport then skips joining the chunks).
+        """
+        out = self._out
+        if out:
+            self._out = []
+            if len(out) == 1:
+                writer.write(out[0])
+            else:
+                writer.writelines(out)
 
     @property
     def close_code(self) -> int | None:

@@ -80,6 +80,15 @@ class LargeFrames:
     def _remote_error(self, exc: RemoteProtocolError) -> None:
         raise NotImplementedError  # the connection's
 
+    @property
+    def large_frame_missing(self) -> int:
+        """Bytes still missing from a large binary frame, or 0 when none is arriving.
+
+        When not 0, an adapter that can read into memory asks
+        :meth:`receive_buffer` where to put them.
+        """
+        return self._need
+
     def receive_buffer(self) -> memoryview | None:
         """Where the next bytes received may be written directly, if anywhere.
 

@@ -281,12 +281,11 @@ class ServerConnection(Connection):
                 response.headers["Upgrade"] = "websocket"
             return response
         headers = Headers()
-        # Constants, base64 and a token the client sent: valid as they are.
-        headers._add_valid("Upgrade", "websocket")
-        headers._add_valid("Connection", "Upgrade")
-        headers._add_valid("Sec-WebSocket-Accept", accept_key(check_key(request.headers)))
+        headers.add("Upgrade", "websocket")
+        headers.add("Connection", "Upgrade")
+        headers.add("Sec-WebSocket-Accept", accept_key(check_key(request.headers)))
         if protocol_header is not None:
-            headers._add_valid("Sec-WebSocket-Protocol", protocol_header)
+            headers.add("Sec-WebSocket-Protocol", protocol_header)
         if extension_header is not None:
             headers.add("Sec-WebSocket-Extensions", extension_header)
         if self.server_header:
