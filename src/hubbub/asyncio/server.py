@@ -32,7 +32,7 @@ import math
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from ..adapter import (
     LINGER_BYTES,
@@ -44,6 +44,7 @@ from ..adapter import (
 )
 from ..allocator import HeapTrimmer
 from ..exceptions import ConnectionClosed
+from ..options import ServerOptions
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
@@ -64,6 +65,14 @@ ProcessRequest = Callable[
 ProcessResponse = Callable[
     ["ServerConnection", Request, Response], Response | Awaitable[Response | None] | None
 ]
+
+
+class ServeOptions(ServerOptions, total=False):
+    """The options of :func:`serve`: the shared ones and asyncio's own."""
+
+    write_limit: int | tuple[int, int]
+    process_request: ProcessRequest | None
+    process_response: ProcessResponse | None
 
 
 class _Wheel:
@@ -553,7 +562,7 @@ class serve:
         backlog: int = 1024,
         reuse_port: bool = False,
         sock: socket.socket | None = None,
-        **options: Any,
+        **options: Unpack[ServeOptions],
     ) -> None:
         self.server = Server(handler, **options)
         self._start_args = (host, port)
