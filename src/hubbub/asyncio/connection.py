@@ -227,7 +227,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     def _received(self) -> None:
         protocol = self.protocol
-        if protocol.has_events:
+        if protocol.pending_events:
             if self._on_message is not None:
                 self._dispatch_events(protocol.events_received())
             else:

@@ -210,9 +210,9 @@ class Sending:
         try:
             # send_data_frame directly: the per-message path of callback mode.
             if type(message) is str:
-                protocol.send_data_frame(1, message.encode(), True, compress=compress)  # text
+                protocol.send_data_frame(1, message.encode(), True, compress)  # text
             elif type(message) is bytes:
-                protocol.send_data_frame(2, message, True, compress=compress)  # binary
+                protocol.send_data_frame(2, message, True, compress)  # binary
             elif isinstance(message, (bytes, bytearray, memoryview)):
                 protocol.send_binary(message, compress=compress)
             elif isinstance(message, str):

@@ -230,7 +230,7 @@ class ServerConnection(Connection):
         if self.transport.is_closing() or self._closed.done():
             return False  # lost, or dropped by open_timeout, while the hook ran
         self.protocol.send_response(response)
-        if self.protocol.has_events:
+        if self.protocol.pending_events:
             # Frames the client sent right behind its request were parsed by
             # send_response(); no data_received() call will announce them.
             self._process_events(self.protocol.events_received())

@@ -136,7 +136,6 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         "_buf",
         "_decoded",
         "_direct",
-        "_events",
         "_held",
         "_mask",
         "_msg_decoder",
@@ -145,7 +144,6 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         "_msg_size",
         "_msg_streamed",
         "_msg_transformed",
-        "_need",
         "_out",
         "_parse_paused",
         "_partial_done",
@@ -160,7 +158,9 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         "eof_received",
         "eof_sent",
         "extensions",
+        "large_frame_missing",
         "max_size",
+        "pending_events",
         "side",
         "state",
         "stream_fragments",
@@ -183,7 +183,13 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self.defer_failure = defer_failure
         self._mask = side is Side.CLIENT
         self._buf = bytearray()
-        self._events: list[Event] = []
+        self.pending_events: list[Event] = []
+        """The events received that :meth:`events_received` has not returned yet.
+
+        Read-only: an adapter tests it (``if conn.pending_events:``) to skip
+        that call on its per-read path, where a property would cost more
+        than the rest of the check.
+        """
         self._out: list[bytes] = []
         # Reading: the message being assembled (section 5.4).
         self._msg_opcode = 0  # 0 when no fragmented message is in progress
@@ -207,7 +213,13 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self._partial_done = 0
         # Reading: bytes still missing from a large binary frame at the head of
         # the buffer, and the chunks held back until they are all in.
-        self._need = 0
+        self.large_frame_missing = 0
+        """Bytes still missing from a large binary frame, or 0 when none is arriving.
+
+        Read-only. When not 0, an adapter that can read into memory asks
+        :meth:`receive_buffer` where to put them (see
+        :mod:`hubbub.protocol.large_frames`).
+        """
         self._held: list[bytes] = _NOTHING
         # ... or, once an adapter asked for receive_buffer(): the payload being
         # read into, a view of it, the frame's first byte and its masking key.
@@ -236,13 +248,8 @@ class Connection(Sender, MessageAssembler, LargeFrames):
 
     def events_received(self) -> list[Event]:
         """Return the events received since the last call, oldest first."""
-        events, self._events = self._events, []
+        events, self.pending_events = self.pending_events, []
         return events
-
-    @property
-    def has_events(self) -> bool:
-        """Whether :meth:`events_received` has something to return."""
-        return bool(self._events)
 
     def data_to_send(self) -> list[bytes]:
         """Return the chunks to write since the last call."""
@@ -311,22 +318,22 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         if self._direct is not None:
             # An adapter reads into the payload but got these bytes otherwise.
             view = self._direct[1]
-            take = min(len(data), self._need)
-            start = len(view) - self._need
+            take = min(len(data), self.large_frame_missing)
+            start = len(view) - self.large_frame_missing
             view[start : start + take] = data[:take] if take < len(data) else data
             self.receive_buffer_updated(take)
             if take == len(data) or not self._reading:
                 return
             data = memoryview(data)[take:]
-        if self._need:
+        if self.large_frame_missing:
             # The rest of a large binary frame: gather the chunks and copy them
             # into the buffer once. Appending each one would reallocate and
             # copy the whole buffer every time (quadratic for a 1 MiB frame).
             self._held.append(data if isinstance(data, bytes) else bytes(data))
-            self._need -= len(data)
-            if self._need > 0:
+            self.large_frame_missing -= len(data)
+            if self.large_frame_missing > 0:
                 return
-            self._need = 0
+            self.large_frame_missing = 0
             held, self._held = self._held, _NOTHING
             if self.extensions:
                 data = b"".join(held)
@@ -342,7 +349,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             # head of the data become events in one call, and what they take is
             # never copied into the buffer.
             max_size = -1 if self.max_size is None else self.max_size
-            pos = _parse_messages(data, 0, not self._mask, max_size, self._events)
+            pos = _parse_messages(data, 0, not self._mask, max_size, self.pending_events)
             if pos == len(data):
                 return
             if pos:
@@ -377,7 +384,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             self._parse_frames(buf)
         except RemoteProtocolError as exc:
             self._remote_error(exc)
-        if self._need and buf:
+        if self.large_frame_missing and buf:
             # The head of that large frame is held too: once complete, the frame
             # is joined once and parsed straight from the joined bytes. Nothing
             # is held yet: _need was 0 when this call started parsing.
@@ -397,7 +404,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self._buf = bytearray()
         self._held = _NOTHING
         self._direct = None
-        self._need = 0
+        self.large_frame_missing = 0
         self._parse_paused = False
         self.state = State.CLOSED
         for ext in self.extensions:
@@ -409,7 +416,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self._buf = bytearray()
         self.close_exc = exc
         if self.defer_failure:
-            self._events.append(Failure(exc))
+            self.pending_events.append(Failure(exc))
         else:
             self.fail(exc.code, str(exc))
 
@@ -421,7 +428,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         if not self._msg_opcode and not self._partial_done and not extensions:
             # Same fast path as in receive_data; the loop below takes the rest.
             max_size = -1 if self.max_size is None else self.max_size
-            pos = _parse_messages(buf, 0, masked_expected, max_size, self._events)
+            pos = _parse_messages(buf, 0, masked_expected, max_size, self.pending_events)
         while end - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -455,7 +462,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
                     ):
                         # Nothing reads a binary frame before it is whole (text
                         # is validated as it arrives): receive_data holds the rest.
-                        self._need = missing
+                        self.large_frame_missing = missing
                 break
             start = pos + hlen
             pos = start + length
@@ -548,7 +555,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
 
     def _control_frame(self, opcode: int, data: bytes) -> None:
         if opcode == _OP_PING:
-            self._events.append(Ping(data))
+            self.pending_events.append(Ping(data))
             # Section 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send
             # a Pong frame in response, unless it already received a Close frame."
             # Having sent one is no excuse: control frames may follow our close.
@@ -560,7 +567,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
                 else:
                     self._write(_OP_PONG, data)
         elif opcode == _OP_PONG:
-            self._events.append(Pong(data))
+            self.pending_events.append(Pong(data))
         else:
             self._close_frame(data)
 
@@ -568,7 +575,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         code, reason = parse_close(data)
         self.close_received = CloseReceived(code, reason)
         self._reading = False  # section 5.5.1: nothing may follow a close frame
-        self._events.append(self.close_received)
+        self.pending_events.append(self.close_received)
         if self.state is State.OPEN:
             # Section 5.5.1: "the endpoint MUST send a Close frame in response
             # ... typically echoing the status code it received." A close frame

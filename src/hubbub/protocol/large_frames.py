@@ -4,7 +4,7 @@
 A binary frame with more than 64 KiB still to come once its header is in is not
 parsed piece by piece (nothing reads binary data before it is whole, unlike
 text, which is validated as it arrives: section 8.1). The connection notes how
-many bytes are missing (``_need``) and one of two things happens:
+many bytes are missing (``large_frame_missing``) and one of two things happens:
 
 * the adapter keeps calling ``receive_data()``: the pieces are held as they are
   and joined once, unmasked in the same pass (section 5.3), when the last one
@@ -70,7 +70,7 @@ class LargeFrames:
     extensions: list[Extension]
     eof_received: bool
     _reading: bool
-    _need: int
+    large_frame_missing: int
     _held: list[bytes]
     _direct: tuple[Any, memoryview, int, bytes | None] | None
 
@@ -79,15 +79,6 @@ class LargeFrames:
 
     def _remote_error(self, exc: RemoteProtocolError) -> None:
         raise NotImplementedError  # the connection's
-
-    @property
-    def large_frame_missing(self) -> int:
-        """Bytes still missing from a large binary frame, or 0 when none is arriving.
-
-        When not 0, an adapter that can read into memory asks
-        :meth:`receive_buffer` where to put them.
-        """
-        return self._need
 
     def receive_buffer(self) -> memoryview | None:
         """Where the next bytes received may be written directly, if anywhere.
@@ -99,7 +90,7 @@ class LargeFrames:
         :meth:`receive_data`. Both may be mixed; the view is only valid until
         the next call to either.
         """
-        if not self._need or self.extensions or not self._reading:
+        if not self.large_frame_missing or self.extensions or not self._reading:
             return None
         direct = self._direct
         if direct is None:
@@ -107,7 +98,7 @@ class LargeFrames:
             if direct is None:
                 return None
         view = direct[1]
-        return view[len(view) - self._need :]
+        return view[len(view) - self.large_frame_missing :]
 
     def _start_direct(self) -> tuple[Any, memoryview, int, bytes | None] | None:
         # The held pieces start with the frame's header, checked when the frame
@@ -140,15 +131,15 @@ class LargeFrames:
         direct = self._direct
         if direct is None and self.eof_received:
             return  # the connection was lost meanwhile: nothing to account for
-        if direct is None or not 0 < nbytes <= self._need:
+        if direct is None or not 0 < nbytes <= self.large_frame_missing:
             raise ValueError(f"{nbytes} bytes do not fit the receive buffer")
         payload, view, b0, mask = direct
         if mask is not None and _MASK_AS_READ:
             # Unmasked as it arrives (section 5.3), while it is in the cache.
-            start = len(view) - self._need
+            start = len(view) - self.large_frame_missing
             _mask_inplace(view, start, start + nbytes, mask, start)
-        self._need -= nbytes
-        if self._need:
+        self.large_frame_missing -= nbytes
+        if self.large_frame_missing:
             return
         self._direct = None
         view.release()

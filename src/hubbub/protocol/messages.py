@@ -71,7 +71,7 @@ class MessageAssembler:
         __slots__ = ()
     extensions: list[Extension]
     max_size: int | None
-    _events: list[Event]
+    pending_events: list[Event]
     _msg_opcode: int
     _msg_parts: list[bytes] | list[str]
     _msg_size: int
@@ -141,7 +141,7 @@ class MessageAssembler:
             if self._msg_streamed or (self.stream_fragments and opcode == _OP_CONT):
                 self._fragment(True)
                 return
-            self._events.append("".join(parts))
+            self.pending_events.append("".join(parts))
             self._end_message()
             return
         if opcode == _OP_TEXT:
@@ -190,7 +190,7 @@ class MessageAssembler:
         if opcode == _OP_TEXT:
             if fin:
                 try:
-                    self._events.append(data.decode())
+                    self.pending_events.append(data.decode())
                 except UnicodeDecodeError as exc:
                     raise RemoteProtocolError(
                         f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
@@ -206,7 +206,7 @@ class MessageAssembler:
                 self._fragment(False)
         elif opcode == _OP_BINARY:
             if fin:
-                self._events.append(data)
+                self.pending_events.append(data)
                 self._msg_transformed = False
                 return
             self._msg_decoder = None
@@ -226,9 +226,9 @@ class MessageAssembler:
             elif fin:
                 parts = self._msg_parts
                 if self._msg_opcode == _OP_TEXT:
-                    self._events.append("".join(parts))  # type: ignore[arg-type]
+                    self.pending_events.append("".join(parts))  # type: ignore[arg-type]
                 else:
-                    self._events.append(b"".join(parts))  # type: ignore[arg-type]
+                    self.pending_events.append(b"".join(parts))  # type: ignore[arg-type]
                 self._end_message()
 
     def report_fragment(self) -> None:
@@ -249,7 +249,7 @@ class MessageAssembler:
             data: str | bytes = "".join(parts)  # type: ignore[arg-type]
         else:
             data = parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[arg-type]
-        self._events.append(Fragment(data, fin))
+        self.pending_events.append(Fragment(data, fin))
         if fin:
             self._end_message()
         else:

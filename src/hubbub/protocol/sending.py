@@ -68,7 +68,7 @@ class Sender:
             raise InvalidState(f"cannot send in state {self.state.name}")
 
     def send_data_frame(
-        self, opcode: int, data: bytes, fin: bool = True, *, compress: bool = True
+        self, opcode: int, data: bytes, fin: bool = True, compress: bool = True
     ) -> None:
         """Send a data frame given its opcode: TEXT, BINARY or CONTINUATION.
 
@@ -86,7 +86,7 @@ class Sender:
             and len(data) < 126
             and self.state is State.OPEN
             and not self._send_opcode
-            and 0 < opcode < 3  # TEXT or BINARY
+            and opcode in {1, 2}  # TEXT or BINARY
             and not self._mask
             and not self.extensions
         ):
@@ -129,14 +129,14 @@ class Sender:
         extensions: it is sent uncompressed even if permessage-deflate is on.
         """
         self.send_data_frame(
-            _OP_TEXT, data.encode() if isinstance(data, str) else data, fin, compress=compress
+            _OP_TEXT, data.encode() if isinstance(data, str) else data, fin, compress
         )
 
     def send_binary(
         self, data: bytes | bytearray | memoryview, fin: bool = True, *, compress: bool = True
     ) -> None:
         """Send a binary message, or its first fragment; ``compress`` as in :meth:`send_text`."""
-        self.send_data_frame(_OP_BINARY, bytes(data), fin, compress=compress)
+        self.send_data_frame(_OP_BINARY, bytes(data), fin, compress)
 
     def send_continuation(self, data: str | bytes, fin: bool) -> None:
         """Send the next fragment of the message being sent (section 5.4)."""

@@ -210,7 +210,7 @@ class ServerConnection(Connection):
         if self._body_needed:
             self._take_body()
         else:
-            self._events.append(request)
+            self.pending_events.append(request)
 
     def _close_tls(self) -> None:
         # No HTTP answer: the client expects a TLS record and would report
@@ -257,7 +257,7 @@ class ServerConnection(Connection):
         request.body = bytes(self._buf[:needed])
         del self._buf[:needed]
         self._body_needed = 0
-        self._events.append(request)
+        self.pending_events.append(request)
 
     def receive_eof(self) -> None:
         if self.state is State.CONNECTING and self.handshake_exc is None:

@@ -83,13 +83,13 @@ def test_write_to_hands_one_chunk_with_write_and_several_with_writelines() -> No
     assert [f.payload for f in frames] == [b"one", b"two", b"three"]
 
 
-def test_has_events_tells_what_events_received_returns() -> None:
+def test_pending_events_is_what_events_received_returns() -> None:
     _, server = open_pair()
-    assert not server.has_events
+    assert not server.pending_events
     server.receive_data(client_frame(OP_TEXT, b"hello"))
-    assert server.has_events
+    assert server.pending_events == ["hello"]
     assert server.events_received() == ["hello"]
-    assert not server.has_events
+    assert not server.pending_events
 
 
 def test_large_frame_missing_counts_down_to_zero() -> None:
