@@ -319,7 +319,7 @@ def test_large_frame_over_max_size_fails_before_it_is_held() -> None:
     conn.receive_data(wire[:1000])
     assert conn.close_sent is not None
     assert conn.close_sent.code == 1009  # section 7.4.1: message too big
-    assert not conn._held
+    assert conn.large_frame is None  # nothing held
 
 
 async def test_pipelined_echoes_are_written_together_and_in_order() -> None:

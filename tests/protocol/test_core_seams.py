@@ -92,15 +92,36 @@ def test_pending_events_is_what_events_received_returns() -> None:
     assert not server.pending_events
 
 
-def test_large_frame_missing_counts_down_to_zero() -> None:
+def test_large_frame_is_there_while_a_large_frame_arrives() -> None:
     _, server = open_pair()
+    assert server.large_frame is None  # an idle connection holds no reader
     payload = b"x" * 200_000
     frame = client_frame(OP_BINARY, payload)
     server.receive_data(frame[:1000])
-    assert server.large_frame_missing == len(frame) - 1000
-    server.receive_data(frame[1000:])
-    assert server.large_frame_missing == 0
-    assert server.events_received() == [payload]
+    assert server.large_frame is not None
+    assert server.large_frame.missing == len(frame) - 1000
+    server.receive_data(frame[1000:1500])
+    assert server.large_frame.missing == len(frame) - 1500
+    server.receive_data(frame[1500:] + client_frame(OP_TEXT, b"next"))
+    assert server.large_frame is None
+    assert server.events_received() == [payload, "next"]
+
+
+def test_large_frame_read_directly_then_fed_the_rest() -> None:
+    _, server = open_pair()
+    payload = bytes(range(256)) * 1000
+    frame = client_frame(OP_BINARY, payload)
+    server.receive_data(frame[:1000])
+    view = server.receive_buffer()
+    assert view is not None
+    assert server.large_frame is not None
+    assert server.large_frame.reading_directly
+    view[:5000] = frame[1000:6000]
+    server.receive_buffer_updated(5000)
+    # The rest comes through receive_data(): copied into the payload.
+    server.receive_data(frame[6000:] + client_frame(OP_TEXT, b"after"))
+    assert server.large_frame is None
+    assert server.events_received() == [payload, "after"]
 
 
 @pytest.mark.parametrize("data", [b"", b"small"])

@@ -233,7 +233,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             else:
                 self._process_events(protocol.events_received())
         self._flush()
-        if self._direct_reads and protocol.large_frame_missing:
+        if self._direct_reads and protocol.large_frame is not None:
             self._read_large_frame()
         if protocol.parsing_paused:
             self._update_reading()

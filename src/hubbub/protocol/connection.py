@@ -33,9 +33,10 @@ the :class:`~hubbub.protocol.messages.MessageAssembler` mixin, and sending is
 the :class:`~hubbub.protocol.sending.Sender` mixin.
 
 Large binary frames (over 64 KiB still missing once the header is in) are not
-parsed piece by piece: nothing reads them before they are whole. The
-:class:`~hubbub.protocol.large_frames.LargeFrames` mixin gathers their pieces,
-or lets an adapter read straight into the message (``receive_buffer()``).
+parsed piece by piece: nothing reads them before they are whole. A
+:class:`~hubbub.protocol.large_frames.LargeFrameReader`, held in
+:attr:`Connection.large_frame` only while such a frame arrives, gathers its
+pieces or lets an adapter read straight into the message (``receive_buffer()``).
 
 When the peer breaks the protocol the connection must be failed (section
 7.1.7). By default that happens at once. An adapter may instead ask for
@@ -50,7 +51,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..exceptions import (
     InvalidState,
@@ -70,7 +71,7 @@ from .frames import (
     parse_close,
     serialize_close,
 )
-from .large_frames import LargeFrames
+from .large_frames import LargeFrameReader
 from .messages import _NOTHING, MessageAssembler
 from .sending import Sender
 
@@ -113,7 +114,7 @@ _OP_PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 
 
-class Connection(Sender, MessageAssembler, LargeFrames):
+class Connection(Sender, MessageAssembler):
     """A WebSocket connection in the OPEN state and after (sections 5-7).
 
     Args:
@@ -135,8 +136,6 @@ class Connection(Sender, MessageAssembler, LargeFrames):
     __slots__ = (
         "_buf",
         "_decoded",
-        "_direct",
-        "_held",
         "_mask",
         "_msg_decoder",
         "_msg_opcode",
@@ -158,7 +157,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         "eof_received",
         "eof_sent",
         "extensions",
-        "large_frame_missing",
+        "large_frame",
         "max_size",
         "pending_events",
         "side",
@@ -211,19 +210,13 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         # Reading: how much of the payload of an incomplete frame at the head of
         # the buffer was already unmasked in place and validated.
         self._partial_done = 0
-        # Reading: bytes still missing from a large binary frame at the head of
-        # the buffer, and the chunks held back until they are all in.
-        self.large_frame_missing = 0
-        """Bytes still missing from a large binary frame, or 0 when none is arriving.
+        self.large_frame: LargeFrameReader | None = None
+        """The large binary frame arriving, or None (see :mod:`.large_frames`).
 
-        Read-only. When not 0, an adapter that can read into memory asks
-        :meth:`receive_buffer` where to put them (see
-        :mod:`hubbub.protocol.large_frames`).
+        Read-only. When not None, an adapter that can read into memory asks
+        :meth:`receive_buffer` where to put the rest of it; its ``missing``
+        attribute counts the bytes still to come.
         """
-        self._held: list[bytes] = _NOTHING
-        # ... or, once an adapter asked for receive_buffer(): the payload being
-        # read into, a view of it, the frame's first byte and its masking key.
-        self._direct: tuple[Any, memoryview, int, bytes | None] | None = None
         self._reading = True
         # Reading: decompression bomb guard (see parsing_paused). Bytes decoded
         # by extensions in this parsing step; parsing stopped at the limit.
@@ -315,34 +308,11 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             # Parsing waits for resume_parsing(): keep the bytes, inflate nothing.
             self._buf += data
             return
-        if self._direct is not None:
-            # An adapter reads into the payload but got these bytes otherwise.
-            view = self._direct[1]
-            take = min(len(data), self.large_frame_missing)
-            start = len(view) - self.large_frame_missing
-            view[start : start + take] = data[:take] if take < len(data) else data
-            self.receive_buffer_updated(take)
-            if take == len(data) or not self._reading:
+        large = self.large_frame
+        if large is not None:
+            data = self._receive_large(large, data)
+            if not data or not self._reading:
                 return
-            data = memoryview(data)[take:]
-        if self.large_frame_missing:
-            # The rest of a large binary frame: gather the chunks and copy them
-            # into the buffer once. Appending each one would reallocate and
-            # copy the whole buffer every time (quadratic for a 1 MiB frame).
-            self._held.append(data if isinstance(data, bytes) else bytes(data))
-            self.large_frame_missing -= len(data)
-            if self.large_frame_missing > 0:
-                return
-            self.large_frame_missing = 0
-            held, self._held = self._held, _NOTHING
-            if self.extensions:
-                data = b"".join(held)
-            else:
-                # The frame is whole: its payload is copied (and unmasked) once,
-                # straight from the pieces; what follows it is parsed as usual.
-                data = self._large_frame(held)
-                if not data or not self._reading:
-                    return
         buf = self._buf
         if not buf and not self._msg_opcode and not self._partial_done and not self.extensions:
             # Fast path (hubbub.speedups): the whole single-frame messages at the
@@ -356,6 +326,69 @@ class Connection(Sender, MessageAssembler, LargeFrames):
                 data = memoryview(data)[pos:]
         buf += data
         self._parse_buffer(buf)
+
+    def _receive_large(
+        self, large: LargeFrameReader, data: bytes | bytearray | memoryview
+    ) -> bytes | bytearray | memoryview:
+        """Feed ``data`` to the large frame arriving; return what follows it."""
+        if large.reading_directly:
+            # An adapter reads into the payload but got these bytes otherwise.
+            take = large.copy_in(data)
+            self.receive_buffer_updated(take)
+            if take == len(data):
+                return b""
+            data = memoryview(data)[take:]
+            if self.large_frame is None:
+                return data
+        if not large.hold(data if isinstance(data, bytes) else bytes(data)):
+            return b""
+        self.large_frame = None
+        if self.extensions:
+            return large.join_held()
+        # The frame is whole: its payload is copied (and unmasked) once,
+        # straight from the pieces; what follows it is parsed as usual.
+        b0, payload, rest = large.finish_held()
+        self._deliver_large(b0, payload)
+        return rest
+
+    def _deliver_large(self, b0: int, payload: bytes) -> None:
+        try:
+            self._data_frame(b0 & 0x0F, b0 & 0x80, payload)
+        except RemoteProtocolError as exc:
+            self._remote_error(exc)
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where the next bytes received may be written directly, if anywhere.
+
+        While a large binary frame is arriving without extensions, this is a
+        writable view of the part of its payload still missing: an adapter that
+        can read into memory reads into it, then calls
+        :meth:`receive_buffer_updated`. Otherwise ``None``: use
+        :meth:`receive_data`. Both may be mixed; the view is only valid until
+        the next call to either.
+        """
+        large = self.large_frame
+        if large is None or self.extensions or not self._reading:
+            return None
+        return large.buffer()
+
+    def receive_buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last :meth:`receive_buffer`.
+
+        May be called for each read, or once for several reads made one after
+        the other into the same view.
+        """
+        large = self.large_frame
+        if large is None:
+            if self.eof_received:
+                return  # the connection was lost meanwhile: nothing to account for
+            raise ValueError(f"{nbytes} bytes do not fit the receive buffer")
+        frame = large.updated(nbytes)
+        if frame is None:
+            return
+        self.large_frame = None
+        if self._reading:
+            self._deliver_large(*frame)
 
     @property
     def parsing_paused(self) -> bool:
@@ -384,11 +417,11 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             self._parse_frames(buf)
         except RemoteProtocolError as exc:
             self._remote_error(exc)
-        if self.large_frame_missing and buf:
+        if self.large_frame is not None and buf:
             # The head of that large frame is held too: once complete, the frame
             # is joined once and parsed straight from the joined bytes. Nothing
-            # is held yet: _need was 0 when this call started parsing.
-            self._held = [bytes(buf)]
+            # is held yet: no large frame was arriving when this call started.
+            self.large_frame.hold_head(bytes(buf))
             buf.clear()
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
@@ -402,9 +435,9 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self.eof_received = True
         self._reading = False
         self._buf = bytearray()
-        self._held = _NOTHING
-        self._direct = None
-        self.large_frame_missing = 0
+        if self.large_frame is not None:
+            self.large_frame.release()
+            self.large_frame = None
         self._parse_paused = False
         self.state = State.CLOSED
         for ext in self.extensions:
@@ -462,7 +495,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
                     ):
                         # Nothing reads a binary frame before it is whole (text
                         # is validated as it arrives): receive_data holds the rest.
-                        self.large_frame_missing = missing
+                        self.large_frame = LargeFrameReader(missing)
                 break
             start = pos + hlen
             pos = start + length
