@@ -37,7 +37,7 @@ Flow control, both ways:
   messages per step (:attr:`hubbub.protocol.Connection.parsing_paused`); the
   next step runs in a later loop iteration, and only while the queue has
   room and writes are not backed up. The steps of all the loop's connections
-  take turns, one per iteration (:class:`_ParseSteps`), so peers sending
+  take turns, one per iteration (:mod:`hubbub.asyncio.turns`), so peers sending
   bursts do not take every iteration from the others. A burst of small frames that
   inflate to many messages (RFC 7692) thus holds at most about
   ``max_queue`` x ``max_size`` + ``DECODE_STEP`` bytes and never keeps the
@@ -68,7 +68,6 @@ import asyncio
 import collections
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -92,52 +91,12 @@ from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode
 from .reader import PayloadReader
 from .sending import Sending
+from .turns import turns
 
 __all__ = ["Connection", "Data"]
 
 
 _NO_MESSAGES: Any = ()
-
-
-class _ParseSteps:
-    """Runs the parsing steps of an event loop's connections, one per iteration.
-
-    Round robin: a connection whose compressed burst needs many steps waits
-    for its turn behind the others, so a few peers sending bursts cannot
-    take every iteration of the loop from the connections that only need
-    it once in a while (see "inflating" in the module docstring).
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.waiting: collections.deque[Callable[[], None]] = collections.deque()
-        self.scheduled = False
-
-    def add(self, step: Callable[[], None]) -> None:
-        self.waiting.append(step)
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self._run)
-
-    def _run(self) -> None:
-        self.scheduled = False
-        if self.waiting:
-            self.waiting.popleft()()
-        if self.waiting and not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self._run)
-
-
-_LOOP_STEPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ParseSteps] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _steps(loop: asyncio.AbstractEventLoop) -> _ParseSteps:
-    steps = _LOOP_STEPS.get(loop)
-    if steps is None:
-        steps = _LOOP_STEPS[loop] = _ParseSteps(loop)
-    return steps
 
 
 class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
@@ -322,7 +281,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             hold = True
             if not blocked and not self._step_queued:
                 self._step_queued = True
-                _steps(self.loop).add(self._parse_step)
+                turns(self.loop).add(self._parse_step)
         if hold is not self._reading_paused:
             self._reading_paused = hold
             if hold:
