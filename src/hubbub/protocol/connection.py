@@ -518,7 +518,13 @@ class Connection(Sender, MessageAssembler):
                 self._data_frame_after_partial(data, done, b0, opcode)
                 continue
             if extensions:
-                self._extension_frame(b0, opcode, data)
+                if opcode < 8:
+                    self._extension_frame(b0, opcode, data)
+                elif b0 & 0x70:
+                    # RFC 7692 section 6: extensions act on data frames only.
+                    raise RemoteProtocolError("reserved bits set on a control frame")
+                else:
+                    self._control_frame(opcode, data)
                 limit = self.decode_limit
                 if limit is not None and self._decoded >= limit and pos < end and self._reading:
                     # Stop at this frame boundary: what follows stays in the

@@ -82,9 +82,6 @@ class MessageAssembler:
     _partial_done: int
     _decoded: int
 
-    def _control_frame(self, opcode: int, data: bytes) -> None:
-        raise NotImplementedError  # the connection's
-
     def _partial_frame(self, buf: bytearray, pos: int, hlen: int, end: int) -> None:
         """Validate the available part of an incomplete text frame (section 8.1)."""
         b0 = buf[pos]
@@ -158,15 +155,10 @@ class MessageAssembler:
         return any(ext.is_transformed(frame) for ext in self.extensions)
 
     def _extension_frame(self, b0: int, opcode: int, data: bytes) -> None:
+        """A data frame when extensions are negotiated: decode it, then assemble it."""
         frame = Frame(
             Opcode(opcode), data, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10)
         )
-        if opcode >= 8:
-            if b0 & 0x70:
-                # RFC 7692 section 6: extensions act on data frames only.
-                raise RemoteProtocolError("reserved bits set on a control frame")
-            self._control_frame(opcode, data)
-            return
         if opcode != _OP_CONT:
             self._msg_transformed = any(ext.is_transformed(frame) for ext in self.extensions)
         if self._msg_transformed:
