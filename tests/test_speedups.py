@@ -161,125 +161,6 @@ def test_unmask_join_rejects_short_chunks_and_bad_arguments(kind: str) -> None:
         unmask_join([b"abcdef"], 0, 2, b"xyz")
 
 
-# --- UTF-8 -------------------------------------------------------------------------
-
-UTF8_CASES = [
-    b"",
-    b"hello",
-    "κόσμε".encode(),
-    "\U0010ffff\ud7ff\ue000".encode(errors="surrogatepass"),
-    b"\xc0\xaf",  # overlong "/"
-    b"\xe0\x80\xaf",  # overlong, 3 bytes
-    b"\xed\xa0\x80",  # surrogate U+D800
-    b"\xf4\x90\x80\x80",  # over U+10FFFF
-    b"\xf5",
-    b"\x80",
-    b"ab\xce",  # truncated: valid so far, not complete
-    b"ab\xce\xbaz\xff",
-    b"\xf0\x9f\x98",  # truncated 4-byte sequence
-    b"caf\xc3\xa9 " * 20 + b"\xc3",
-]
-
-
-@pytest.mark.parametrize("kind", IMPLS)
-@pytest.mark.parametrize("data", UTF8_CASES)
-def test_validate_utf8_known_cases(kind: str, data: bytes) -> None:
-    state, index = impl(kind, "validate_utf8")(data)
-    if ref_utf8(data):
-        assert (state, index) == (0, -1)
-    elif index == -1:
-        # Valid so far: only the end is missing; completing it with a
-        # continuation byte or more must eventually make it valid or not.
-        assert state != 0
-        assert (
-            ref_utf8(data + b"\x80" * (state & 3))
-            or ref_utf8(data + b"\xbf" * (state & 3))
-            or not ref_utf8(data)
-        )
-    else:
-        assert state == 0
-        # Everything before the bad byte is a valid prefix (possibly ending
-        # inside a character); including the bad byte is not.
-        prefix = data[:index]
-        assert (
-            ref_utf8(prefix)
-            or ref_utf8(prefix + b"\x80" * 3)
-            or any(ref_utf8(prefix + bytes([c]) * k) for c in range(0x80, 0xC0) for k in (1, 2))
-        )
-
-
-def first_invalid(data: bytes) -> int:
-    """Reference: the shortest prefix that no continuation can make valid."""
-    for i in range(len(data) + 1):
-        prefix = data[:i]
-        if not can_complete(prefix):
-            return i - 1
-    return -1
-
-
-def can_complete(prefix: bytes) -> bool:
-    if ref_utf8(prefix):
-        return True
-    for tail_len in (1, 2, 3):
-        for c in range(0x80, 0xC0):
-            if ref_utf8(prefix + bytes([c]) * tail_len):
-                return True
-        # the second byte after E0/ED/F0/F4 has a narrower range; try pairs
-        for c in range(0x80, 0xC0):
-            if ref_utf8(prefix + bytes([c]) + b"\x80" * (tail_len - 1)):
-                return True
-    return False
-
-
-@pytest.mark.parametrize("kind", IMPLS)
-@given(
-    st.lists(
-        st.sampled_from(
-            [
-                b"a",
-                b"\xc3\xa9",
-                b"\xe2\x82\xac",
-                b"\xf0\x9f\x98\x80",
-                b"\x80",
-                b"\xc3",
-                b"\xed\xa0",
-                b"\xe0\x80",
-                b"\xf4\x90",
-                b"\xff",
-                b"z" * 9,
-            ]
-        ),
-        max_size=12,
-    ),
-    st.integers(0, 40),
-)
-@settings(max_examples=300, deadline=None)
-def test_validate_utf8_incremental(kind: str, parts: list[bytes], split: int) -> None:
-    fn = impl(kind, "validate_utf8")
-    data = b"".join(parts)
-    expected = first_invalid(data)
-    state, index = fn(data)
-    assert index == expected
-    if index == -1:
-        assert (state == 0) == ref_utf8(data)
-    # Split in two chunks: the same verdict, indices relative to the chunk.
-    split = min(split, len(data))
-    s1, i1 = fn(data[:split])
-    if i1 != -1:
-        assert i1 == expected
-        return
-    s2, i2 = fn(data[split:], s1)
-    assert (split + i2 if i2 != -1 else -1) == expected
-    if i2 == -1:
-        assert s2 == state
-
-
-@pytest.mark.parametrize("kind", IMPLS)
-def test_validate_utf8_rejects_bad_states(kind: str) -> None:
-    with pytest.raises(ValueError, match="state"):
-        impl(kind, "validate_utf8")(b"a", 0x7)
-
-
 # --- parse_messages ------------------------------------------------------------------
 
 KEY = b"\x37\xfa\x21\x3d"
@@ -438,7 +319,7 @@ def test_large_frame_over_max_size_fails_before_it_is_held() -> None:
     conn.receive_data(wire[:1000])
     assert conn.close_sent is not None
     assert conn.close_sent.code == 1009  # section 7.4.1: message too big
-    assert not conn._held
+    assert conn.large_frame is None  # nothing held
 
 
 async def test_pipelined_echoes_are_written_together_and_in_order() -> None:

@@ -14,15 +14,6 @@
  *       on x86-64, 16 bytes at a time with SSE2 (always present) and 32 with
  *       AVX2 when the CPU reports it at run time.
  *
- *   validate_utf8(data, state=0) -> (state, index)
- *       Incremental UTF-8 validation (RFC 3629, Unicode table 3-7, which is
- *       what section 8.1 of RFC 6455 requires of text messages). `state` is 0
- *       between characters; otherwise it encodes how many continuation bytes
- *       are still due and the range the next one must fall in, so a message
- *       may be validated chunk by chunk. `index` is -1 when the chunk is valid
- *       so far, else the index of the first byte that cannot be part of a
- *       valid sequence (so a connection can fail as early as section 8.1 asks).
- *
  *   parse_messages(buf, pos, masked, max_size, events) -> int
  *       The small-message fast path. Starting at `pos`, takes every complete
  *       frame that is a whole message by itself (FIN set, RSV bits clear,
@@ -258,115 +249,6 @@ unmask_join(PyObject *self, PyObject *args)
     return result;
 }
 
-/* --------------------------------------------------------------- UTF-8 */
-
-/* A state is 0 between characters, else
- *   bits 0-1: continuation bytes still due (1..3)
- *   bits 8-15: smallest allowed value of the next byte
- *   bits 16-23: largest allowed value of the next byte
- * Only the byte right after a lead byte has a narrower range than 80..BF
- * (E0, ED, F0, F4: overlong forms, surrogates, > U+10FFFF). */
-#define U8_STATE(due, lo, hi) ((uint32_t)(due) | ((uint32_t)(lo) << 8) | ((uint32_t)(hi) << 16))
-
-static int
-u8_state_ok(uint32_t s)
-{
-    uint32_t due = s & 3, lo = (s >> 8) & 0xFF, hi = (s >> 16) & 0xFF;
-    if (s == 0)
-        return 1;
-    return due != 0 && (s >> 24) == 0 && (s & 0xFC) == 0 && lo >= 0x80 && hi <= 0xBF && lo <= hi;
-}
-
-/* Validate; returns -1 when valid so far (state updated), else the index of
- * the first invalid byte. */
-static Py_ssize_t
-u8_validate(const unsigned char *p, Py_ssize_t n, uint32_t *state)
-{
-    uint32_t s = *state;
-    Py_ssize_t i = 0;
-
-    while (i < n) {
-        unsigned char c;
-        if (s == 0) {
-            /* ASCII runs, 8 bytes at a time. */
-            while (i + 8 <= n) {
-                uint64_t w;
-                memcpy(&w, p + i, 8);
-                if (w & 0x8080808080808080ULL)
-                    break;
-                i += 8;
-            }
-            while (i < n && p[i] < 0x80)
-                i++;
-            if (i >= n)
-                break;
-            c = p[i];
-            if (c < 0xC2)
-                s = UINT32_MAX;
-            else if (c <= 0xDF)
-                s = U8_STATE(1, 0x80, 0xBF);
-            else if (c == 0xE0)
-                s = U8_STATE(2, 0xA0, 0xBF);
-            else if (c == 0xED)
-                s = U8_STATE(2, 0x80, 0x9F);
-            else if (c <= 0xEF)
-                s = U8_STATE(2, 0x80, 0xBF);
-            else if (c == 0xF0)
-                s = U8_STATE(3, 0x90, 0xBF);
-            else if (c <= 0xF3)
-                s = U8_STATE(3, 0x80, 0xBF);
-            else if (c == 0xF4)
-                s = U8_STATE(3, 0x80, 0x8F);
-            else
-                s = UINT32_MAX;
-            if (s == UINT32_MAX) {
-                *state = 0;
-                return i;
-            }
-            i++;
-            continue;
-        }
-        c = p[i];
-        if (c < ((s >> 8) & 0xFF) || c > ((s >> 16) & 0xFF)) {
-            *state = 0;
-            return i;
-        }
-        s = (s & 3) - 1;
-        if (s)
-            s = U8_STATE(s, 0x80, 0xBF);
-        i++;
-    }
-    *state = s;
-    return -1;
-}
-
-PyDoc_STRVAR(validate_utf8_doc,
-"validate_utf8(data, state=0) -> (state, index)\n\n"
-"Validate a chunk of UTF-8, continuing from state (0 at the start of a text).\n"
-"index is -1 if the chunk is valid so far, else the index of the first invalid\n"
-"byte. The text is complete and valid when the final state is 0.");
-
-static PyObject *
-validate_utf8(PyObject *self, PyObject *args)
-{
-    Py_buffer db;
-    unsigned long st = 0;
-    uint32_t s;
-    Py_ssize_t bad;
-
-    if (!PyArg_ParseTuple(args, "y*|k:validate_utf8", &db, &st))
-        return NULL;
-    s = (uint32_t)st;
-    if ((unsigned long)s != st || !u8_state_ok(s)) {
-        PyBuffer_Release(&db);
-        PyErr_SetString(PyExc_ValueError, "invalid UTF-8 validator state");
-        return NULL;
-    }
-    bad = u8_validate(db.buf, db.len, &s);
-    PyBuffer_Release(&db);
-    return Py_BuildValue("(kn)", (unsigned long)s, bad);
-}
-
 /* --------------------------------------------------------------- framing */
 
 /* A text message as a str: ASCII payloads (the common case) are unmasked
@@ -520,7 +402,6 @@ static PyMethodDef methods[] = {
      apply_mask_doc},
     {"mask_inplace", mask_inplace, METH_VARARGS, mask_inplace_doc},
     {"unmask_join", unmask_join, METH_VARARGS, unmask_join_doc},
-    {"validate_utf8", validate_utf8, METH_VARARGS, validate_utf8_doc},
     {"parse_messages", parse_messages, METH_VARARGS, parse_messages_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -48,6 +48,7 @@ from .proxy import Proxy
 __all__ = [
     "DEFAULT_MAX_REDIRECTS",
     "REDIRECT_STATUSES",
+    "Data",
     "FragmentStream",
     "LoggerLike",
     "PingTracker",
@@ -63,6 +64,9 @@ __all__ = [
     "server_extension_factories",
     "server_ssl_context",
 ]
+
+Data = str | bytes
+"""A WebSocket message: ``str`` for text, ``bytes`` for binary (both adapters)."""
 
 DECODE_STEP = 2**18
 """Bytes of compressed messages inflated per parsing step (``decode_limit``).

@@ -56,25 +56,29 @@ lives here so that the I/O-free hub core and the SDK need nothing else.
 they are not the hub's answer, and the SDK retries them (a lost connection, a
 server that is not a hub yet) where it gives up on a :class:`HubError` (a
 refusal), so ``except HubError`` must not catch them.
+
+This module imports nothing from :mod:`hubbub.protocol`, which raises these
+errors: close codes are plain ``int`` here (:class:`~hubbub.protocol.CloseCode`
+is an ``IntEnum``), and :class:`InvalidStatus` describes the response it
+carries with :class:`HTTPResponse`, which :class:`hubbub.protocol.Response`
+satisfies.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .protocol.frames import CloseCode
-    from .protocol.http11 import Response
+from typing import Protocol
 
 __all__ = [
     "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "HTTPResponse",
     "HandshakeError",
     "HandshakeTimeout",
+    "HeaderFields",
     "HubError",
     "HubbubError",
     "InvalidHeader",
@@ -96,6 +100,34 @@ __all__ = [
     "UnexpectedTLS",
     "UsageError",
 ]
+
+
+class HeaderFields(Protocol):
+    """The header fields of an :class:`HTTPResponse`: :class:`hubbub.protocol.Headers`."""
+
+    def __getitem__(self, name: str, /) -> str: ...
+
+    def __contains__(self, name: object, /) -> bool: ...
+
+    def get(self, name: str, default: str | None = None, /) -> str | None: ...
+
+    def get_all(self, name: str, /) -> list[str]: ...
+
+
+class HTTPResponse(Protocol):
+    """What :class:`InvalidStatus` carries: a :class:`hubbub.protocol.Response`."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def headers(self) -> HeaderFields: ...
+
+    @property
+    def body(self) -> bytes: ...
 
 
 class HubbubError(Exception):
@@ -167,7 +199,7 @@ class InvalidOrigin(InvalidHeader):
 class InvalidStatus(HandshakeError):
     """The server answered the handshake with a status other than 101."""
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: HTTPResponse) -> None:
         self.response = response
         body = response.body[:200].decode("utf-8", "replace") if response.body else ""
         detail = f": {body}" if body else ""
@@ -261,7 +293,7 @@ class RemoteProtocolError(ProtocolError):
             1007 for invalid UTF-8, 1009 for a message too big, ...).
     """
 
-    def __init__(self, msg: str, code: CloseCode | int = 1002) -> None:
+    def __init__(self, msg: str, code: int = 1002) -> None:
         self.code = int(code)
         super().__init__(msg)
 

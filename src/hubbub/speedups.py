@@ -9,8 +9,6 @@ Python and exports whichever is available, so the rest of the library imports
 them from here and never cares:
 
 * :func:`apply_mask` - masking, RFC 6455 section 5.3;
-* :func:`validate_utf8` - incremental UTF-8 validation (section 8.1), with a
-  resumable state and the index of the first invalid byte;
 * :func:`parse_messages` - the small-message fast path of the frame parser:
   every complete frame in the buffer that is a whole text or binary message by
   itself becomes a ``str``/``bytes`` in one call; anything else stops it and is
@@ -28,7 +26,6 @@ ways). :data:`ACCELERATED` tells which is in use.
 
 from __future__ import annotations
 
-import codecs
 import mmap
 import os
 from collections.abc import Sequence
@@ -48,9 +45,7 @@ __all__ = [
     "py_mask_inplace",
     "py_parse_messages",
     "py_unmask_join",
-    "py_validate_utf8",
     "unmask_join",
-    "validate_utf8",
 ]
 
 Buffer = bytes | bytearray | memoryview
@@ -153,86 +148,6 @@ def py_unmask_join(chunks: Sequence[Buffer], start: int, length: int, mask: Buff
         raise ValueError("chunks hold fewer bytes than asked for")
     data = parts[0] if len(parts) == 1 else b"".join(parts)
     return data if mask is None else py_apply_mask(data, mask)
-
-
-def _state(due: int, lo: int, hi: int) -> int:
-    return due | (lo << 8) | (hi << 16)
-
-
-_LEAD: dict[int, int] = {}
-for _c in range(0xC2, 0xE0):
-    _LEAD[_c] = _state(1, 0x80, 0xBF)
-for _c in range(0xE1, 0xF0):
-    _LEAD[_c] = _state(2, 0x80, 0xBF)
-_LEAD[0xE0] = _state(2, 0xA0, 0xBF)
-_LEAD[0xED] = _state(2, 0x80, 0x9F)
-_LEAD[0xF0] = _state(3, 0x90, 0xBF)
-for _c in range(0xF1, 0xF4):
-    _LEAD[_c] = _state(3, 0x80, 0xBF)
-_LEAD[0xF4] = _state(3, 0x80, 0x8F)
-_CONT = _state(0, 0x80, 0xBF)
-
-
-def _step(c: int, s: int) -> int:
-    """Advance the validator by one byte; -1 if the byte is invalid here."""
-    if not s:
-        if c < 0x80:
-            return 0
-        return _LEAD.get(c, -1)
-    if c < (s >> 8) & 0xFF or c > (s >> 16) & 0xFF:
-        return -1
-    due = (s & 3) - 1
-    return due | _CONT if due else 0
-
-
-def _state_ok(s: int) -> bool:
-    if s == 0:
-        return True
-    lo, hi = (s >> 8) & 0xFF, (s >> 16) & 0xFF
-    return bool(s & 3) and not s >> 24 and not s & 0xFC and 0x80 <= lo <= hi <= 0xBF
-
-
-def py_validate_utf8(data: Buffer, state: int = 0) -> tuple[int, int]:
-    """Validate a chunk of UTF-8, continuing from ``state`` (0 at the start of a text).
-
-    Returns:
-        ``(state, index)``: ``index`` is -1 if the chunk is valid so far (the text
-        is complete when ``state`` is 0 too), else the index of the first invalid
-        byte in ``data`` (and ``state`` is 0).
-    """
-    if not _state_ok(state):
-        raise ValueError("invalid UTF-8 validator state")
-    chunk = bytes(data)
-    n = len(chunk)
-    i = 0
-    while state and i < n:  # finish the character started in an earlier chunk
-        state = _step(chunk[i], state)
-        if state < 0:
-            return 0, i
-        i += 1
-    if i >= n:
-        return state, -1
-    rest = chunk[i:] if i else chunk
-    if rest.isascii():
-        return 0, -1
-    try:
-        # CPython's codec validates strictly (no surrogates, no overlong forms)
-        # and leaves an incomplete final character unconsumed when final=False.
-        _, consumed = codecs.utf_8_decode(rest, "strict", False)
-    except UnicodeDecodeError as exc:
-        # exc.start is where the bad sequence starts; find the byte that broke it.
-        s = 0
-        for k in range(exc.start, len(rest)):
-            s = _step(rest[k], s)
-            if s < 0:
-                return 0, i + k
-        raise AssertionError("the codec and the validator disagree") from None
-    s = 0
-    for k in range(consumed, len(rest)):
-        s = _step(rest[k], s)
-        if s < 0:  # pragma: no cover (the codec would have raised)
-            return 0, i + k
-    return s, -1
 
 
 # --- frames ------------------------------------------------------------------------
@@ -349,7 +264,6 @@ class PyPayload:
 apply_mask = py_apply_mask
 mask_inplace = py_mask_inplace
 unmask_join = py_unmask_join
-validate_utf8 = py_validate_utf8
 parse_messages = py_parse_messages
 Payload: type[PyPayload] | type[_speedups.Payload] = PyPayload
 ACCELERATED = False
@@ -364,7 +278,6 @@ if os.environ.get("HUBBUB_NO_EXTENSIONS", "") in ("", "0"):
         apply_mask = _speedups.apply_mask
         mask_inplace = _speedups.mask_inplace
         unmask_join = _speedups.unmask_join
-        validate_utf8 = _speedups.validate_utf8
         parse_messages = _speedups.parse_messages
         Payload = _speedups.Payload
         ACCELERATED = True

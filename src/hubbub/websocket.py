@@ -152,7 +152,7 @@ class WebSocket(BrowserWebSocket):
             self._connection = connection
             aborted = self._abort_requested
         if aborted:
-            connection._abort()
+            connection.abort()
             connection.wait_closed(connection.close_timeout)
             self._closed(
                 CloseCode.ABNORMAL_CLOSURE,

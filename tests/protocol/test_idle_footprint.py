@@ -175,7 +175,7 @@ class TestSlots:
         assert server.events_received() == ["hi"]
         # Shared empty placeholders until a fragmented message or a large frame.
         assert server._msg_parts == ()
-        assert server._held == ()
+        assert server.large_frame is None
         assert server.extensions == []
 
 

@@ -43,7 +43,7 @@ from typing import Literal, NamedTuple
 
 from ..exceptions import HubbubError
 from ..protocol.connection import State
-from ..protocol.frames import CloseCode, Opcode, encode_header
+from ..protocol.frames import CloseCode, Opcode, encode_shared_frame
 from .connection import Connection
 
 __all__ = ["BroadcastResult", "broadcast"]
@@ -107,7 +107,7 @@ def broadcast(
     close_slow = on_slow == "close"
     # One frame for every server connection without extensions (section 5.1:
     # server frames are not masked, so they are identical).
-    frame = encode_header(opcode, len(payload), True, False, None) + payload
+    frame = encode_shared_frame(opcode, payload)
     sent = skipped = closed = 0
     for conn in connections:
         if conn.protocol.state is not _OPEN:
@@ -129,7 +129,7 @@ def broadcast(
         # Not written: too slow, closing, or in the middle of a fragmented
         # message (section 5.4 forbids interleaving a data frame).
         if close_slow and _slow(conn, limit):
-            conn._fail(CloseCode.POLICY_VIOLATION, "slow consumer")
+            conn.fail(CloseCode.POLICY_VIOLATION, "slow consumer")
             closed += 1
         else:
             skipped += 1

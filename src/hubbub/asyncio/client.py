@@ -12,10 +12,11 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from ..adapter import ClientPolicy, redirect_target
 from ..exceptions import InvalidMessage, InvalidStatus
+from ..options import ClientOptions
 from ..protocol.client import ClientConnection as ClientCore
 from ..protocol.handshake import WebSocketURI
 from ..protocol.http11 import Response
@@ -53,6 +54,12 @@ class ClientConnection(Connection):
             self.handshake_done.set_result(None)
 
 
+class ConnectOptions(ClientOptions, total=False):
+    """The options of :func:`connect`: the shared ones and asyncio's own."""
+
+    write_limit: int | tuple[int, int]
+
+
 class connect(ClientPolicy):
     """Open a WebSocket connection to ``uri``.
 
@@ -87,7 +94,9 @@ class connect(ClientPolicy):
         {"max_queue", "write_limit", "ping_interval", "ping_timeout", "logger"}
     )
 
-    def __init__(self, uri: str, *, retry: RetryPolicy | None = None, **options: Any) -> None:
+    def __init__(
+        self, uri: str, *, retry: RetryPolicy | None = None, **options: Unpack[ConnectOptions]
+    ) -> None:
         super().__init__(uri, **options)
         self.retry = retry
         self.connection: ClientConnection | None = None
@@ -114,7 +123,7 @@ class connect(ClientPolicy):
                         redirects += 1
         except TimeoutError:
             for conn in opened:
-                conn._abort()
+                conn.abort()
             raise self.open_timeout_error(uri) from None
         conn.start_keepalive()
         conn.log_open()
@@ -160,7 +169,7 @@ class connect(ClientPolicy):
         # The server may have sent messages and even closed right behind its 101:
         # success is a checked 101, whatever the state is now.
         if core.handshake_exc is not None or core.response is None:
-            conn._abort()
+            conn.abort()
             if core.handshake_exc is not None:
                 raise core.handshake_exc
             raise InvalidMessage("connection closed during the opening handshake")

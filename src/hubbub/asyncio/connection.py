@@ -75,6 +75,7 @@ from .. import speedups
 from ..adapter import (
     DECODE_STEP,
     ConnectionAttributes,
+    Data,
     FailurePending,
     FragmentStream,
     LoggerLike,
@@ -94,8 +95,6 @@ from .turns import turns
 
 __all__ = ["Connection", "Data"]
 
-Data = str | bytes
-"""A WebSocket message: ``str`` for text, ``bytes`` for binary."""
 
 _NO_MESSAGES: Any = ()
 
@@ -187,13 +186,13 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     def _received(self) -> None:
         protocol = self.protocol
-        if protocol._events:
+        if protocol.pending_events:
             if self._on_message is not None:
                 self._dispatch_events(protocol.events_received())
             else:
                 self._process_events(protocol.events_received())
         self._flush()
-        if protocol._need and self._direct_reads:
+        if self._direct_reads and protocol.large_frame is not None:
             self._read_large_frame()
         if protocol.parsing_paused:
             self._update_reading()
@@ -214,7 +213,9 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             return
         reader = self._reader
         if reader is None:
-            reader = self._reader = PayloadReader(self)
+            reader = self._reader = PayloadReader(
+                self, self.transport, self.protocol, self._received
+            )
         try:
             self.transport.set_protocol(reader)
         except NotImplementedError:
@@ -326,13 +327,13 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 self._pong_received(event.data)
             elif isinstance(event, core.Failure):
                 if not messages and self._recv_waiter is not None:
-                    self._fail(event.exc.code, str(event.exc))
+                    self.fail(event.exc.code, str(event.exc))
                 else:
                     if messages is _NO_MESSAGES:
                         messages = self._messages = collections.deque()
                     messages.append(FailurePending(event.exc))
                     self.loop.call_later(
-                        self.close_timeout, self._fail, event.exc.code, str(event.exc)
+                        self.close_timeout, self.fail, event.exc.code, str(event.exc)
                     )
             elif isinstance(event, core.CloseReceived):
                 self._start_close_deadline()
@@ -362,7 +363,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                         on_message(event)
                     except Exception:
                         self.logger.exception("error in on_message callback")
-                        self._fail(CloseCode.INTERNAL_ERROR, "")
+                        self.fail(CloseCode.INTERNAL_ERROR, "")
                         return
                     # The callback may have cleared or replaced itself.
                     on_message = self._on_message
@@ -370,7 +371,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                     self._process_events([event])
                 elif isinstance(event, core.Failure):
                     # Every message before the failure has been handled: fail now.
-                    self._fail(event.exc.code, str(event.exc))
+                    self.fail(event.exc.code, str(event.exc))
                 else:
                     self._process_events([event])
         finally:
@@ -386,14 +387,10 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     def _flush(self) -> None:
         protocol = self.protocol
-        data = protocol._out
-        if data:
-            protocol._out = []  # = data_to_send(), without the call
-            if not self._transport_closing:
-                if len(data) == 1:
-                    self.transport.write(data[0])
-                else:
-                    self.transport.writelines(data)
+        if not self._transport_closing:
+            protocol.write_to(self.transport)
+        elif protocol.pending_chunks:
+            protocol.data_to_send()  # the transport is closing: dropped
         if protocol.eof_sent and not self._transport_closing:
             self._transport_closing = True
             # close() flushes the buffer first; the deadline covers a peer
@@ -405,17 +402,40 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         """Close TCP once what is buffered was written (the server lingers)."""
         self.transport.close()
 
-    def _fail(self, code: int, reason: str) -> None:
+    def fail(self, code: int, reason: str = "") -> None:
+        """_Fail the WebSocket Connection_ now (RFC 6455 section 7.1.7), without waiting.
+
+        Writes a close frame with ``code`` (unless one was sent) and closes
+        TCP after it; the peer's answer is not awaited. Nothing happens once
+        the connection is closed.
+
+        Raises:
+            LocalProtocolError: ``code`` may not be sent (1005, 1006, ...).
+        """
         if self.protocol.state is core.State.CLOSED:
             return
         self.protocol.fail(code, reason)
         self._flush()
 
+    def start_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Send a close frame now and return: :meth:`close` without the wait.
+
+        The closing handshake (section 7.1.2) then ends on its own; the
+        connection is dropped after ``close_timeout`` if the peer never
+        answers. Nothing happens unless the connection is OPEN.
+        """
+        if self.protocol.state is not core.State.OPEN:
+            return
+        self.protocol.send_close(code, reason)
+        self._flush()
+        self._start_close_deadline()
+
     def _start_close_deadline(self) -> None:
         if self._close_deadline is None and not self._closed.done():
-            self._close_deadline = self.loop.call_later(self.close_timeout, self._abort)
+            self._close_deadline = self.loop.call_later(self.close_timeout, self.abort)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a closing handshake."""
         if self.transport is not None:
             self.transport.abort()
 
@@ -456,7 +476,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 raise self._closed_exception()
             if self._recv_waiter is not None:
                 raise ConcurrencyError("another coroutine is already receiving")
-            if self.protocol._out:  # frames held back by send(): write them now
+            if self.protocol.pending_chunks:  # frames held back by send(): write them now
                 self._flush()
             self._recv_waiter = self.loop.create_future()
             try:
@@ -469,7 +489,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             self._queue_full = False
             self._update_reading()
         if isinstance(message, FailurePending):
-            self._fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
+            self.fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
             await self._wait_closed_quietly()
             raise self._closed_exception()
         return message
@@ -612,7 +632,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             try:
                 await asyncio.wait_for(asyncio.shield(self._closed), self.close_timeout)
             except TimeoutError:
-                self._abort()
+                self.abort()
 
     def _closed_exception(self) -> ConnectionClosed:
         # Shared with hubbub.sync (hubbub.adapter).
@@ -642,7 +662,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
     def _ping_timed_out(self) -> None:
         self._ping_deadline = None
         self.logger.info("no pong within %.1f s: closing the connection", self.ping_timeout)
-        self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     # --- closing -------------------------------------------------------------------
 
@@ -662,7 +682,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         elif state is core.State.CLOSED and not self._closed.done():
             # A refused request whose server still reads what the client
             # sends (RFC 9112 section 9.6): nothing more to wait for.
-            self._abort()
+            self.abort()
         elif state is core.State.CONNECTING and not self._transport_closing:
             # Without this a server shutting down would wait for open_timeout
             # on connections that never sent a request (browsers open spare

@@ -23,15 +23,19 @@ protocols on a live transport (they restart reading with the new kind).
 
 Everything else the transport reports meanwhile (end of stream, lost
 connection, write flow control) is passed on to the connection unchanged.
+
+The reader knows the connection only through a small interface: the
+``asyncio.Protocol`` it stands in for (its ``owner``), the transport, the
+protocol core it reports reads to, and a function to call once the payload is
+complete.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from .connection import Connection
+from ..protocol.connection import Connection as Core
 
 __all__ = ["PayloadReader"]
 
@@ -47,12 +51,31 @@ class PayloadReader(asyncio.BufferedProtocol):
     a whole event-loop buffer of it, which would then be copied twice.
     """
 
-    __slots__ = ("_conn", "_pos", "_scratch", "_view")
+    __slots__ = ("_core", "_on_complete", "_owner", "_pos", "_scratch", "_transport", "_view")
 
     PEEK = 4096
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+    def __init__(
+        self,
+        owner: asyncio.Protocol,
+        transport: asyncio.Transport,
+        core: Core,
+        on_complete: Callable[[], None],
+    ) -> None:
+        """Stand in for ``owner`` on ``transport`` while a payload of ``core`` is read.
+
+        Args:
+            owner: the protocol the transport is handed back to; it also gets
+                what the transport reports meanwhile.
+            transport: the owner's transport.
+            core: told of each read (``receive_buffer_updated``).
+            on_complete: called once the payload is complete, to handle the
+                message and the events behind it.
+        """
+        self._owner = owner
+        self._transport = transport
+        self._core = core
+        self._on_complete = on_complete
         self._view: memoryview | None = None
         self._pos = 0
         self._scratch: bytearray | None = None
@@ -72,21 +95,21 @@ class PayloadReader(asyncio.BufferedProtocol):
         return scratch
 
     def buffer_updated(self, nbytes: int) -> None:
-        conn = self._conn
         view = self._view
         if view is None:
             # The short read after a payload: the connection takes over again.
             scratch, self._scratch = self._scratch, None
             assert scratch is not None
-            conn.transport.set_protocol(conn)
-            conn.data_received(bytes(scratch[:nbytes]))
+            owner = self._owner
+            self._transport.set_protocol(owner)
+            owner.data_received(bytes(scratch[:nbytes]))
             return
         self._pos += nbytes
-        conn.protocol.receive_buffer_updated(nbytes)
+        self._core.receive_buffer_updated(nbytes)
         if self._pos == len(view):
             self._view = None
             view.release()
-            conn._received()
+            self._on_complete()
 
     def stop(self) -> None:
         """Hand the transport back to the connection, if it is not back yet."""
@@ -94,20 +117,20 @@ class PayloadReader(asyncio.BufferedProtocol):
             self._view.release()
             self._view = None
         self._scratch = None
-        transport = self._conn.transport
+        transport = self._transport
         if transport.get_protocol() is self:
-            transport.set_protocol(self._conn)
+            transport.set_protocol(self._owner)
 
     def eof_received(self) -> bool | None:
         self.stop()
-        return self._conn.eof_received()
+        return self._owner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop()
-        self._conn.connection_lost(exc)
+        self._owner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._conn.pause_writing()
+        self._owner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._conn.resume_writing()
+        self._owner.resume_writing()

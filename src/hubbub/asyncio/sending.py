@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, cast
 
-from ..adapter import Fragmenter, PingTracker
+from ..adapter import Data, Fragmenter, PingTracker
 from ..exceptions import ConcurrencyError, ConnectionClosed, InvalidState
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     import collections
 
     from ..adapter import FailurePending
-    from .connection import Data
 
 __all__ = ["Sending"]
 
@@ -78,7 +77,7 @@ class Sending:
     def _flush(self) -> None:
         raise NotImplementedError  # the connection's
 
-    def _fail(self, code: int, reason: str) -> None:
+    def fail(self, code: int, reason: str) -> None:
         raise NotImplementedError  # the connection's
 
     async def _wait_closed_quietly(self) -> None:
@@ -120,7 +119,6 @@ class Sending:
             elif isinstance(message, (Iterable, AsyncIterable)) and not isinstance(
                 message, Mapping
             ):
-                # A string: Data is imported for type checking only.
                 await self._send_fragments(
                     cast("Iterable[Data] | AsyncIterable[Data]", message), compress
                 )
@@ -130,7 +128,7 @@ class Sending:
         except InvalidState:
             await self._wait_closed_quietly()
             raise self._closed_exception() from None
-        if self._messages and len(protocol._out) < 64 and len(message) < 1024:
+        if self._messages and protocol.pending_chunks < 64 and len(message) < 1024:
             # More messages wait to be read: the application is likely to answer
             # them too, so small frames are written together, with one system
             # call (recv() flushes before it waits; a callback covers the rest).
@@ -157,8 +155,7 @@ class Sending:
         connection). :func:`~hubbub.asyncio.broadcast` and the hub then encode a
         message once and hand the same bytes to :meth:`send_frames_nowait`.
         """
-        protocol = self.protocol
-        return not protocol._mask and not protocol.extensions
+        return self.protocol.shares_frames
 
     def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
         """Write already-encoded frames now if the connection can take them.
@@ -181,7 +178,7 @@ class Sending:
         if (
             protocol.state is not _OPEN
             or self._transport_closing
-            or protocol._send_opcode
+            or protocol.sending_fragmented
             or (
                 self._writing_paused
                 if limit is None
@@ -189,7 +186,7 @@ class Sending:
             )
         ):
             return False
-        if protocol._out:
+        if protocol.pending_chunks:
             self._flush()
         self.transport.write(frames)
         return True
@@ -211,11 +208,11 @@ class Sending:
             raise ConcurrencyError("a fragmented message is being sent")
         protocol = self.protocol
         try:
-            # _send_data directly: this is the per-message path of callback mode.
+            # send_data_frame directly: the per-message path of callback mode.
             if type(message) is str:
-                protocol._send_data(1, message.encode(), True, compress)  # text
+                protocol.send_data_frame(1, message.encode(), True, compress)  # text
             elif type(message) is bytes:
-                protocol._send_data(2, message, True, compress)  # binary
+                protocol.send_data_frame(2, message, True, compress)  # binary
             elif isinstance(message, (bytes, bytearray, memoryview)):
                 protocol.send_binary(message, compress=compress)
             elif isinstance(message, str):
@@ -259,8 +256,8 @@ class Sending:
                 # Half a message went out and cannot be finished (section 5.4
                 # allows no other data frame before it ends): the connection is
                 # unusable, fail it like an internal error.
-                if protocol._send_opcode and protocol.state is core.State.OPEN:
-                    self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+                if protocol.sending_fragmented and protocol.state is core.State.OPEN:
+                    self.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
                 raise
 
     async def _wait_drained(self) -> None:

@@ -32,7 +32,7 @@ import math
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from ..adapter import (
     LINGER_BYTES,
@@ -44,6 +44,7 @@ from ..adapter import (
 )
 from ..allocator import HeapTrimmer
 from ..exceptions import ConnectionClosed
+from ..options import ServerOptions
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
@@ -64,6 +65,14 @@ ProcessRequest = Callable[
 ProcessResponse = Callable[
     ["ServerConnection", Request, Response], Response | Awaitable[Response | None] | None
 ]
+
+
+class ServeOptions(ServerOptions, total=False):
+    """The options of :func:`serve`: the shared ones and asyncio's own."""
+
+    write_limit: int | tuple[int, int]
+    process_request: ProcessRequest | None
+    process_response: ProcessResponse | None
 
 
 class _Wheel:
@@ -140,37 +149,31 @@ class ServerConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        connections = self.server._connections
-        connections.add(self)
-        self.server.heap_trimmer.opened(len(connections))
-        wheel = self.server._open_wheel()
-        if wheel is not None:
-            self._open_key = wheel.add(self)
+        self._open_key = self.server.add_connection(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         if self.handler_task is None:
             # No request came; the core may have closed on a TLS ClientHello.
             log_refused_handshake(self.logger, self.protocol, self.remote_address, tls_only=True)
-        connections = self.server._connections
-        connections.discard(self)
-        self.server._lingering.discard(self)
-        self.server.heap_trimmer.closed(len(connections))
+        self.server.remove_connection(self)
         self._cancel_open_deadline()
-        wheel = self.server._keepalive
-        if self._keepalive_key is not None and wheel is not None:
-            wheel.discard(self, self._keepalive_key)
+        if self._keepalive_key is not None:
+            self.server.cancel_keepalive(self, self._keepalive_key)
             self._keepalive_key = None
 
     def _cancel_open_deadline(self) -> None:
-        wheel = self.server._opening
-        if self._open_key is not None and wheel is not None:
-            wheel.discard(self, self._open_key)
+        if self._open_key is not None:
+            self.server.cancel_open_deadline(self, self._open_key)
             self._open_key = None
 
-    def _open_timed_out(self) -> None:
+    def open_timed_out(self) -> None:
+        """Drop the connection: its opening handshake took over ``open_timeout``.
+
+        Called by the server's timer wheel (see the module docstring).
+        """
         self._open_key = None
-        self._abort()
+        self.abort()
 
     def start_keepalive(self) -> None:
         """Ping every ``ping_interval`` (see :meth:`Connection.start_keepalive`).
@@ -181,13 +184,14 @@ class ServerConnection(Connection):
         interval = self.ping_interval
         if interval is None or interval <= 0:
             return
-        wheel = self.server._keepalive_wheel(interval)
-        if wheel is None:
+        key = self.server.add_keepalive(self, interval)
+        if key is None:
             super().start_keepalive()
         else:
-            self._keepalive_key = wheel.add(self)
+            self._keepalive_key = key
 
-    def _keepalive_due(self) -> None:
+    def keepalive_due(self) -> None:
+        """Send the keepalive ping; called by the server's keepalive wheel."""
         self._keepalive_key = None
         self._keepalive_ping()  # which calls start_keepalive() again while open
 
@@ -199,8 +203,7 @@ class ServerConnection(Connection):
         # A refused request (see the module docstring): half-close after the
         # answer, then read on without keeping anything. It is no longer one
         # of the server's connections; shutting down ends it at once.
-        self.server._connections.discard(self)
-        self.server._lingering.add(self)
+        self.server.linger(self)
         transport.write_eof()
         transport.set_protocol(_Linger(self))
         transport.resume_reading()
@@ -227,7 +230,7 @@ class ServerConnection(Connection):
         if self.transport.is_closing() or self._closed.done():
             return False  # lost, or dropped by open_timeout, while the hook ran
         self.protocol.send_response(response)
-        if self.protocol._events:
+        if self.protocol.pending_events:
             # Frames the client sent right behind its request were parsed by
             # send_response(); no data_received() call will announce them.
             self._process_events(self.protocol.events_received())
@@ -355,7 +358,7 @@ class Server(ServerPolicy):
             return None
         if self._opening is None:
             self._opening = _Wheel(
-                asyncio.get_running_loop(), self.open_timeout, ServerConnection._open_timed_out
+                asyncio.get_running_loop(), self.open_timeout, ServerConnection.open_timed_out
             )
         return self._opening
 
@@ -365,9 +368,57 @@ class Server(ServerPolicy):
             return None
         if self._keepalive is None:
             self._keepalive = _Wheel(
-                asyncio.get_running_loop(), interval, ServerConnection._keepalive_due
+                asyncio.get_running_loop(), interval, ServerConnection.keepalive_due
             )
         return self._keepalive
+
+    # --- the server's side of its connections (called by ServerConnection) ---
+
+    def add_connection(self, connection: ServerConnection) -> int | None:
+        """Count ``connection`` among the server's and arm its ``open_timeout``.
+
+        Returns:
+            The key of its open deadline (for :meth:`cancel_open_deadline`),
+            or None without ``open_timeout``.
+        """
+        connections = self._connections
+        connections.add(connection)
+        self.heap_trimmer.opened(len(connections))
+        wheel = self._open_wheel()
+        return None if wheel is None else wheel.add(connection)
+
+    def remove_connection(self, connection: ServerConnection) -> None:
+        """Forget a connection that is gone (lingering or not)."""
+        connections = self._connections
+        connections.discard(connection)
+        self._lingering.discard(connection)
+        self.heap_trimmer.closed(len(connections))
+
+    def linger(self, connection: ServerConnection) -> None:
+        """Move a refused connection out of :attr:`connections` while it drains."""
+        self._connections.discard(connection)
+        self._lingering.add(connection)
+
+    def cancel_open_deadline(self, connection: ServerConnection, key: int) -> None:
+        """Disarm the open deadline that :meth:`add_connection` returned."""
+        if self._opening is not None:
+            self._opening.discard(connection, key)
+
+    def add_keepalive(self, connection: ServerConnection, interval: float) -> int | None:
+        """Put ``connection`` on the keepalive wheel of ``interval``.
+
+        Returns:
+            Its key there (for :meth:`cancel_keepalive`), or None when
+            ``interval`` is not the server's: the connection then keeps its
+            own timer.
+        """
+        wheel = self._keepalive_wheel(interval)
+        return None if wheel is None else wheel.add(connection)
+
+    def cancel_keepalive(self, connection: ServerConnection, key: int) -> None:
+        """Take ``connection`` off the keepalive wheel."""
+        if self._keepalive is not None:
+            self._keepalive.discard(connection, key)
 
     def _make_connection(self) -> ServerConnection:
         return ServerConnection(self, self.new_core(), **self.connection_options)
@@ -511,7 +562,7 @@ class serve:
         backlog: int = 1024,
         reuse_port: bool = False,
         sock: socket.socket | None = None,
-        **options: Any,
+        **options: Unpack[ServeOptions],
     ) -> None:
         self.server = Server(handler, **options)
         self._start_args = (host, port)

@@ -109,10 +109,7 @@ class WebSocket(BrowserWebSocket):
         if connection is None:
             self._abort_requested = True
             return
-        if connection.protocol.state is State.OPEN:
-            connection.protocol.send_close(code, reason)
-            connection._flush()
-            connection._start_close_deadline()
+        connection.start_close(code, reason)
 
     async def wait_closed(self) -> None:
         """Wait until the ``close`` event was dispatched."""
@@ -140,7 +137,7 @@ class WebSocket(BrowserWebSocket):
             return
         self._connection = connection
         if self._abort_requested:
-            connection._abort()
+            connection.abort()
             await connection.wait_closed()
             self._closed(
                 CloseCode.ABNORMAL_CLOSURE,

@@ -19,7 +19,7 @@ from .connection import (
     Side,
     State,
 )
-from .frames import CloseCode, Frame, Opcode
+from .frames import CloseCode, Frame, Opcode, encode_shared_frame
 from .http11 import Headers, Request, Response
 from .server import ServerConnection
 
@@ -42,4 +42,5 @@ __all__ = [
     "ServerConnection",
     "Side",
     "State",
+    "encode_shared_frame",
 ]

@@ -166,11 +166,11 @@ class ClientConnection(Connection):
         try:
             self._check_response(response)
         except HandshakeError as exc:
-            self._events.append(response)
+            self.pending_events.append(response)
             self._handshake_failed(exc)
             return
         self.state = State.OPEN
-        self._events.append(response)
+        self.pending_events.append(response)
         if self._buf:
             pending, self._buf = bytes(self._buf), bytearray()
             super().receive_data(pending)

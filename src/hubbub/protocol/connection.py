@@ -33,9 +33,10 @@ the :class:`~hubbub.protocol.messages.MessageAssembler` mixin, and sending is
 the :class:`~hubbub.protocol.sending.Sender` mixin.
 
 Large binary frames (over 64 KiB still missing once the header is in) are not
-parsed piece by piece: nothing reads them before they are whole. The
-:class:`~hubbub.protocol.large_frames.LargeFrames` mixin gathers their pieces,
-or lets an adapter read straight into the message (``receive_buffer()``).
+parsed piece by piece: nothing reads them before they are whole. A
+:class:`~hubbub.protocol.large_frames.LargeFrameReader`, held in
+:attr:`Connection.large_frame` only while such a frame arrives, gathers its
+pieces or lets an adapter read straight into the message (``receive_buffer()``).
 
 When the peer breaks the protocol the connection must be failed (section
 7.1.7). By default that happens at once. An adapter may instead ask for
@@ -50,7 +51,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
 from ..exceptions import (
     InvalidState,
@@ -70,7 +71,7 @@ from .frames import (
     parse_close,
     serialize_close,
 )
-from .large_frames import LargeFrames
+from .large_frames import LargeFrameReader
 from .messages import _NOTHING, MessageAssembler
 from .sending import Sender
 
@@ -85,7 +86,17 @@ __all__ = [
     "Pong",
     "Side",
     "State",
+    "Writer",
 ]
+
+
+class Writer(Protocol):
+    """Where :meth:`Connection.write_to` puts the chunks: an asyncio transport, say."""
+
+    def write(self, data: bytes, /) -> None: ...
+
+    def writelines(self, list_of_data: list[bytes], /) -> None: ...
+
 
 DEFAULT_MAX_SIZE = 2**20
 """Default limit on the size of a received message: 1 MiB."""
@@ -103,7 +114,7 @@ _OP_PONG = Opcode.PONG
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 
 
-class Connection(Sender, MessageAssembler, LargeFrames):
+class Connection(Sender, MessageAssembler):
     """A WebSocket connection in the OPEN state and after (sections 5-7).
 
     Args:
@@ -125,9 +136,6 @@ class Connection(Sender, MessageAssembler, LargeFrames):
     __slots__ = (
         "_buf",
         "_decoded",
-        "_direct",
-        "_events",
-        "_held",
         "_mask",
         "_msg_decoder",
         "_msg_opcode",
@@ -135,7 +143,6 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         "_msg_size",
         "_msg_streamed",
         "_msg_transformed",
-        "_need",
         "_out",
         "_parse_paused",
         "_partial_done",
@@ -150,7 +157,9 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         "eof_received",
         "eof_sent",
         "extensions",
+        "large_frame",
         "max_size",
+        "pending_events",
         "side",
         "state",
         "stream_fragments",
@@ -173,7 +182,13 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self.defer_failure = defer_failure
         self._mask = side is Side.CLIENT
         self._buf = bytearray()
-        self._events: list[Event] = []
+        self.pending_events: list[Event] = []
+        """The events received that :meth:`events_received` has not returned yet.
+
+        Read-only: an adapter tests it (``if conn.pending_events:``) to skip
+        that call on its per-read path, where a property would cost more
+        than the rest of the check.
+        """
         self._out: list[bytes] = []
         # Reading: the message being assembled (section 5.4).
         self._msg_opcode = 0  # 0 when no fragmented message is in progress
@@ -195,13 +210,13 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         # Reading: how much of the payload of an incomplete frame at the head of
         # the buffer was already unmasked in place and validated.
         self._partial_done = 0
-        # Reading: bytes still missing from a large binary frame at the head of
-        # the buffer, and the chunks held back until they are all in.
-        self._need = 0
-        self._held: list[bytes] = _NOTHING
-        # ... or, once an adapter asked for receive_buffer(): the payload being
-        # read into, a view of it, the frame's first byte and its masking key.
-        self._direct: tuple[Any, memoryview, int, bytes | None] | None = None
+        self.large_frame: LargeFrameReader | None = None
+        """The large binary frame arriving, or None (see :mod:`.large_frames`).
+
+        Read-only. When not None, an adapter that can read into memory asks
+        :meth:`receive_buffer` where to put the rest of it; its ``missing``
+        attribute counts the bytes still to come.
+        """
         self._reading = True
         # Reading: decompression bomb guard (see parsing_paused). Bytes decoded
         # by extensions in this parsing step; parsing stopped at the limit.
@@ -226,13 +241,33 @@ class Connection(Sender, MessageAssembler, LargeFrames):
 
     def events_received(self) -> list[Event]:
         """Return the events received since the last call, oldest first."""
-        events, self._events = self._events, []
+        events, self.pending_events = self.pending_events, []
         return events
 
     def data_to_send(self) -> list[bytes]:
         """Return the chunks to write since the last call."""
         out, self._out = self._out, []
         return out
+
+    @property
+    def pending_chunks(self) -> int:
+        """How many chunks :meth:`data_to_send` would return now."""
+        return len(self._out)
+
+    def write_to(self, writer: Writer) -> None:
+        """Hand the chunks to write to ``writer`` in one call, and forget them.
+
+        The same as ``writer.writelines(data_to_send())``, without the empty
+        list when nothing is queued, and with ``write`` for a single chunk
+        (an asyncio transport then skips joining the chunks).
+        """
+        out = self._out
+        if out:
+            self._out = []
+            if len(out) == 1:
+                writer.write(out[0])
+            else:
+                writer.writelines(out)
 
     @property
     def close_code(self) -> int | None:
@@ -273,47 +308,87 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             # Parsing waits for resume_parsing(): keep the bytes, inflate nothing.
             self._buf += data
             return
-        if self._direct is not None:
-            # An adapter reads into the payload but got these bytes otherwise.
-            view = self._direct[1]
-            take = min(len(data), self._need)
-            start = len(view) - self._need
-            view[start : start + take] = data[:take] if take < len(data) else data
-            self.receive_buffer_updated(take)
-            if take == len(data) or not self._reading:
+        large = self.large_frame
+        if large is not None:
+            data = self._receive_large(large, data)
+            if not data or not self._reading:
                 return
-            data = memoryview(data)[take:]
-        if self._need:
-            # The rest of a large binary frame: gather the chunks and copy them
-            # into the buffer once. Appending each one would reallocate and
-            # copy the whole buffer every time (quadratic for a 1 MiB frame).
-            self._held.append(data if isinstance(data, bytes) else bytes(data))
-            self._need -= len(data)
-            if self._need > 0:
-                return
-            self._need = 0
-            held, self._held = self._held, _NOTHING
-            if self.extensions:
-                data = b"".join(held)
-            else:
-                # The frame is whole: its payload is copied (and unmasked) once,
-                # straight from the pieces; what follows it is parsed as usual.
-                data = self._large_frame(held)
-                if not data or not self._reading:
-                    return
         buf = self._buf
         if not buf and not self._msg_opcode and not self._partial_done and not self.extensions:
             # Fast path (hubbub.speedups): the whole single-frame messages at the
             # head of the data become events in one call, and what they take is
             # never copied into the buffer.
             max_size = -1 if self.max_size is None else self.max_size
-            pos = _parse_messages(data, 0, not self._mask, max_size, self._events)
+            pos = _parse_messages(data, 0, not self._mask, max_size, self.pending_events)
             if pos == len(data):
                 return
             if pos:
                 data = memoryview(data)[pos:]
         buf += data
         self._parse_buffer(buf)
+
+    def _receive_large(
+        self, large: LargeFrameReader, data: bytes | bytearray | memoryview
+    ) -> bytes | bytearray | memoryview:
+        """Feed ``data`` to the large frame arriving; return what follows it."""
+        if large.reading_directly:
+            # An adapter reads into the payload but got these bytes otherwise.
+            take = large.copy_in(data)
+            self.receive_buffer_updated(take)
+            if take == len(data):
+                return b""
+            data = memoryview(data)[take:]
+            if self.large_frame is None:
+                return data
+        if not large.hold(data if isinstance(data, bytes) else bytes(data)):
+            return b""
+        self.large_frame = None
+        if self.extensions:
+            return large.join_held()
+        # The frame is whole: its payload is copied (and unmasked) once,
+        # straight from the pieces; what follows it is parsed as usual.
+        b0, payload, rest = large.finish_held()
+        self._deliver_large(b0, payload)
+        return rest
+
+    def _deliver_large(self, b0: int, payload: bytes) -> None:
+        try:
+            self._data_frame(b0 & 0x0F, b0 & 0x80, payload)
+        except RemoteProtocolError as exc:
+            self._remote_error(exc)
+
+    def receive_buffer(self) -> memoryview | None:
+        """Where the next bytes received may be written directly, if anywhere.
+
+        While a large binary frame is arriving without extensions, this is a
+        writable view of the part of its payload still missing: an adapter that
+        can read into memory reads into it, then calls
+        :meth:`receive_buffer_updated`. Otherwise ``None``: use
+        :meth:`receive_data`. Both may be mixed; the view is only valid until
+        the next call to either.
+        """
+        large = self.large_frame
+        if large is None or self.extensions or not self._reading:
+            return None
+        return large.buffer()
+
+    def receive_buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written at the start of the last :meth:`receive_buffer`.
+
+        May be called for each read, or once for several reads made one after
+        the other into the same view.
+        """
+        large = self.large_frame
+        if large is None:
+            if self.eof_received:
+                return  # the connection was lost meanwhile: nothing to account for
+            raise ValueError(f"{nbytes} bytes do not fit the receive buffer")
+        frame = large.updated(nbytes)
+        if frame is None:
+            return
+        self.large_frame = None
+        if self._reading:
+            self._deliver_large(*frame)
 
     @property
     def parsing_paused(self) -> bool:
@@ -342,11 +417,11 @@ class Connection(Sender, MessageAssembler, LargeFrames):
             self._parse_frames(buf)
         except RemoteProtocolError as exc:
             self._remote_error(exc)
-        if self._need and buf:
+        if self.large_frame is not None and buf:
             # The head of that large frame is held too: once complete, the frame
             # is joined once and parsed straight from the joined bytes. Nothing
-            # is held yet: _need was 0 when this call started parsing.
-            self._held = [bytes(buf)]
+            # is held yet: no large frame was arriving when this call started.
+            self.large_frame.hold_head(bytes(buf))
             buf.clear()
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
@@ -360,9 +435,9 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self.eof_received = True
         self._reading = False
         self._buf = bytearray()
-        self._held = _NOTHING
-        self._direct = None
-        self._need = 0
+        if self.large_frame is not None:
+            self.large_frame.release()
+            self.large_frame = None
         self._parse_paused = False
         self.state = State.CLOSED
         for ext in self.extensions:
@@ -374,7 +449,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         self._buf = bytearray()
         self.close_exc = exc
         if self.defer_failure:
-            self._events.append(Failure(exc))
+            self.pending_events.append(Failure(exc))
         else:
             self.fail(exc.code, str(exc))
 
@@ -386,7 +461,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         if not self._msg_opcode and not self._partial_done and not extensions:
             # Same fast path as in receive_data; the loop below takes the rest.
             max_size = -1 if self.max_size is None else self.max_size
-            pos = _parse_messages(buf, 0, masked_expected, max_size, self._events)
+            pos = _parse_messages(buf, 0, masked_expected, max_size, self.pending_events)
         while end - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -420,7 +495,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
                     ):
                         # Nothing reads a binary frame before it is whole (text
                         # is validated as it arrives): receive_data holds the rest.
-                        self._need = missing
+                        self.large_frame = LargeFrameReader(missing)
                 break
             start = pos + hlen
             pos = start + length
@@ -443,7 +518,13 @@ class Connection(Sender, MessageAssembler, LargeFrames):
                 self._data_frame_after_partial(data, done, b0, opcode)
                 continue
             if extensions:
-                self._extension_frame(b0, opcode, data)
+                if opcode < 8:
+                    self._extension_frame(b0, opcode, data)
+                elif b0 & 0x70:
+                    # RFC 7692 section 6: extensions act on data frames only.
+                    raise RemoteProtocolError("reserved bits set on a control frame")
+                else:
+                    self._control_frame(opcode, data)
                 limit = self.decode_limit
                 if limit is not None and self._decoded >= limit and pos < end and self._reading:
                     # Stop at this frame boundary: what follows stays in the
@@ -513,7 +594,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
 
     def _control_frame(self, opcode: int, data: bytes) -> None:
         if opcode == _OP_PING:
-            self._events.append(Ping(data))
+            self.pending_events.append(Ping(data))
             # Section 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send
             # a Pong frame in response, unless it already received a Close frame."
             # Having sent one is no excuse: control frames may follow our close.
@@ -525,7 +606,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
                 else:
                     self._write(_OP_PONG, data)
         elif opcode == _OP_PONG:
-            self._events.append(Pong(data))
+            self.pending_events.append(Pong(data))
         else:
             self._close_frame(data)
 
@@ -533,7 +614,7 @@ class Connection(Sender, MessageAssembler, LargeFrames):
         code, reason = parse_close(data)
         self.close_received = CloseReceived(code, reason)
         self._reading = False  # section 5.5.1: nothing may follow a close frame
-        self._events.append(self.close_received)
+        self.pending_events.append(self.close_received)
         if self.state is State.OPEN:
             # Section 5.5.1: "the endpoint MUST send a Close frame in response
             # ... typically echoing the status code it received." A close frame

@@ -40,6 +40,7 @@ __all__ = [
     "Opcode",
     "apply_mask",
     "encode_frame",
+    "encode_shared_frame",
     "parse_close",
     "serialize_close",
 ]
@@ -147,6 +148,18 @@ def encode_frame(
     if len(data) < 1024:
         return [header + data]
     return [header, data]
+
+
+def encode_shared_frame(opcode: int, data: bytes) -> bytes:
+    """Serialize one whole unmasked frame as one ``bytes``, to send to many connections.
+
+    A server does not mask (section 5.1), so without extensions the frame is
+    byte for byte the same on each of its connections
+    (:attr:`~hubbub.protocol.connection.Connection.shares_frames`): encode it
+    once and write the same object to every transport, as
+    :func:`hubbub.asyncio.broadcast` does.
+    """
+    return encode_header(opcode, len(data), True, False, None) + data
 
 
 def parse_close(data: bytes) -> tuple[int, str]:

@@ -217,7 +217,9 @@ def _parse_headers(lines: list[bytes]) -> Headers:
             raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
         field = _FIELD.fullmatch(line)
         if field is not None:  # one regex for a valid line; the checks below say what is wrong
-            headers._add_valid(field[1].decode("ascii"), field[2].decode("latin-1"))
+            # Same module as Headers (noqa: SLF001 here and below): _FIELD, or
+            # _TOKEN and _VALUE, stricter than add()'s checks, validated it.
+            headers._add_valid(field[1].decode("ascii"), field[2].decode("latin-1"))  # noqa: SLF001
             continue
         name, sep, value = line.partition(b":")
         if not sep or not _TOKEN.fullmatch(name):
@@ -225,7 +227,7 @@ def _parse_headers(lines: list[bytes]) -> Headers:
         value = value.strip(b" \t")
         if not _VALUE.fullmatch(value):
             raise InvalidHeader(name.decode(), value.decode("latin-1"))
-        headers._add_valid(name.decode("ascii"), value.decode("latin-1"))
+        headers._add_valid(name.decode("ascii"), value.decode("latin-1"))  # noqa: SLF001
     return headers
 
 

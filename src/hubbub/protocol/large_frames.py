@@ -1,39 +1,42 @@
 """Large binary frames: gathered in pieces, or read straight into the message.
 
-:class:`LargeFrames` is a mixin of :class:`hubbub.protocol.connection.Connection`.
 A binary frame with more than 64 KiB still to come once its header is in is not
 parsed piece by piece (nothing reads binary data before it is whole, unlike
-text, which is validated as it arrives: section 8.1). The connection notes how
-many bytes are missing (``_need``) and one of two things happens:
+text, which is validated as it arrives: section 8.1). The connection's frame
+reader hands it to a :class:`LargeFrameReader`, an object of its own that the
+connection holds (``Connection.large_frame``) only while that frame arrives,
+and one of two things happens:
 
-* the adapter keeps calling ``receive_data()``: the pieces are held as they are
-  and joined once, unmasked in the same pass (section 5.3), when the last one
-  arrives (:meth:`LargeFrames._large_frame`);
+* the adapter keeps calling ``receive_data()``: the reader holds the pieces as
+  they are (:meth:`LargeFrameReader.hold`) and joins them once, unmasked in the
+  same pass (section 5.3), when the last one arrives
+  (:meth:`LargeFrameReader.join_held`);
 * the adapter can read into memory (``BufferedProtocol``, ``recv_into``): it asks
-  :meth:`LargeFrames.receive_buffer` for the missing part of the payload, which
-  is the message's final ``bytes`` (:class:`hubbub.speedups.Payload`), reads
-  into it and reports with :meth:`LargeFrames.receive_buffer_updated`. Reads
-  stop at the frame's end; nothing is copied between the kernel and the
-  message the application receives.
+  the connection's ``receive_buffer()`` for the missing part of the payload,
+  which is the message's final ``bytes`` (:class:`hubbub.speedups.Payload`), reads
+  into it and reports with ``receive_buffer_updated()``. Reads stop at the
+  frame's end; nothing is copied between the kernel and the message the
+  application receives.
 
 The two may be mixed: ``receive_data()`` during a direct read copies into the
-payload. A payload that cannot be allocated at once (``max_size=None`` and a
-huge length) falls back to gathering pieces.
+payload (:meth:`LargeFrameReader.copy_in`). A payload that cannot be allocated
+at once (``max_size=None`` and a huge length) falls back to gathering pieces.
+
+The reader never calls back into the connection: it returns the frame's first
+byte and payload once complete, and the connection hands them to the message
+assembly like any other frame.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..exceptions import RemoteProtocolError
 from ..speedups import ACCELERATED as _MASK_AS_READ
 from ..speedups import Payload as _Payload
 from ..speedups import mask_inplace as _mask_inplace
 from ..speedups import unmask_join as _unmask_join
-from .extensions import Extension
-from .messages import _NOTHING
 
-__all__ = ["LargeFrames"]
+__all__ = ["LargeFrameReader"]
 
 # A payload read into directly is unmasked read by read with the C accelerator
 # (_MASK_AS_READ), while each piece is in the CPU cache; in pure Python one
@@ -58,51 +61,84 @@ def _header(head: bytes) -> tuple[int, int, int, bytes | None]:
     return b0, length, hlen, mask
 
 
-class LargeFrames:
-    """The large-frame half of a connection's reading."""
+class LargeFrameReader:
+    """One large binary frame while it arrives (see the module docstring).
 
-    # The slots are the connection's (see Connection.__slots__): an empty
-    # tuple here keeps instances free of a __dict__. Hidden from mypy, which
-    # would otherwise refuse every assignment to the connection's slots.
-    if not TYPE_CHECKING:
-        __slots__ = ()
+    Args:
+        missing: bytes of the frame still to come after what the connection's
+            buffer holds (its header and the start of its payload, handed over
+            with :meth:`hold_head`).
+    """
 
-    extensions: list[Extension]
-    eof_received: bool
-    _reading: bool
-    _need: int
-    _held: list[bytes]
-    _direct: tuple[Any, memoryview, int, bytes | None] | None
+    __slots__ = ("_direct", "_held", "missing")
 
-    def _data_frame(self, opcode: int, fin: int | bool, data: bytes) -> None:
-        raise NotImplementedError  # MessageAssembler's
+    def __init__(self, missing: int) -> None:
+        self.missing = missing
+        """Bytes of the frame still to come."""
+        self._held: list[bytes] = []
+        # Once an adapter asked for receive_buffer(): the payload being read
+        # into, a view of it, the frame's first byte and its masking key.
+        self._direct: tuple[Any, memoryview, int, bytes | None] | None = None
 
-    def _remote_error(self, exc: RemoteProtocolError) -> None:
-        raise NotImplementedError  # the connection's
+    @property
+    def reading_directly(self) -> bool:
+        """Whether the payload is read into its final ``bytes`` (see :meth:`buffer`)."""
+        return self._direct is not None
 
-    def receive_buffer(self) -> memoryview | None:
-        """Where the next bytes received may be written directly, if anywhere.
+    # --- gathering pieces ------------------------------------------------------
 
-        While a large binary frame is arriving without extensions, this is a
-        writable view of the part of its payload still missing: an adapter that
-        can read into memory reads into it, then calls
-        :meth:`receive_buffer_updated`. Otherwise ``None``: use
-        :meth:`receive_data`. Both may be mixed; the view is only valid until
-        the next call to either.
+    def hold_head(self, head: bytes) -> None:
+        """Keep the frame's header and the start of its payload (not in ``missing``)."""
+        self._held.append(head)
+
+    def hold(self, piece: bytes) -> bool:
+        """Keep a piece of the frame (the first one starts with its header).
+
+        Copying each piece into the connection's buffer would reallocate and
+        copy the whole buffer every time (quadratic for a 1 MiB frame).
+
+        Returns:
+            Whether the frame is complete (the last piece may run past it).
         """
-        if not self._need or self.extensions or not self._reading:
-            return None
+        self._held.append(piece)
+        self.missing -= len(piece)
+        return self.missing <= 0
+
+    def join_held(self) -> bytes:
+        """The held pieces as they arrived, joined (for extensions to parse)."""
+        return b"".join(self._held)
+
+    def finish_held(self) -> tuple[int, bytes, bytes]:
+        """The complete frame's first byte, its payload, and what followed it.
+
+        The payload is copied (and unmasked) once, straight from the pieces.
+        """
+        held = self._held
+        b0, length, hlen, mask = _header(held[0])
+        payload = _unmask_join(held, hlen, length, mask)
+        extra = sum(map(len, held)) - hlen - length
+        last = held[-1]
+        return b0, payload, last[len(last) - extra :] if extra > 0 else b""
+
+    # --- reading straight into the payload -------------------------------------
+
+    def buffer(self) -> memoryview | None:
+        """A writable view of the part of the payload still missing, if possible.
+
+        The first call moves what was held into the final payload; ``None``
+        when no payload of that size can be allocated at once.
+        """
         direct = self._direct
         if direct is None:
             direct = self._direct = self._start_direct()
             if direct is None:
                 return None
         view = direct[1]
-        return view[len(view) - self._need :]
+        return view[len(view) - self.missing :]
 
     def _start_direct(self) -> tuple[Any, memoryview, int, bytes | None] | None:
         # The held pieces start with the frame's header, checked when the frame
-        # began (_parse_frames set _need); they hold less than the payload.
+        # began; they hold less than the payload.
         held = self._held
         b0, length, hlen, mask = _header(held[0])
         try:
@@ -111,7 +147,7 @@ class LargeFrames:
             # No room for the whole payload at once (max_size=None and a huge
             # length): keep gathering the pieces as they come.
             return None
-        self._held = _NOTHING
+        self._held = []
         view = payload.view()
         pos = 0
         for i, piece in enumerate(held):
@@ -122,48 +158,44 @@ class LargeFrames:
             _mask_inplace(view, 0, pos, mask)
         return payload, view, b0, mask
 
-    def receive_buffer_updated(self, nbytes: int) -> None:
-        """``nbytes`` were written at the start of the last :meth:`receive_buffer`.
+    def copy_in(self, data: bytes | bytearray | memoryview) -> int:
+        """Copy the head of ``data`` into the payload read directly; return how much.
 
-        May be called for each read, or once for several reads made one after
-        the other into the same view.
+        For bytes that reached the connection through ``receive_data()`` while
+        an adapter reads into the payload; report them with :meth:`updated`.
+        """
+        assert self._direct is not None
+        view = self._direct[1]
+        take = min(len(data), self.missing)
+        start = len(view) - self.missing
+        view[start : start + take] = data[:take] if take < len(data) else data
+        return take
+
+    def updated(self, nbytes: int) -> tuple[int, bytes] | None:
+        """``nbytes`` were written at the start of the last :meth:`buffer`.
+
+        Returns:
+            The frame's first byte and its payload once complete, else None.
+
+        Raises:
+            ValueError: no view was handed out, or ``nbytes`` does not fit it.
         """
         direct = self._direct
-        if direct is None and self.eof_received:
-            return  # the connection was lost meanwhile: nothing to account for
-        if direct is None or not 0 < nbytes <= self._need:
+        if direct is None or not 0 < nbytes <= self.missing:
             raise ValueError(f"{nbytes} bytes do not fit the receive buffer")
         payload, view, b0, mask = direct
         if mask is not None and _MASK_AS_READ:
             # Unmasked as it arrives (section 5.3), while it is in the cache.
-            start = len(view) - self._need
+            start = len(view) - self.missing
             _mask_inplace(view, start, start + nbytes, mask, start)
-        self._need -= nbytes
-        if self._need:
-            return
+        self.missing -= nbytes
+        if self.missing:
+            return None
         self._direct = None
         view.release()
-        data = payload.finish() if _MASK_AS_READ else payload.finish(mask)
-        if not self._reading:
-            return
-        try:
-            self._data_frame(b0 & 0x0F, b0 & 0x80, data)
-        except RemoteProtocolError as exc:
-            self._remote_error(exc)
+        return b0, payload.finish() if _MASK_AS_READ else payload.finish(mask)
 
-    def _large_frame(self, held: list[bytes]) -> bytes:
-        """Handle the large binary frame gathered in ``held``; return what follows it.
-
-        ``held[0]`` starts with the frame's header, checked when the frame began
-        (``_parse_frames`` set ``_need``); the last piece may run past the frame.
-        """
-        b0, length, hlen, mask = _header(held[0])
-        payload = _unmask_join(held, hlen, length, mask)
-        extra = sum(map(len, held)) - hlen - length
-        last = held[-1]
-        try:
-            self._data_frame(b0 & 0x0F, b0 & 0x80, payload)
-        except RemoteProtocolError as exc:
-            self._remote_error(exc)
-            return b""
-        return last[len(last) - extra :] if extra > 0 else b""
+    def release(self) -> None:
+        """Let go of the payload and the pieces (the connection was lost)."""
+        self._direct = None
+        self._held = []

@@ -71,7 +71,7 @@ class MessageAssembler:
         __slots__ = ()
     extensions: list[Extension]
     max_size: int | None
-    _events: list[Event]
+    pending_events: list[Event]
     _msg_opcode: int
     _msg_parts: list[bytes] | list[str]
     _msg_size: int
@@ -81,9 +81,6 @@ class MessageAssembler:
     stream_fragments: bool
     _partial_done: int
     _decoded: int
-
-    def _control_frame(self, opcode: int, data: bytes) -> None:
-        raise NotImplementedError  # the connection's
 
     def _partial_frame(self, buf: bytearray, pos: int, hlen: int, end: int) -> None:
         """Validate the available part of an incomplete text frame (section 8.1)."""
@@ -141,7 +138,7 @@ class MessageAssembler:
             if self._msg_streamed or (self.stream_fragments and opcode == _OP_CONT):
                 self._fragment(True)
                 return
-            self._events.append("".join(parts))
+            self.pending_events.append("".join(parts))
             self._end_message()
             return
         if opcode == _OP_TEXT:
@@ -158,15 +155,10 @@ class MessageAssembler:
         return any(ext.is_transformed(frame) for ext in self.extensions)
 
     def _extension_frame(self, b0: int, opcode: int, data: bytes) -> None:
+        """A data frame when extensions are negotiated: decode it, then assemble it."""
         frame = Frame(
             Opcode(opcode), data, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10)
         )
-        if opcode >= 8:
-            if b0 & 0x70:
-                # RFC 7692 section 6: extensions act on data frames only.
-                raise RemoteProtocolError("reserved bits set on a control frame")
-            self._control_frame(opcode, data)
-            return
         if opcode != _OP_CONT:
             self._msg_transformed = any(ext.is_transformed(frame) for ext in self.extensions)
         if self._msg_transformed:
@@ -190,7 +182,7 @@ class MessageAssembler:
         if opcode == _OP_TEXT:
             if fin:
                 try:
-                    self._events.append(data.decode())
+                    self.pending_events.append(data.decode())
                 except UnicodeDecodeError as exc:
                     raise RemoteProtocolError(
                         f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
@@ -206,7 +198,7 @@ class MessageAssembler:
                 self._fragment(False)
         elif opcode == _OP_BINARY:
             if fin:
-                self._events.append(data)
+                self.pending_events.append(data)
                 self._msg_transformed = False
                 return
             self._msg_decoder = None
@@ -226,9 +218,9 @@ class MessageAssembler:
             elif fin:
                 parts = self._msg_parts
                 if self._msg_opcode == _OP_TEXT:
-                    self._events.append("".join(parts))  # type: ignore[arg-type]
+                    self.pending_events.append("".join(parts))  # type: ignore[arg-type]
                 else:
-                    self._events.append(b"".join(parts))  # type: ignore[arg-type]
+                    self.pending_events.append(b"".join(parts))  # type: ignore[arg-type]
                 self._end_message()
 
     def report_fragment(self) -> None:
@@ -249,7 +241,7 @@ class MessageAssembler:
             data: str | bytes = "".join(parts)  # type: ignore[arg-type]
         else:
             data = parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[arg-type]
-        self._events.append(Fragment(data, fin))
+        self.pending_events.append(Fragment(data, fin))
         if fin:
             self._end_message()
         else:

@@ -25,6 +25,7 @@ _OP_BINARY = int(Opcode.BINARY)
 _OP_PING = Opcode.PING
 _OP_PONG = Opcode.PONG
 _pack_tiny = struct.Struct("!BB").pack
+_DATA_OPCODES = (_OP_TEXT, _OP_BINARY, _OP_CONT)
 
 
 class Sender:
@@ -39,6 +40,26 @@ class Sender:
     _send_opcode: int
     _send_plain: bool
 
+    @property
+    def sending_fragmented(self) -> bool:
+        """Whether a fragmented message is being sent (its last frame is not out).
+
+        Section 5.4 allows no other data frame until it ends: a fast path that
+        writes frames of its own (:meth:`shares_frames`) must wait or skip.
+        """
+        return self._send_opcode != 0
+
+    @property
+    def shares_frames(self) -> bool:
+        """Whether the frames this connection sends are the same bytes on any other.
+
+        True for a server without extensions: it does not mask (section 5.1)
+        nor transform frames (RFC 7692 compresses per connection), so a
+        message encoded once with :func:`~hubbub.protocol.frames.encode_shared_frame`
+        may be written to every such connection.
+        """
+        return not self._mask and not self.extensions
+
     def _write(self, opcode: int, data: bytes, fin: bool = True, rsv1: bool = False) -> None:
         self._out.extend(encode_frame(opcode, data, fin=fin, rsv1=rsv1, mask=self._mask))
 
@@ -46,13 +67,28 @@ class Sender:
         if self.state is not State.OPEN:
             raise InvalidState(f"cannot send in state {self.state.name}")
 
-    def _send_data(self, opcode: int, data: bytes, fin: bool, compress: bool = True) -> None:
+    def send_data_frame(
+        self, opcode: int, data: bytes, fin: bool = True, compress: bool = True
+    ) -> None:
+        """Send a data frame given its opcode: TEXT, BINARY or CONTINUATION.
+
+        The per-message path of the adapters (and how they turn an iterable
+        into fragments); ``compress`` only matters on a message's first frame.
+
+        Raises:
+            LocalProtocolError: not a data opcode, or a frame that section 5.4
+                does not allow here (a continuation with no message to
+                continue, a new message inside a fragmented one).
+            InvalidState: the connection is not OPEN.
+        """
         if (
             fin
             and len(data) < 126
             and self.state is State.OPEN
             and not self._send_opcode
-            and opcode != _OP_CONT
+            # TEXT or BINARY: two int compares cost less than a set lookup
+            # on this per-message path (and text, the usual case, needs one).
+            and (opcode == 1 or opcode == 2)  # noqa: PLR1714
             and not self._mask
             and not self.extensions
         ):
@@ -60,6 +96,8 @@ class Sender:
             # 2-byte header (section 5.2: 7-bit length, no masking key).
             self._out.append(_pack_tiny(0x80 | opcode, len(data)) + data)
             return
+        if opcode not in _DATA_OPCODES:
+            raise LocalProtocolError(f"{opcode:#x} is not a data opcode")
         self._check_open()
         if opcode == _OP_CONT:
             if not self._send_opcode:
@@ -92,29 +130,19 @@ class Sender:
         ``compress=False`` the message (continuations included) skips the
         extensions: it is sent uncompressed even if permessage-deflate is on.
         """
-        self._send_data(_OP_TEXT, data.encode() if isinstance(data, str) else data, fin, compress)
+        self.send_data_frame(
+            _OP_TEXT, data.encode() if isinstance(data, str) else data, fin, compress
+        )
 
     def send_binary(
         self, data: bytes | bytearray | memoryview, fin: bool = True, *, compress: bool = True
     ) -> None:
         """Send a binary message, or its first fragment; ``compress`` as in :meth:`send_text`."""
-        self._send_data(_OP_BINARY, bytes(data), fin, compress)
+        self.send_data_frame(_OP_BINARY, bytes(data), fin, compress)
 
     def send_continuation(self, data: str | bytes, fin: bool) -> None:
         """Send the next fragment of the message being sent (section 5.4)."""
-        self._send_data(_OP_CONT, data.encode() if isinstance(data, str) else bytes(data), fin)
-
-    def send_data_frame(
-        self, opcode: int, data: bytes, fin: bool = True, *, compress: bool = True
-    ) -> None:
-        """Send a data frame given its opcode: TEXT, BINARY or CONTINUATION.
-
-        For adapters that turn an iterable into fragments; ``compress`` only
-        matters on a message's first frame.
-        """
-        if opcode not in (_OP_TEXT, _OP_BINARY, _OP_CONT):
-            raise LocalProtocolError(f"{opcode:#x} is not a data opcode")
-        self._send_data(opcode, data, fin, compress)
+        self.send_data_frame(_OP_CONT, data.encode() if isinstance(data, str) else bytes(data), fin)
 
     def _send_control(self, opcode: int, data: bytes) -> None:
         self._check_open()

@@ -210,7 +210,7 @@ class ServerConnection(Connection):
         if self._body_needed:
             self._take_body()
         else:
-            self._events.append(request)
+            self.pending_events.append(request)
 
     def _close_tls(self) -> None:
         # No HTTP answer: the client expects a TLS record and would report
@@ -257,7 +257,7 @@ class ServerConnection(Connection):
         request.body = bytes(self._buf[:needed])
         del self._buf[:needed]
         self._body_needed = 0
-        self._events.append(request)
+        self.pending_events.append(request)
 
     def receive_eof(self) -> None:
         if self.state is State.CONNECTING and self.handshake_exc is None:
@@ -281,12 +281,11 @@ class ServerConnection(Connection):
                 response.headers["Upgrade"] = "websocket"
             return response
         headers = Headers()
-        # Constants, base64 and a token the client sent: valid as they are.
-        headers._add_valid("Upgrade", "websocket")
-        headers._add_valid("Connection", "Upgrade")
-        headers._add_valid("Sec-WebSocket-Accept", accept_key(check_key(request.headers)))
+        headers.add("Upgrade", "websocket")
+        headers.add("Connection", "Upgrade")
+        headers.add("Sec-WebSocket-Accept", accept_key(check_key(request.headers)))
         if protocol_header is not None:
-            headers._add_valid("Sec-WebSocket-Protocol", protocol_header)
+            headers.add("Sec-WebSocket-Protocol", protocol_header)
         if extension_header is not None:
             headers.add("Sec-WebSocket-Extensions", extension_header)
         if self.server_header:

@@ -25,10 +25,11 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Unpack, cast
 
 from ..adapter import ClientPolicy, client_ssl_context, redirect_target
 from ..exceptions import InvalidMessage, InvalidStatus
+from ..options import ClientOptions
 from ..protocol import connection as core
 from ..protocol.client import ClientConnection as ClientCore
 from ..protocol.handshake import WebSocketURI
@@ -178,7 +179,7 @@ class _Opener(ClientPolicy):
         return connection
 
 
-def connect(uri: str, **options: Any) -> ClientConnection:
+def connect(uri: str, **options: Unpack[ClientOptions]) -> ClientConnection:
     """Open a WebSocket connection to ``uri`` and return it, open.
 
     Options (keyword-only, the same as :func:`hubbub.asyncio.connect`):
@@ -206,7 +207,7 @@ def connect(uri: str, **options: Any) -> ClientConnection:
 
 
 def reconnect(
-    uri: str, *, retry: RetryPolicy | None = None, **options: Any
+    uri: str, *, retry: RetryPolicy | None = None, **options: Unpack[ClientOptions]
 ) -> Iterator[ClientConnection]:
     """Yield connections to ``uri``, a new one each time the previous one ended.
 

@@ -54,6 +54,7 @@ from .. import speedups
 from ..adapter import (
     DECODE_STEP,
     ConnectionAttributes,
+    Data,
     FailurePending,
     Fragmenter,
     FragmentStream,
@@ -75,8 +76,6 @@ from ..protocol.frames import CloseCode, Opcode
 
 __all__ = ["Connection", "Data"]
 
-Data = str | bytes
-"""A WebSocket message: ``str`` for text, ``bytes`` for binary."""
 
 _READ_SIZE = 65536
 # Large frames are read into the message with recv_into() only with the C
@@ -308,15 +307,15 @@ class Connection(ConnectionAttributes):
         now = time.monotonic()
         if self._close_deadline is not None and now >= self._close_deadline:
             self._close_deadline = None
-            self._abort()
+            self.abort()
         if self._fail_deadline is not None and now >= self._fail_deadline[0]:
             _, code, reason = self._fail_deadline
             self._fail_deadline = None
-            self._fail(code, reason)
+            self.fail(code, reason)
         if self._ping_deadline is not None and now >= self._ping_deadline:
             self._ping_deadline = None
             self.logger.info("no pong within %.1f s: closing the connection", self.ping_timeout)
-            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         if self._keepalive_at is not None and now >= self._keepalive_at:
             self._keepalive_ping(now)
 
@@ -364,7 +363,7 @@ class Connection(ConnectionAttributes):
             for message in messages:
                 if isinstance(message, FailurePending) and not self._messages:
                     # Nothing unread before the mistake: fail at once.
-                    self._fail(message.exc.code, str(message.exc))
+                    self.fail(message.exc.code, str(message.exc))
                     continue
                 if isinstance(message, FailurePending):
                     self._fail_deadline = (
@@ -398,7 +397,7 @@ class Connection(ConnectionAttributes):
             if isinstance(self.socket, ssl.SSLSocket):
                 # SSLSocket.shutdown() drops the TLS layer, so reading on after
                 # a half-close is impossible: close both ways.
-                self._abort()
+                self.abort()
             else:
                 # Half-close: the peer sees the end of the stream, and we
                 # keep reading its last bytes (section 7.1.1).
@@ -406,7 +405,7 @@ class Connection(ConnectionAttributes):
                     self.socket.shutdown(socket.SHUT_WR)
             self._start_close_deadline()
 
-    def _fail(self, code: int, reason: str) -> None:
+    def fail(self, code: int, reason: str) -> None:
         with self._lock:
             if self.protocol.state is core.State.CLOSED:
                 return
@@ -417,7 +416,7 @@ class Connection(ConnectionAttributes):
         if self._close_deadline is None and not self._closed.is_set():
             self._close_deadline = time.monotonic() + self.close_timeout
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         """Drop the TCP connection; the reader thread wakes up and finishes."""
         with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
@@ -470,7 +469,7 @@ class Connection(ConnectionAttributes):
             raise closed_exception(self.protocol)
         if isinstance(message, FailurePending):
             self._fail_deadline = None
-            self._fail(message.exc.code, str(message.exc))
+            self.fail(message.exc.code, str(message.exc))
             self.wait_closed(self.close_timeout)
             raise closed_exception(self.protocol)
         return message
@@ -603,7 +602,7 @@ class Connection(ConnectionAttributes):
         except BaseException:
             # Half a message went out and cannot be finished (section 5.4 allows
             # no other data frame before it ends): fail the connection.
-            if self.protocol._send_opcode and self.protocol.state is core.State.OPEN:
+            if self.protocol.sending_fragmented and self.protocol.state is core.State.OPEN:
                 with self._lock:
                     self.protocol.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
                     self._flush_locked()
@@ -649,7 +648,7 @@ class Connection(ConnectionAttributes):
         if self._reader is None:
             self._finish()
         elif not self.wait_closed(self.close_timeout + 1.0):
-            self._abort()
+            self.abort()
             self.wait_closed(1.0)
 
     def start_close(self, code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from ..adapter import (
     LINGER_BYTES,
@@ -39,6 +39,7 @@ from ..adapter import (
     respond,
 )
 from ..exceptions import ConnectionClosed
+from ..options import ServerOptions
 from ..protocol import connection as core
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode
@@ -55,6 +56,13 @@ _READ_SIZE = 65536
 Handler = Callable[["ServerConnection"], Any]
 ProcessRequest = Callable[["ServerConnection", Request], Response | None]
 ProcessResponse = Callable[["ServerConnection", Request, Response], Response | None]
+
+
+class ServeOptions(ServerOptions, total=False):
+    """The options of :func:`serve`: the shared ones and the blocking hooks."""
+
+    process_request: ProcessRequest | None
+    process_response: ProcessResponse | None
 
 
 class ServerConnection(Connection):
@@ -331,7 +339,7 @@ def serve(
     unix_path: str | None = None,
     ssl: ssl_module.SSLContext | None = None,
     backlog: int = 128,
-    **options: Any,
+    **options: Unpack[ServeOptions],
 ) -> Server:
     """Listen on ``host:port`` (or ``unix_path`` / ``sock``) and return the server.
 

@@ -53,7 +53,7 @@ from typing import Any
 
 from ...asyncio import Server, ServerConnection, serve
 from ...exceptions import ConnectionClosed
-from ...protocol.frames import Opcode, encode_frame
+from ...protocol.frames import Opcode, encode_shared_frame
 from ...protocol.http11 import Request, Response
 from ...versions import versions
 from ..auth import Authenticator
@@ -95,10 +95,9 @@ class _FrameCache:
                 opcode, payload = Opcode.TEXT, text.encode()
             else:
                 opcode, payload = Opcode.BINARY, text
-            # Section 5.2: FIN set, no RSV bit (no extension), no mask (a server's
-            # frames are never masked, 5.1). One bytes object: the outbox writes
-            # it to many connections (a one-chunk join returns the chunk itself).
-            self.frame = b"".join(encode_frame(opcode, payload))
+            # One bytes object (FIN set, no RSV bit, unmasked: sections 5.1,
+            # 5.2): the outbox writes it to every connection that shares frames.
+            self.frame = encode_shared_frame(opcode, payload)
             self.text = text
         return self.frame
 
