@@ -127,6 +127,37 @@ async def test_auth_hook_identifies_connections_from_the_cookie() -> None:
     assert seen[0].scope["root_path"] == "/hub"
 
 
+async def test_pages_of_other_sites_cannot_connect_with_the_users_cookie() -> None:
+    # Cross-site WebSocket hijacking (RFC 6455 section 10.2): the browser sends
+    # the signed-in user's cookie with a handshake opened by any page.
+    async def authenticate(info: HandshakeInfo) -> str | None:
+        return {"s3cret-session": "carol"}.get(info.cookies.get("session", ""))
+
+    hub = asgi_app(authenticate=authenticate, origins=["https://app.example.com"])
+    async with fastapi_with_hub(hub) as (port, _):
+        uri = f"ws://127.0.0.1:{port}/hub/"
+        cookie = {"Cookie": "session=s3cret-session"}
+        with pytest.raises(InvalidStatus) as caught:
+            async with websockets.connect(
+                uri,
+                subprotocols=[SUBPROTOCOL],
+                additional_headers=cookie,
+                origin="https://evil.example",  # type: ignore[arg-type]
+            ):
+                pass
+        assert caught.value.response.status_code == 403
+        assert b"origin not allowed" in caught.value.response.body
+        for origin in (f"http://127.0.0.1:{port}", "https://app.example.com"):
+            async with websockets.connect(
+                uri,
+                subprotocols=[SUBPROTOCOL],
+                additional_headers=cookie,
+                origin=origin,  # type: ignore[arg-type]
+            ) as ws:
+                reply = await Peer(ws).call("connect")
+                assert reply["result"]["user"] == "carol"
+
+
 async def test_without_auth_hook_connect_needs_credentials() -> None:
     hub = asgi_app(secret="s" * 32)
     async with fastapi_with_hub(hub) as (port, _):

@@ -42,7 +42,7 @@ import contextlib
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -58,6 +58,7 @@ from ..core.session import DisconnectCode
 from ..metrics import CONTENT_TYPE
 from . import new_node
 from .http_api import MAX_BODY, HttpApi
+from .origins import OriginPolicy
 from .static import serve_static
 
 __all__ = ["HandshakeInfo", "HubApp", "asgi_app", "with_hub"]
@@ -186,10 +187,12 @@ class HubApp:
         authenticate: Authenticate | None,
         tick_interval: float,
         max_pending: int,
+        origins: Sequence[str] = (),
     ) -> None:
         self.node = node
         self.api = HttpApi(node, api_key) if api_key is not None else None
         self.authenticate = authenticate
+        self.origins = OriginPolicy(origins)
         self.tick_interval = tick_interval
         self.max_pending = max_pending
         self._owns_broker = owns_broker
@@ -356,12 +359,18 @@ class HubApp:
             names = " or ".join(self.subprotocols)
             await _deny(send, denial, 400, f"use the WebSocket subprotocol {names}")
             return
+        headers = _request(scope, scope["path"]).headers
+        # A page on another site must not open a connection from a signed-in
+        # user's browser, cookies included (RFC 6455 section 10.2): the same
+        # rule as `hubbub serve` (hubbub.hub.server.origins).
+        if not self.origins.allows(headers.get_all("Origin"), headers.get("Host")):
+            await _deny(send, denial, 403, "origin not allowed: list it in asgi_app(origins=...)")
+            return
         if not self.started:
             await _deny(send, denial, 503, "the hub is not started (hub.lifespan)")
             return
         identity = None
         if self.authenticate is not None:
-            headers = _request(scope, scope["path"]).headers
             user = self.authenticate(HandshakeInfo(scope, headers, _cookies(headers)))
             if inspect.isawaitable(user):
                 user = await user
@@ -446,6 +455,7 @@ def asgi_app(
     api_key: str | None = None,
     tick_interval: float = 1.0,
     max_pending: int = 4096,
+    origins: Sequence[str] = (),
 ) -> HubApp:
     """The hub as an ASGI app (see the module docstring).
 
@@ -462,6 +472,10 @@ def asgi_app(
         api_key: enables the HTTP API under ``<mount>/api/``.
         tick_interval: seconds between housekeeping rounds (the clock push).
         max_pending: messages queued for one slow client before it is closed (4011).
+        origins: browser origins allowed to connect besides the page's own host
+            (``Origin`` matching ``Host``); requests without ``Origin`` (not
+            browsers) are always allowed; ``"*"`` allows any
+            (:mod:`hubbub.hub.server.origins`).
     """
     owns_broker = node is None
     if node is None:
@@ -491,6 +505,7 @@ def asgi_app(
         authenticate=authenticate,
         tick_interval=tick_interval,
         max_pending=max_pending,
+        origins=origins,
     )
 
 
