@@ -158,6 +158,21 @@ async def test_pages_of_other_sites_cannot_connect_with_the_users_cookie() -> No
                 assert reply["result"]["user"] == "carol"
 
 
+async def test_metrics_token_protects_metrics_under_the_mount() -> None:
+    hub = asgi_app(insecure_dev_mode=True, metrics_token="m" * 32)
+    async with fastapi_with_hub(hub) as (_, http):
+        refused = await http.get("/hub/metrics")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        wrong = await http.get("/hub/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        allowed = await http.get("/hub/metrics", headers={"Authorization": "Bearer " + "m" * 32})
+        assert allowed.status_code == 200
+        assert "hubbub_connections" in allowed.text
+    with pytest.raises(ValueError, match="must not be empty"):
+        asgi_app(insecure_dev_mode=True, metrics_token="")
+
+
 async def test_without_auth_hook_connect_needs_credentials() -> None:
     hub = asgi_app(secret="s" * 32)
     async with fastapi_with_hub(hub) as (port, _):

@@ -57,7 +57,7 @@ from ..core.protocol import SUBPROTOCOL, valid_user
 from ..core.session import DisconnectCode
 from ..metrics import CONTENT_TYPE
 from . import new_node
-from .http_api import MAX_BODY, HttpApi
+from .http_api import MAX_BODY, HttpApi, bearer_matches
 from .origins import OriginPolicy
 from .static import serve_static
 
@@ -188,8 +188,12 @@ class HubApp:
         tick_interval: float,
         max_pending: int,
         origins: Sequence[str] = (),
+        metrics_token: str | None = None,
     ) -> None:
+        if metrics_token is not None and not metrics_token:
+            raise ValueError("the metrics token must not be empty")
         self.node = node
+        self.metrics_key = None if metrics_token is None else metrics_token.encode()
         self.api = HttpApi(node, api_key) if api_key is not None else None
         self.authenticate = authenticate
         self.origins = OriginPolicy(origins)
@@ -340,6 +344,15 @@ class HubApp:
             health = self.node.health()
             await _json(send, 200 if health["ok"] else 503, health)
         elif path == "/metrics":
+            key = self.metrics_key
+            if key is not None and not bearer_matches(request.headers.get("Authorization"), key):
+                # RFC 6750 section 3: a 401 names the scheme the client must use.
+                challenge = (b"www-authenticate", b'Bearer realm="hubbub metrics"')
+                refusal = b'{"error":"/metrics needs Authorization: Bearer <metrics token>"}'
+                await _respond(
+                    send, 401, refusal, [(b"content-type", b"application/json"), challenge]
+                )
+                return
             body = self.node.metrics.render()
             await _respond(send, 200, body, [(b"content-type", CONTENT_TYPE.encode())])
         else:
@@ -456,6 +469,7 @@ def asgi_app(
     tick_interval: float = 1.0,
     max_pending: int = 4096,
     origins: Sequence[str] = (),
+    metrics_token: str | None = None,
 ) -> HubApp:
     """The hub as an ASGI app (see the module docstring).
 
@@ -476,6 +490,8 @@ def asgi_app(
             (``Origin`` matching ``Host``); requests without ``Origin`` (not
             browsers) are always allowed; ``"*"`` allows any
             (:mod:`hubbub.hub.server.origins`).
+        metrics_token: ``<mount>/metrics`` then needs ``Authorization: Bearer
+            <metrics_token>`` (401 otherwise); None leaves it open.
     """
     owns_broker = node is None
     if node is None:
@@ -506,6 +522,7 @@ def asgi_app(
         tick_interval=tick_interval,
         max_pending=max_pending,
         origins=origins,
+        metrics_token=metrics_token,
     )
 
 
