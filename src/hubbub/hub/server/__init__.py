@@ -65,7 +65,7 @@ from ..core.node import Node
 from ..core.protocol import SUBPROTOCOL
 from ..core.session import DisconnectCode
 from ..metrics import CONTENT_TYPE, HubMetrics
-from .http_api import MAX_BODY, HttpApi, bearer_matches
+from .http_api import MAX_BODY, METRICS_CHALLENGE, METRICS_REFUSAL, HttpApi, bearer_matches
 from .origins import OriginPolicy
 from .static import serve_static
 
@@ -351,12 +351,9 @@ class _Endpoint:
     def _metrics(self, conn: ServerConnection, request: Request) -> Response:
         key = self.metrics_key
         if key is not None and not bearer_matches(request.headers.get("Authorization"), key):
-            response = conn.respond(
-                401, '{"error":"/metrics needs Authorization: Bearer <metrics token>"}'
-            )
-            # RFC 6750 section 3: a 401 names the scheme the client must use.
+            response = conn.respond(401, METRICS_REFUSAL)
             response.headers["Content-Type"] = "application/json"
-            response.headers["WWW-Authenticate"] = 'Bearer realm="hubbub metrics"'
+            response.headers["WWW-Authenticate"] = METRICS_CHALLENGE
             return response
         return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
 

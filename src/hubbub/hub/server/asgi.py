@@ -57,7 +57,7 @@ from ..core.protocol import SUBPROTOCOL, valid_user
 from ..core.session import DisconnectCode
 from ..metrics import CONTENT_TYPE
 from . import new_node
-from .http_api import MAX_BODY, HttpApi, bearer_matches
+from .http_api import MAX_BODY, METRICS_CHALLENGE, METRICS_REFUSAL, HttpApi, bearer_matches
 from .origins import OriginPolicy
 from .static import serve_static
 
@@ -346,12 +346,11 @@ class HubApp:
         elif path == "/metrics":
             key = self.metrics_key
             if key is not None and not bearer_matches(request.headers.get("Authorization"), key):
-                # RFC 6750 section 3: a 401 names the scheme the client must use.
-                challenge = (b"www-authenticate", b'Bearer realm="hubbub metrics"')
-                refusal = b'{"error":"/metrics needs Authorization: Bearer <metrics token>"}'
-                await _respond(
-                    send, 401, refusal, [(b"content-type", b"application/json"), challenge]
-                )
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", METRICS_CHALLENGE.encode()),
+                ]
+                await _respond(send, 401, METRICS_REFUSAL.encode(), headers)
                 return
             body = self.node.metrics.render()
             await _respond(send, 200, body, [(b"content-type", CONTENT_TYPE.encode())])

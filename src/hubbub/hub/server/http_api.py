@@ -41,6 +41,12 @@ class _HttpError(Exception):
         self.code = code
 
 
+# The answer to a /metrics request without the metrics token, from both the
+# hub's own server and its ASGI app: RFC 6750 section 3, a 401 names the scheme.
+METRICS_REFUSAL = '{"error":"/metrics needs Authorization: Bearer <metrics token>"}'
+METRICS_CHALLENGE = 'Bearer realm="hubbub metrics"'
+
+
 def bearer_matches(authorization: str | None, key: bytes, fallback: str | None = None) -> bool:
     """Whether ``Authorization: Bearer <key>`` (RFC 6750 section 2.1) presents ``key``.
 
