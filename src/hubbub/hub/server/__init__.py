@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -66,6 +67,7 @@ from ..core.protocol import SUBPROTOCOL
 from ..core.session import DisconnectCode
 from ..metrics import CONTENT_TYPE, HubMetrics
 from .http_api import MAX_BODY, METRICS_CHALLENGE, METRICS_REFUSAL, HttpApi, bearer_matches
+from .inline import InlineRequests
 from .origins import OriginPolicy
 from .static import serve_static
 
@@ -285,16 +287,27 @@ class _Endpoint:
         else:
             pack_text, send = packer.pack_text, outbox.send
             session = self.node.open_session(lambda text: send(pack_text(text)), outbox.close)
+        node = self.node
+        if packer is None:
+            handle = functools.partial(node.handle, session)
+        else:
+            handle = functools.partial(handle_binary, node, session)
+        inline = None
         try:
-            if packer is None:
+            if node.broker.suspends:
                 async for message in ws:
-                    await self.node.handle(session, message)
+                    await handle(message)
             else:
-                async for message in ws:
-                    await handle_binary(self.node, session, message)
+                # Nothing the node awaits waits: each request runs from the
+                # read callback, no task step per message (server.inline).
+                inline = InlineRequests(ws, handle)
+                inline.start()
+                await ws.wait_closed()
         except ConnectionClosed:
             pass
         finally:
+            if inline is not None:
+                await inline.wait_done()
             self.outboxes.discard(outbox)
             await self.node.close_session(session)
             outbox.finished = True
