@@ -604,12 +604,14 @@ def encode(obj: JSON) -> str:
     """
     if _orjson_dumps is not None:
         try:
-            data: bytes = _orjson_dumps(obj, None, _ORJSON_OPTIONS)
+            text: str = _orjson_dumps(obj, None, _ORJSON_OPTIONS).decode()
         except TypeError:
             pass
         else:
-            if b"null" not in data:
-                return data.decode()
+            # Searched in the str: ``in`` on bytes first tries its operand as
+            # an integer, and formats an exception each time it is not one.
+            if "null" not in text:
+                return text
     if _encode_chunks is not None:
         text = "".join(_encode_chunks(obj, 0))
     else:
