@@ -15,7 +15,7 @@ Theory of operation
   packed once, whatever the number of msgpack recipients); JSON sessions take
   the path they always took. The frames of each encoding have their own
   :class:`_FrameCache`, so a channel mixing both encodes each frame once.
-  The The node's ``send(text)`` is synchronous and must never block. When
+  The node's ``send(text)`` is synchronous and must never block. When
   nothing is queued and the transport is below its high water mark, the
   :class:`_Outbox` writes the frame straight to the transport: server frames
   are not masked (RFC 6455 section 5.1), so the frame of a push fanned out to
@@ -35,6 +35,11 @@ Theory of operation
 * the HTTP API (:mod:`hubbub.hub.server.http_api`, ``POST /api/...``) is served on the
   same port when an API key is configured (the adapter reads request bodies up
   to ``max_body``);
+* requests: on a broker that never waits (``Broker.suspends`` False, the
+  in-process :class:`MemoryBroker`), each message is handled from the
+  connection's read callback, with no Future or task step per message
+  (:mod:`hubbub.hub.server.inline`); on Redis, the handler's task awaits
+  :meth:`Node.handle` for each message in turn;
 * a housekeeping task calls :meth:`Node.periodic` every second (clock ticks,
   token expiry, presence heartbeats).
 """
