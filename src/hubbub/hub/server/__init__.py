@@ -297,7 +297,6 @@ class _Endpoint:
             handle = functools.partial(node.handle, session)
         else:
             handle = functools.partial(handle_binary, node, session)
-        inline = None
         try:
             if node.broker.suspends:
                 async for message in ws:
@@ -308,11 +307,12 @@ class _Endpoint:
                 inline = InlineRequests(ws, handle)
                 inline.start()
                 await ws.wait_closed()
+                # A request still waiting (and those queued behind it) ends
+                # before the session is forgotten, as in the loop above.
+                await inline.wait_done()
         except ConnectionClosed:
             pass
         finally:
-            if inline is not None:
-                await inline.wait_done()
             self.outboxes.discard(outbox)
             await self.node.close_session(session)
             outbox.finished = True

@@ -92,11 +92,14 @@ class InlineRequests:
         self.waiting = asyncio.get_running_loop().create_task(self._finish(coro, waiting_on))
 
     async def _finish(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-        await _resume(coro, waiting_on)
-        # Hands over what queued meanwhile, in order (one may suspend again).
-        # Also once closed: what the client sent before its close frame is
-        # handled, as the queue-mode loop handles it.
-        self.ws.on_message = self.on_message
+        try:
+            await _resume(coro, waiting_on)
+        finally:
+            # Hands over what queued meanwhile, in order (one may suspend
+            # again), whatever became of this request. Also once closed: what
+            # the client sent before its close frame is handled, as the
+            # queue-mode loop handles it.
+            self.ws.on_message = self.on_message
 
     async def wait_done(self) -> None:
         """Wait until no request of this connection is running any more."""
