@@ -131,6 +131,14 @@ def test_encoding_refuses_what_the_stdlib_refuses() -> None:
     assert p.encode({1: None}) == '{"1":null}'
 
 
+def test_encoding_without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stdlib alone (the hub extra not installed): the same text, the same refusals.
+    monkeypatch.setattr(p, "_orjson_dumps", None)
+    assert p.encode_result(3, {"a": "é", "n": None}) == '{"id":3,"result":{"a":"é","n":null}}'
+    with pytest.raises(ValueError, match="JSON"):
+        p.encode_push("message", {"data": float("nan")})
+
+
 finite_json = st.recursive(
     st.none()
     | st.booleans()
