@@ -68,6 +68,7 @@ from ..metrics import CONTENT_TYPE, HubMetrics
 from .http_api import MAX_BODY, METRICS_CHALLENGE, METRICS_REFUSAL, HttpApi, bearer_matches
 from .origins import OriginPolicy
 from .static import serve_static
+from .workers import WorkerReports
 
 __all__ = ["Hub", "new_node", "run_hub", "start_hub"]
 
@@ -245,8 +246,11 @@ class _Endpoint:
         metrics_token: str | None,
         origins: OriginPolicy,
         ws_path: str = "/",
+        reports: WorkerReports | None = None,
     ) -> None:
         self.node = node
+        # With --workers N, /healthz and /metrics answer for every worker.
+        self.reports = reports
         self.origins = origins
         self.max_pending = max_pending
         self.api = api
@@ -339,6 +343,8 @@ class _Endpoint:
             return await self.api.respond(conn, request)
         if path == "/healthz":
             health = self.node.health()
+            if self.reports is not None:
+                health = self.reports.health(health)
             body = json.dumps({**health, "versions": self.versions})
             return conn.respond(200 if health["ok"] else 503, body, "application/json")
         if path == "/metrics":
@@ -355,7 +361,10 @@ class _Endpoint:
             response.headers["Content-Type"] = "application/json"
             response.headers["WWW-Authenticate"] = METRICS_CHALLENGE
             return response
-        return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
+        body = self.node.metrics.render()
+        if self.reports is not None:
+            body = self.reports.metrics(body)
+        return conn.respond(200, body, CONTENT_TYPE)
 
 
 def new_node(
@@ -416,6 +425,7 @@ async def start_hub(
     max_pending: int = 4096,
     origins: Sequence[str] = (),
     ws_path: str = "/",
+    reports: WorkerReports | None = None,
     **ws_options: Any,
 ) -> AsyncIterator[Hub]:
     """Run a hub while the ``async with`` block runs.
@@ -438,6 +448,9 @@ async def start_hub(
         ws_path: another path accepting the WebSocket endpoint besides ``/`` (for
             a reverse proxy that forwards ``/ws`` as it is); handshakes on any
             other path get 404.
+        reports: this hub is one worker of ``hubbub serve --workers N``:
+            ``/healthz`` and ``/metrics`` answer for every worker
+            (:mod:`hubbub.hub.server.workers`; pass ``reuse_port=True`` too).
         ws_options: passed to :func:`hubbub.asyncio.serve` (``max_size``, ``ssl`` ...).
     """
     if not ws_path.startswith("/") or "?" in ws_path:
@@ -467,6 +480,7 @@ async def start_hub(
         metrics_token=metrics_token,
         origins=OriginPolicy(origins),
         ws_path=ws_path,
+        reports=reports,
     )
     ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
     ws_options.setdefault("max_body", MAX_BODY)
