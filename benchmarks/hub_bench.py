@@ -87,6 +87,7 @@ from hub_bench_peers import (
     redis_info,
     redis_per_delivery,
     start_socketio,
+    wait_healthy,
     worker_pids,
 )
 
@@ -155,18 +156,8 @@ def start_hub(
     log_path = Path(tempfile.gettempdir()) / f"hub-bench-{os.getpid()}-{port}.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait()
+    if wait_healthy(proc, port):
+        return proc
     err = log_path.read_text(errors="replace")
     raise RuntimeError(f"the hub did not start: {err[-2000:]}")
 

@@ -81,19 +81,26 @@ def start_socketio(port: int) -> subprocess.Popen[bytes]:
     """The socket.io peer on ``port``, once it answers ``/healthz``."""
     cmd = [*ensure_socketio(), "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
+    if not wait_healthy(proc, port):
+        raise RuntimeError("the socket.io server did not start")
+    return proc
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> bool:
+    """Wait until the server on ``port`` answers ``/healthz`` 200; kill it if it does not."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                 if r.status == 200:
-                    return proc
+                    return True
         except OSError:
             if proc.poll() is not None:
                 break
             time.sleep(0.05)
     proc.kill()
     proc.wait()
-    raise RuntimeError("the socket.io server did not start")
+    return False
 
 
 def worker_pids(port: int) -> list[int]:
@@ -263,5 +270,6 @@ __all__ = [
     "redis_info",
     "redis_per_delivery",
     "start_socketio",
+    "wait_healthy",
     "worker_pids",
 ]
