@@ -33,6 +33,7 @@ from hubbub.hub import SUBPROTOCOL, mint_token
 from hubbub.hub.metrics import HubMetrics
 from hubbub.hub.server.workers import WorkerReports
 from hubbub.hub.settings import settings
+from hubbub.hub.workers import refusal
 
 needs_redis = pytest.mark.skipif(
     not Path(REDIS_SERVER).exists(), reason="redis-server is not installed"
@@ -241,6 +242,17 @@ def test_two_workers_on_the_memory_broker_are_refused_clearly() -> None:
     assert proc.returncode == 2
     assert "--workers 2 needs the Redis broker" in proc.stderr
     assert "--broker redis://" in proc.stderr
+
+
+def test_workers_need_linux_and_a_shared_broker() -> None:
+    assert refusal(1, "memory", "darwin") is None  # one worker runs anywhere
+    assert refusal(2, "redis://127.0.0.1:6379/0", "linux") is None
+    macos = refusal(2, "redis://127.0.0.1:6379/0", "darwin")
+    assert macos is not None
+    assert "needs Linux" in macos
+    memory = refusal(4, "memory", "linux")
+    assert memory is not None
+    assert "--workers 4 needs the Redis broker" in memory
 
 
 def test_workers_from_the_settings_file(tmp_path: Path) -> None:

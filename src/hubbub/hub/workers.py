@@ -105,8 +105,16 @@ def worker_count(value: Any) -> int:
     return count
 
 
-def refusal(count: int, broker: str) -> str | None:
-    """Why ``count`` workers cannot run on ``broker``, or None when they can."""
+def refusal(count: int, broker: str, platform: str = sys.platform) -> str | None:
+    """Why ``count`` workers cannot run on ``broker`` here, or None when they can."""
+    if count > 1 and not platform.startswith("linux"):
+        # macOS accepts SO_REUSEPORT but gives every connection to one socket;
+        # Windows has neither it nor fork().
+        return (
+            f"--workers {count} needs Linux, whose SO_REUSEPORT spreads connections over "
+            "the workers; elsewhere run several nodes behind a load balancer "
+            "(docs/howto/redis.md)"
+        )
     if count > 1 and broker == "memory":
         return (
             f"--workers {count} needs the Redis broker: each worker is its own process and "
