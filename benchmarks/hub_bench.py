@@ -82,6 +82,8 @@ from hub_bench_clients import (
 from hub_bench_nodes import RedisProcess, compare
 from hub_bench_peers import (
     add_cpu_per_delivery,
+    add_side_by_side_options,
+    check_side_by_side_options,
     compare_peers,
     compare_workers,
     redis_info,
@@ -576,31 +578,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="1,2",
         help="fanout only: node counts run interleaved --reps times (1 = memory and redis)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="hubbub serve --workers N (above 1 needs --broker redis)",
-    )
-    parser.add_argument(
-        "--peer",
-        choices=("hubbub", "socketio"),
-        default="hubbub",
-        help="the server measured: hubbub, or socket.io v4 (benchmarks/socketio, needs npm)",
-    )
-    parser.add_argument(
-        "--compare-peers",
-        action="store_true",
-        help="hubbub and socket.io interleaved --reps times; ratios (hub_bench_peers.py)",
-    )
-    parser.add_argument(
-        "--compare-workers",
-        metavar="1,2",
-        help="worker counts on Redis interleaved --reps times; ratios (hub_bench_peers.py)",
-    )
+    add_side_by_side_options(parser)
     args = parser.parse_args(argv)
-    if args.workers > 1 and args.broker != "redis":
-        parser.error("--workers above 1 needs --broker redis")
     if args.nodes < 1 or (args.nodes > 1 and args.broker != "redis"):
         parser.error("--nodes above 1 needs --broker redis")
     if args.rate != "max" and float(args.rate) <= 0:
@@ -616,8 +595,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 parser.error("--client c: no C compiler (set CC) to build hub_loadgen.c")
             print("no C compiler: using the Python clients", file=sys.stderr)
     args.client = "c" if args.client_binary else "python"
-    if (args.peer == "socketio" or args.compare_peers) and not args.client_binary:
-        parser.error("socket.io is driven by the C client only (hub_loadgen.c): set CC")
+    check_side_by_side_options(parser, args)
     args.processes = args.processes or (1 if args.client_binary else 2)
     return args
 

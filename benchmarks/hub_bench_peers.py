@@ -256,6 +256,42 @@ def compare_workers(
     return {"runs": runs, "report": _report(runs, top, base, keys)}
 
 
+def add_side_by_side_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--peer``, ``--compare-peers``, ``--compare-workers``."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="hubbub serve --workers N (above 1 needs --broker redis)",
+    )
+    parser.add_argument(
+        "--peer",
+        choices=("hubbub", "socketio"),
+        default="hubbub",
+        help="the server measured: hubbub, or socket.io v4 (benchmarks/socketio, needs npm)",
+    )
+    parser.add_argument(
+        "--compare-peers",
+        action="store_true",
+        help="hubbub and socket.io interleaved --reps times; ratios (hub_bench_peers.py)",
+    )
+    parser.add_argument(
+        "--compare-workers",
+        metavar="1,2",
+        help="worker counts on Redis interleaved --reps times; ratios (hub_bench_peers.py)",
+    )
+
+
+def check_side_by_side_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse combinations that cannot run (exits through ``parser.error``)."""
+    if args.workers < 1 or (args.workers > 1 and args.broker != "redis"):
+        parser.error("--workers above 1 needs --broker redis")
+    if (args.peer == "socketio" or args.compare_peers) and not args.client_binary:
+        parser.error("socket.io is driven by the C client only (hub_loadgen.c): set CC")
+    if args.compare_peers and args.compare_workers:
+        parser.error("--compare-peers or --compare-workers, not both")
+
+
 def add_cpu_per_delivery(result: dict[str, Any]) -> None:
     """Hub CPU µs per delivery (the inverse of deliveries per hub CPU-second)."""
     per_s = result.get("hub_deliveries_per_cpu_s")
@@ -264,6 +300,8 @@ def add_cpu_per_delivery(result: dict[str, Any]) -> None:
 
 __all__ = [
     "add_cpu_per_delivery",
+    "add_side_by_side_options",
+    "check_side_by_side_options",
     "compare_peers",
     "compare_workers",
     "ensure_socketio",
