@@ -75,6 +75,7 @@ from .http_api import MAX_BODY, METRICS_CHALLENGE, METRICS_REFUSAL, HttpApi, bea
 from .inline import InlineRequests
 from .origins import OriginPolicy
 from .static import serve_static
+from .workers import WorkerReports
 
 __all__ = ["Hub", "new_node", "run_hub", "start_hub"]
 
@@ -252,8 +253,11 @@ class _Endpoint:
         metrics_token: str | None,
         origins: OriginPolicy,
         ws_path: str = "/",
+        reports: WorkerReports | None = None,
     ) -> None:
         self.node = node
+        # With --workers N, /healthz and /metrics answer for every worker.
+        self.reports = reports
         self.origins = origins
         self.max_pending = max_pending
         self.api = api
@@ -357,6 +361,8 @@ class _Endpoint:
             return await self.api.respond(conn, request)
         if path == "/healthz":
             health = self.node.health()
+            if self.reports is not None:
+                health = self.reports.health(health)
             body = json.dumps({**health, "versions": self.versions})
             return conn.respond(200 if health["ok"] else 503, body, "application/json")
         if path == "/metrics":
@@ -373,7 +379,10 @@ class _Endpoint:
             response.headers["Content-Type"] = "application/json"
             response.headers["WWW-Authenticate"] = METRICS_CHALLENGE
             return response
-        return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
+        body = self.node.metrics.render()
+        if self.reports is not None:
+            body = self.reports.metrics(body)
+        return conn.respond(200, body, CONTENT_TYPE)
 
 
 def new_node(
@@ -434,6 +443,7 @@ async def start_hub(
     max_pending: int = 4096,
     origins: Sequence[str] = (),
     ws_path: str = "/",
+    reports: WorkerReports | None = None,
     **ws_options: Any,
 ) -> AsyncIterator[Hub]:
     """Run a hub while the ``async with`` block runs.
@@ -456,6 +466,9 @@ async def start_hub(
         ws_path: another path accepting the WebSocket endpoint besides ``/`` (for
             a reverse proxy that forwards ``/ws`` as it is); handshakes on any
             other path get 404.
+        reports: this hub is one worker of ``hubbub serve --workers N``:
+            ``/healthz`` and ``/metrics`` answer for every worker
+            (:mod:`hubbub.hub.server.workers`; pass ``reuse_port=True`` too).
         ws_options: passed to :func:`hubbub.asyncio.serve` (``max_size``, ``ssl`` ...).
     """
     if not ws_path.startswith("/") or "?" in ws_path:
@@ -485,6 +498,7 @@ async def start_hub(
         metrics_token=metrics_token,
         origins=OriginPolicy(origins),
         ws_path=ws_path,
+        reports=reports,
     )
     ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
     ws_options.setdefault("max_body", MAX_BODY)
