@@ -70,6 +70,7 @@ SOCKETIO = BENCH.parent / "socketio" / "node_modules" / "socket.io" / "package.j
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.peer
 @pytest.mark.skipif(not HAVE_CC, reason="no C compiler for hub_loadgen.c")
 @pytest.mark.skipif(
     shutil.which("node") is None or not SOCKETIO.exists(),
