@@ -107,39 +107,6 @@ def test_a_compressed_burst_is_inflated_only_as_the_queue_takes_it() -> None:
     assert most[0] <= max_queue + DECODE_STEP // MiB + 1, most[0]
 
 
-def test_a_ping_flood_that_never_reads_blocks_the_reader_not_memory() -> None:
-    connections: list[ServerConnection] = []
-    most = [0]
-    stop = threading.Event()
-
-    def handler(ws: ServerConnection) -> None:
-        connections.append(ws)
-        while not stop.is_set():
-            most[0] = max(most[0], ws.buffered_amount)
-            time.sleep(0.001)
-
-    with sync_helpers.running(handler) as server:
-        sock = open_websocket(server.port, rcvbuf=4096)
-        with sock:
-            sock.setblocking(False)
-            flood = client_frame(OP_PING, b"p" * 125) * 200_000  # 26 MB
-            sent = 0
-            stalls = 0
-            while sent < len(flood) and stalls < 200:
-                try:
-                    sent += sock.send(flood[sent : sent + 65536])
-                    stalls = 0
-                except BlockingIOError:
-                    stalls += 1
-                    time.sleep(0.01)
-            stop.set()
-            # The reader thread waits in sendall for the peer to read its
-            # pongs: it stopped reading, so TCP pushed back on the flood.
-            assert sent < len(flood)
-    # What the pongs of one 64 KiB read weigh, at most.
-    assert most[0] <= 65536, most[0]
-
-
 def flood_until_stalled(sock: socket.socket, flood: bytes) -> int:
     """Write ``flood`` without reading until 2 s pass without progress; return bytes sent."""
     sock.setblocking(False)
@@ -155,6 +122,30 @@ def flood_until_stalled(sock: socket.socket, flood: bytes) -> int:
         except OSError:  # the server dropped the connection
             break
     return sent
+
+
+def test_a_ping_flood_that_never_reads_blocks_the_reader_not_memory() -> None:
+    connections: list[ServerConnection] = []
+    most = [0]
+    stop = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        connections.append(ws)
+        while not stop.is_set():
+            most[0] = max(most[0], ws.buffered_amount)
+            time.sleep(0.001)
+
+    with sync_helpers.running(handler) as server:
+        sock = open_websocket(server.port, rcvbuf=4096)
+        with sock:
+            flood = client_frame(OP_PING, b"p" * 125) * 200_000  # 26 MB
+            sent = flood_until_stalled(sock, flood)
+            stop.set()
+            # The reader thread waits in its write for the peer to read its
+            # pongs: it stopped reading, so TCP pushed back on the flood.
+            assert sent < len(flood)
+    # What the pongs of one 64 KiB read weigh, at most.
+    assert most[0] <= 65536, most[0]
 
 
 def test_a_ping_flood_that_never_reads_is_failed_after_send_timeout() -> None:
