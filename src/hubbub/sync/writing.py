@@ -100,10 +100,10 @@ class SocketWriter:
         # at most send_timeout for room, so the bound is on the peer not
         # reading at all.
         sock = self.socket
-        if len(payload) == sock.send(payload):
+        sent = sock.send(payload)
+        if sent == len(payload):
             return
         view = memoryview(payload)
-        sent = 0
         with view:
             while sent < len(view):
                 sent += sock.send(view[sent:])
