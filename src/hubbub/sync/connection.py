@@ -5,10 +5,11 @@ Theory of operation
 
 :class:`Connection` drives the same sans-I/O :class:`hubbub.protocol.Connection`
 as the asyncio adapter, with one background *reader* thread per connection.
-It wires four parts, each its own object:
+It wires its parts, each its own object:
 
-* the reader thread (here) waits for bytes (a :mod:`selectors` selector with
-  a deadline; ``select()`` fails on descriptors above 1024), feeds the core
+* reading (here: :meth:`Connection._step`, by the reader thread or a
+  receiving thread) waits for bytes (a :mod:`selectors` selector with a
+  deadline; ``select()`` fails on descriptors above 1024), feeds the core
   and hands what it parsed to the receive side; it also runs the timers
   (:class:`~hubbub.sync.deadlines.Deadlines`: keepalive ping, ping timeout,
   close timeout, a deferred failure) by waking up at the earliest one;
@@ -18,12 +19,13 @@ It wires four parts, each its own object:
 * :class:`~hubbub.sync.receiving.Receiver` holds the receive queue with its
   flow control and serves :meth:`Connection.recv` and
   :meth:`Connection.recv_streaming` to application threads;
+* :class:`~hubbub.sync.turns.ReadingTurn` says who reads the socket: a thread
+  waiting in ``recv()`` on an empty queue reads it itself (no hand-over from
+  the reader thread, which costs two thread wake-ups per message); the
+  reader thread reads while no thread receives;
+* :class:`~hubbub.sync.sending.Sender` sends messages, fragmented or not,
+  from any thread;
 * :class:`~hubbub.adapter.PingTracker` matches pongs with pings, as in asyncio.
-
-Application threads call :meth:`Connection.send`, :meth:`Connection.ping` and
-:meth:`Connection.close` too. A fragmented message holds a second lock for its
-whole duration, so other senders wait until it is complete (RFC 6455 section
-5.4 forbids interleaving data frames of two messages).
 
 Flow control: when ``max_queue`` messages wait unread, the reader thread stops
 reading from the socket (TCP then pushes back on the peer) until the queue is
@@ -60,7 +62,6 @@ from ..adapter import (
     ConnectionAttributes,
     Data,
     FailurePending,
-    Fragmenter,
     LoggerLike,
     PingTracker,
     closed_exception,
@@ -68,9 +69,11 @@ from ..adapter import (
 from ..exceptions import ConcurrencyError, InvalidState
 from ..protocol import connection as core
 from ..protocol.events import Fragment
-from ..protocol.frames import CloseCode, Opcode
+from ..protocol.frames import CloseCode
 from .deadlines import Deadlines
 from .receiving import Entry, Receiver
+from .sending import Sender
+from .turns import ReadingTurn
 from .writing import SocketWriter
 
 __all__ = ["Connection", "Data"]
@@ -124,12 +127,21 @@ class Connection(ConnectionAttributes):
             sock, protocol, send_timeout, self._start_close_deadline, self.logger
         )
         self._lock = self._writer.lock  # core + socket writes
-        self._send_mutex = threading.RLock()  # held for a whole fragmented message
-        self._receiver = Receiver(max_queue, self._closed, self._end, self._set_streaming)
+        self._sender = Sender(protocol, self._writer, self._raise_closed)
+        self._turn = ReadingTurn()
+        self._receiver = Receiver(
+            max_queue,
+            closed=self._closed,
+            end=self._end,
+            set_streaming=self._set_streaming,
+            fill=self._fill,
+            turn=self._turn,
+        )
         self._messages = self._receiver.messages  # ConnectionAttributes.queued_messages
         self._pings: PingTracker[_PingWaiter] = PingTracker()
         self._deadlines = Deadlines()
         self._reader: threading.Thread | None = None
+        self._finished = False
         # Wakes the reader thread out of its selector when another thread
         # changes a deadline (close() starts the close timeout); made by start().
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
@@ -196,15 +208,18 @@ class Connection(ConnectionAttributes):
 
     # --- the reader thread ---------------------------------------------------------
 
-    def _wait_readable(self) -> bool:
-        """Wait until the socket is readable or a deadline is due; True if readable."""
+    def _wait_readable(self, cap: float | None) -> bool:
+        """Wait for bytes, the next deadline or ``cap`` seconds; True if readable."""
         pending = getattr(self.socket, "pending", None)
         if pending is not None and pending():
             return True  # TLS already decrypted bytes the selector cannot see
         assert self._wakeup is not None
         assert self._selector is not None
         wakeup = self._wakeup[0]
-        readable = {key.fileobj for key, _ in self._selector.select(self._deadlines.timeout())}
+        timeout = self._deadlines.timeout()
+        if cap is not None and (timeout is None or cap < timeout):
+            timeout = cap
+        readable = {key.fileobj for key, _ in self._selector.select(timeout)}
         if wakeup in readable:
             with contextlib.suppress(OSError):
                 wakeup.recv(64)
@@ -216,63 +231,101 @@ class Connection(ConnectionAttributes):
         return self.protocol.state is core.State.OPEN
 
     def _read_loop(self) -> None:
-        protocol = self.protocol
+        """The reader thread: read whenever no application thread receives."""
+        turn = self._turn
         try:
-            while True:
-                self._run_timers()
-                if not self._receiver.wait_room(self._reading, self._deadlines.timeout):
-                    continue  # a timer is due
-                if protocol.parsing_paused:
-                    # The queue has room: inflate the next step of what was
-                    # received (DECODE_STEP) before reading more.
-                    with self._lock:
-                        protocol.resume_parsing()
-                        events = protocol.events_received()
-                        self._writer.flush()
-                    self._process_events(events)
-                    continue
-                if not self._wait_readable():
-                    if protocol.stream_fragments:
-                        self._report_fragment()  # recv_streaming() woke us up
-                    continue
-                with self._lock:
-                    # A large frame's payload is read straight into the message
-                    # (see hubbub.protocol.large_frames: receive_buffer).
-                    view = protocol.receive_buffer() if _DIRECT_READS else None
+            patient = False
+            while turn.wait(patient):
+                going = True
                 try:
-                    if view is not None:
-                        got = self.socket.recv_into(view)
-                        data: bytes | None = None
-                    else:
-                        data = self.socket.recv(_READ_SIZE)
-                        got = len(data)
-                except TimeoutError:
-                    # TLS: the selector saw part of a record, the rest did not
-                    # come within send_timeout. Not the end: wait again.
-                    del view
-                    continue
-                except (OSError, ValueError):
-                    got = 0
-                with self._lock:
-                    if not got:
-                        protocol.receive_eof()
-                    elif data is None:
-                        protocol.receive_buffer_updated(got)
-                    else:
-                        protocol.receive_data(data)
-                    events = protocol.events_received()
-                    self._writer.flush()
-                del view
-                self._process_events(events)
-                if not got:
+                    while going and not turn.wanted:
+                        going = self._step(None)
+                finally:
+                    turn.lock.release()
+                    self._receiver.wake()  # a receiver may take the turn now
+                if not going:
                     break
+                patient = True
         except Exception:  # pragma: no cover - a bug; do not leave waiters hanging
             self.logger.exception("reader thread failed")
         finally:
             self._finish()
 
+    def _fill(self, timeout: float | None) -> bool:
+        """Read in the receiving thread, which found the queue empty (see hubbub.sync.turns).
+
+        Returns False if the reader thread has the turn (it is asked to leave
+        it): the caller waits for the queue instead.
+        """
+        turn = self._turn
+        if not turn.take():
+            self._wake()
+            return False
+        try:
+            self._step(timeout)
+        finally:
+            turn.lock.release()
+        return True
+
+    def _step(self, cap: float | None) -> bool:
+        """One round of reading, with the turn held: timers, then bytes; False once closed."""
+        if self._closed.is_set():
+            return False
+        protocol = self.protocol
+        self._run_timers()
+        if not self._receiver.wait_room(self._reading, self._deadlines.timeout):
+            return True  # a timer is due
+        if protocol.parsing_paused:
+            # The queue has room: inflate the next step of what was received
+            # (DECODE_STEP) before reading more.
+            with self._lock:
+                protocol.resume_parsing()
+                events = protocol.events_received()
+                self._writer.flush()
+            self._process_events(events)
+            return True
+        if not self._wait_readable(cap):
+            if protocol.stream_fragments:
+                self._report_fragment()  # recv_streaming() woke us up
+            return True
+        with self._lock:
+            # A large frame's payload is read straight into the message
+            # (see hubbub.protocol.large_frames: receive_buffer).
+            view = protocol.receive_buffer() if _DIRECT_READS else None
+        try:
+            if view is not None:
+                got = self.socket.recv_into(view)
+                data: bytes | None = None
+            else:
+                data = self.socket.recv(_READ_SIZE)
+                got = len(data)
+        except TimeoutError:
+            # TLS: the selector saw part of a record, the rest did not come
+            # within send_timeout. Not the end: wait again.
+            return True
+        except (OSError, ValueError):
+            got = 0
+        with self._lock:
+            if not got:
+                protocol.receive_eof()
+            elif data is None:
+                protocol.receive_buffer_updated(got)
+            else:
+                protocol.receive_data(data)
+            events = protocol.events_received()
+            self._writer.flush()
+        del view
+        self._process_events(events)
+        if not got:
+            self._finish()  # with the turn held: nobody reads a closed socket
+            return False
+        return True
+
     def _finish(self) -> None:
         with self._lock:
+            if self._finished:
+                return
+            self._finished = True
             self.protocol.receive_eof()
             self.protocol.events_received()
             self._writer.shut = True
@@ -286,6 +339,7 @@ class Connection(ConnectionAttributes):
         if not self._closed.is_set():
             self.log_closed()
         self._closed.set()
+        self._turn.stop()
         self._receiver.wake()
 
     def _run_timers(self) -> None:
@@ -378,13 +432,16 @@ class Connection(ConnectionAttributes):
         """Drop the TCP connection; the reader thread wakes up and finishes."""
         self._writer.abort()
 
+    def _raise_closed(self) -> NoReturn:
+        self.wait_closed(self.close_timeout)
+        raise closed_exception(self.protocol)
+
     def _end(self, pending: FailurePending | None) -> NoReturn:
         """No message will come: fail for ``pending`` if given, wait for the close, raise."""
         if pending is not None:
             self._deadlines.fail = None
             self.fail(pending.exc.code, str(pending.exc))
-        self.wait_closed(self.close_timeout)
-        raise closed_exception(self.protocol)
+        self._raise_closed()
 
     # --- receiving ---------------------------------------------------------------
 
@@ -448,47 +505,7 @@ class Connection(ConnectionAttributes):
             ConnectionClosed: the connection is closing or closed.
             TypeError: the message is of another type, or mixes text and binary.
         """
-        with self._send_mutex:
-            if isinstance(message, str):
-                self._send_frame(Opcode.TEXT, message.encode(), True, compress)
-            elif isinstance(message, (bytes, bytearray, memoryview)):
-                self._send_frame(Opcode.BINARY, bytes(message), True, compress)
-            elif isinstance(message, Iterable):
-                self._send_fragments(message, compress)
-            else:
-                raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
-
-    def _send_frame(self, opcode: int, data: bytes, fin: bool, compress: bool = True) -> None:
-        try:
-            with self._lock:
-                self.protocol.send_data_frame(opcode, data, fin, compress=compress)
-                self._writer.flush()
-        except InvalidState:
-            self.wait_closed(self.close_timeout)
-            raise closed_exception(self.protocol) from None
-        if self._writer.timed_out:
-            # This write gave up (send_timeout): the connection is failed.
-            self.wait_closed(self.close_timeout)
-            raise closed_exception(self.protocol)
-
-    def _send_fragments(self, message: Iterable[Data], compress: bool = True) -> None:
-        fragmenter = Fragmenter()
-        try:
-            for item in message:
-                frame = fragmenter.push(item)
-                if frame is not None:
-                    self._send_frame(*frame, compress)
-            frame = fragmenter.finish()
-            if frame is not None:
-                self._send_frame(*frame, compress)
-        except BaseException:
-            # Half a message went out and cannot be finished (section 5.4 allows
-            # no other data frame before it ends): fail the connection.
-            if self.protocol.sending_fragmented and self.protocol.state is core.State.OPEN:
-                with self._lock:
-                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
-                    self._writer.flush()
-            raise
+        self._sender.send(message, compress)
 
     def ping(self, data: str | bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping and wait for its pong; return the round-trip time in seconds.
@@ -512,6 +529,7 @@ class Connection(ConnectionAttributes):
         except InvalidState:
             self.wait_closed(self.close_timeout)
             raise closed_exception(self.protocol) from None
+        self._turn.hand_over()  # not receiving: the reader thread reads the pong
         if not waiter.done.wait(timeout):
             raise TimeoutError("no pong received in time")
         if waiter.latency is None:
@@ -555,6 +573,7 @@ class Connection(ConnectionAttributes):
             return self._closed.is_set()
         if threading.current_thread() is self._reader:
             return self._closed.is_set()
+        self._turn.hand_over()  # not receiving: the reader thread reads the close
         return self._closed.wait(timeout)
 
     def __enter__(self) -> Connection:

@@ -1,8 +1,9 @@
 """The receive side of a :mod:`hubbub.sync` connection: its queue, ``recv()``, streaming.
 
-The reader thread puts what the core parsed into a :class:`Receiver` (messages,
-fragments of a streamed message, a deferred protocol error); application
-threads take it out with :meth:`Receiver.recv` and
+The thread that reads (the reader thread, or a receiving thread itself: see
+:mod:`hubbub.sync.turns`) puts what the core parsed into a :class:`Receiver`
+(messages, fragments of a streamed message, a deferred protocol error);
+application threads take it out with :meth:`Receiver.recv` and
 :meth:`Receiver.recv_streaming`. Flow control lives here too: with
 ``max_queue`` entries unread the reader thread waits (:meth:`Receiver.wait_room`)
 until the queue is down to a quarter, so TCP pushes back on the peer.
@@ -26,6 +27,7 @@ from ..adapter import (
 )
 from ..exceptions import ConcurrencyError, ConnectionClosedOK
 from ..protocol.events import Fragment
+from .turns import ReadingTurn
 
 __all__ = ["Entry", "Receiver"]
 
@@ -45,14 +47,21 @@ class Receiver:
             :class:`~hubbub.exceptions.ConnectionClosed` that tells how.
         set_streaming: turns the core's fragment reports on or off (and wakes
             the reader thread up to report frames already in).
+        fill: called without the queue's lock when the queue is empty: reads
+            in the receiving thread for at most the given seconds, if it can
+            take the turn (see :mod:`hubbub.sync.turns`); False if not.
+        turn: whose turn it is to read.
     """
 
     def __init__(
         self,
         max_queue: int,
+        *,
         closed: threading.Event,
         end: Callable[[FailurePending | None], NoReturn],
         set_streaming: Callable[[bool], None],
+        fill: Callable[[float | None], bool],
+        turn: ReadingTurn,
     ) -> None:
         self.max_queue = max(1, max_queue)
         self.cond = threading.Condition(threading.Lock())
@@ -66,6 +75,8 @@ class Receiver:
         self._closed = closed
         self._end = end
         self._set_streaming = set_streaming
+        self._fill = fill
+        self._turn = turn
         # Made by the first recv_streaming(); most connections never stream.
         self._stream: FragmentStream | None = None
 
@@ -134,7 +145,17 @@ class Receiver:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise TimeoutError("no message received in time")
-                    self.cond.wait(remaining)
+                    # Read in this thread rather than wait to be handed the
+                    # message by the reader thread (two wake-ups per message).
+                    self.cond.release()
+                    try:
+                        filled = self._fill(remaining)
+                    finally:
+                        self.cond.acquire()
+                    if not filled and not self.messages and self._turn.held_by_reader():
+                        # The reader thread leaves the turn (or queues
+                        # something) and notifies under cond: not missed.
+                        self.cond.wait(remaining)
                 message = self.messages.popleft() if self.messages else None
                 if len(self.messages) <= self.max_queue // 4:
                     self.cond.notify_all()  # the reader may resume reading
