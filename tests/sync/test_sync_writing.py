@@ -39,9 +39,9 @@ def test_messages_larger_than_the_kernel_buffers_arrive_whole_and_in_order() -> 
     reader = threading.Thread(target=read_all)
     reader.start()
     with a, b:
-        a.settimeout(10)
         core = Core(Side.SERVER)
         writer = SocketWriter(a, core, 10, lambda: None, logger)
+        a.settimeout(writer.socket_timeout)
         for payload in payloads:
             with writer.lock:
                 core.send_data_frame(Opcode.BINARY, payload, True)
@@ -57,9 +57,9 @@ def test_a_peer_that_reads_nothing_fails_the_connection_after_send_timeout() -> 
     a, b = _pair(4096)
     eof: list[bool] = []
     with a, b:
-        a.settimeout(0.2)
         core = Core(Side.SERVER)
         writer = SocketWriter(a, core, 0.2, lambda: eof.append(True), logger)
+        a.settimeout(writer.socket_timeout)
         with writer.lock:
             core.send_data_frame(Opcode.BINARY, bytes(4 * MiB), True)
             writer.flush()

@@ -188,7 +188,7 @@ class Connection(ConnectionAttributes):
         """
         # Writes wait at most send_timeout for room (SocketWriter); reads
         # happen once the selector said the socket is readable.
-        self.socket.settimeout(self._writer.send_timeout)
+        self.socket.settimeout(self._writer.socket_timeout)
         self._wakeup = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.socket, selectors.EVENT_READ)

@@ -17,6 +17,7 @@ is dropped and the reader thread finishes.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import threading
@@ -28,12 +29,14 @@ from ..protocol.frames import CloseCode
 
 __all__ = ["SocketWriter"]
 
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0) if hasattr(select, "poll") else 0
+
 
 class SocketWriter:
     """Writes what the core queued to a connection's socket, one caller at a time.
 
     Args:
-        sock: the connected socket; its timeout is set to ``send_timeout``
+        sock: the connected socket; its timeout is to be :attr:`socket_timeout`
             (reads happen only once a selector said the socket is readable).
         protocol: the sans-I/O connection whose :meth:`data_to_send` is written.
         send_timeout: seconds a write may wait for the peer to read anything;
@@ -64,6 +67,12 @@ class SocketWriter:
         """The peer read nothing for ``send_timeout``: the connection was failed."""
         self._on_eof = on_eof
         self._logger = logger
+        # A plain socket stays blocking and each write says MSG_DONTWAIT, then
+        # waits for room with poll() (send_timeout): a socket with a timeout
+        # would poll before every recv() and send(), one more system call
+        # each. TLS sockets take no flags: they get the timeout.
+        self._flags = _DONTWAIT if not isinstance(sock, ssl.SSLSocket) else 0
+        self._poll: select.poll | None = None
 
     def flush(self) -> None:
         """Write what the core queued; the caller holds :attr:`lock`."""
@@ -94,19 +103,39 @@ class SocketWriter:
                     self.socket.shutdown(socket.SHUT_WR)
             self._on_eof()
 
+    @property
+    def socket_timeout(self) -> float | None:
+        """The timeout the socket is to have (``socket.settimeout``) while open."""
+        return None if self._flags else self.send_timeout
+
     def _write(self, payload: bytes) -> None:
         # Not sendall(): with a timeout it bounds the whole write, which would
-        # fail a large message to a slow but reading peer. Each send() waits
-        # at most send_timeout for room, so the bound is on the peer not
-        # reading at all.
+        # fail a large message to a slow but reading peer. Each wait for room
+        # lasts at most send_timeout, so the bound is on the peer not reading
+        # at all.
         sock = self.socket
-        sent = sock.send(payload)
+        flags = self._flags
+        try:
+            sent = sock.send(payload, flags)
+        except BlockingIOError:
+            sent = 0
         if sent == len(payload):
             return
         view = memoryview(payload)
         with view:
             while sent < len(view):
-                sent += sock.send(view[sent:])
+                if flags:
+                    self._wait_writable()
+                with contextlib.suppress(BlockingIOError):
+                    sent += sock.send(view[sent:], flags)
+
+    def _wait_writable(self) -> None:
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(self.socket, select.POLLOUT)
+        timeout = self.send_timeout
+        if not self._poll.poll(None if timeout is None else timeout * 1000):
+            raise TimeoutError
 
     def _fail_timed_out(self) -> None:
         self.shut = True
