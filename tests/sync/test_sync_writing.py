@@ -41,7 +41,7 @@ def test_messages_larger_than_the_kernel_buffers_arrive_whole_and_in_order() -> 
     with a, b:
         core = Core(Side.SERVER)
         writer = SocketWriter(a, core, 10, lambda: None, logger)
-        a.settimeout(writer.socket_timeout)
+        writer.prepare_socket()
         for payload in payloads:
             with writer.lock:
                 core.send_data_frame(Opcode.BINARY, payload, True)
@@ -59,7 +59,7 @@ def test_a_peer_that_reads_nothing_fails_the_connection_after_send_timeout() -> 
     with a, b:
         core = Core(Side.SERVER)
         writer = SocketWriter(a, core, 0.2, lambda: eof.append(True), logger)
-        a.settimeout(writer.socket_timeout)
+        writer.prepare_socket()
         with writer.lock:
             core.send_data_frame(Opcode.BINARY, bytes(4 * MiB), True)
             writer.flush()

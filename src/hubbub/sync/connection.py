@@ -129,6 +129,8 @@ class Connection(ConnectionAttributes):
         self._lock = self._writer.lock  # core + socket writes
         self._sender = Sender(protocol, self._writer, self._raise_closed)
         self._turn = ReadingTurn()
+        # A write waiting for room must not keep the socket unread.
+        self._writer.on_blocked = self._turn.hand_over
         self._receiver = Receiver(
             max_queue,
             closed=self._closed,
@@ -188,7 +190,7 @@ class Connection(ConnectionAttributes):
         """
         # Writes wait at most send_timeout for room (SocketWriter); reads
         # happen once the selector said the socket is readable.
-        self.socket.settimeout(self._writer.socket_timeout)
+        self._writer.prepare_socket()
         self._wakeup = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.socket, selectors.EVENT_READ)

@@ -17,9 +17,10 @@ is dropped and the reader thread finishes.
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import ssl
+import struct
+import sys
 import threading
 from collections.abc import Callable
 
@@ -29,14 +30,16 @@ from ..protocol.frames import CloseCode
 
 __all__ = ["SocketWriter"]
 
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0) if hasattr(select, "poll") else 0
+# The kernel's send timeout, where struct timeval is two longs (Linux, BSD,
+# macOS); elsewhere the socket gets a Python timeout.
+_KERNEL_TIMEOUT = hasattr(socket, "MSG_DONTWAIT") and sys.platform != "win32"
 
 
 class SocketWriter:
     """Writes what the core queued to a connection's socket, one caller at a time.
 
     Args:
-        sock: the connected socket; its timeout is to be :attr:`socket_timeout`
+        sock: the connected socket; :meth:`prepare_socket` sets its timeouts
             (reads happen only once a selector said the socket is readable).
         protocol: the sans-I/O connection whose :meth:`data_to_send` is written.
         send_timeout: seconds a write may wait for the peer to read anything;
@@ -67,29 +70,43 @@ class SocketWriter:
         """The peer read nothing for ``send_timeout``: the connection was failed."""
         self._on_eof = on_eof
         self._logger = logger
-        # A plain socket stays blocking and each write says MSG_DONTWAIT, then
-        # waits for room with poll() (send_timeout): a socket with a timeout
-        # would poll before every recv() and send(), one more system call
-        # each. TLS sockets take no flags: they get the timeout.
-        self._flags = _DONTWAIT if not isinstance(sock, ssl.SSLSocket) else 0
-        self._poll: select.poll | None = None
+        self.on_blocked: Callable[[], None] = lambda: None
+        """Called when a write has to wait for room (see hubbub.sync.turns)."""
+        # A plain socket stays blocking, with the kernel's send timeout
+        # (SO_SNDTIMEO): a socket with a Python timeout would poll() before
+        # every recv() and send(), one more system call each, and sendall()
+        # with it would bound the whole write. TLS sockets (their records
+        # cannot be cut where the kernel stops) get the Python timeout.
+        self._kernel_timeout = _KERNEL_TIMEOUT and not isinstance(sock, ssl.SSLSocket)
+
+    def prepare_socket(self) -> None:
+        """Set the socket's timeouts for the open connection (reads wait in a selector)."""
+        sock = self.socket
+        if not self._kernel_timeout:
+            sock.settimeout(self.send_timeout)
+            return
+        sock.settimeout(None)
+        timeout = self.send_timeout or 0.0  # 0: no timeout
+        seconds = int(timeout)
+        timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
     def flush(self) -> None:
         """Write what the core queued; the caller holds :attr:`lock`."""
         protocol = self.protocol
         data = protocol.data_to_send()
         if data and not self.shut:
-            payload = b"".join(data) if len(data) > 1 else data[0]
-            self.buffered += len(payload)
+            size = sum(map(len, data)) if len(data) > 1 else len(data[0])
+            self.buffered += size
             try:
-                self._write(payload)
+                self._write(data, size)
             except TimeoutError:
                 self._fail_timed_out()
             except OSError:
                 # The peer is gone; the reader thread will see it too.
                 self.shut = True
             finally:
-                self.buffered -= len(payload)
+                self.buffered -= size
         if protocol.eof_sent and not self.shut:
             self.shut = True
             if isinstance(self.socket, ssl.SSLSocket):
@@ -103,39 +120,40 @@ class SocketWriter:
                     self.socket.shutdown(socket.SHUT_WR)
             self._on_eof()
 
-    @property
-    def socket_timeout(self) -> float | None:
-        """The timeout the socket is to have (``socket.settimeout``) while open."""
-        return None if self._flags else self.send_timeout
-
-    def _write(self, payload: bytes) -> None:
-        # Not sendall(): with a timeout it bounds the whole write, which would
-        # fail a large message to a slow but reading peer. Each wait for room
-        # lasts at most send_timeout, so the bound is on the peer not reading
-        # at all.
+    def _write(self, data: list[bytes], size: int) -> None:
         sock = self.socket
-        flags = self._flags
+        if not self._kernel_timeout:
+            payload = b"".join(data) if len(data) > 1 else data[0]
+            # Each send() waits at most send_timeout for room: the bound is on
+            # the peer not reading at all, not on a large message.
+            sent = sock.send(payload)
+            if sent < len(payload):
+                self.on_blocked()
+                with memoryview(payload) as view:
+                    while sent < len(view):
+                        sent += sock.send(view[sent:])
+            return
         try:
-            sent = sock.send(payload, flags)
+            if len(data) == 1:
+                sent = sock.send(data[0], socket.MSG_DONTWAIT)
+            else:
+                # A header and a large payload go out without joining them
+                # (a copy of the payload, and for 1 MiB a fresh mapping).
+                sent = sock.sendmsg(data, (), socket.MSG_DONTWAIT)
         except BlockingIOError:
             sent = 0
-        if sent == len(payload):
+        if sent == size:
             return
-        view = memoryview(payload)
-        with view:
-            while sent < len(view):
-                if flags:
-                    self._wait_writable()
-                with contextlib.suppress(BlockingIOError):
-                    sent += sock.send(view[sent:], flags)
-
-    def _wait_writable(self) -> None:
-        if self._poll is None:
-            self._poll = select.poll()
-            self._poll.register(self.socket, select.POLLOUT)
-        timeout = self.send_timeout
-        if not self._poll.poll(None if timeout is None else timeout * 1000):
-            raise TimeoutError
+        payload = b"".join(data) if len(data) > 1 else data[0]
+        # The peer's receive window is full: it may be waiting for us to read
+        # (both sides sending large messages). Let someone read meanwhile.
+        self.on_blocked()
+        try:
+            # The kernel waits for room, at most send_timeout per send() it
+            # makes; sendall() goes on after each partial write.
+            sock.sendall(memoryview(payload)[sent:])
+        except BlockingIOError:
+            raise TimeoutError from None  # no byte went out for send_timeout
 
     def _fail_timed_out(self) -> None:
         self.shut = True
