@@ -51,6 +51,7 @@ class ReadingTurn:
         """
         if self.lock.acquire(blocking=False):
             self._taken += 1
+            self._handed = False  # receiving again: an earlier hand-over is moot
             return True
         self.wanted = True
         return False
