@@ -74,3 +74,32 @@ def test_a_peer_that_reads_nothing_fails_the_connection_after_send_timeout() -> 
         # write may have stopped inside a frame.
         assert core.data_to_send() == []
         assert eof == []
+
+
+def test_a_slow_peer_that_keeps_reading_gets_a_large_message_whole() -> None:
+    # send_timeout bounds a stall, not a message: the peer below takes about
+    # 0.8 s to read 512 KiB, far past send_timeout, but never stops for long.
+    payload = os.urandom(512 * 1024)
+    a, b = _pair(8192)
+    peer = Core(Side.CLIENT, max_size=None)
+    received: list[object] = []
+
+    def read_slowly() -> None:
+        while chunk := b.recv(32768):
+            peer.receive_data(chunk)
+            received.extend(peer.events_received())
+            threading.Event().wait(0.05)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    with a, b:
+        core = Core(Side.SERVER)
+        writer = SocketWriter(a, core, 0.3, lambda: None, logger)
+        writer.prepare_socket()
+        with writer.lock:
+            core.send_data_frame(Opcode.BINARY, payload, True)
+            writer.flush()
+        assert not writer.timed_out
+        a.shutdown(socket.SHUT_WR)
+        reader.join(30)
+    assert received == [payload]
