@@ -97,6 +97,17 @@ __all__ = ["Connection", "Data"]
 
 
 _NO_MESSAGES: Any = ()
+_WAIT: Any = object()  # _take(): nothing may be taken without waiting
+
+TURN_BUDGET = DECODE_STEP
+"""Bytes of queued messages the application may take before the loop gets a turn.
+
+A peer can fill the queue with ``max_queue`` messages of ``max_size`` (inflated
+from a compressed burst, RFC 7692) faster than the handler answers them; taken
+back to back, with answers that are compressed in turn, they would keep the
+event loop for one task step per queue. Past this many bytes taken without
+waiting, :meth:`Connection.recv` waits for a turn of :mod:`.turns` first.
+"""
 
 
 class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
@@ -136,6 +147,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         # connection shares this empty tuple until its first message.
         self._messages: collections.deque[Data | Fragment | FailurePending] = _NO_MESSAGES
         self._recv_waiter: asyncio.Future[None] | None = None
+        # Bytes of messages taken from the queue since the loop last had a turn.
+        self._taken = 0
         self._reading_paused = False
         self._writing_paused = False
         # Why reading may be paused (see _update_reading): the queue is full
@@ -458,14 +471,51 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 or :attr:`on_message` is set.
         """
         # Fragments are queued only once recv_streaming() was used (_stream).
-        message: Any = await (self._next() if self._stream is None else self._next_whole())
+        if self._stream is None:
+            message = self._take()
+            if message is _WAIT:
+                message = await self._next()
+        else:
+            message = await self._next_whole()
         return message if decode is None else decoded(message, decode)
+
+    def _take(self) -> Any:
+        """The next queued message if it may be taken without waiting, else ``_WAIT``.
+
+        The fast path of ``async for``: no coroutine, no Future. It waits (the
+        caller then goes through :meth:`_next`) when the queue is empty, when a
+        failure is next, or when the application took ``TURN_BUDGET`` bytes of
+        queued messages since it last gave the event loop a turn.
+        """
+        messages = self._messages
+        if not messages or self._taken >= TURN_BUDGET or type(messages[0]) is FailurePending:
+            return _WAIT
+        message = messages.popleft()
+        # A Fragment's data, or the message itself (never a Fragment subclass).
+        self._taken += len(message.data) if type(message) is Fragment else len(message)  # type: ignore[arg-type]
+        if self._queue_full and len(messages) <= self.max_queue // 4:
+            self._queue_full = False
+            self._update_reading()
+        return message
+
+    async def _wait_turn(self) -> None:
+        """Wait for this connection's turn of the event loop (see :mod:`.turns`)."""
+        turn: asyncio.Future[None] = self.loop.create_future()
+        turns(self.loop).add(lambda: None if turn.done() else turn.set_result(None))
+        await turn
 
     async def _next(self) -> Data | Fragment:
         """The next entry of the receive queue: a message, or a fragment of one."""
         if self._on_message is not None:
             raise ConcurrencyError("messages go to on_message: recv() would never return one")
         messages = self._messages
+        if messages and self._taken >= TURN_BUDGET:
+            # Messages were queued faster than handled: the application took
+            # TURN_BUDGET bytes of them without the loop getting a turn. Let
+            # every other connection have one first (see "inflating" above).
+            await self._wait_turn()
+            self._taken = 0
+            messages = self._messages
         while not messages:
             if (
                 self.protocol.close_received is not None
@@ -483,15 +533,17 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 await self._recv_waiter
             finally:
                 self._recv_waiter = None
+            self._taken = 0  # the loop had a turn
             messages = self._messages  # the first message replaces _NO_MESSAGES
         message = messages.popleft()
-        if self._queue_full and len(messages) <= self.max_queue // 4:
-            self._queue_full = False
-            self._update_reading()
         if isinstance(message, FailurePending):
             self.fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
             await self._wait_closed_quietly()
             raise self._closed_exception()
+        self._taken += len(message.data) if type(message) is Fragment else len(message)  # type: ignore[arg-type]
+        if self._queue_full and len(messages) <= self.max_queue // 4:
+            self._queue_full = False
+            self._update_reading()
         return message
 
     # --- streaming a message (section 5.4) ---------------------------------------
@@ -617,6 +669,10 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         return self
 
     async def __anext__(self) -> Data:
+        if self._stream is None:
+            message = self._take()
+            if message is not _WAIT:
+                return message  # type: ignore[no-any-return]  # no Fragment then
         try:
             # Not through recv(): one coroutine less per message.
             if self._stream is None:

@@ -107,10 +107,26 @@ class Sending:
             ConnectionClosed: the connection is closing or closed.
             TypeError: the message is of another type, or mixes text and binary.
         """
+        protocol = self.protocol
+        kind = type(message)
+        if (kind is str or kind is bytes) and self._fragment_lock is None:
+            # The per-message path of `async for` handlers: a whole str or
+            # bytes message, no fragmented send to wait for.
+            try:
+                if kind is str:
+                    protocol.send_data_frame(1, message.encode(), True, compress)  # type: ignore[union-attr]
+                else:
+                    protocol.send_data_frame(2, message, True, compress)  # type: ignore[arg-type]
+            except InvalidState:
+                await self._wait_closed_quietly()
+                raise self._closed_exception() from None
+            self._write_sent(len(message))  # type: ignore[arg-type]
+            if self._writing_paused:
+                await self._wait_drained()
+            return
         if self._fragment_lock is not None and self._fragment_lock.locked():
             async with self._fragment_lock:
                 pass
-        protocol = self.protocol
         try:
             if isinstance(message, str):
                 protocol.send_text(message.encode(), compress=compress)
@@ -128,7 +144,13 @@ class Sending:
         except InvalidState:
             await self._wait_closed_quietly()
             raise self._closed_exception() from None
-        if self._messages and protocol.pending_chunks < 64 and len(message) < 1024:
+        self._write_sent(len(message))
+        if self._writing_paused:
+            await self._wait_drained()
+
+    def _write_sent(self, size: int) -> None:
+        """Write the frame just queued in the core, or hold it back briefly."""
+        if self._messages and size < 1024 and self.protocol.pending_chunks < 64:
             # More messages wait to be read: the application is likely to answer
             # them too, so small frames are written together, with one system
             # call (recv() flushes before it waits; a callback covers the rest).
@@ -137,8 +159,6 @@ class Sending:
                 self.loop.call_soon(self._deferred_flush)
             return
         self._flush()
-        if self._writing_paused:
-            await self._wait_drained()
 
     @property
     def writing_paused(self) -> bool:
