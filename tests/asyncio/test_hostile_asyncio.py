@@ -29,7 +29,7 @@ from asyncio_helpers import (
 
 from hubbub.adapter import DECODE_STEP
 from hubbub.asyncio import Server, ServerConnection
-from hubbub.asyncio.connection import TURN_BUDGET
+from hubbub.asyncio.inbox import TURN_BUDGET
 
 MiB = 1 << 20
 WRITE_LIMIT = 2**16

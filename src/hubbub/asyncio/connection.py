@@ -7,16 +7,20 @@ Theory of operation
 the hot path) and drives a sans-I/O :class:`hubbub.protocol.Connection`:
 ``data_received`` feeds the core, moves complete messages into a bounded
 queue and writes what the core queued (pongs, close frames). Application
-coroutines call :meth:`Connection.recv` and :meth:`Connection.send`. The
-sending methods (``send``, ``send_nowait``, ``send_frames_nowait``, ``ping``)
-are in :mod:`hubbub.asyncio.sending`, a mixin of :class:`Connection`; this
-module has the rest: the transport's callbacks, receiving, timers, closing.
+coroutines call :meth:`Connection.recv` and :meth:`Connection.send`. It owns
+two parts, each an object of its own: the receive queue
+(:class:`~hubbub.asyncio.inbox.Inbox`: waiting, ``max_queue``, turns) and the
+writer (:class:`~hubbub.asyncio.sending.Writer`: sending messages and
+fragments, holding small frames back, waiting for the write buffer to drain).
+This module has the rest: the transport's callbacks, the flow control that
+ties the parts together, timers and pings, closing.
 
 Flow control, both ways:
 
 * receiving: when ``max_queue`` messages wait unread, the transport stops
   reading; TCP then pushes back on the peer. Reading resumes when the queue is
-  down to a quarter.
+  down to a quarter. Messages taken from the queue without waiting give the
+  loop a turn every ``TURN_BUDGET`` bytes (:mod:`hubbub.asyncio.inbox`).
 * sending: the transport's write buffer has high and low water marks
   (``write_limit``); above the high mark :meth:`send` waits until the buffer
   drains below the low mark. ``buffered_amount`` is what sits in that buffer.
@@ -65,10 +69,9 @@ echo or relay buffer without bound.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, cast
 
 from .. import speedups
@@ -85,32 +88,19 @@ from ..adapter import (
     fragment_converter,
     join_fragments,
 )
-from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
+from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
 from ..protocol import connection as core
 from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode
+from .inbox import WAIT, Inbox
 from .reader import PayloadReader
-from .sending import Sending
+from .sending import Message, Writer
 from .turns import turns
 
 __all__ = ["Connection", "Data"]
 
 
-_NO_MESSAGES: Any = ()
-_WAIT: Any = object()  # _take(): nothing may be taken without waiting
-
-TURN_BUDGET = DECODE_STEP
-"""Bytes of queued messages the application may take before the loop gets a turn.
-
-A peer can fill the queue with ``max_queue`` messages of ``max_size`` (inflated
-from a compressed burst, RFC 7692) faster than the handler answers them; taken
-back to back, with answers that are compressed in turn, they would keep the
-event loop for one task step per queue. Past this many bytes taken without
-waiting, :meth:`Connection.recv` waits for a turn of :mod:`.turns` first.
-"""
-
-
-class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
+class Connection(ConnectionAttributes, asyncio.Protocol):
     """One WebSocket connection; see the module docstring.
 
     Not created directly: :func:`hubbub.asyncio.serve` passes one to the
@@ -143,31 +133,29 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.latency = 0.0
         """Round-trip time of the last ping answered, in seconds."""
-        # A deque allocates a 64-slot block at once (760 bytes): an idle
-        # connection shares this empty tuple until its first message.
-        self._messages: collections.deque[Data | Fragment | FailurePending] = _NO_MESSAGES
-        self._recv_waiter: asyncio.Future[None] | None = None
-        # Bytes of messages taken from the queue since the loop last had a turn.
-        self._taken = 0
+        # The receive queue; named for hubbub.adapter's queued_messages.
+        self._messages: Inbox = Inbox(self.loop, max_queue, self._update_reading)
+        self._closed: asyncio.Future[None] = self.loop.create_future()
+        self._writer = Writer(
+            protocol,
+            self._messages,
+            flush=self._flush,
+            fail=self.fail,
+            closed=self._closed,
+            closed_error=self._closed_error,
+        )
         self._reading_paused = False
-        self._writing_paused = False
         # Why reading may be paused (see _update_reading): the queue is full
         # (until it is down to a quarter), or the core holds unparsed bytes
         # and their next step is queued (_step_queued) or waits for room.
-        self._queue_full = False
         self._step_queued = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._fragment_lock: asyncio.Lock | None = None
         # Shared with hubbub.sync (hubbub.adapter): which pings a pong answers.
         self._pings: PingTracker[asyncio.Future[float]] = PingTracker()
         self._keepalive: asyncio.TimerHandle | None = None
         self._ping_deadline: asyncio.TimerHandle | None = None
         self._close_deadline: asyncio.TimerHandle | None = None
         self._transport_closing = False
-        self._flush_soon = False
         self._on_message: Callable[[Data], object] | None = None
-        self._in_callback = False
-        self._closed: asyncio.Future[None] = self.loop.create_future()
 
     # --- public attributes ----------------------------------------------------
 
@@ -192,6 +180,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         high, low = self.write_limit
         self.transport.set_write_buffer_limits(high, low)
+        self._writer.attach(self.transport)
 
     def data_received(self, data: bytes) -> None:
         self.protocol.receive_data(data)
@@ -254,9 +243,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         ):
             if handle is not None:
                 handle.cancel()
-        self._wake_receiver()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
+        self._messages.wake()
         closed = self._closed_exception()
         for waiter in self._pings.clear():
             if not waiter.done():
@@ -265,19 +252,18 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         if not self._closed.done():
             self._closed.set_result(None)
             self.log_closed()
+        self._writer.resume()  # senders waiting for the buffer to drain: closed
 
     def pause_writing(self) -> None:
         # Pongs must not pile up behind a peer that does not read, nor the
         # answers to its messages: see "Flow control" above.
-        self._writing_paused = True
+        self._writer.pause()
         self.protocol.defer_pongs(True)
         self._update_reading()
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self._writer.resume()
         self.protocol.defer_pongs(False)
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
         self._flush()
         self._update_reading()
 
@@ -306,8 +292,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         """Whether reading (and parsing what was read) must wait for the application."""
         # Callback mode has no send() to wait in: backed-up writes stop reading
         # there, and on a server in every mode (see "Flow control" above).
-        return self._queue_full or (
-            self._writing_paused and (self._backed_up_stops_reading or self._on_message is not None)
+        return self._messages.full or (
+            self._writer.paused and (self._backed_up_stops_reading or self._on_message is not None)
         )
 
     def _parse_step(self) -> None:
@@ -333,18 +319,14 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                     # frame: what nobody can read before it is dropped, so that
                     # a peer cannot grow the queue without bound meanwhile.
                     continue
-                if messages is _NO_MESSAGES:
-                    messages = self._messages = collections.deque()
-                messages.append(event)
+                messages.put(event)
             elif isinstance(event, core.Pong):
                 self._pong_received(event.data)
             elif isinstance(event, core.Failure):
-                if not messages and self._recv_waiter is not None:
+                if not messages and messages.waiter is not None:
                     self.fail(event.exc.code, str(event.exc))
                 else:
-                    if messages is _NO_MESSAGES:
-                        messages = self._messages = collections.deque()
-                    messages.append(FailurePending(event.exc))
+                    messages.put(FailurePending(event.exc))
                     self.loop.call_later(
                         self.close_timeout, self.fail, event.exc.code, str(event.exc)
                     )
@@ -353,22 +335,18 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             else:
                 self._other_event(event)
         if messages:
-            if (
-                len(messages) >= self.max_queue
-                and not self._queue_full
-                and self.protocol.close_sent is None
-            ):
-                self._queue_full = True
+            if self.protocol.close_sent is None and messages.check_full():
                 self._update_reading()
-            self._wake_receiver()
+            messages.wake()
         elif self.protocol.close_received is not None or self.protocol.close_exc is not None:
-            self._wake_receiver()
+            messages.wake()
 
     def _dispatch_events(self, events: list[core.Event]) -> None:
         # Callback mode (see the module docstring): messages go straight to the
         # callback, in order; everything else is handled as in queue mode.
         on_message = self._on_message
-        self._in_callback = True
+        writer = self._writer
+        writer.in_callback = True
         try:
             for event in events:
                 if on_message is not None and (type(event) is str or type(event) is bytes):
@@ -388,15 +366,10 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 else:
                     self._process_events([event])
         finally:
-            self._in_callback = False
+            writer.in_callback = False
 
     def _other_event(self, event: core.Event) -> None:
         """Handshake events, handled by the server and client subclasses."""
-
-    def _wake_receiver(self) -> None:
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _flush(self) -> None:
         protocol = self.protocol
@@ -472,78 +445,36 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         """
         # Fragments are queued only once recv_streaming() was used (_stream).
         if self._stream is None:
-            message = self._take()
-            if message is _WAIT:
+            message = self._messages.take()
+            if message is WAIT:
                 message = await self._next()
         else:
             message = await self._next_whole()
         return message if decode is None else decoded(message, decode)
-
-    def _take(self) -> Any:
-        """The next queued message if it may be taken without waiting, else ``_WAIT``.
-
-        The fast path of ``async for``: no coroutine, no Future. It waits (the
-        caller then goes through :meth:`_next`) when the queue is empty, when a
-        failure is next, or when the application took ``TURN_BUDGET`` bytes of
-        queued messages since it last gave the event loop a turn.
-        """
-        messages = self._messages
-        if not messages or self._taken >= TURN_BUDGET or type(messages[0]) is FailurePending:
-            return _WAIT
-        message = messages.popleft()
-        # A Fragment's data, or the message itself (never a Fragment subclass).
-        self._taken += len(message.data) if type(message) is Fragment else len(message)  # type: ignore[arg-type]
-        if self._queue_full and len(messages) <= self.max_queue // 4:
-            self._queue_full = False
-            self._update_reading()
-        return message
-
-    async def _wait_turn(self) -> None:
-        """Wait for this connection's turn of the event loop (see :mod:`.turns`)."""
-        turn: asyncio.Future[None] = self.loop.create_future()
-        turns(self.loop).add(lambda: None if turn.done() else turn.set_result(None))
-        await turn
 
     async def _next(self) -> Data | Fragment:
         """The next entry of the receive queue: a message, or a fragment of one."""
         if self._on_message is not None:
             raise ConcurrencyError("messages go to on_message: recv() would never return one")
         messages = self._messages
-        if messages and self._taken >= TURN_BUDGET:
-            # Messages were queued faster than handled: the application took
-            # TURN_BUDGET bytes of them without the loop getting a turn. Let
-            # every other connection have one first (see "inflating" above).
-            await self._wait_turn()
-            self._taken = 0
-            messages = self._messages
+        if messages.needs_turn:
+            # Messages came faster than they were handled: TURN_BUDGET bytes of
+            # them were taken without the loop getting a turn (see .inbox).
+            await messages.wait_turn()
         while not messages:
             if (
                 self.protocol.close_received is not None
                 or self._closed.done()
                 or (self.protocol.close_exc is not None)
             ):
-                await self._wait_closed_quietly()
-                raise self._closed_exception()
-            if self._recv_waiter is not None:
-                raise ConcurrencyError("another coroutine is already receiving")
+                raise await self._closed_error()
             if self.protocol.pending_chunks:  # frames held back by send(): write them now
                 self._flush()
-            self._recv_waiter = self.loop.create_future()
-            try:
-                await self._recv_waiter
-            finally:
-                self._recv_waiter = None
-            self._taken = 0  # the loop had a turn
-            messages = self._messages  # the first message replaces _NO_MESSAGES
-        message = messages.popleft()
+            await messages.wait()
+        message = messages.pop()
         if isinstance(message, FailurePending):
             self.fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
-            await self._wait_closed_quietly()
-            raise self._closed_exception()
-        self._taken += len(message.data) if type(message) is Fragment else len(message)  # type: ignore[arg-type]
-        if self._queue_full and len(messages) <= self.max_queue // 4:
-            self._queue_full = False
-            self._update_reading()
+            raise await self._closed_error()
         return message
 
     # --- streaming a message (section 5.4) ---------------------------------------
@@ -576,7 +507,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 items.append(item)
         except asyncio.CancelledError:
             # Nothing is lost: the next receive starts from the first fragment.
-            self._messages.extendleft(reversed(items))
+            self._messages.put_back(items)
             raise
         return join_fragments([item.data for item in items])
 
@@ -645,22 +576,20 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     @on_message.setter
     def on_message(self, callback: Callable[[Data], object] | None) -> None:
-        if callback is not None and self._recv_waiter is not None:
+        if callback is not None and self._messages.waiter is not None:
             raise ConcurrencyError("a coroutine is waiting in recv(): cannot set on_message")
         self._on_message = callback
         if callback is None:
             return
         # Hand over what was queued, in order (a failure that was waiting
         # behind these messages fails the connection after them).
-        queued = self._messages
-        pending: list[core.Event] = []
-        while queued:
-            item = queued.popleft()
-            pending.append(core.Failure(item.exc) if isinstance(item, FailurePending) else item)
+        pending: list[core.Event] = [
+            core.Failure(item.exc) if isinstance(item, FailurePending) else item
+            for item in self._messages.take_all()  # no queue in callback mode
+        ]
         if pending:
             self._dispatch_events(pending)
             self._flush()
-        self._queue_full = False  # no queue in callback mode
         self._update_reading()
 
     def __aiter__(self) -> AsyncIterator[Data]:
@@ -670,8 +599,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     async def __anext__(self) -> Data:
         if self._stream is None:
-            message = self._take()
-            if message is not _WAIT:
+            message = self._messages.take()
+            if message is not WAIT:
                 return message  # type: ignore[no-any-return]  # no Fragment then
         try:
             # Not through recv(): one coroutine less per message.
@@ -693,6 +622,120 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
     def _closed_exception(self) -> ConnectionClosed:
         # Shared with hubbub.sync (hubbub.adapter).
         return closed_exception(self.protocol)
+
+    async def _closed_error(self) -> ConnectionClosed:
+        """Wait (quietly) until closed; the exception that says how it closed."""
+        await self._wait_closed_quietly()
+        return self._closed_exception()
+
+    # --- sending (by the writer, see hubbub.asyncio.sending) ------------------------
+
+    def send(
+        self, message: Message | Iterable[Data] | AsyncIterable[Data], *, compress: bool = True
+    ) -> Coroutine[Any, Any, None]:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of ``str`` or bytes-like is sent as one
+        fragmented message, one frame per item (RFC 6455 section 5.4); other
+        sends wait until it is complete. Waits while the write buffer is over
+        its high water mark.
+
+        ``compress=False`` sends this message uncompressed even when
+        permessage-deflate was negotiated (data known not to compress, or
+        secrets next to attacker-controlled text: the CRIME/BREACH concern).
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: the message is of another type, or mixes text and binary.
+        """
+        # The writer's coroutine itself: no coroutine in between, per message.
+        return self._writer.send(message, compress=compress)
+
+    def send_nowait(self, message: Message, *, compress: bool = True) -> None:
+        """Send a message without waiting: ``str`` as text, bytes-like as binary.
+
+        For :attr:`on_message` callbacks and other synchronous code. The frame
+        is written at once (from a callback: with the other answers to the same
+        read, in one system call); nothing waits for the write buffer to drain,
+        so check :attr:`buffered_amount` when sending much more than you receive.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            ConcurrencyError: a fragmented message is being sent.
+            TypeError: the message is neither ``str`` nor bytes-like.
+        """
+        self._writer.send_nowait(message, compress=compress)
+
+    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
+        """Write already-encoded frames now if the connection can take them.
+
+        ``frames`` are whole data messages (FIN set) encoded for a connection
+        that :attr:`shares_frames`. Frames that :meth:`send` held back are
+        written first, so the order of messages is kept.
+
+        Args:
+            frames: one or more complete frames, as bytes.
+            limit: write only while at most this many bytes are buffered; by
+                default, while writing is not paused (:attr:`writing_paused`).
+
+        Returns:
+            False, having written nothing, when the connection is not OPEN, is
+            closing, is sending a fragmented message (section 5.4 forbids
+            interleaving) or its write buffer is over the bound; True otherwise.
+        """
+        return self._writer.send_frames_nowait(frames, limit=limit)
+
+    @property
+    def writing_paused(self) -> bool:
+        """True from when the write buffer passes its high water mark until it
+        drains below the low one (``write_limit``)."""
+        return self._writer.paused
+
+    @property
+    def shares_frames(self) -> bool:
+        """Whether one encoded frame serves this connection as it serves others.
+
+        True when the connection neither masks (servers do not, section 5.1)
+        nor transforms frames (no extension: RFC 7692 compresses per
+        connection). :func:`~hubbub.asyncio.broadcast` and the hub then encode a
+        message once and hand the same bytes to :meth:`send_frames_nowait`.
+        """
+        return self.protocol.shares_frames
+
+    async def ping(self, data: str | bytes | None = None) -> float:
+        """Send a ping and wait for its pong; return the round-trip time in seconds.
+
+        Pongs acknowledge every ping sent before them (section 5.5.3 lets a peer
+        answer only the latest), so earlier pings are resolved too.
+        """
+        if data is None:
+            data = self._pings.new_payload()
+        elif isinstance(data, str):
+            data = data.encode()
+        if data in self._pings:
+            raise ConcurrencyError("a ping with this payload is already waiting for its pong")
+        try:
+            self.protocol.send_ping(data)
+        except InvalidState:
+            raise await self._closed_error() from None
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pings.add(data, waiter, time.perf_counter())
+        self._flush()
+        return await waiter
+
+    def _pong_received(self, data: bytes) -> None:
+        # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds,
+        # which would make a loopback round trip 0.
+        answered = self._pings.pong(data, time.perf_counter())
+        if not answered:
+            return  # unsolicited pong: a heartbeat (section 5.5.3)
+        for waiter, rtt in answered:
+            if not waiter.done():
+                waiter.set_result(rtt)
+        self.latency = self._pings.latency
+        if self._ping_deadline is not None:
+            self._ping_deadline.cancel()
+            self._ping_deadline = None
 
     # --- keepalive ---------------------------------------------------------------
 
@@ -745,11 +788,10 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             # ones ahead of time).
             self._transport_closing = True
             self.transport.close()
-        if self._queue_full:
+        if self._messages.unblock():
             # The peer's close frame may sit behind messages that nobody will
             # read now: read on, or the closing handshake could only time out.
             # (Backed-up writes still pause reading: close_timeout ends that.)
-            self._queue_full = False
             self._update_reading()
         await self._wait_closed_quietly()
 

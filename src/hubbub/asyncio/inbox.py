@@ -1,0 +1,181 @@
+"""The receive queue of an asyncio connection: messages parsed and not yet read.
+
+Theory of operation
+-------------------
+
+:class:`Inbox` is owned by :class:`hubbub.asyncio.connection.Connection`, which
+puts every message (or fragment, for ``recv_streaming()``) the core parses
+into it, and takes them out for ``recv()`` and ``async for``. It owns three
+things about that queue and nothing else:
+
+* **waiting**: a coroutine that finds it empty waits on one Future
+  (:meth:`Inbox.wait`), which :meth:`Inbox.wake` resolves. A message already
+  queued is taken with :meth:`Inbox.take`, a plain call: no coroutine and no
+  Future on the fast path of ``async for``.
+* **flow control**: :attr:`Inbox.full` turns true when ``max_queue`` entries
+  wait and false once they are down to a quarter; the connection stops
+  reading the transport meanwhile (``on_room`` tells it when to look again).
+* **turns**: a peer can fill the queue faster than the application answers
+  (``max_queue`` messages of ``max_size`` inflated from a compressed burst,
+  RFC 7692). Taken back to back, with answers compressed in turn, they would
+  keep the event loop for one task step per queue. So once the application
+  took :data:`TURN_BUDGET` bytes of queued messages without the loop getting a
+  turn in between, :meth:`Inbox.take` refuses and the caller waits for the
+  connection's turn of :mod:`hubbub.asyncio.turns` (:meth:`Inbox.wait_turn`),
+  one per loop iteration for all connections. Measured with
+  ``benchmarks/hostile.py --attack deflate-burst`` (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..adapter import DECODE_STEP, Data, FailurePending
+from ..exceptions import ConcurrencyError
+from ..protocol.events import Fragment
+from .turns import turns
+
+__all__ = ["TURN_BUDGET", "WAIT", "Inbox"]
+
+Entry = Data | Fragment | FailurePending
+
+TURN_BUDGET = DECODE_STEP
+"""Bytes of queued messages taken before the event loop must have had a turn."""
+
+WAIT: Any = object()
+"""What :meth:`Inbox.take` returns when the caller must wait."""
+
+# A deque allocates a 64-slot block at once (760 bytes): an idle connection
+# shares this empty tuple until its first message.
+_EMPTY: Any = ()
+
+
+class Inbox:
+    """Messages received and not yet read, with the waiting and flow control on them.
+
+    Args:
+        loop: the connection's event loop.
+        max_queue: entries queued before :attr:`full` turns true.
+        on_room: called when the queue went from full down to a quarter.
+    """
+
+    __slots__ = ("_on_room", "_taken", "full", "items", "loop", "max_queue", "waiter")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, max_queue: int, on_room: Callable[[], None]
+    ) -> None:
+        self.loop = loop
+        self.max_queue = max(1, max_queue)
+        self.items: collections.deque[Entry] = _EMPTY
+        """The entries, oldest first."""
+        self.waiter: asyncio.Future[None] | None = None
+        """What a coroutine waiting for an entry awaits, while one does."""
+        self.full = False
+        """Whether ``max_queue`` entries waited and not yet down to a quarter."""
+        self._on_room = on_room
+        # Bytes of messages taken since the loop last had a turn.
+        self._taken = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def put(self, entry: Entry) -> None:
+        """Queue ``entry`` (call :meth:`check_full` and :meth:`wake` after a batch)."""
+        items = self.items
+        if items is _EMPTY:
+            items = self.items = collections.deque()
+        items.append(entry)
+
+    def put_back(self, entries: Iterable[Entry]) -> None:
+        """Queue ``entries`` again at the head, in their order (a cancelled receive)."""
+        entries = list(entries)
+        if self.items is _EMPTY:
+            self.items = collections.deque()
+        self.items.extendleft(reversed(entries))
+
+    def check_full(self) -> bool:
+        """Mark the queue full if it reached ``max_queue``; True if it just became full."""
+        if not self.full and len(self.items) >= self.max_queue:
+            self.full = True
+            return True
+        return False
+
+    def unblock(self) -> bool:
+        """Forget that the queue is full (nobody will read it); True if it was."""
+        was, self.full = self.full, False
+        return was
+
+    def take_all(self) -> list[Entry]:
+        """Remove and return every entry, in order (handing over to a callback)."""
+        taken = list(self.items)
+        if self.items is not _EMPTY:
+            self.items.clear()
+        self.full = False
+        return taken
+
+    def take(self) -> Any:
+        """The next message if it may be taken without waiting, else :data:`WAIT`.
+
+        Waits are: an empty queue, a failure next (the connection fails it), or
+        :data:`TURN_BUDGET` bytes taken since the loop last had a turn.
+        """
+        items = self.items
+        if not items or self._taken >= TURN_BUDGET or type(items[0]) is FailurePending:
+            return WAIT
+        return self._pop()
+
+    def pop(self) -> Entry:
+        """The next entry, whatever it is (the queue must not be empty)."""
+        return self._pop()
+
+    def _pop(self) -> Entry:
+        items = self.items
+        entry = items.popleft()
+        kind = type(entry)
+        if kind is str or kind is bytes:
+            self._taken += len(entry)  # type: ignore[arg-type]
+        elif kind is Fragment:
+            self._taken += len(entry.data)  # type: ignore[union-attr]
+        if self.full and len(items) <= self.max_queue // 4:
+            self.full = False
+            self._on_room()
+        return entry
+
+    @property
+    def needs_turn(self) -> bool:
+        """Whether messages wait but the loop must have a turn before the next."""
+        return bool(self.items) and self._taken >= TURN_BUDGET
+
+    async def wait_turn(self) -> None:
+        """Wait for this connection's turn of the event loop (see :mod:`.turns`)."""
+        turn: asyncio.Future[None] = self.loop.create_future()
+        turns(self.loop).add(lambda: None if turn.done() else turn.set_result(None))
+        await turn
+        self._taken = 0
+
+    async def wait(self) -> None:
+        """Wait until :meth:`wake` is called (an entry came, or the connection closes).
+
+        Raises:
+            ConcurrencyError: another coroutine is already waiting.
+        """
+        if self.waiter is not None:
+            raise ConcurrencyError("another coroutine is already receiving")
+        self.waiter = self.loop.create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+        self._taken = 0  # the loop had a turn
+
+    def wake(self) -> None:
+        """Wake the coroutine waiting in :meth:`wait`, if any."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
