@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, cast
 
@@ -82,17 +81,17 @@ from ..adapter import (
     FailurePending,
     FragmentStream,
     LoggerLike,
-    PingTracker,
     closed_exception,
     decoded,
     fragment_converter,
     join_fragments,
 )
-from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK, InvalidState
+from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
 from ..protocol import connection as core
 from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode
 from .inbox import WAIT, Inbox
+from .pings import Pings
 from .reader import PayloadReader
 from .sending import Message, Writer
 from .turns import turns
@@ -131,8 +130,6 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.logger: LoggerLike = logger or logging.getLogger("hubbub")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
-        self.latency = 0.0
-        """Round-trip time of the last ping answered, in seconds."""
         # The receive queue; named for hubbub.adapter's queued_messages.
         self._messages: Inbox = Inbox(self.loop, max_queue, self._update_reading)
         self._closed: asyncio.Future[None] = self.loop.create_future()
@@ -150,9 +147,15 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         # and their next step is queued (_step_queued) or waits for room.
         self._step_queued = False
         # Shared with hubbub.sync (hubbub.adapter): which pings a pong answers.
-        self._pings: PingTracker[asyncio.Future[float]] = PingTracker()
+        self._pings = Pings(
+            protocol,
+            self.loop,
+            flush=self._flush,
+            fail=self.fail,
+            closed_error=self._closed_error,
+            logger=self.logger,
+        )
         self._keepalive: asyncio.TimerHandle | None = None
-        self._ping_deadline: asyncio.TimerHandle | None = None
         self._close_deadline: asyncio.TimerHandle | None = None
         self._transport_closing = False
         self._on_message: Callable[[Data], object] | None = None
@@ -236,19 +239,11 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.protocol.receive_eof()
         self._process_events(self.protocol.events_received())
         self._transport_closing = True
-        for handle in (
-            self._keepalive,
-            self._ping_deadline,
-            self._close_deadline,
-        ):
+        for handle in (self._keepalive, self._close_deadline):
             if handle is not None:
                 handle.cancel()
         self._messages.wake()
-        closed = self._closed_exception()
-        for waiter in self._pings.clear():
-            if not waiter.done():
-                waiter.set_exception(closed)
-                waiter.exception()  # mark retrieved: nobody may be awaiting it
+        self._pings.closed(self._closed_exception())
         if not self._closed.done():
             self._closed.set_result(None)
             self.log_closed()
@@ -321,7 +316,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                     continue
                 messages.put(event)
             elif isinstance(event, core.Pong):
-                self._pong_received(event.data)
+                self._pings.pong_received(event.data)
             elif isinstance(event, core.Failure):
                 if not messages and messages.waiter is not None:
                     self.fail(event.exc.code, str(event.exc))
@@ -702,40 +697,22 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         """
         return self.protocol.shares_frames
 
-    async def ping(self, data: str | bytes | None = None) -> float:
+    def ping(self, data: str | bytes | None = None) -> Coroutine[Any, Any, float]:
         """Send a ping and wait for its pong; return the round-trip time in seconds.
 
         Pongs acknowledge every ping sent before them (section 5.5.3 lets a peer
         answer only the latest), so earlier pings are resolved too.
-        """
-        if data is None:
-            data = self._pings.new_payload()
-        elif isinstance(data, str):
-            data = data.encode()
-        if data in self._pings:
-            raise ConcurrencyError("a ping with this payload is already waiting for its pong")
-        try:
-            self.protocol.send_ping(data)
-        except InvalidState:
-            raise await self._closed_error() from None
-        waiter: asyncio.Future[float] = self.loop.create_future()
-        self._pings.add(data, waiter, time.perf_counter())
-        self._flush()
-        return await waiter
 
-    def _pong_received(self, data: bytes) -> None:
-        # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds,
-        # which would make a loopback round trip 0.
-        answered = self._pings.pong(data, time.perf_counter())
-        if not answered:
-            return  # unsolicited pong: a heartbeat (section 5.5.3)
-        for waiter, rtt in answered:
-            if not waiter.done():
-                waiter.set_result(rtt)
-        self.latency = self._pings.latency
-        if self._ping_deadline is not None:
-            self._ping_deadline.cancel()
-            self._ping_deadline = None
+        Raises:
+            ConcurrencyError: a ping with this payload waits for its pong.
+            ConnectionClosed: the connection is closing or closed.
+        """
+        return self._pings.ping(data)
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last ping answered, in seconds."""
+        return self._pings.latency
 
     # --- keepalive ---------------------------------------------------------------
 
@@ -748,20 +725,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._keepalive = None
         if self.protocol.state is not core.State.OPEN:
             return
-        data = self._pings.new_payload()
-        self.protocol.send_ping(data)
-        waiter: asyncio.Future[float] = self.loop.create_future()
-        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._pings.add(data, waiter, time.perf_counter())
-        self._flush()
-        if self.ping_timeout is not None and self._ping_deadline is None:
-            self._ping_deadline = self.loop.call_later(self.ping_timeout, self._ping_timed_out)
+        self._pings.keepalive(self.ping_timeout)
         self.start_keepalive()
-
-    def _ping_timed_out(self) -> None:
-        self._ping_deadline = None
-        self.logger.info("no pong within %.1f s: closing the connection", self.ping_timeout)
-        self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     # --- closing -------------------------------------------------------------------
 
