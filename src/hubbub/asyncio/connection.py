@@ -79,12 +79,9 @@ from ..adapter import (
     ConnectionAttributes,
     Data,
     FailurePending,
-    FragmentStream,
     LoggerLike,
     closed_exception,
     decoded,
-    fragment_converter,
-    join_fragments,
 )
 from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
 from ..protocol import connection as core
@@ -130,31 +127,42 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.logger: LoggerLike = logger or logging.getLogger("hubbub")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
-        # The receive queue; named for hubbub.adapter's queued_messages.
-        self._messages: Inbox = Inbox(self.loop, max_queue, self._update_reading)
         self._closed: asyncio.Future[None] = self.loop.create_future()
+        # The parts (see the module docstring), sharing one bound method of
+        # each kind: an idle connection's memory counts.
+        flush, fail, closed_error = self._flush, self.fail, self._closed_error
+        # The receive queue; named for hubbub.adapter's queued_messages.
+        self._messages: Inbox = Inbox(
+            protocol,
+            self.loop,
+            max_queue,
+            on_room=self._update_reading,
+            flush=flush,
+            fail=fail,
+            closed=self._closed,
+            closed_error=closed_error,
+        )
         self._writer = Writer(
             protocol,
             self._messages,
-            flush=self._flush,
-            fail=self.fail,
+            flush=flush,
+            fail=fail,
             closed=self._closed,
-            closed_error=self._closed_error,
+            closed_error=closed_error,
+        )
+        self._pings = Pings(
+            protocol,
+            self.loop,
+            flush=flush,
+            fail=fail,
+            closed_error=closed_error,
+            logger=self.logger,
         )
         self._reading_paused = False
         # Why reading may be paused (see _update_reading): the queue is full
         # (until it is down to a quarter), or the core holds unparsed bytes
         # and their next step is queued (_step_queued) or waits for room.
         self._step_queued = False
-        # Shared with hubbub.sync (hubbub.adapter): which pings a pong answers.
-        self._pings = Pings(
-            protocol,
-            self.loop,
-            flush=self._flush,
-            fail=self.fail,
-            closed_error=self._closed_error,
-            logger=self.logger,
-        )
         self._keepalive: asyncio.TimerHandle | None = None
         self._close_deadline: asyncio.TimerHandle | None = None
         self._transport_closing = False
@@ -438,75 +446,17 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             ConcurrencyError: another coroutine is already waiting in recv(),
                 or :attr:`on_message` is set.
         """
-        # Fragments are queued only once recv_streaming() was used (_stream).
-        if self._stream is None:
-            message = self._messages.take()
+        messages = self._messages
+        # Fragments are queued only once recv_streaming() was used.
+        if messages.stream_state is None:
+            message = messages.take()
             if message is WAIT:
-                message = await self._next()
+                message = await messages.next()
         else:
-            message = await self._next_whole()
+            message = await messages.next_whole()
         return message if decode is None else decoded(message, decode)
 
-    async def _next(self) -> Data | Fragment:
-        """The next entry of the receive queue: a message, or a fragment of one."""
-        if self._on_message is not None:
-            raise ConcurrencyError("messages go to on_message: recv() would never return one")
-        messages = self._messages
-        if messages.needs_turn:
-            # Messages came faster than they were handled: TURN_BUDGET bytes of
-            # them were taken without the loop getting a turn (see .inbox).
-            await messages.wait_turn()
-        while not messages:
-            if (
-                self.protocol.close_received is not None
-                or self._closed.done()
-                or (self.protocol.close_exc is not None)
-            ):
-                raise await self._closed_error()
-            if self.protocol.pending_chunks:  # frames held back by send(): write them now
-                self._flush()
-            await messages.wait()
-        message = messages.pop()
-        if isinstance(message, FailurePending):
-            self.fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
-            raise await self._closed_error()
-        return message
-
-    # --- streaming a message (section 5.4) ---------------------------------------
-
-    # Made by the first recv_streaming(); most connections never stream.
-    _stream: FragmentStream | None = None
-
-    async def _next_message(self) -> Data | Fragment:
-        """A message or its first fragment, past the rest of an abandoned stream."""
-        assert self._stream is not None
-        self._stream.abandon()
-        item = await self._next()
-        while self._stream.skipped(item):
-            item = await self._next()
-        return item
-
-    async def _next_whole(self) -> Data:
-        """The next message, joined if it was queued in fragments."""
-        message = await self._next_message()
-        return await self._assemble(message) if type(message) is Fragment else cast(Data, message)
-
-    async def _assemble(self, first: Fragment) -> Data:
-        # A message streamed by the core (recv_streaming() was waiting when its
-        # frames came) but read with recv(): join its fragments.
-        items = [first]
-        try:
-            while not items[-1].fin:
-                item = await self._next()
-                assert type(item) is Fragment  # a message's frames are contiguous
-                items.append(item)
-        except asyncio.CancelledError:
-            # Nothing is lost: the next receive starts from the first fragment.
-            self._messages.put_back(items)
-            raise
-        return join_fragments([item.data for item in items])
-
-    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Data]:
+    def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Data]:
         """Yield the next message in fragments, each as soon as its frame is in.
 
         ``async for fragment in ws.recv_streaming(): ...``. A fragmented
@@ -525,30 +475,14 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             ConnectionClosedError: it closed with an error or a protocol error.
             ConcurrencyError: another coroutine is receiving.
         """
-        stream = self._stream
-        if stream is None:
-            stream = self._stream = FragmentStream()
-        token = stream.begin()
+        return self._messages.stream(decode, self._start_streaming)
+
+    def _start_streaming(self) -> None:
         protocol = self.protocol
-        protocol.stream_fragments = True
         protocol.report_fragment()  # frames of the next message may be in already
         events = protocol.events_received()
         if events:
             self._process_events(events)
-        try:
-            item = await self._next_message()
-        except BaseException:
-            protocol.stream_fragments = False
-            raise
-        convert = fragment_converter(decode)
-        # A message that came whole is its own last fragment.
-        fragment = item if type(item) is Fragment else Fragment(cast(Data, item), True)
-        while not fragment.fin:
-            yield stream.hand_out(fragment, convert)
-            stream.resume(token)
-            fragment = cast(Fragment, await self._next())  # a message's frames are contiguous
-        protocol.stream_fragments = False
-        yield stream.hand_out(fragment, convert)
 
     @property
     def on_message(self) -> Callable[[Data], object] | None:
@@ -574,6 +508,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         if callback is not None and self._messages.waiter is not None:
             raise ConcurrencyError("a coroutine is waiting in recv(): cannot set on_message")
         self._on_message = callback
+        self._messages.callback_mode = callback is not None
         if callback is None:
             return
         # Hand over what was queued, in order (a failure that was waiting
@@ -593,15 +528,17 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         return self
 
     async def __anext__(self) -> Data:
-        if self._stream is None:
-            message = self._messages.take()
+        messages = self._messages
+        streamed = messages.stream_state is not None
+        if not streamed:
+            message = messages.take()
             if message is not WAIT:
                 return message  # type: ignore[no-any-return]  # no Fragment then
         try:
             # Not through recv(): one coroutine less per message.
-            if self._stream is None:
-                return await self._next()  # type: ignore[return-value]  # no Fragment then
-            return await self._next_whole()
+            if not streamed:
+                return await messages.next()  # type: ignore[return-value]  # no Fragment then
+            return await messages.next_whole()
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 

@@ -15,6 +15,11 @@ things about that queue and nothing else:
 * **flow control**: :attr:`Inbox.full` turns true when ``max_queue`` entries
   wait and false once they are down to a quarter; the connection stops
   reading the transport meanwhile (``on_room`` tells it when to look again).
+* **receiving**: :meth:`Inbox.next` waits for the next entry (a failure the
+  peer caused fails the connection when the application reaches it, after
+  the messages sent before it); :meth:`Inbox.next_whole` joins a message
+  queued in fragments and :meth:`Inbox.stream` hands one out fragment by
+  fragment (``recv_streaming()``, section 5.4).
 * **turns**: a peer can fill the queue faster than the application answers
   (``max_queue`` messages of ``max_size`` inflated from a compressed burst,
   RFC 7692). Taken back to back, with answers compressed in turn, they would
@@ -30,12 +35,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, cast
 
-from ..adapter import DECODE_STEP, Data, FailurePending
-from ..exceptions import ConcurrencyError
+from ..adapter import (
+    DECODE_STEP,
+    Data,
+    FailurePending,
+    FragmentStream,
+    fragment_converter,
+    join_fragments,
+)
+from ..exceptions import ConcurrencyError, ConnectionClosed
+from ..protocol import connection as core
 from ..protocol.events import Fragment
+from ..protocol.frames import CloseCode
 from .turns import turns
 
 __all__ = ["TURN_BUDGET", "WAIT", "Inbox"]
@@ -57,16 +71,47 @@ class Inbox:
     """Messages received and not yet read, with the waiting and flow control on them.
 
     Args:
+        protocol: the connection's protocol core.
         loop: the connection's event loop.
         max_queue: entries queued before :attr:`full` turns true.
         on_room: called when the queue went from full down to a quarter.
+        flush: writes what the core queued to the transport.
+        fail: fails the connection with a close code and reason.
+        closed: done once the connection is closed.
+        closed_error: waits until the connection is closed and returns the
+            :class:`ConnectionClosed` that says how.
     """
 
-    __slots__ = ("_on_room", "_taken", "full", "items", "loop", "max_queue", "waiter")
+    __slots__ = (
+        "_closed",
+        "_closed_error",
+        "_fail",
+        "_flush",
+        "_on_room",
+        "_taken",
+        "callback_mode",
+        "full",
+        "items",
+        "loop",
+        "max_queue",
+        "protocol",
+        "stream_state",
+        "waiter",
+    )
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, max_queue: int, on_room: Callable[[], None]
+        self,
+        protocol: core.Connection,
+        loop: asyncio.AbstractEventLoop,
+        max_queue: int,
+        *,
+        on_room: Callable[[], None],
+        flush: Callable[[], None],
+        fail: Callable[[int, str], None],
+        closed: asyncio.Future[None],
+        closed_error: Callable[[], Awaitable[ConnectionClosed]],
     ) -> None:
+        self.protocol = protocol
         self.loop = loop
         self.max_queue = max(1, max_queue)
         self.items: collections.deque[Entry] = _EMPTY
@@ -75,7 +120,15 @@ class Inbox:
         """What a coroutine waiting for an entry awaits, while one does."""
         self.full = False
         """Whether ``max_queue`` entries waited and not yet down to a quarter."""
+        self.callback_mode = False
+        """Whether messages go to an ``on_message`` callback instead."""
+        self.stream_state: FragmentStream | None = None
+        """Made by the first ``recv_streaming()``: fragments are queued from then on."""
         self._on_room = on_room
+        self._flush = flush
+        self._fail = fail
+        self._closed = closed
+        self._closed_error = closed_error
         # Bytes of messages taken since the loop last had a turn.
         self._taken = 0
 
@@ -179,3 +232,94 @@ class Inbox:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    async def next(self) -> Data | Fragment:
+        """The next entry, once there is one: a message, or a fragment of one.
+
+        Raises:
+            ConnectionClosed: the connection closed (or failed, when the next
+                entry is the failure that the peer caused).
+            ConcurrencyError: another coroutine is receiving, or messages go
+                to an ``on_message`` callback.
+        """
+        if self.callback_mode:
+            raise ConcurrencyError("messages go to on_message: recv() would never return one")
+        if self.needs_turn:
+            # Messages came faster than they were handled: TURN_BUDGET bytes of
+            # them were taken without the loop getting a turn.
+            await self.wait_turn()
+        protocol = self.protocol
+        while not self.items:
+            if (
+                protocol.close_received is not None
+                or self._closed.done()
+                or protocol.close_exc is not None
+            ):
+                raise await self._closed_error()
+            if protocol.pending_chunks:  # frames held back by send(): write them now
+                self._flush()
+            await self.wait()
+        entry = self._pop()
+        if isinstance(entry, FailurePending):
+            self._fail(getattr(entry.exc, "code", CloseCode.PROTOCOL_ERROR), str(entry.exc))
+            raise await self._closed_error()
+        return entry
+
+    # --- streaming a message (section 5.4) ---------------------------------------
+
+    async def _next_message(self) -> Data | Fragment:
+        """A message or its first fragment, past the rest of an abandoned stream."""
+        assert self.stream_state is not None
+        self.stream_state.abandon()
+        item = await self.next()
+        while self.stream_state.skipped(item):
+            item = await self.next()
+        return item
+
+    async def next_whole(self) -> Data:
+        """The next message, joined if it was queued in fragments."""
+        message = await self._next_message()
+        return await self._assemble(message) if type(message) is Fragment else cast(Data, message)
+
+    async def _assemble(self, first: Fragment) -> Data:
+        # A message streamed by the core (recv_streaming() was waiting when its
+        # frames came) but read with recv(): join its fragments.
+        items = [first]
+        try:
+            while not items[-1].fin:
+                item = await self.next()
+                assert type(item) is Fragment  # a message's frames are contiguous
+                items.append(item)
+        except asyncio.CancelledError:
+            # Nothing is lost: the next receive starts from the first fragment.
+            self.put_back(items)
+            raise
+        return join_fragments([item.data for item in items])
+
+    async def stream(self, decode: bool | None, start: Callable[[], None]) -> AsyncIterator[Data]:
+        """Yield the next message in fragments (``recv_streaming()``).
+
+        ``start()`` is called first: it makes the core report fragments and
+        queues those already parsed.
+        """
+        stream = self.stream_state
+        if stream is None:
+            stream = self.stream_state = FragmentStream()
+        token = stream.begin()
+        protocol = self.protocol
+        protocol.stream_fragments = True
+        start()
+        try:
+            item = await self._next_message()
+        except BaseException:
+            protocol.stream_fragments = False
+            raise
+        convert = fragment_converter(decode)
+        # A message that came whole is its own last fragment.
+        fragment = item if type(item) is Fragment else Fragment(cast(Data, item), True)
+        while not fragment.fin:
+            yield stream.hand_out(fragment, convert)
+            stream.resume(token)
+            fragment = cast(Fragment, await self.next())  # a message's frames are contiguous
+        protocol.stream_fragments = False
+        yield stream.hand_out(fragment, convert)
