@@ -8,22 +8,21 @@ the hot path) and drives a sans-I/O :class:`hubbub.protocol.Connection`:
 ``data_received`` feeds the core, moves complete messages into a bounded
 queue and writes what the core queued (pongs, close frames). Application
 coroutines call :meth:`Connection.recv` and :meth:`Connection.send`. It owns
-two parts, each an object of its own: the receive queue
-(:class:`~hubbub.asyncio.inbox.Inbox`: waiting, ``max_queue``, turns) and the
-writer (:class:`~hubbub.asyncio.sending.Writer`: sending messages and
-fragments, holding small frames back, waiting for the write buffer to drain).
-This module has the rest: the transport's callbacks, the flow control that
-ties the parts together, timers and pings, closing.
+three parts, each an object of its own that knows only what it is given:
+the receive queue (:class:`~hubbub.asyncio.inbox.Inbox`: waiting,
+``max_queue``, turns, fragments), the writer
+(:class:`~hubbub.asyncio.sending.Writer`: sending messages and fragments,
+holding small frames back, waiting for the write buffer to drain) and the
+pings (:class:`~hubbub.asyncio.pings.Pings`). This module has the rest: the
+transport's callbacks, the flow control that ties the parts together, the
+keepalive timer, callback mode, closing.
 
-Flow control, both ways:
+Flow control, both ways: the receive queue stops reading at ``max_queue``
+messages and gives the loop a turn every ``TURN_BUDGET`` bytes taken
+(:mod:`hubbub.asyncio.inbox`); :meth:`send` waits above the write buffer's
+high water mark (``write_limit``, :mod:`hubbub.asyncio.sending`);
+``buffered_amount`` is what sits in that buffer. Besides:
 
-* receiving: when ``max_queue`` messages wait unread, the transport stops
-  reading; TCP then pushes back on the peer. Reading resumes when the queue is
-  down to a quarter. Messages taken from the queue without waiting give the
-  loop a turn every ``TURN_BUDGET`` bytes (:mod:`hubbub.asyncio.inbox`).
-* sending: the transport's write buffer has high and low water marks
-  (``write_limit``); above the high mark :meth:`send` waits until the buffer
-  drains below the low mark. ``buffered_amount`` is what sits in that buffer.
 * pongs: what we write unasked (RFC 6455 section 5.5.2) grows with what the
   peer sends, so a peer that pings and never reads would fill our memory
   with pongs. While the write buffer is above its high mark, pings are not
@@ -39,13 +38,12 @@ Flow control, both ways:
   what it holds) and a hubbub client and server can never both stop.
 * inflating: the core decodes at most ``DECODE_STEP`` bytes of compressed
   messages per step (:attr:`hubbub.protocol.Connection.parsing_paused`); the
-  next step runs in a later loop iteration, and only while the queue has
-  room and writes are not backed up. The steps of all the loop's connections
-  take turns, one per iteration (:mod:`hubbub.asyncio.turns`), so peers sending
-  bursts do not take every iteration from the others. A burst of small frames that
-  inflate to many messages (RFC 7692) thus holds at most about
-  ``max_queue`` x ``max_size`` + ``DECODE_STEP`` bytes and never keeps the
-  event loop for more than one step.
+  next step waits for room in the queue, writes not backed up, and its turn
+  (:mod:`hubbub.asyncio.turns`: one step of all the loop's connections per
+  iteration). A burst of small frames that inflate to many messages (RFC
+  7692) holds at most about ``max_queue`` x ``max_size`` + ``DECODE_STEP``
+  bytes and keeps the loop for one step at a time, inflating or handing
+  queued messages to the application.
 
 Failures the peer causes are deferred (``defer_failure=True`` in the core): the
 messages it sent before its mistake are delivered first, and the connection is
