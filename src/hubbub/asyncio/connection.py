@@ -312,19 +312,22 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def _process_events(self, events: list[core.Event]) -> None:
         messages = self._messages
+        queue: Any = messages.items  # an empty tuple until the first message
         for event in events:
             # A Fragment (recv_streaming) is queued like a message.
             if isinstance(event, (str, bytes, Fragment)):
-                if self.protocol.close_sent is not None and len(messages) >= self.max_queue:
+                if self.protocol.close_sent is not None and len(messages.items) >= self.max_queue:
                     # We are closing and read on only to see the peer's close
                     # frame: what nobody can read before it is dropped, so that
                     # a peer cannot grow the queue without bound meanwhile.
                     continue
-                messages.put(event)
+                if type(queue) is tuple:
+                    queue = messages.queue()
+                queue.append(event)
             elif isinstance(event, core.Pong):
                 self._pings.pong_received(event.data)
             elif isinstance(event, core.Failure):
-                if not messages and messages.waiter is not None:
+                if not messages.items and messages.waiter is not None:
                     self.fail(event.exc.code, str(event.exc))
                 else:
                     messages.put(FailurePending(event.exc))
@@ -335,10 +338,16 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                 self._start_close_deadline()
             else:
                 self._other_event(event)
-        if messages:
-            if self.protocol.close_sent is None and messages.check_full():
+        items = messages.items
+        if items:
+            if (
+                len(items) >= messages.max_queue
+                and self.protocol.close_sent is None
+                and messages.check_full()
+            ):
                 self._update_reading()
-            messages.wake()
+            if messages.waiter is not None:
+                messages.wake()
         elif self.protocol.close_received is not None or self.protocol.close_exc is not None:
             messages.wake()
 
@@ -528,7 +537,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     async def __anext__(self) -> Data:
         messages = self._messages
         streamed = messages.stream_state is not None
-        if not streamed:
+        if not streamed and messages.items:
             message = messages.take()
             if message is not WAIT:
                 return message  # type: ignore[no-any-return]  # no Fragment then

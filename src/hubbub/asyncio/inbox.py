@@ -140,10 +140,14 @@ class Inbox:
 
     def put(self, entry: Entry) -> None:
         """Queue ``entry`` (call :meth:`check_full` and :meth:`wake` after a batch)."""
+        self.queue().append(entry)
+
+    def queue(self) -> collections.deque[Entry]:
+        """:attr:`items` as a deque to append to, made on first use (idle: none)."""
         items = self.items
         if items is _EMPTY:
             items = self.items = collections.deque()
-        items.append(entry)
+        return items
 
     def put_back(self, entries: Iterable[Entry]) -> None:
         """Queue ``entries`` again at the head, in their order (a cancelled receive)."""
@@ -181,29 +185,15 @@ class Inbox:
         items = self.items
         if not items or self._taken >= TURN_BUDGET or type(items[0]) is FailurePending:
             return WAIT
-        return self._pop()
-
-    def pop(self) -> Entry:
-        """The next entry, whatever it is (the queue must not be empty)."""
-        return self._pop()
-
-    def _pop(self) -> Entry:
-        items = self.items
+        # The per-message path of `async for` on queued messages (next() has
+        # the same lines after its wait).
         entry = items.popleft()
         kind = type(entry)
-        if kind is str or kind is bytes:
-            self._taken += len(entry)  # type: ignore[arg-type]
-        elif kind is Fragment:
-            self._taken += len(entry.data)  # type: ignore[union-attr]
+        self._taken += len(entry) if kind is str or kind is bytes else len(entry.data)  # type: ignore[arg-type,union-attr]
         if self.full and len(items) <= self.max_queue // 4:
             self.full = False
             self._on_room()
         return entry
-
-    @property
-    def needs_turn(self) -> bool:
-        """Whether messages wait but the loop must have a turn before the next."""
-        return bool(self.items) and self._taken >= TURN_BUDGET
 
     async def wait_turn(self) -> None:
         """Wait for this connection's turn of the event loop (see :mod:`.turns`)."""
@@ -212,23 +202,8 @@ class Inbox:
         await turn
         self._taken = 0
 
-    async def wait(self) -> None:
-        """Wait until :meth:`wake` is called (an entry came, or the connection closes).
-
-        Raises:
-            ConcurrencyError: another coroutine is already waiting.
-        """
-        if self.waiter is not None:
-            raise ConcurrencyError("another coroutine is already receiving")
-        self.waiter = self.loop.create_future()
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
-        self._taken = 0  # the loop had a turn
-
     def wake(self) -> None:
-        """Wake the coroutine waiting in :meth:`wait`, if any."""
+        """Wake the coroutine waiting in :meth:`next`, if any."""
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -244,7 +219,7 @@ class Inbox:
         """
         if self.callback_mode:
             raise ConcurrencyError("messages go to on_message: recv() would never return one")
-        if self.needs_turn:
+        if self._taken >= TURN_BUDGET and self.items:
             # Messages came faster than they were handled: TURN_BUDGET bytes of
             # them were taken without the loop getting a turn.
             await self.wait_turn()
@@ -256,14 +231,30 @@ class Inbox:
                 or protocol.close_exc is not None
             ):
                 raise await self._closed_error()
+            if self.waiter is not None:
+                raise ConcurrencyError("another coroutine is already receiving")
             if protocol.pending_chunks:  # frames held back by send(): write them now
                 self._flush()
-            await self.wait()
-        entry = self._pop()
-        if isinstance(entry, FailurePending):
-            self._fail(getattr(entry.exc, "code", CloseCode.PROTOCOL_ERROR), str(entry.exc))
+            # Inline, not a coroutine of its own: this is once per message
+            # when messages come one at a time (request/response).
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+            self._taken = 0  # the loop had a turn
+        items = self.items
+        entry = items.popleft()
+        kind = type(entry)
+        if kind is FailurePending:
+            exc = cast(FailurePending, entry).exc
+            self._fail(getattr(exc, "code", CloseCode.PROTOCOL_ERROR), str(exc))
             raise await self._closed_error()
-        return entry
+        self._taken += len(entry) if kind is str or kind is bytes else len(entry.data)  # type: ignore[arg-type,union-attr]
+        if self.full and len(items) <= self.max_queue // 4:
+            self.full = False
+            self._on_room()
+        return entry  # type: ignore[return-value]  # not a FailurePending (see above)
 
     # --- streaming a message (section 5.4) ---------------------------------------
 

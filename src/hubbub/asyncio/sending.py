@@ -141,7 +141,10 @@ class Writer:
                     protocol.send_data_frame(2, message, True, compress)  # type: ignore[arg-type]
             except InvalidState:
                 raise await self._closed_error() from None
-            self.write_sent(len(message))  # type: ignore[arg-type]
+            if self.inbox.items and len(message) < 1024:  # type: ignore[arg-type]
+                self.write_sent(len(message))  # type: ignore[arg-type]
+            else:
+                self._flush()  # write_sent() inline: a large frame, or nothing to read
             if self.paused:
                 await self.wait_drained()
             return
