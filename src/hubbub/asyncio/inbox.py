@@ -23,11 +23,15 @@ things about that queue and nothing else:
 * **turns**: a peer can fill the queue faster than the application answers
   (``max_queue`` messages of ``max_size`` inflated from a compressed burst,
   RFC 7692). Taken back to back, with answers compressed in turn, they would
-  keep the event loop for one task step per queue. So once the application
-  took :data:`TURN_BUDGET` bytes of queued messages without the loop getting a
-  turn in between, :meth:`Inbox.take` refuses and the caller waits for the
-  connection's turn of :mod:`hubbub.asyncio.turns` (:meth:`Inbox.wait_turn`),
-  one per loop iteration for all connections. Measured with
+  keep the event loop for one task step per queue; taken one per wake-up,
+  the handlers of a few such peers would still each answer (inflate,
+  compress) a message in every loop iteration, outside the turns that pace
+  the inflation. So once the application took :data:`TURN_BUDGET` bytes of
+  messages since the connection's last turn, :meth:`Inbox.take` refuses and
+  the caller waits for the connection's turn of :mod:`hubbub.asyncio.turns`
+  (:meth:`Inbox.wait_turn`), one per loop iteration for all connections:
+  large messages are handed out at the pace of the loop's turns, small ones
+  cost a turn per ``TURN_BUDGET`` bytes. Measured with
   ``benchmarks/hostile.py --attack deflate-burst`` (docs/security.md).
 """
 
@@ -57,7 +61,7 @@ __all__ = ["TURN_BUDGET", "WAIT", "Inbox"]
 Entry = Data | Fragment | FailurePending
 
 TURN_BUDGET = DECODE_STEP
-"""Bytes of queued messages taken before the event loop must have had a turn."""
+"""Bytes of messages handed out per turn of :mod:`hubbub.asyncio.turns`."""
 
 WAIT: Any = object()
 """What :meth:`Inbox.take` returns when the caller must wait."""
@@ -129,7 +133,9 @@ class Inbox:
         self._fail = fail
         self._closed = closed
         self._closed_error = closed_error
-        # Bytes of messages taken since the loop last had a turn.
+        # Bytes of messages taken since this connection's last turn (waiting
+        # for a message does not count: every attacker's handler would then
+        # answer one message per loop iteration, outside the turns).
         self._taken = 0
 
     def __len__(self) -> int:
@@ -242,7 +248,6 @@ class Inbox:
                 await self.waiter
             finally:
                 self.waiter = None
-            self._taken = 0  # the loop had a turn
         items = self.items
         entry = items.popleft()
         kind = type(entry)
