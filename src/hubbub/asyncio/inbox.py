@@ -203,9 +203,7 @@ class Inbox:
 
     async def wait_turn(self) -> None:
         """Wait for this connection's turn of the event loop (see :mod:`.turns`)."""
-        turn: asyncio.Future[None] = self.loop.create_future()
-        turns(self.loop).add(lambda: None if turn.done() else turn.set_result(None))
-        await turn
+        await turns(self.loop).wait()
         self._taken = 0
 
     def wake(self) -> None:
