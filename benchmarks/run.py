@@ -14,7 +14,10 @@ the repetitions, and ratios against ``picows+uvloop`` (the fastest Python peer)
 and ``websockets``, taken within each repetition and then the median.
 
 Servers: ``hubbub`` (``hubbub echo --broadcast``, with the C accelerator),
-``hubbub-pure`` (the same with ``HUBBUB_NO_EXTENSIONS=1``), ``+uvloop``
+``hubbub-pure`` (the same with ``HUBBUB_NO_EXTENSIONS=1``), ``hubbub-asyncfor``
+(the README's ``async for`` handler on ``hubbub.asyncio.serve``,
+``asyncfor_server.py``; ``-pure`` likewise; "Ratio vs hubbub" compares it with
+callback mode per server CPU-second), ``+uvloop``
 variants, the blocking thread-per-connection servers ``hubbub-sync``
 (``-pure``) and ``websockets-sync`` (``benchmarks/sync_bench.py``), and the
 peers of ``benchmarks/peers.py`` / ``peers.js`` that are installed
@@ -114,6 +117,12 @@ def hubbub_cmd(pure: bool) -> tuple[list[str], dict[str, str]]:
     return cmd, env
 
 
+def asyncfor_cmd(pure: bool) -> tuple[list[str], dict[str, str]]:
+    # The README's `async for` handler on hubbub.asyncio.serve (issue 17).
+    env = {"HUBBUB_NO_EXTENSIONS": "1" if pure else "0"}
+    return [PY, str(HERE / "asyncfor_server.py"), "--port", "{port}"], env
+
+
 def peer_cmd(library: str, uvloop: bool) -> tuple[list[str], dict[str, str]]:
     cmd = [PY, str(HERE / "peers.py"), library, "--port", "{port}"]
     return cmd + (["--uvloop"] if uvloop else []), {}
@@ -122,6 +131,8 @@ def peer_cmd(library: str, uvloop: bool) -> tuple[list[str], dict[str, str]]:
 SERVERS: dict[str, tuple[list[str], dict[str, str]]] = {
     "hubbub": hubbub_cmd(pure=False),
     "hubbub-pure": hubbub_cmd(pure=True),
+    "hubbub-asyncfor": asyncfor_cmd(pure=False),
+    "hubbub-asyncfor-pure": asyncfor_cmd(pure=True),
     "websockets": peer_cmd("websockets", False),
     "websockets+uvloop": peer_cmd("websockets", True),
     "aiohttp": peer_cmd("aiohttp", False),
@@ -150,9 +161,18 @@ SERVERS: dict[str, tuple[list[str], dict[str, str]]] = {
         {},
     ),
 }
-DEFAULT_SERVERS = ["hubbub", "hubbub-pure", "websockets", "picows+uvloop", "raw-uvloop", "node-ws"]
+DEFAULT_SERVERS = [
+    "hubbub",
+    "hubbub-pure",
+    "hubbub-asyncfor",
+    "websockets",
+    "picows+uvloop",
+    "raw-uvloop",
+    "node-ws",
+]
 REFERENCES = [
     "picows+uvloop",
+    "hubbub",
     "websockets",
     "asgi-websockets-sansio",
     "asgi-websockets",
@@ -164,7 +184,7 @@ REQUIRES = {"websockets": "websockets", "aiohttp": "aiohttp", "picows": "picows"
 def available(name: str) -> str | None:
     """None if the server can run here, else why not."""
     cmd, _ = SERVERS[name]
-    if ("uvloop" in name or name in ("hubbub", "hubbub-pure")) and _import_fails(["uvloop"]):
+    if ("uvloop" in name or name.startswith("hubbub")) and _import_fails(["uvloop"]):
         return "uvloop is not installed (pip install -e .[bench])"
     if cmd[0] == "node":
         if not shutil.which("node"):
