@@ -348,6 +348,14 @@ def _banner(
         print(f"hubbub hub: {line}", file=sys.stderr, flush=True)
 
 
+def _serve_worker(resolved: dict[str, Any], config: HubConfig, role: WorkerRole) -> None:
+    """One worker of ``--workers N`` (in its forked process): serve until stopped.
+
+    Each worker loads the certificate itself: an SSLContext is not shared across fork safely.
+    """
+    asyncio.run(serve_hub(resolved, config, server_tls(resolved), role=role))
+
+
 def server_tls(resolved: Mapping[str, Any]) -> ssl_module.SSLContext | None:
     """The TLS context of the ``certfile`` / ``keyfile`` settings, or None.
 
@@ -411,7 +419,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if resolved["workers"] > 1:
         # Each worker loads the certificate itself (an SSLContext is not shared
         # across fork safely); it was checked above.
-        return run_workers(resolved, config, resolved["workers"])
+        return run_workers(_serve_worker, resolved, config, resolved["workers"])
     asyncio.run(serve_hub(resolved, config, ssl))
     return 0
 

@@ -44,11 +44,11 @@ import os
 import shutil
 import signal
 import socket
-import ssl as ssl_module
 import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -130,14 +130,20 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+#: What one worker runs: ``serve(resolved, config, role)`` serves the hub until it is
+#: stopped. Handed in by :mod:`hubbub.hub.settings`, which owns serving and imports this
+#: module (so this one does not import it back).
+ServeWorker = Callable[[dict[str, Any], HubConfig, "WorkerRole"], None]
+
+
 def _worker_main(
-    resolved: dict[str, Any], config: HubConfig, role: WorkerRole, reserved: int | None
+    serve: ServeWorker,
+    resolved: dict[str, Any],
+    config: HubConfig,
+    role: WorkerRole,
+    reserved: int | None,
 ) -> None:
     """The body of one worker process (forked: settings already resolved and checked)."""
-    import asyncio
-
-    from .settings import serve_hub, server_tls
-
     if reserved is not None:
         os.close(reserved)  # the supervisor's port reservation, inherited
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -147,8 +153,7 @@ def _worker_main(
         handler.setFormatter(
             logging.Formatter(f"%(asctime)s worker {role.index} %(name)s %(levelname)s %(message)s")
         )
-    ssl: ssl_module.SSLContext | None = server_tls(resolved)
-    asyncio.run(serve_hub(resolved, config, ssl, role=role))
+    serve(resolved, config, role)
 
 
 def _reserve_port(host: str) -> socket.socket:
@@ -170,8 +175,14 @@ def _describe_exit(code: int | None) -> str:
 
 class _Supervisor:
     def __init__(
-        self, resolved: dict[str, Any], config: HubConfig, count: int, reports: Path
+        self,
+        serve: ServeWorker,
+        resolved: dict[str, Any],
+        config: HubConfig,
+        count: int,
+        reports: Path,
     ) -> None:
+        self.serve = serve
         self.resolved = resolved
         self.config = config
         self.count = count
@@ -190,7 +201,7 @@ class _Supervisor:
         role = WorkerRole(index, self.count, self.reports)
         process = self.context.Process(
             target=_worker_main,
-            args=(self.resolved, self.config, role, self.reserved),
+            args=(self.serve, self.resolved, self.config, role, self.reserved),
             name=f"hubbub-worker-{index}",
         )
         process.start()
@@ -301,10 +312,17 @@ class _Supervisor:
                 reservation.close()
 
 
-def run_workers(resolved: dict[str, Any], config: HubConfig, count: int) -> int:
-    """Supervise ``count`` worker processes until SIGTERM/SIGINT; the exit status."""
+def run_workers(serve: ServeWorker, resolved: dict[str, Any], config: HubConfig, count: int) -> int:
+    """Supervise ``count`` worker processes until SIGTERM/SIGINT; the exit status.
+
+    Args:
+        serve: what each worker runs (see :data:`ServeWorker`).
+        resolved: the resolved settings of ``hubbub serve``.
+        config: the hub's configuration.
+        count: how many workers.
+    """
     reports = Path(tempfile.mkdtemp(prefix="hubbub-workers-"))
     try:
-        return _Supervisor(resolved, config, count, reports).run()
+        return _Supervisor(serve, resolved, config, count, reports).run()
     finally:
         shutil.rmtree(reports, ignore_errors=True)
