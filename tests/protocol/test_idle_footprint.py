@@ -174,7 +174,7 @@ class TestSlots:
         server.receive_data(bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2]))
         assert server.events_received() == ["hi"]
         # Shared empty placeholders until a fragmented message or a large frame.
-        assert server._msg_parts == ()
+        assert server.assembler.idle
         assert server.large_frame is None
         assert server.extensions == []
 
