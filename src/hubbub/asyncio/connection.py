@@ -192,9 +192,10 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             else:
                 self._process_events(protocol.events_received())
         self._flush()
-        if self._direct_reads and protocol.large_frame is not None:
+        reader = protocol.reader  # its plain attributes: no property call per read
+        if self._direct_reads and reader.large_frame is not None:
             self._read_large_frame()
-        if protocol.parsing_paused:
+        if reader.paused:
             self._update_reading()
 
     # A large frame's payload is read straight into the message by a
