@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Protocol
 
 from ..exceptions import InvalidState, LocalProtocolError, RemoteProtocolError
 from .events import CloseReceived, Event, Failure, Fragment, Ping, Pong, Side, State
@@ -66,7 +65,7 @@ from .large_frames import LargeFrameReader
 from .limits import DEFAULT_MAX_SIZE, Limits
 from .messages import MessageAssembler
 from .reader import FrameReader
-from .sending import FrameWriter, check_data_opcode
+from .sending import FrameWriter, Writer, check_data_opcode
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -84,16 +83,7 @@ __all__ = [
 ]
 
 
-class Writer(Protocol):
-    """Where :meth:`Connection.write_to` puts the chunks: an asyncio transport, say."""
-
-    def write(self, data: bytes, /) -> None: ...
-
-    def writelines(self, list_of_data: list[bytes], /) -> None: ...
-
-
 # The states and event classes live in .events; they are re-exported here.
-
 _CONNECTING = State.CONNECTING
 _OPEN = State.OPEN
 _OP_TEXT = int(Opcode.TEXT)
@@ -110,15 +100,12 @@ class Connection:
     Args:
         side: which end of the connection this is; a client masks what it sends
             and a server requires masked frames (section 5.1).
-        max_size: largest message accepted, in bytes (after extensions decode
-            it); ``None`` for no limit. Over it: 1009.
+        max_size: largest message accepted (:class:`Limits`); over it: 1009.
         extensions: the negotiated extensions, in the order of the server's
             answer.
         defer_failure: see the module's theory of operation.
-        decode_limit: bytes that extensions may decode (inflate) in one call
-            to :meth:`receive_data` or :meth:`resume_parsing`; ``None`` (the
-            default) for no limit. Once reached, parsing stops at the next
-            frame boundary and :attr:`parsing_paused` tells that bytes wait.
+        decode_limit: bytes extensions may decode (inflate) per call to
+            :meth:`receive_data` or :meth:`resume_parsing` (:class:`Limits`).
         limits: all the bounds at once, instead of ``max_size`` and
             ``decode_limit`` (a server may share one object between its
             connections).
@@ -202,7 +189,7 @@ class Connection:
 
     @property
     def limits(self) -> Limits:
-        """The bounds enforced on what is received (one object, handed to the parts)."""
+        """The bounds enforced on what is received, handed to the reader and the assembler."""
         return self._limits
 
     @limits.setter
@@ -241,12 +228,9 @@ class Connection:
     def stream_fragments(self) -> bool:
         """Report the frames of fragmented messages as :class:`Fragment` events.
 
-        Read when a frame of a fragmented message completes: the message's
-        frames from then on (with what was assembled before, in the first
-        one) become ``Fragment`` events, until its last frame, even if this is
-        turned off meanwhile. Single-frame messages stay ``str``/``bytes``.
-        ``max_size`` still bounds the whole message. Adapters turn it on while
-        the application streams a message (``recv_streaming()``).
+        See :attr:`~hubbub.protocol.messages.MessageAssembler.stream_fragments`.
+        Adapters turn it on while the application streams a message
+        (``recv_streaming()``).
         """
         return self.assembler.stream_fragments
 
@@ -255,11 +239,9 @@ class Connection:
         self.assembler.stream_fragments = on
 
     def report_fragment(self) -> None:
-        """Report what was assembled of a fragmented message in progress, as a Fragment.
+        """Report at once what was assembled of a fragmented message, as a Fragment.
 
-        For an adapter that turns :attr:`stream_fragments` on while frames of a
-        message are already in (see
-        :meth:`~hubbub.protocol.messages.MessageAssembler.report_fragment`).
+        See :meth:`~hubbub.protocol.messages.MessageAssembler.report_fragment`.
         """
         self.assembler.report_fragment()
 
@@ -278,18 +260,14 @@ class Connection:
     def events_received(self) -> list[Event]:
         """Return the events received since the last call, oldest first."""
         events = self.pending_events
-        if not events:
-            return []
-        received = events[:]
+        received = events[:]  # a new list: the parts keep appending to this one
         events.clear()
         return received
 
     def data_to_send(self) -> list[bytes]:
         """Return the chunks to write since the last call."""
         out = self.outgoing
-        if not out:
-            return []
-        chunks = out[:]
+        chunks = out[:]  # a new list: the writer keeps appending to this one
         out.clear()
         return chunks
 

@@ -13,12 +13,13 @@ business, and the connection asks the writer only when it may.
 from __future__ import annotations
 
 import struct
+from typing import Protocol
 
 from ..exceptions import LocalProtocolError
 from .extensions import Extension
 from .frames import Frame, Opcode, encode_frame
 
-__all__ = ["FrameWriter"]
+__all__ = ["FrameWriter", "Writer"]
 
 # Plain ints: arithmetic on IntEnum members is several times slower, and the
 # small-message path below runs once per message.
@@ -27,6 +28,14 @@ _OP_TEXT = int(Opcode.TEXT)
 _OP_BINARY = int(Opcode.BINARY)
 _pack_tiny = struct.Struct("!BB").pack
 _DATA_OPCODES = (_OP_TEXT, _OP_BINARY, _OP_CONT)
+
+
+class Writer(Protocol):
+    """Where ``Connection.write_to()`` puts the chunks: an asyncio transport, say."""
+
+    def write(self, data: bytes, /) -> None: ...
+
+    def writelines(self, list_of_data: list[bytes], /) -> None: ...
 
 
 class FrameWriter:
