@@ -44,17 +44,17 @@ def _defined_by(node: ast.ClassDef) -> set[str]:
             for target in item.targets:
                 if isinstance(target, ast.Name):
                     names.add(target.id)
-        elif isinstance(item, ast.AnnAssign) and item.value is not None:
-            # A class attribute with a value (a dataclass field, a default).
-            if isinstance(item.target, ast.Name):
-                names.add(item.target.id)
-        elif isinstance(item, ast.AnnAssign) and _is_dataclass_field(node):
-            if isinstance(item.target, ast.Name):
-                names.add(item.target.id)
+        elif (
+            isinstance(item, ast.AnnAssign)
+            and isinstance(item.target, ast.Name)
+            and (item.value is not None or _is_dataclass(node))
+        ):
+            # A class attribute with a value, or a dataclass field.
+            names.add(item.target.id)
     return names
 
 
-def _is_dataclass_field(node: ast.ClassDef) -> bool:
+def _is_dataclass(node: ast.ClassDef) -> bool:
     return any("dataclass" in ast.unparse(d) for d in node.decorator_list)
 
 
@@ -97,7 +97,7 @@ def foreign_attributes(sources: dict[str, str]) -> list[str]:
                 classes[node.name] = (name, node)
 
     def defined(class_name: str) -> set[str]:
-        file, node = classes[class_name]
+        node = classes[class_name][1]
         names = _defined_by(node)
         for base in node.bases:
             base_name = ast.unparse(base).split(".")[-1].split("[")[0]
@@ -123,7 +123,7 @@ def test_no_class_of_the_core_uses_what_it_does_not_define() -> None:
 
 def test_the_check_finds_a_mixin() -> None:
     """The shape the core had: a mixin that calls its host's method and reads its state."""
-    mixin = '''
+    mixin = """
 class Assembler:
     extensions: list
     def data_frame(self, data):
@@ -135,7 +135,7 @@ class Connection(Assembler):
         self.extensions = []
     def _write(self, data):
         pass
-'''
+"""
     assert foreign_attributes({"mixin.py": mixin}) == [
         "mixin.py:5: Assembler.extensions",
         "mixin.py:6: Assembler._write",
@@ -224,7 +224,8 @@ def test_outgoing_is_one_list_an_adapter_drains() -> None:
     assert conn.outgoing is out
     conn.send_text(b"three")
     assert conn.data_to_send() == [b"\x81\x05three"]
-    assert conn.outgoing is out and not out
+    assert conn.outgoing is out
+    assert not out
     assert [bytes(chunk[2:]) for chunk in written] == [b"one", b"two", b"p"]
 
 
@@ -244,3 +245,23 @@ def test_events_received_returns_a_list_that_later_reads_do_not_touch() -> None:
     assert taken == ["a"]
     assert server.pending_events == [b"b"]
     assert server.assembler.events is server.pending_events
+
+
+def test_connections_with_the_same_bounds_share_one_limits_object() -> None:
+    """An idle server's thousands of connections do not each own their bounds."""
+    one, two = Connection(Side.SERVER), ServerConnection()
+    assert one.limits is two.limits
+    one.decode_limit = 4096
+    two.decode_limit = 4096
+    assert one.limits is two.limits
+    assert Connection(Side.SERVER, max_size=5).limits is not one.limits
+
+
+def test_an_idle_reader_holds_no_buffer() -> None:
+    _, server = open_pair()
+    wire = client_frame(OP_TEXT, b"x" * 300)
+    server.receive_data(wire[:100])  # incomplete: held
+    assert server.reader.buffered == 100
+    server.receive_data(wire[100:])
+    assert server.events_received() == ["x" * 300]
+    assert server.reader.buffered == 0

@@ -54,7 +54,6 @@ before its mistake, which is what the Autobahn suite calls "strict".
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 from ..exceptions import InvalidState, LocalProtocolError, RemoteProtocolError
@@ -62,7 +61,7 @@ from .events import CloseReceived, Event, Failure, Fragment, Ping, Pong, Side, S
 from .extensions import Extension
 from .frames import CloseCode, Opcode, is_valid_close_code, parse_close, serialize_close
 from .large_frames import LargeFrameReader
-from .limits import DEFAULT_MAX_SIZE, Limits
+from .limits import DEFAULT_MAX_SIZE, Limits, shared_limits
 from .messages import MessageAssembler
 from .reader import FrameReader
 from .sending import FrameWriter, Writer, check_data_opcode
@@ -148,7 +147,7 @@ class Connection:
         self.state = state
         self.defer_failure = defer_failure
         if limits is None:
-            limits = Limits(max_size, decode_limit)
+            limits = shared_limits(max_size, decode_limit)
         self._limits = limits
         # One list, shared by the parts; its content changes once, when the
         # opening handshake negotiates extensions (see the setter).
@@ -203,7 +202,7 @@ class Connection:
 
     @max_size.setter
     def max_size(self, max_size: int | None) -> None:
-        self.limits = dataclasses.replace(self._limits, max_size=max_size)
+        self.limits = shared_limits(max_size, self._limits.decode_limit)
 
     @property
     def decode_limit(self) -> int | None:
@@ -212,7 +211,7 @@ class Connection:
 
     @decode_limit.setter
     def decode_limit(self, decode_limit: int | None) -> None:
-        self.limits = dataclasses.replace(self._limits, decode_limit=decode_limit)
+        self.limits = shared_limits(self._limits.max_size, decode_limit)
 
     @property
     def extensions(self) -> list[Extension]:

@@ -16,11 +16,12 @@ change them with :func:`dataclasses.replace` and ``Connection.limits = ...``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..exceptions import PayloadTooBig
 
-__all__ = ["DEFAULT_MAX_SIZE", "Limits"]
+__all__ = ["DEFAULT_MAX_SIZE", "Limits", "shared_limits"]
 
 DEFAULT_MAX_SIZE = 2**20
 """Default limit on the size of a received message: 1 MiB."""
@@ -89,3 +90,13 @@ class Limits:
     def inflate_budget(self, size: int) -> int | None:
         """How many more bytes a message holding ``size`` may decode to, or None."""
         return None if self.max_size is None else self.max_size - size
+
+
+@functools.lru_cache(maxsize=64)
+def shared_limits(max_size: int | None, decode_limit: int | None) -> Limits:
+    """The :class:`Limits` with these bounds, one object for all who ask.
+
+    A server holds thousands of idle connections, nearly all with the same
+    bounds: they share one object rather than own one each.
+    """
+    return Limits(max_size, decode_limit)

@@ -89,7 +89,9 @@ class FrameReader:
         self.assembler = assembler
         self.extensions = extensions
         self.limits = limits
-        self._buf = bytearray()
+        # The bytes held: None while none are (an idle connection owns no
+        # buffer; most reads are parsed straight from what arrived).
+        self._buf: bytearray | None = None
         # How much of the payload of an incomplete frame at the head of the
         # buffer was already unmasked in place and validated.
         self._partial_done = 0
@@ -105,13 +107,13 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         """Bytes received and held, not parsed yet."""
-        return len(self._buf)
+        return 0 if self._buf is None else len(self._buf)
 
     def stop(self) -> None:
         """Read nothing more and let go of what is held (closed, failed or lost)."""
         self.reading = False
         self.paused = False
-        self._buf = bytearray()
+        self._buf = None
         if self.large_frame is not None:
             self.large_frame.release()
             self.large_frame = None
@@ -130,16 +132,17 @@ class FrameReader:
         """
         if not self.reading or not data:
             return False
+        buf = self._buf
         if self.paused:
             # Parsing waits for resume(): keep the bytes, inflate nothing.
-            self._buf += data
+            assert buf is not None  # parsing paused with bytes left
+            buf += data
             return False
         large = self.large_frame
         if large is not None:
             data = self._feed_large(large, data)
             if not data or not self.reading:
                 return False
-        buf = self._buf
         if not buf and not self._partial_done and not self.assembler.opcode and not self.extensions:
             # Fast path (hubbub.speedups): the whole single-frame messages at the
             # head of the data become events in one call, and what they take is
@@ -149,7 +152,10 @@ class FrameReader:
                 return False
             if pos:
                 data = memoryview(data)[pos:]
-        buf += data
+        if buf is None:
+            self._buf = bytearray(data)
+        else:
+            buf += data
         self._decoded = 0
         return True
 
@@ -230,6 +236,8 @@ class FrameReader:
             RemoteProtocolError: the peer broke the protocol.
         """
         buf = self._buf
+        if buf is None:
+            return None
         control = self._parse_frames(buf)
         if control is None and self.large_frame is not None and buf:
             # The head of that large frame is held too: once complete, the frame
@@ -237,6 +245,8 @@ class FrameReader:
             # is held yet: no large frame was arriving when this call started.
             self.large_frame.hold_head(bytes(buf))
             buf.clear()
+        if not buf and self._buf is buf:
+            self._buf = None  # let go of its capacity too
         return control
 
     def _parse_frames(self, buf: bytearray) -> tuple[int, bytes] | None:
