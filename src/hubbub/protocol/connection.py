@@ -326,7 +326,7 @@ class Connection:
             return
         reader = self.reader
         try:
-            if reader.feed(data, self.pending_events):
+            if reader.feed(data):
                 self._parse(reader)
         except RemoteProtocolError as exc:
             self._remote_error(exc)

@@ -36,7 +36,6 @@ from ..exceptions import RemoteProtocolError
 from ..speedups import apply_mask
 from ..speedups import parse_messages as _parse_messages
 from ..speedups import unmask_join as _unmask_join
-from .events import Event
 from .extensions import Extension
 from .frames import Opcode
 from .large_frames import LargeFrameReader
@@ -120,8 +119,8 @@ class FrameReader:
 
     # --- receiving -------------------------------------------------------------
 
-    def feed(self, data: bytes | bytearray | memoryview, events: list[Event]) -> bool:
-        """Take bytes received; whole small messages become ``events`` at once.
+    def feed(self, data: bytes | bytearray | memoryview) -> bool:
+        """Take bytes received; whole small messages become events at once.
 
         Returns:
             Whether bytes wait in the buffer for :meth:`parse`.
@@ -147,7 +146,9 @@ class FrameReader:
             # Fast path (hubbub.speedups): the whole single-frame messages at the
             # head of the data become events in one call, and what they take is
             # never copied into the buffer.
-            pos = _parse_messages(data, 0, self._masked, self.limits.parse_max_size, events)
+            pos = _parse_messages(
+                data, 0, self._masked, self.limits.parse_max_size, self.assembler.events
+            )
             if pos == len(data):
                 return False
             if pos:
