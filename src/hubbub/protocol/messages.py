@@ -35,6 +35,8 @@ _OP_CONT = Opcode.CONTINUATION
 _OP_TEXT = Opcode.TEXT
 _OP_BINARY = Opcode.BINARY
 _new_decoder = codecs.getincrementaldecoder("utf-8")
+# Parts of a message kept as they came, at most, since the last join (see _add).
+_MAX_PARTS = 1024
 # Shared by every connection while no message is being assembled: an idle
 # connection then owns no list for it. A tuple, so that code that forgot to
 # make a list of its own fails instead of sharing it.
@@ -84,6 +86,7 @@ class MessageAssembler:
     # Slots: a server holds thousands of idle connections (see Connection).
     __slots__ = (
         "_decoder",
+        "_joined",
         "_parts",
         "_streamed",
         "_transformed",
@@ -104,6 +107,7 @@ class MessageAssembler:
         self.size = 0
         """Bytes of the message in progress received so far, decoded (read-only)."""
         self._parts: list[bytes] | list[str] = _NOTHING
+        self._joined = 0  # parts at the head of _parts that are joins of others
         self._decoder: codecs.IncrementalDecoder | None = None
         self._transformed = False
         self._streamed = False  # its frames are reported as Fragment events
@@ -150,6 +154,7 @@ class MessageAssembler:
                 # the message is "in progress" only once the frame is complete.
                 self._decoder = _new_decoder()
                 self._parts = []
+                self._joined = 0
                 self.size = 0
                 self._transformed = False
         elif opcode != _OP_CONT or self._decoder is None or self._transformed:
@@ -168,7 +173,7 @@ class MessageAssembler:
         assert decoder is not None  # begin_partial() said yes
         text = _decode_text(decoder, chunk, False)
         if text:
-            self._parts.append(text)  # type: ignore[arg-type]
+            self._add(text)
 
     def finish_partial(self, data: bytes, done: int, b0: int, opcode: int) -> None:
         """Finish a text frame whose first ``done`` bytes went to :meth:`partial_text`."""
@@ -177,9 +182,9 @@ class MessageAssembler:
         fin = b0 & 0x80
         self.limits.check_message(self.size + len(data))
         text = _decode_text(decoder, data[done:], bool(fin))
-        parts: list[str] = self._parts  # type: ignore[assignment]
         if text:
-            parts.append(text)
+            self._add(text)
+        parts: list[str] = self._parts  # type: ignore[assignment]
         self.size += len(data)
         if fin:
             if self._streamed or (self.stream_fragments and opcode == _OP_CONT):
@@ -236,6 +241,7 @@ class MessageAssembler:
             self._decoder = _new_decoder()
             self.opcode = _OP_TEXT
             self._parts = []
+            self._joined = 0
             self.size = 0
             self._text_fragment(data, False)
             if self.stream_fragments:
@@ -248,6 +254,7 @@ class MessageAssembler:
             self._decoder = None
             self.opcode = _OP_BINARY
             self._parts = [data]
+            self._joined = 0
             self.size = len(data)
             if self.stream_fragments:
                 self._fragment(False)
@@ -256,7 +263,7 @@ class MessageAssembler:
                 self._text_fragment(data, bool(fin))
             else:
                 self.size += len(data)
-                self._parts.append(data)  # type: ignore[arg-type]
+                self._add(data)
             if self._streamed or self.stream_fragments:
                 self._fragment(bool(fin))
             elif fin:
@@ -291,18 +298,38 @@ class MessageAssembler:
         else:
             self._streamed = True
             self._parts = []
+            self._joined = 0
 
     def _text_fragment(self, data: bytes, fin: bool) -> None:
         assert self._decoder is not None
         text = _decode_text(self._decoder, data, fin)
         self.size += len(data)
         if text:
-            self._parts.append(text)  # type: ignore[arg-type]
+            self._add(text)
+
+    def _add(self, part: bytes | str) -> None:
+        """Keep the next part of the message (a fragment, or validated text).
+
+        Each part is an object of its own, some 40 bytes more than its data:
+        a message in tiny fragments (a peer's 1-byte frames, allowed by
+        section 5.4) would hold dozens of times its size. Every ``_MAX_PARTS``
+        parts, those since the last join become one, so memory follows the
+        message's size; each byte is copied once more, and a message of few
+        fragments is never joined before it ends.
+        """
+        parts: list[Any] = self._parts  # all str (text) or all bytes (binary)
+        parts.append(part)
+        joined = self._joined
+        if len(parts) - joined >= _MAX_PARTS:
+            tail = parts[joined:]
+            parts[joined:] = ["".join(tail) if isinstance(part, str) else b"".join(tail)]
+            self._joined = joined + 1
 
     def _end_message(self) -> None:
         self.opcode = 0
         self._streamed = False
         self._parts = _NOTHING
+        self._joined = 0
         self.size = 0
         self._decoder = None
         self._transformed = False
