@@ -66,6 +66,7 @@ from .messages import MessageAssembler
 from .reader import FrameReader
 from .sending import FrameWriter, Writer, check_data_opcode
 
+# The states and event classes live in .events; they are re-exported here.
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "CloseReceived",
@@ -81,8 +82,6 @@ __all__ = [
     "Writer",
 ]
 
-
-# The states and event classes live in .events; they are re-exported here.
 _CONNECTING = State.CONNECTING
 _OPEN = State.OPEN
 _OP_TEXT = int(Opcode.TEXT)
