@@ -203,9 +203,10 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             else:
                 self._process_events(protocol.events_received())
         self._flush()
-        if self._direct_reads and protocol.large_frame is not None:
+        reader = protocol.reader  # its plain attributes: no property call per read
+        if self._direct_reads and reader.large_frame is not None:
             self._read_large_frame()
-        if protocol.parsing_paused:
+        if reader.paused:
             self._update_reading()
 
     # A large frame's payload is read straight into the message by a
@@ -383,10 +384,15 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def _flush(self) -> None:
         protocol = self.protocol
-        if not self._transport_closing:
-            protocol.write_to(self.transport)
-        elif protocol.pending_chunks:
-            protocol.data_to_send()  # the transport is closing: dropped
+        out = protocol.outgoing  # the core's seam: drained here, no call per message
+        if out:
+            if self._transport_closing:
+                pass  # the transport is closing: dropped
+            elif len(out) == 1:
+                self.transport.write(out[0])  # one chunk: the transport joins nothing
+            else:
+                self.transport.writelines(out)  # copies the list: cleared below
+            out.clear()
         if protocol.eof_sent and not self._transport_closing:
             self._transport_closing = True
             # close() flushes the buffer first; the deadline covers a peer
