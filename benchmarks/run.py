@@ -15,8 +15,10 @@ and ``websockets``, taken within each repetition and then the median.
 
 Servers: ``hubbub`` (``hubbub echo --broadcast``, with the C accelerator),
 ``hubbub-pure`` (the same with ``HUBBUB_NO_EXTENSIONS=1``), ``+uvloop``
-variants, and the peers of ``benchmarks/peers.py`` / ``peers.js`` that are
-installed (``pip install -e .[bench]``; Node's ``ws`` for ``node-ws``).
+variants, the blocking thread-per-connection servers ``hubbub-sync``
+(``-pure``) and ``websockets-sync`` (``benchmarks/sync_bench.py``), and the
+peers of ``benchmarks/peers.py`` / ``peers.js`` that are installed
+(``pip install -e .[bench]``; Node's ``ws`` for ``node-ws``).
 
 Load generator: ``benchmarks/loadgen.c``, compiled on first use into
 ``~/.cache/hubbub-bench``; ``--loadgen PATH`` or ``$HUBBUB_WSLOAD`` picks
@@ -133,9 +135,29 @@ SERVERS: dict[str, tuple[list[str], dict[str, str]]] = {
         name: ([PY, str(HERE / "asgi_bench.py"), "serve", "--ws", name, "--port", "{port}"], {})
         for name in ("asgi-hubbub", "asgi-websockets", "asgi-websockets-sansio", "asgi-wsproto")
     },
+    # Thread-per-connection echo servers: hubbub.sync against websockets.sync
+    # (benchmarks/sync_bench.py; websockets-sync needs the bench extra).
+    "hubbub-sync": (
+        [PY, str(HERE / "sync_bench.py"), "serve", "--impl", "hubbub", "--port", "{port}"],
+        {},
+    ),
+    "hubbub-sync-pure": (
+        [PY, str(HERE / "sync_bench.py"), "serve", "--impl", "hubbub", "--port", "{port}"],
+        {"HUBBUB_NO_EXTENSIONS": "1"},
+    ),
+    "websockets-sync": (
+        [PY, str(HERE / "sync_bench.py"), "serve", "--impl", "websockets", "--port", "{port}"],
+        {},
+    ),
 }
 DEFAULT_SERVERS = ["hubbub", "hubbub-pure", "websockets", "picows+uvloop", "raw-uvloop", "node-ws"]
-REFERENCES = ["picows+uvloop", "websockets", "asgi-websockets-sansio", "asgi-websockets"]
+REFERENCES = [
+    "picows+uvloop",
+    "websockets",
+    "asgi-websockets-sansio",
+    "asgi-websockets",
+    "websockets-sync",
+]
 REQUIRES = {"websockets": "websockets", "aiohttp": "aiohttp", "picows": "picows", "raw": None}
 
 
@@ -154,6 +176,8 @@ def available(name: str) -> str | None:
     if name.startswith("asgi-"):
         missing = _import_fails(["uvicorn", "fastapi"])
         return "uvicorn or fastapi is not installed (pip install -e .[test])" if missing else None
+    if name == "websockets-sync" and _import_fails(["websockets.sync.server"]):
+        return "websockets is not installed (pip install -e .[bench])"
     if "peers.py" in cmd[1]:
         module = REQUIRES[cmd[2]]
         if module and _import_fails([module]):
@@ -504,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in order:
                 if scenario == "bcast1k" and name.startswith("raw"):
                     continue  # a reflector cannot broadcast
+                if scenario == "idle10k" and "-sync" in name:
+                    continue  # 10,000 connections are 20,000 threads there
                 done += 1
                 port = free_port()
                 try:
