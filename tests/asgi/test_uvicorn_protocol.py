@@ -255,6 +255,41 @@ async def test_messages_before_a_protocol_error_reach_the_app_first() -> None:
         writer.close()
 
 
+async def test_answers_to_a_burst_come_back_in_order_in_fewer_writes() -> None:
+    # 50 messages in one TCP segment: the app answers each while more wait to be
+    # read, and those small answers are written together (fewer system calls).
+    async with running(ECHO) as port:
+        reader, writer, head = await raw_handshake(port, upgrade_request())
+        assert head.startswith(b"HTTP/1.1 101 ")
+        writer.write(b"".join(masked_frame(0x1, b"m%d" % i) for i in range(50)))
+        got = [await read_frame(reader) for _ in range(50)]
+        assert got == [(0x1, b"m%d" % i) for i in range(50)]
+        writer.close()
+
+
+async def test_answer_held_back_for_a_burst_is_written_when_the_app_stops_reading() -> None:
+    # The app answers the first of two queued messages, then neither reads nor
+    # sends again: the answer held back for the next one must still go out.
+    release = asyncio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        while not message.get("text"):
+            message = await receive()
+        await send({"type": "websocket.send", "text": "answer to " + message["text"]})
+        await release.wait()  # blocked elsewhere: nothing may stay held back meanwhile
+
+    async with running(app) as port:
+        reader, writer, head = await raw_handshake(port, upgrade_request())
+        assert head.startswith(b"HTTP/1.1 101 ")
+        writer.write(masked_frame(0x1, b"one") + masked_frame(0x1, b"two"))
+        assert await read_frame(reader) == (0x1, b"answer to one")
+        release.set()
+        writer.close()
+
+
 async def test_invalid_handshake_is_refused_before_the_app() -> None:
     called: list[Scope] = []
 

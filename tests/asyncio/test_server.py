@@ -7,6 +7,7 @@ import os
 import socket
 import ssl
 import subprocess
+from collections.abc import Sequence
 
 import pytest
 from asyncio_helpers import (
@@ -190,6 +191,27 @@ async def test_async_process_request_and_errors_in_it() -> None:
         assert status == 500
         async with connect(url(server), **FAST):
             pass
+
+
+async def test_without_hooks_an_error_while_answering_is_a_logged_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No process_request/process_response: the handshake is answered from the
+    # read callback, with no task until the connection is open. A failure
+    # there is still a logged 500, and the server goes on.
+    def select(offered: Sequence[str], supported: Sequence[str]) -> str | None:
+        if "boom" in offered:
+            raise RuntimeError("bug in the selector")
+        return None
+
+    async with running_server(select_subprotocol=select) as server:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(url(server), subprotocols=["boom"], **FAST)
+        assert info.value.response.status == 500
+        assert "error while handling the opening handshake" in caplog.text
+        async with connect(url(server), **FAST) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
 
 
 async def test_healthz_is_answered_by_default_without_upgrade() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hubbub.exceptions import HandshakeError, InvalidHeader, InvalidMessage, LocalProtocolError
 from hubbub.protocol.http11 import (
@@ -325,3 +329,63 @@ class TestParseResponse:
         data = b"HTTP/1.1 400 Bad\r\nContent-Length: " + value + b"\r\n\r\nbody"
         with pytest.raises(HandshakeError):
             parse_response(data)
+
+
+class TestFieldLinesAgainstTheGrammar:
+    """The parser's checks (cached names, one pass over the head) against RFC 9112
+    section 5's grammar written as one regex: the same fields, or the same error."""
+
+    FIELD = re.compile(
+        rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*"
+        rb"((?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)[ \t]*"
+    )
+    TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+
+    def expected(self, lines: list[bytes]) -> list[tuple[str, str]] | type[Exception]:
+        fields = []
+        for line in lines:
+            match = self.FIELD.fullmatch(line)
+            if match is None:
+                name, sep, _ = line.partition(b":")
+                bad_name = not sep or not self.TOKEN.fullmatch(name)
+                return InvalidMessage if bad_name else InvalidHeader
+            fields.append((match[1].decode("ascii"), match[2].decode("latin-1")))
+        return fields
+
+    @given(
+        st.lists(
+            st.one_of(
+                # Names the parser caches and others; values of any byte.
+                st.tuples(
+                    st.sampled_from([b"Host", b"Upgrade", b"X-Y", b"x y", b"", b"\xe9", b"Host "]),
+                    st.sampled_from([b":", b"", b"::"]),
+                    st.binary(max_size=12),
+                ).map(b"".join),
+                st.binary(max_size=20),
+            ),
+            max_size=6,
+        )
+    )
+    @settings(max_examples=500, deadline=None)
+    def test_same_fields_or_same_error(self, lines: list[bytes]) -> None:
+        lines = [line.replace(b"\r\n", b"") for line in lines]
+        if any(not line for line in lines):
+            return  # an empty line ends the head
+        head = b"GET / HTTP/1.1\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+        expected = self.expected(lines) if head.count(b"\r\n\r\n") == 1 else None
+        if expected is None:
+            return  # a field line holding CRLF ends the head early: another test's case
+        if isinstance(expected, list):
+            parsed = parse_request(head)
+            assert parsed is not None
+            assert parsed[0].headers.items() == expected
+        else:
+            with pytest.raises(expected):
+                parse_request(head)
+
+    def test_a_name_seen_in_a_valid_field_does_not_excuse_a_bad_value(self) -> None:
+        assert parse_request(b"GET / HTTP/1.1\r\nX-Seen: ok\r\n\r\n") is not None
+        with pytest.raises(InvalidHeader):
+            parse_request(b"GET / HTTP/1.1\r\nX-Seen: a\x00b\r\n\r\n")
+        with pytest.raises(InvalidHeader):
+            parse_request(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n")

@@ -45,7 +45,7 @@ from uvicorn.server import ServerState
 from ..adapter import PingTracker, server_extension_factories
 from ..exceptions import InvalidState
 from ..protocol import CloseReceived, Failure, Pong, Request, Response, ServerConnection, State
-from ..protocol.frames import CloseCode
+from ..protocol.frames import CloseCode, Opcode
 from .scope import accept_response, denial_response, websocket_scope
 
 __all__ = ["HubbubProtocol"]
@@ -58,6 +58,16 @@ ASGIApp = Callable[
 
 CLOSE_TIMEOUT = 10.0
 """Seconds to wait for the client's close frame after ours (uvicorn's value)."""
+
+# Frames sent while more messages wait for the app are written together, up to
+# COALESCE_FRAMES frames, each under COALESCE_SIZE bytes (characters for text): a
+# bound on what is held back, which the transport's flow control does not see.
+COALESCE_FRAMES = 64
+COALESCE_SIZE = 1024
+
+# Plain ints: the core's small-frame fast path compares them (an IntEnum costs more).
+OP_TEXT = int(Opcode.TEXT)
+OP_BINARY = int(Opcode.BINARY)
 
 
 class HubbubProtocol(asyncio.Protocol):
@@ -113,6 +123,8 @@ class HubbubProtocol(asyncio.Protocol):
         self._read_paused = False
         self._max_queue = max(1, config.ws_max_queue)
         self._write_waiter: asyncio.Future[None] | None = None
+        self._flush_soon = False  # a _deferred_flush is scheduled
+        self._held = 0  # frames send() queued in the core without writing them
         self._lost = False
         self._pings: PingTracker[None] = PingTracker()
         self._keepalive: asyncio.TimerHandle | None = None
@@ -246,14 +258,17 @@ class HubbubProtocol(asyncio.Protocol):
     async def receive(self) -> Message:
         """ASGI ``receive``: the next message, then ``websocket.disconnect`` for ever."""
         inbox = self._inbox
-        while not inbox:
-            if self._final is not None:
-                return self._final
-            waiter = self._waiter = self.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+        if not inbox:
+            if self._held:
+                self._flush()  # answers send() held back: the app waits, so write them now
+            while not inbox:
+                if self._final is not None:
+                    return self._final
+                waiter = self._waiter = self.loop.create_future()
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
         message = inbox.popleft()
         if self._read_paused and len(inbox) < self._max_queue // 2 + 1 and not self._closing:
             self._read_paused = False
@@ -261,7 +276,7 @@ class HubbubProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
         if type(message) is Failure:
             return self._fail(message)
-        return cast(Message, message)
+        return message  # type: ignore[return-value]  # not a Failure (cast() is a call)
 
     async def send(self, message: Message) -> None:
         """ASGI ``send``.
@@ -277,7 +292,33 @@ class HubbubProtocol(asyncio.Protocol):
         if self._lost:
             raise ClientDisconnected()
         kind = message["type"]
-        if self._pending is not None:
+        if kind == "websocket.send" and self._accepted and not self._closing:
+            # The per-message path, first and inline (a call costs as much as
+            # the rest of it).
+            core = self.core
+            data = message.get("bytes")
+            try:
+                if data is not None:
+                    core.send_data_frame(OP_BINARY, data if type(data) is bytes else bytes(data))
+                else:
+                    data = message.get("text")
+                    if data is None:
+                        raise ValueError("websocket.send needs 'bytes' or 'text'")
+                    core.send_data_frame(OP_TEXT, data.encode())
+            except InvalidState:
+                raise ClientDisconnected() from None  # the client closed first
+            if self._inbox and self._held < COALESCE_FRAMES and len(data) < COALESCE_SIZE:
+                # More messages wait for the app: it is likely to answer them in
+                # this same step, so small frames go out together, in one system
+                # call (receive() writes them before it waits; a callback
+                # covers an app that stops reading).
+                self._held += 1
+                if not self._flush_soon:
+                    self._flush_soon = True
+                    self.loop.call_soon(self._deferred_flush)
+            else:
+                self._flush()
+        elif self._pending is not None:
             self._answer_handshake(kind, message)
         elif self._denial is not None:
             if kind != "websocket.http.response.body":
@@ -286,20 +327,7 @@ class HubbubProtocol(asyncio.Protocol):
                 )
             self._denial_body(message)
         elif self._accepted and not self._closing:
-            if kind == "websocket.send":
-                data = message.get("bytes")
-                try:
-                    if data is not None:
-                        self.core.send_binary(data)
-                    else:
-                        text = message.get("text")
-                        if text is None:
-                            raise ValueError("websocket.send needs 'bytes' or 'text'")
-                        self.core.send_text(text)
-                except InvalidState:
-                    raise ClientDisconnected() from None  # the client closed first
-                self._flush()
-            elif kind == "websocket.close":
+            if kind == "websocket.close":
                 if self.core.state is not State.OPEN:
                     raise ClientDisconnected()  # the client's close frame came first
                 code = message.get("code") or CloseCode.NORMAL_CLOSURE
@@ -508,19 +536,23 @@ class HubbubProtocol(asyncio.Protocol):
 
     def _flush(self) -> None:
         """Write what the core queued; close TCP when the core says so."""
+        self._held = 0
         transport = self.transport
         if transport is None or self._lost:
             return
-        out = self.core.data_to_send()
-        if out:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if self.core.eof_sent:
+        core = self.core
+        core.write_to(transport)
+        if core.eof_sent:
             # The server closes TCP first once close frames were exchanged, or
             # at once after a rejection or a failure (sections 7.1.1, 7.1.7).
             if self._close_timer is not None:
                 self._close_timer.cancel()
                 self._close_timer = None
             transport.close()
+
+    def _deferred_flush(self) -> None:
+        self._flush_soon = False
+        self._flush()
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -209,26 +209,38 @@ class ServerConnection(Connection):
         transport.resume_reading()
 
     def _other_event(self, event: object) -> None:
-        if isinstance(event, Request) and self.handler_task is None:
+        if not isinstance(event, Request) or self.handler_task is not None:
+            return
+        server = self.server
+        if server.process_request is not None or server.process_response is not None:
             self.handler_task = self.loop.create_task(self._run(event))
+            return
+        # No hook to wait for: answer from this read callback, a loop iteration
+        # sooner and without coroutines for the handshake; the handler's task
+        # starts once the connection is open.
+        try:
+            response = server.answer(self.protocol, event)
+        except Exception:
+            response = self._handshake_failed(event)
+        if self._respond(response):
+            self.handler_task = self.loop.create_task(self._serve())
 
     def respond(self, status: int, body: str | bytes, content_type: str | None = None) -> Response:
         """Build a plain HTTP response, for ``process_request`` hooks."""
         return respond(self.protocol, status, body, content_type)
 
-    async def _open(self, request: Request) -> bool:
-        """Answer the handshake; tell whether the connection is open."""
-        try:
-            response = await self._handshake(request)
-        except Exception:
-            self.logger.exception(
-                "error while handling the opening handshake of %s from %s",
-                request.path,
-                format_address(self.remote_address),
-            )
-            response = self.protocol.reject(500, "Internal Server Error")
+    def _handshake_failed(self, request: Request) -> Response:
+        self.logger.exception(
+            "error while handling the opening handshake of %s from %s",
+            request.path,
+            format_address(self.remote_address),
+        )
+        return self.protocol.reject(500, "Internal Server Error")
+
+    def _respond(self, response: Response) -> bool:
+        """Send the handshake response; tell whether the connection is open."""
         if self.transport.is_closing() or self._closed.done():
-            return False  # lost, or dropped by open_timeout, while the hook ran
+            return False  # lost, or dropped by open_timeout, while a hook ran
         self.protocol.send_response(response)
         if self.protocol.pending_events:
             # Frames the client sent right behind its request were parsed by
@@ -263,13 +275,21 @@ class ServerConnection(Connection):
         return response
 
     async def _run(self, request: Request) -> None:
-        opened = await self._open(request)
+        """With hooks: answer the handshake as they say, then serve."""
+        try:
+            response = await self._handshake(request)
+        except Exception:
+            response = self._handshake_failed(request)
+        opened = self._respond(response)
         # The core keeps the handshake compactly from now on (see
         # hubbub.protocol.server): this frame, which lives as long as the
         # connection, must not hold the objects.
-        del request
-        if not opened:
-            return
+        del request, response
+        if opened:
+            await self._serve()
+
+    async def _serve(self) -> None:
+        """Run the handler of the open connection, then close it."""
         self.start_keepalive()
         try:
             await self.server.handler(self)

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -29,6 +30,9 @@ __all__ = [
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 """The magic string of section 1.3, appended to the key before hashing."""
 
+# Base64 of 16 bytes (RFC 4648 section 4): 22 digits and the padding "==".
+_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
+
 # RFC 3986 sub-delims, ":", "@", "/", "?" and "%": what may stay as it is in the
 # path and query of a request target (unreserved characters always do).
 _RESOURCE_SAFE = "!$&'()*+,;=:@/?%"
@@ -41,7 +45,8 @@ def generate_key() -> str:
 
 def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value for ``key`` (section 4.2.2, item 5.4)."""
-    return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+    # binascii rather than base64.b64encode: one Python call less per handshake.
+    return binascii.b2a_base64(hashlib.sha1((key + GUID).encode()).digest(), newline=False).decode()
 
 
 def check_key(headers: Headers) -> str:
@@ -58,6 +63,8 @@ def check_key(headers: Headers) -> str:
             "Sec-WebSocket-Key", ", ".join(values), "more than one Sec-WebSocket-Key"
         )
     key = values[0]
+    if _KEY.fullmatch(key):
+        return key  # what b64decode(validate=True) takes and decodes to 16 bytes
     try:
         raw = base64.b64decode(key.encode(), validate=True)
     except (binascii.Error, UnicodeEncodeError):
@@ -75,12 +82,13 @@ def check_upgrade(headers: Headers) -> None:
     Both are comma-separated token lists compared case-insensitively: browsers
     send ``Connection: keep-alive, Upgrade``.
     """
-    connection = [t for v in headers.get_all("Connection") for t in parse_token_list(v)]
-    if "upgrade" not in connection:
-        raise InvalidUpgrade("Connection", ", ".join(headers.get_all("Connection")) or None)
-    upgrade = [t for v in headers.get_all("Upgrade") for t in parse_token_list(v)]
-    if "websocket" not in upgrade:
-        raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
+    for name, token in (("Connection", "upgrade"), ("Upgrade", "websocket")):
+        values = headers.get_all(name)
+        # The usual request has one field holding just the token: no list to parse.
+        if len(values) == 1 and values[0].lower() == token:
+            continue
+        if token not in [t for v in values for t in parse_token_list(v)]:
+            raise InvalidUpgrade(name, ", ".join(values) or None)
 
 
 def parse_protocol_header(headers: Headers) -> list[str]:

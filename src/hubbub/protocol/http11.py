@@ -38,21 +38,40 @@ MAX_HEAD_SIZE = 65536
 MAX_BODY = 65536
 """Largest body of a rejected handshake response that the client keeps."""
 
-# RFC 9110 section 5.1: field-name = token.
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-# RFC 9110 section 5.5: field-value = *field-content; obs-text allowed.
-_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
-# A whole valid field line: _TOKEN, ":", then a _VALUE without the whitespace
-# around it (RFC 9112 section 5: field-line = field-name ":" OWS field-value OWS).
-_FIELD = re.compile(
-    rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*"
-    rb"((?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)[ \t]*"
-)
 _STR_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-_STR_FORBIDDEN = re.compile(r"[\r\n\x00]")
-# A value that _parse_headers gives back unchanged once serialized: what _VALUE
-# allows, without the surrounding whitespace that parsing strips.
-_STR_EXACT = re.compile(r"(?:[!-~\x80-\xff](?:[\t -~\x80-\xff]*[!-~\x80-\xff])?)?")
+# A value that _parse_headers gives back unchanged once serialized: what a
+# received value may hold (_VALUE_BYTES) without the whitespace parsing strips.
+_STR_EXACT = r"(?:[!-~\x80-\xff](?:[\t -~\x80-\xff]*[!-~\x80-\xff])?)?"
+_STR_EXACT_LINES = re.compile(f"{_STR_EXACT}(?:\n{_STR_EXACT})*")
+# Header names that passed add()'s check, with their lowercase form: most
+# responses use the same few. Bounded, as names may come from anywhere.
+_VALID_NAMES: dict[str, str] = {}
+_NAMES_KEPT = 256
+# The bytes a field value may hold (RFC 9110 section 5.5: field-vchar, SP,
+# HTAB, obs-text) and a field name (a token, section 5.1): bytes.translate()
+# deletes them, so what is left of a valid part is b"".
+_VALUE_BYTES = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
+_HEAD_BYTES = _VALUE_BYTES + b"\r\n"
+_TOKEN_BYTES = b"-!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# Received header names already decoded, with their lowercase form (bounded;
+# the names of the opening handshake are always there).
+_PARSED_NAMES: dict[bytes, tuple[str, str]] = {
+    name.encode(): (name, name.lower())
+    for name in (
+        "Host",
+        "Upgrade",
+        "Connection",
+        "Origin",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Protocol",
+        "Sec-WebSocket-Extensions",
+        "Sec-WebSocket-Accept",
+        "User-Agent",
+        "Cookie",
+        "Authorization",
+    )
+}
 _STATUS = re.compile(r"[1-5][0-9][0-9]")
 
 
@@ -76,16 +95,31 @@ class Headers:
                 LF or NUL; serialized, they would inject headers (RFC 9110
                 section 5.5).
         """
-        if not _STR_TOKEN.fullmatch(name) or _STR_FORBIDDEN.search(value):
+        lower = _VALID_NAMES.get(name)
+        if lower is None:
+            if not _STR_TOKEN.fullmatch(name):
+                raise LocalProtocolError(f"invalid HTTP header: {name!r}: {value!r}")
+            lower = name.lower()
+            if len(_VALID_NAMES) < _NAMES_KEPT:
+                _VALID_NAMES[name] = lower
+        # Three substring scans cost less than a regex search (this runs for
+        # every header of every handshake response).
+        if "\r" in value or "\n" in value or "\0" in value:
             raise LocalProtocolError(f"invalid HTTP header: {name!r}: {value!r}")
         self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
+        values = self._index.get(lower)
+        if values is None:
+            self._index[lower] = [value]
+        else:
+            values.append(value)
 
-    def _add_valid(self, name: str, value: str) -> None:
-        # For fields known to be valid: parsed (_TOKEN and _VALUE, stricter
-        # than add's checks, already ran) or built from constants.
-        self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
+    @classmethod
+    def _parsed(cls, items: list[tuple[str, str]], index: dict[str, list[str]]) -> Headers:
+        # For _parse_headers, which validated every field and built both.
+        headers = cls.__new__(cls)
+        headers._items = items  # noqa: SLF001 (its own class)
+        headers._index = index  # noqa: SLF001
+        return headers
 
     def parses_back(self) -> bool:
         """Tell whether parsing :meth:`serialize`'s output gives these fields back.
@@ -93,7 +127,9 @@ class Headers:
         False when a value has whitespace around it (parsing strips it) or a
         character that a received header may not hold (RFC 9110 section 5.5).
         """
-        return all(_STR_EXACT.fullmatch(value) for _, value in self._items)
+        # One regex call for all the values: add() keeps "\n" out of them.
+        values = "\n".join([value for _, value in self._items])
+        return _STR_EXACT_LINES.fullmatch(values) is not None
 
     def __setitem__(self, name: str, value: str) -> None:
         """Replace every field of that name with one."""
@@ -138,7 +174,7 @@ class Headers:
         return f"Headers({self._items!r})"
 
     def serialize(self) -> bytes:
-        return b"".join(f"{n}: {v}\r\n".encode("latin-1") for n, v in self._items)
+        return "".join([f"{n}: {v}\r\n" for n, v in self._items]).encode("latin-1")
 
 
 def parse_token_list(value: str) -> list[str]:
@@ -187,7 +223,7 @@ class Response:
         return head + self.headers.serialize() + b"\r\n" + self.body
 
 
-def _split_head(buf: bytes | bytearray, start: int = 0) -> tuple[list[bytes], int] | None:
+def _split_head(buf: bytes | bytearray, start: int = 0) -> tuple[list[bytes], int, bool] | None:
     # The limits are judged the same way whether the head arrives at once or
     # byte by byte: MAX_HEAD_SIZE counts the blank line that ends the head,
     # MAX_LINE never counts a line's CRLF. Each call looks at the new bytes
@@ -204,31 +240,62 @@ def _split_head(buf: bytes | bytearray, start: int = 0) -> tuple[list[bytes], in
         if line > MAX_LINE:
             raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
         return None
-    lines = bytes(buf[:end]).split(b"\r\n")
-    return lines, end + 4
+    head = bytes(buf[:end])
+    return head.split(b"\r\n"), end + 4, _clean(head)
 
 
-def _parse_headers(lines: list[bytes]) -> Headers:
+def _clean(head: bytes) -> bool:
+    """Whether every byte of ``head`` may be in a field value, its CRLFs apart.
+
+    A few C calls over the whole head instead of a check per field: a head
+    that passes needs only its structure checked line by line (_parse_headers).
+    """
+    return not head.translate(None, _HEAD_BYTES) and head.count(b"\r") == head.count(
+        b"\r\n"
+    ) == head.count(b"\n")
+
+
+def _parse_headers(lines: list[bytes], clean: bool = False) -> Headers:
+    """The fields of ``lines``; ``clean``: every byte of them may be in a value."""
     if len(lines) > MAX_HEADERS:
         raise InvalidMessage(f"more than {MAX_HEADERS} HTTP headers")
-    headers = Headers()
+    items: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
+    names = _PARSED_NAMES
     for line in lines:
-        if len(line) > MAX_LINE:
-            raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
-        field = _FIELD.fullmatch(line)
-        if field is not None:  # one regex for a valid line; the checks below say what is wrong
-            # Same module as Headers (noqa: SLF001 here and below): _FIELD, or
-            # _TOKEN and _VALUE, stricter than add()'s checks, validated it.
-            headers._add_valid(field[1].decode("ascii"), field[2].decode("latin-1"))  # noqa: SLF001
-            continue
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise InvalidMessage(f"invalid HTTP header line: {line[:100]!r}")
-        value = value.strip(b" \t")
-        if not _VALUE.fullmatch(value):
-            raise InvalidHeader(name.decode(), value.decode("latin-1"))
-        headers._add_valid(name.decode("ascii"), value.decode("latin-1"))  # noqa: SLF001
-    return headers
+        # RFC 9112 section 5: field-line = field-name ":" OWS field-value OWS.
+        # A name seen before and a clean head (see _clean) leave nothing to
+        # check here; _parse_field checks the rest and says what is wrong.
+        raw_name, sep, raw_value = line.partition(b":")
+        known = names.get(raw_name)
+        if known is None or not clean or not sep or len(line) > MAX_LINE:
+            name, value = _parse_field(line)
+            lower = name.lower()
+            if len(names) < _NAMES_KEPT:
+                names[bytes(raw_name)] = (name, lower)
+        else:
+            name, lower = known
+            value = raw_value.strip(b" \t").decode("latin-1")
+        items.append((name, value))
+        values = index.get(lower)
+        if values is None:
+            index[lower] = [value]
+        else:
+            values.append(value)
+    return Headers._parsed(items, index)  # noqa: SLF001 (same module)
+
+
+def _parse_field(line: bytes) -> tuple[str, str]:
+    """One field line, checked in full: ``(name, value)``, or the error it is."""
+    if len(line) > MAX_LINE:
+        raise InvalidMessage(f"HTTP line longer than {MAX_LINE} bytes")
+    name, sep, value = line.partition(b":")
+    if not sep or not name or name.translate(None, _TOKEN_BYTES):
+        raise InvalidMessage(f"invalid HTTP header line: {line[:100]!r}")
+    value = value.strip(b" \t")
+    if value.translate(None, _VALUE_BYTES):
+        raise InvalidHeader(name.decode(), value.decode("latin-1"))
+    return name.decode("ascii"), value.decode("latin-1")
 
 
 def parse_request(buf: bytes | bytearray, start: int = 0) -> tuple[Request, int] | None:
@@ -256,12 +323,12 @@ def parse_request(buf: bytes | bytearray, start: int = 0) -> tuple[Request, int]
         if line_end >= 0 and line_end + 2 > start:
             _parse_request_line(bytes(buf[:line_end]))
         return None
-    lines, consumed = split
+    lines, consumed, clean = split
     method, target, version = _parse_request_line(lines[0])
     # HTTP/1.0 is parsed so that health checkers and proxies that speak it get
     # an answer from process_request; the WebSocket handshake itself refuses it
     # (RFC 6455 section 4.1: "the HTTP version MUST be at least 1.1").
-    return Request(target, _parse_headers(lines[1:]), method, version=version), consumed
+    return Request(target, _parse_headers(lines[1:], clean), method, version=version), consumed
 
 
 def _parse_request_line(line: bytes) -> tuple[str, str, str]:
@@ -299,7 +366,7 @@ def parse_response(buf: bytes | bytearray, eof: bool = False) -> tuple[Response,
         if eof:
             raise InvalidMessage("connection closed during the HTTP response")
         return None
-    lines, consumed = split
+    lines, consumed, clean = split
     # RFC 9112 section 4: status-line = HTTP-version SP status-code SP
     # [ reason-phrase ], status-code = 3DIGIT, and the reason may hold
     # obs-text (hence latin-1). int() alone would take "+101" or "1_01".
@@ -308,7 +375,7 @@ def parse_response(buf: bytes | bytearray, eof: bool = False) -> tuple[Response,
     if version != "HTTP/1.1" or not _STATUS.fullmatch(status):
         raise InvalidMessage(f"invalid HTTP status line: {lines[0][:100]!r}")
     code = int(status)
-    headers = _parse_headers(lines[1:])
+    headers = _parse_headers(lines[1:], clean)
     response = Response(code, reason, headers)
     # RFC 9110 section 6.4.1: 1xx, 204 and 304 responses have no content.
     if code < 200 or code in {204, 304}:

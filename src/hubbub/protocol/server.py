@@ -271,7 +271,7 @@ class ServerConnection(Connection):
     def accept(self, request: Request) -> Response:
         """Check ``request`` and negotiate; return the 101 or the rejection to send."""
         try:
-            protocol_header, extension_header = self._check_request(request)
+            key, protocol_header, extension_header = self._check_request(request)
         except HandshakeError as exc:
             self.handshake_exc = exc
             response = self.reject(exc.status, f"Failed to open a WebSocket connection: {exc}")
@@ -287,7 +287,7 @@ class ServerConnection(Connection):
         headers = Headers()
         headers.add("Upgrade", "websocket")
         headers.add("Connection", "Upgrade")
-        headers.add("Sec-WebSocket-Accept", accept_key(check_key(request.headers)))
+        headers.add("Sec-WebSocket-Accept", accept_key(key))
         if protocol_header is not None:
             headers.add("Sec-WebSocket-Protocol", protocol_header)
         if extension_header is not None:
@@ -296,7 +296,9 @@ class ServerConnection(Connection):
             headers.add("Server", self.server_header)
         return Response(101, "Switching Protocols", headers)
 
-    def _check_request(self, request: Request) -> tuple[str | None, str | None]:
+    def _check_request(self, request: Request) -> tuple[str, str | None, str | None]:
+        """Check the request (section 4.2.1): its key, and the subprotocol and
+        extensions negotiated (the header values of the answer)."""
         headers = request.headers
         if request.version != "HTTP/1.1":
             # Section 4.1: "the HTTP version MUST be at least 1.1".
@@ -310,7 +312,7 @@ class ServerConnection(Connection):
         if len(hosts) != 1:
             raise InvalidHeader("Host", ", ".join(hosts) or None)
         check_upgrade(headers)
-        check_key(headers)
+        key = check_key(headers)
         version = headers.get("Sec-WebSocket-Version")
         if version != "13":
             raise InvalidVersion("Sec-WebSocket-Version", version)
@@ -335,7 +337,7 @@ class ServerConnection(Connection):
                 + ", ".join(self.available_subprotocols)
             )
         self.subprotocol = chosen
-        return chosen, self._negotiate_extensions(headers)
+        return key, chosen, self._negotiate_extensions(headers)
 
     def _negotiate_extensions(self, headers: Headers) -> str | None:
         if not self.extension_factories:
