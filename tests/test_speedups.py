@@ -227,6 +227,30 @@ def test_parse_messages_length_forms(kind: str) -> None:
     assert impl(kind, "parse_messages")(huge, 0, True, -1, []) == 0
 
 
+def test_parse_messages_c_checks_its_arguments() -> None:
+    # The C function parses its arguments by hand (METH_FASTCALL, once per
+    # read): each wrong one must still be an exception, never a crash.
+    if _speedups is None:
+        pytest.skip("the C accelerator is not built")
+    parse = _speedups.parse_messages
+    wire = frame(1, b"ok", key=KEY)
+    with pytest.raises(TypeError, match="5 arguments"):
+        parse(wire, 0, True, -1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="must be a list"):
+        parse(wire, 0, True, -1, ())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        parse("text", 0, True, -1, [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        parse(wire, "0", True, -1, [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        parse(wire, 0, True, None, [])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="out of range"):
+        parse(wire, len(wire) + 1, True, -1, [])
+    events: list[Any] = []
+    assert parse(wire, 0, 1, -1, events) == len(wire)  # any truth value for masked
+    assert events == ["ok"]
+
+
 @given(
     st.lists(
         st.tuples(
