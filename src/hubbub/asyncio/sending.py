@@ -208,11 +208,9 @@ class Sending:
             raise ConcurrencyError("a fragmented message is being sent")
         protocol = self.protocol
         try:
-            # send_data_frame directly: the per-message path of callback mode.
-            if type(message) is str:
-                protocol.send_data_frame(1, message.encode(), True, compress)  # text
-            elif type(message) is bytes:
-                protocol.send_data_frame(2, message, True, compress)  # binary
+            # send_message directly: the per-message path of callback mode.
+            if type(message) is str or type(message) is bytes:
+                protocol.send_message(message, compress)
             elif isinstance(message, (bytes, bytearray, memoryview)):
                 protocol.send_binary(message, compress=compress)
             elif isinstance(message, str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from ..exceptions import InvalidState, LocalProtocolError
+from ..speedups import message_frame as _message_frame
 from .events import State
 from .extensions import Extension
 from .frames import Frame, Opcode, encode_frame
@@ -122,6 +123,31 @@ class Sender:
             self._send_opcode = 0 if fin else opcode
         elif fin:
             self._send_opcode = 0
+
+    def send_message(self, message: str | bytes, compress: bool = True) -> None:
+        """Send a whole message of one frame: ``str`` as text, ``bytes`` as binary.
+
+        The per-message path of callback mode: a small message from a server
+        without extensions (section 5.1: no masking) is queued as one frame
+        built in one piece by :func:`hubbub.speedups.message_frame`; anything
+        else goes through :meth:`send_data_frame`.
+
+        Raises:
+            InvalidState: the connection is not OPEN.
+            LocalProtocolError: a fragmented message is being sent.
+        """
+        if (
+            len(message) < 1024  # larger payloads are not copied: header and data apart
+            and self.state is State.OPEN
+            and not self._send_opcode
+            and not self._mask
+            and not self.extensions
+        ):
+            self._out.append(_message_frame(message))
+        elif isinstance(message, str):
+            self.send_data_frame(_OP_TEXT, message.encode(), True, compress)
+        else:
+            self.send_data_frame(_OP_BINARY, message, True, compress)
 
     def send_text(self, data: str | bytes, fin: bool = True, *, compress: bool = True) -> None:
         """Send a text message, or its first fragment when ``fin`` is false.
