@@ -160,9 +160,10 @@ class Sending:
     def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
         """Write already-encoded frames now if the connection can take them.
 
-        ``frames`` are whole data messages (FIN set) encoded for a connection
-        that :attr:`shares_frames`. Frames that :meth:`send` held back are
-        written first, so the order of messages is kept.
+        ``frames`` are whole data messages (FIN set) encoded once for every
+        connection that :attr:`shares_frames`. Frames that :meth:`send` held
+        back are written first, in the same call, so the order of messages is
+        kept.
 
         Args:
             frames: one or more complete frames, as bytes.
@@ -170,26 +171,20 @@ class Sending:
                 default, while writing is not paused (:attr:`writing_paused`).
 
         Returns:
-            False, having written nothing, when the connection is not OPEN, is
-            closing, is sending a fragmented message (section 5.4 forbids
-            interleaving) or its write buffer is over the bound; True otherwise.
+            False, having written nothing, when the connection does not
+            :attr:`shares_frames`, is not OPEN, is closing, is sending a
+            fragmented message (section 5.4 forbids interleaving) or its write
+            buffer is over the bound; True otherwise.
         """
-        protocol = self.protocol
-        if (
-            protocol.state is not _OPEN
-            or self._transport_closing
-            or protocol.sending_fragmented
-            or (
-                self._writing_paused
-                if limit is None
-                else self.transport.get_write_buffer_size() > limit
-            )
+        if self._transport_closing or (
+            self._writing_paused
+            if limit is None
+            else self.transport.get_write_buffer_size() > limit
         ):
             return False
-        if protocol.pending_chunks:
-            self._flush()
-        self.transport.write(frames)
-        return True
+        # The core checks the rest (state, section 5.4, sharing) and writes what
+        # it queued before the frames: one call per connection of a broadcast.
+        return self.protocol.write_shared_frames(self.transport, frames)
 
     def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
         """Send a message without waiting: ``str`` as text, bytes-like as binary.
