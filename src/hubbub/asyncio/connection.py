@@ -180,12 +180,13 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         high, low = self.write_limit
         self.transport.set_write_buffer_limits(high, low)
 
-    def data_received(self, data: bytes) -> None:
-        self.protocol.receive_data(data)
-        self._received()
-
-    def _received(self) -> None:
+    def data_received(self, data: bytes = b"") -> None:
+        # Without data (the default): handle what the core parsed meanwhile,
+        # after a large frame's payload or a parsing step. One method, not two:
+        # this runs once per read (a call is ~4% of a round trip's instructions).
         protocol = self.protocol
+        if data:
+            protocol.receive_data(data)
         if protocol.pending_events:
             on_message = self._on_message
             events = protocol.events_received()
@@ -233,7 +234,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         reader = self._reader
         if reader is None:
             reader = self._reader = PayloadReader(
-                self, self.transport, self.protocol, self._received
+                self, self.transport, self.protocol, self.data_received
             )
         try:
             self.transport.set_protocol(reader)
@@ -324,7 +325,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             # Blocked while it waited for its turn: queued again once unblocked.
             return
         self.protocol.resume_parsing()
-        self._received()
+        self.data_received()
         self._update_reading()
 
     # --- events and output -------------------------------------------------------
