@@ -33,6 +33,10 @@ sharing the machine's cores.
 
 Several nodes (``--nodes N --broker redis``, and ``--compare-nodes 1,2``):
 see ``hub_bench_nodes.py``. The hub figures then add up every node.
+Several workers of one node (``--workers N --broker redis``) count the CPU of
+the supervisor and every worker. Side by side (``hub_bench_peers.py``):
+``--compare-peers`` runs Node's socket.io v4 (``--peer socketio``) against
+the hub, ``--compare-workers 1,2`` one worker against two.
 
 Usage::
 
@@ -40,6 +44,8 @@ Usage::
     python benchmarks/hub_bench.py direct --users 10000 --rate max --json out.json
     python benchmarks/hub_bench.py fanout --nodes 2 --broker redis
     python benchmarks/hub_bench.py fanout --compare-nodes 1,2 --reps 3
+    python benchmarks/hub_bench.py fanout,direct --compare-peers --reps 3
+    python benchmarks/hub_bench.py fanout,direct --compare-workers 1,2 --reps 3
 """
 
 from __future__ import annotations
@@ -74,6 +80,18 @@ from hub_bench_clients import (
     worker_main,
 )
 from hub_bench_nodes import RedisProcess, compare
+from hub_bench_peers import (
+    add_cpu_per_delivery,
+    add_side_by_side_options,
+    check_side_by_side_options,
+    compare_peers,
+    compare_workers,
+    redis_info,
+    redis_per_delivery,
+    start_socketio,
+    wait_healthy,
+    worker_pids,
+)
 
 TICK = os.sysconf("SC_CLK_TCK")
 API_KEY = "hub-bench-api-key"
@@ -118,7 +136,11 @@ def rss_mib(pid: int) -> float:
 
 
 def start_hub(
-    port: int, profile: str | None = None, broker: str | None = None, toml: str = HUB_TOML
+    port: int,
+    profile: str | None = None,
+    broker: str | None = None,
+    toml: str = HUB_TOML,
+    workers: int = 1,
 ) -> subprocess.Popen[bytes]:
     """``hubbub serve --dev`` (uvloop if installed, RLIMIT_NOFILE raised by the CLI)."""
     config = Path(tempfile.gettempdir()) / f"hub-bench-{os.getpid()}-{port}.toml"
@@ -130,22 +152,14 @@ def start_hub(
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
     if broker:
         cmd += ["--broker", broker]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     # The log goes to a file: a pipe nobody reads would stall the hub once full.
     log_path = Path(tempfile.gettempdir()) / f"hub-bench-{os.getpid()}-{port}.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait()
+    if wait_healthy(proc, port):
+        return proc
     err = log_path.read_text(errors="replace")
     raise RuntimeError(f"the hub did not start: {err[-2000:]}")
 
@@ -153,7 +167,7 @@ def start_hub(
 def stop_hub(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
-        proc.wait(10)
+        proc.wait(40)  # --workers: the supervisor waits for every worker to drain
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -269,9 +283,13 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
             # redis-py's pool fails a command at once ("Too many connections")
             # beyond 100 (its default); a connection storm exceeds that.
             broker += f"?max_connections={args.redis_max_connections}"
+        args.redis_port = redis.port if redis else None
         for i, port in enumerate(args.ports):
             profile = args.hub_profile if i == 0 else None
-            hubs.append(start_hub(port, profile, broker))
+            if args.peer == "socketio":
+                hubs.append(start_socketio(port))
+            else:
+                hubs.append(start_hub(port, profile, broker, workers=args.workers))
         started = time.monotonic()
         stride = max(1, n // args.sample_conns) if scenario == "fanout" else 1
         for wid in range(P):
@@ -305,6 +323,8 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
         log(args, f"  [{scenario}] {n} connections open in {result['connect_s']} s")
         pids = [proc.pid for proc, _pipe in procs if proc.pid is not None]
         hub_pids = [hub.pid for hub in hubs]
+        if args.workers > 1:  # the supervisor's CPU and every worker's
+            hub_pids += worker_pids(args.port)
         if args.pin:
             result["pinned"] = pin_processes(hub_pids, [*pids, os.getpid()])
         redis_pid = redis.pid if redis else None
@@ -365,6 +385,12 @@ def run_once(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
     result["hub_deliveries_per_cpu_s"] = (
         round(deliveries / result["hub_cpu_s"]) if result["hub_cpu_s"] else None
     )
+    add_cpu_per_delivery(result)
+    info = result.pop("redis_info", None)
+    if info is not None:
+        result.update(redis_per_delivery(info[0], info[1], deliveries))
+    result["server"] = args.peer
+    result["workers"] = args.workers
     if nodes > 1 or result["broker"] == "redis":
         add_node_figures(result, results, lat_cross, nodes, deliveries)
     return result
@@ -411,6 +437,7 @@ async def drive(
     phase.value = RUNNING
     publisher = asyncio.create_task(run_publisher(args, shared)) if scenario == "fanout" else None
     await asyncio.sleep(args.warmup)
+    info0 = redis_info(args.redis_port) if args.redis_port else None
     cpu0, t0 = [cpu_seconds(p) for p in hubs], time.monotonic()
     redis0 = cpu_seconds(redis) if redis else 0.0
     clients0 = sum(cpu_seconds(c) for c in clients)
@@ -421,6 +448,7 @@ async def drive(
     phase.value = DRAINING
     t1, cpu1 = time.monotonic(), [cpu_seconds(p) for p in hubs]
     redis1 = cpu_seconds(redis) if redis else 0.0
+    info1 = redis_info(args.redis_port) if args.redis_port else None
     clients1 = sum(cpu_seconds(c) for c in clients)
     outboxes = [hub_gauge(port, "hubbub_outbox_messages") for port in args.ports]
     hub_cpu = sum(cpu1) - sum(cpu0)
@@ -436,6 +464,8 @@ async def drive(
         out["hub_cpu_pct_per_node"] = [
             round(100 * (b - a) / (t1 - t0), 1) for a, b in zip(cpu0, cpu1, strict=True)
         ]
+    if info0 is not None and info1 is not None:
+        out["redis_info"] = (info0, info1)
     if redis:
         out["redis_cpu_s"] = round(redis1 - redis0, 3)
         out["redis_cpu_pct"] = round(100 * (redis1 - redis0) / (t1 - t0), 1)
@@ -548,6 +578,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="1,2",
         help="fanout only: node counts run interleaved --reps times (1 = memory and redis)",
     )
+    add_side_by_side_options(parser)
     args = parser.parse_args(argv)
     if args.nodes < 1 or (args.nodes > 1 and args.broker != "redis"):
         parser.error("--nodes above 1 needs --broker redis")
@@ -564,6 +595,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 parser.error("--client c: no C compiler (set CC) to build hub_loadgen.c")
             print("no C compiler: using the Python clients", file=sys.stderr)
     args.client = "c" if args.client_binary else "python"
+    check_side_by_side_options(parser, args)
     args.processes = args.processes or (1 if args.client_binary else 2)
     return args
 
@@ -573,6 +605,12 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile()
     install_uvloop()
     report: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "json"}}
+    if args.compare_peers or args.compare_workers:
+        compared = compare_peers if args.compare_peers else compare_workers
+        report["compare"] = compared(args, run_once, lambda text: log(args, text))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2))
+        return 0
     if args.compare_nodes:
         cargs = argparse.Namespace(**vars(args))
         cargs.window = cargs.window or 2

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import hashlib
 import json
 import mmap
 import os
@@ -54,8 +55,12 @@ def find_hub_loadgen() -> str | None:
         return None
     source = HERE / "hub_loadgen.c"
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hubbub-bench"
-    binary = cache / "hub_loadgen"
-    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+    # Named after the source's digest, not rebuilt by date: checkouts of
+    # different versions (worktrees) share the cache without running each
+    # other's binary.
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    binary = cache / f"hub_loadgen-{digest}"
+    if not binary.exists():
         cache.mkdir(parents=True, exist_ok=True)
         tmp = binary.with_suffix(f".{os.getpid()}.tmp")
         subprocess.run([compiler, "-O2", "-o", str(tmp), str(source)], check=True)
@@ -105,6 +110,8 @@ class CClient:
         cmd += ["--window", str(args.window), "--rate", str(args.rate)]
         cmd += ["--payload", str(args.payload), "--sample-stride", str(sample_stride)]
         cmd += ["--connect-timeout", str(args.connect_timeout), "--drain", str(args.drain)]
+        if getattr(args, "peer", "hubbub") == "socketio":
+            cmd += ["--protocol", "socketio"]  # benchmarks/socketio/server.js
         # A file, not a pipe: the result line can exceed a pipe's buffer, and
         # nobody reads the pipe until the process exits.
         self.out_path = f"{shm_path}.out{wid}"

@@ -17,6 +17,14 @@
  *   - reads go to one scratch buffer; only an incomplete frame's bytes are
  *     kept per connection until the rest arrives.
  *
+ * With --protocol socketio it is the client of benchmarks/socketio/server.js
+ * instead (socket.io v4 over the websocket transport, Engine.IO protocol 4):
+ * GET /socket.io/?EIO=4&transport=websocket, the server's open packet "0{...}"
+ * answered by the namespace connect "40{"user":"u<i>"}", "42<id>["subscribe",
+ * ...]" / "42<id>["send",{...}]" acknowledged by "43<id>[...]", pushes
+ * "42["pub"|"message",{...,"data":"S..."}]", and Engine.IO pings "2" answered
+ * by "3". The same counters, the same "data" markers.
+ *
  * Coordination with the runner goes through a shared file (--shm) of 64-bit
  * slots, the same layout the Python clients use: phase, final_seq, then
  * arrays of --procs slots: opened, progress, sent_live, done, received.
@@ -58,6 +66,7 @@ typedef struct {
 } conn_t;
 
 static int scenario = FANOUT, nconns_total = 0, wid = 0, procs = 1, window = 2;
+static int socketio = 0; /* --protocol socketio */
 static int parallel = 200, payload = 100, sample_stride = 1, nports = 0;
 static double rate = 0, connect_timeout = 300, drain = 30;
 static int ports[64];
@@ -234,7 +243,11 @@ static size_t make_data(char *out, int64_t seq)
 static void send_request(conn_t *c, int64_t rid, const char *method, const char *params)
 {
     char buf[4096];
-    int n = snprintf(buf, sizeof buf, "{\"id\":%lld,\"method\":\"%s\",\"params\":%s}",
+    int n;
+    if (socketio) /* an event with an acknowledgement id: 42<id>["method",params] */
+        n = snprintf(buf, sizeof buf, "42%lld[\"%s\",%s]", (long long)rid, method, params);
+    else
+        n = snprintf(buf, sizeof buf, "{\"id\":%lld,\"method\":\"%s\",\"params\":%s}",
                      (long long)rid, method, params);
     send_text(c, buf, (size_t)n);
 }
@@ -267,14 +280,65 @@ static int64_t read_digits(const unsigned char *p, int n)
     return v;
 }
 
+static void on_reply(conn_t *c, const unsigned char *p, size_t n, int64_t rid, int ok);
+static void on_push(conn_t *c, const unsigned char *p, size_t n, int64_t t);
+
+/* socket.io: Engine.IO packet type, then Socket.IO packet type (see the top). */
+static void on_socketio_text(conn_t *c, const unsigned char *p, size_t n, int64_t t)
+{
+    if (n >= 1 && p[0] == '2') { /* Engine.IO ping: pong */
+        send_text(c, "3", 1);
+        return;
+    }
+    if (n >= 1 && p[0] == '0') { /* Engine.IO open: connect to the namespace */
+        char auth[64];
+        int k = snprintf(auth, sizeof auth, "40{\"user\":\"u%d\"}", c->user);
+        send_text(c, auth, (size_t)k);
+        return;
+    }
+    if (n >= 2 && p[0] == '4' && p[1] == '0') { /* namespace connected */
+        on_reply(c, p, n, 1, 1);
+        return;
+    }
+    if (n >= 2 && p[0] == '4' && p[1] == '4') { /* connect refused */
+        on_reply(c, p, n, 1, 0);
+        return;
+    }
+    if (n >= 3 && p[0] == '4' && p[1] == '3') { /* acknowledgement 43<id>[...] */
+        int64_t rid = 0;
+        size_t i = 2;
+        while (i < n && p[i] >= '0' && p[i] <= '9')
+            rid = rid * 10 + (p[i++] - '0');
+        on_reply(c, p, n, rid, 1);
+        return;
+    }
+    if (n > 16 && (memcmp(p, "42[\"pub\"", 8) == 0 || memcmp(p, "42[\"message\"", 12) == 0))
+        on_push(c, p, n, t);
+}
+
 static void on_text(conn_t *c, const unsigned char *p, size_t n, int64_t t)
 {
+    if (socketio) {
+        on_socketio_text(c, p, n, t);
+        return;
+    }
     if (n > 6 && memcmp(p, "{\"id\":", 6) == 0) {
         int64_t rid = 0;
         size_t i = 6;
         while (i < n && p[i] >= '0' && p[i] <= '9')
             rid = rid * 10 + (p[i++] - '0');
-        int ok = memmem(p, n, "\"result\"", 8) != NULL;
+        on_reply(c, p, n, rid, memmem(p, n, "\"result\"", 8) != NULL);
+        return;
+    }
+    if (n > 16 && (memcmp(p, "{\"push\":\"pub\"", 13) == 0 ||
+                   memcmp(p, "{\"push\":\"message\"", 17) == 0))
+        on_push(c, p, n, t);
+}
+
+/* The answer to request rid (1: connect, 2: subscribe, others: send). */
+static void on_reply(conn_t *c, const unsigned char *p, size_t n, int64_t rid, int ok)
+{
+    {
         if (rid == 1 || rid == 2) {
             if (!ok) {
                 add_error((const char *)p, n);
@@ -303,10 +367,13 @@ static void on_text(conn_t *c, const unsigned char *p, size_t n, int64_t t)
         int64_t phase = PHASE;
         if (rate == 0 && (phase == RUNNING || phase == MEASURING))
             send_one();
-        return;
     }
-    if (n > 16 && (memcmp(p, "{\"push\":\"pub\"", 13) == 0 ||
-                   memcmp(p, "{\"push\":\"message\"", 17) == 0)) {
+}
+
+/* A publication or a direct message: its "data" is read by position. */
+static void on_push(conn_t *c, const unsigned char *p, size_t n, int64_t t)
+{
+    {
         const unsigned char *d = memmem(p, n, "\"data\":\"S", 9);
         if (d == NULL || (size_t)(d - p) + 9 + 30 > n)
             return;
@@ -415,9 +482,11 @@ static void on_readable(conn_t *c)
             }
             size_t used = (size_t)(end + 4 - p);
             c->state = S_CONNECT;
-            char params[64];
-            snprintf(params, sizeof params, "{\"name\":\"u%d\"}", c->user);
-            send_request(c, 1, "connect", params);
+            if (!socketio) { /* socket.io: the server speaks first ("0{...}") */
+                char params[64];
+                snprintf(params, sizeof params, "{\"name\":\"u%d\"}", c->user);
+                send_request(c, 1, "connect", params);
+            }
             size_t rest = n - used;
             memmove(scratch, p + used, rest); /* p may be c->in or scratch */
             c->in_len = 0;
@@ -474,10 +543,11 @@ static void on_event(conn_t *c, unsigned events)
         static const char key[] = "dGhlIHNhbXBsZSBub25jZQ==";
         char req[512];
         int n = snprintf(req, sizeof req,
-                         "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                         "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                          "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                         "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hubbub.json.v1\r\n\r\n",
-                         key);
+                         "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                         socketio ? "/socket.io/?EIO=4&transport=websocket" : "/", key,
+                         socketio ? "" : "Sec-WebSocket-Protocol: hubbub.json.v1\r\n");
         c->state = S_UPGRADING;
         want_write(c, 0);
         send_bytes(c, (const unsigned char *)req, (size_t)n);
@@ -524,7 +594,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: hub_loadgen --shm PATH --lat-out PATH --ports P[,P...] --scenario "
                     "fanout|direct --conns N [--wid W --procs P --window W --rate R --payload B "
-                    "--sample-stride S --parallel N --connect-timeout S --drain S]\n");
+                    "--sample-stride S --parallel N --connect-timeout S --drain S "
+                    "--protocol hubbub|socketio]\n");
     exit(2);
 }
 
@@ -559,6 +630,8 @@ int main(int argc, char **argv)
             parallel = atoi(v);
         else if (!strcmp(a, "--connect-timeout"))
             connect_timeout = atof(v);
+        else if (!strcmp(a, "--protocol"))
+            socketio = !strcmp(v, "socketio");
         else if (!strcmp(a, "--drain"))
             drain = atof(v);
         else if (!strcmp(a, "--ports")) {

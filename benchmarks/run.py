@@ -14,9 +14,14 @@ the repetitions, and ratios against ``picows+uvloop`` (the fastest Python peer)
 and ``websockets``, taken within each repetition and then the median.
 
 Servers: ``hubbub`` (``hubbub echo --broadcast``, with the C accelerator),
-``hubbub-pure`` (the same with ``HUBBUB_NO_EXTENSIONS=1``), ``+uvloop``
-variants, and the peers of ``benchmarks/peers.py`` / ``peers.js`` that are
-installed (``pip install -e .[bench]``; Node's ``ws`` for ``node-ws``).
+``hubbub-pure`` (the same with ``HUBBUB_NO_EXTENSIONS=1``), ``hubbub-asyncfor``
+(the README's ``async for`` handler on ``hubbub.asyncio.serve``,
+``asyncfor_server.py``; ``-pure`` likewise; "Ratio vs hubbub" compares it with
+callback mode per server CPU-second), ``+uvloop``
+variants, the blocking thread-per-connection servers ``hubbub-sync``
+(``-pure``) and ``websockets-sync`` (``benchmarks/sync_bench.py``), and the
+peers of ``benchmarks/peers.py`` / ``peers.js`` that are installed
+(``pip install -e .[bench]``; Node's ``ws`` for ``node-ws``).
 
 Load generator: ``benchmarks/loadgen.c``, compiled on first use into
 ``~/.cache/hubbub-bench``; ``--loadgen PATH`` or ``$HUBBUB_WSLOAD`` picks
@@ -112,6 +117,12 @@ def hubbub_cmd(pure: bool) -> tuple[list[str], dict[str, str]]:
     return cmd, env
 
 
+def asyncfor_cmd(pure: bool) -> tuple[list[str], dict[str, str]]:
+    # The README's `async for` handler on hubbub.asyncio.serve (issue 17).
+    env = {"HUBBUB_NO_EXTENSIONS": "1" if pure else "0"}
+    return [PY, str(HERE / "asyncfor_server.py"), "--port", "{port}"], env
+
+
 def peer_cmd(library: str, uvloop: bool) -> tuple[list[str], dict[str, str]]:
     cmd = [PY, str(HERE / "peers.py"), library, "--port", "{port}"]
     return cmd + (["--uvloop"] if uvloop else []), {}
@@ -120,6 +131,8 @@ def peer_cmd(library: str, uvloop: bool) -> tuple[list[str], dict[str, str]]:
 SERVERS: dict[str, tuple[list[str], dict[str, str]]] = {
     "hubbub": hubbub_cmd(pure=False),
     "hubbub-pure": hubbub_cmd(pure=True),
+    "hubbub-asyncfor": asyncfor_cmd(pure=False),
+    "hubbub-asyncfor-pure": asyncfor_cmd(pure=True),
     "websockets": peer_cmd("websockets", False),
     "websockets+uvloop": peer_cmd("websockets", True),
     "aiohttp": peer_cmd("aiohttp", False),
@@ -133,16 +146,45 @@ SERVERS: dict[str, tuple[list[str], dict[str, str]]] = {
         name: ([PY, str(HERE / "asgi_bench.py"), "serve", "--ws", name, "--port", "{port}"], {})
         for name in ("asgi-hubbub", "asgi-websockets", "asgi-websockets-sansio", "asgi-wsproto")
     },
+    # Thread-per-connection echo servers: hubbub.sync against websockets.sync
+    # (benchmarks/sync_bench.py; websockets-sync needs the bench extra).
+    "hubbub-sync": (
+        [PY, str(HERE / "sync_bench.py"), "serve", "--impl", "hubbub", "--port", "{port}"],
+        {},
+    ),
+    "hubbub-sync-pure": (
+        [PY, str(HERE / "sync_bench.py"), "serve", "--impl", "hubbub", "--port", "{port}"],
+        {"HUBBUB_NO_EXTENSIONS": "1"},
+    ),
+    "websockets-sync": (
+        [PY, str(HERE / "sync_bench.py"), "serve", "--impl", "websockets", "--port", "{port}"],
+        {},
+    ),
 }
-DEFAULT_SERVERS = ["hubbub", "hubbub-pure", "websockets", "picows+uvloop", "raw-uvloop", "node-ws"]
-REFERENCES = ["picows+uvloop", "websockets", "asgi-websockets-sansio", "asgi-websockets"]
+DEFAULT_SERVERS = [
+    "hubbub",
+    "hubbub-pure",
+    "hubbub-asyncfor",
+    "websockets",
+    "picows+uvloop",
+    "raw-uvloop",
+    "node-ws",
+]
+REFERENCES = [
+    "picows+uvloop",
+    "hubbub",
+    "websockets",
+    "asgi-websockets-sansio",
+    "asgi-websockets",
+    "websockets-sync",
+]
 REQUIRES = {"websockets": "websockets", "aiohttp": "aiohttp", "picows": "picows", "raw": None}
 
 
 def available(name: str) -> str | None:
     """None if the server can run here, else why not."""
     cmd, _ = SERVERS[name]
-    if ("uvloop" in name or name in ("hubbub", "hubbub-pure")) and _import_fails(["uvloop"]):
+    if ("uvloop" in name or name.startswith("hubbub")) and _import_fails(["uvloop"]):
         return "uvloop is not installed (pip install -e .[bench])"
     if cmd[0] == "node":
         if not shutil.which("node"):
@@ -154,6 +196,8 @@ def available(name: str) -> str | None:
     if name.startswith("asgi-"):
         missing = _import_fails(["uvicorn", "fastapi"])
         return "uvicorn or fastapi is not installed (pip install -e .[test])" if missing else None
+    if name == "websockets-sync" and _import_fails(["websockets.sync.server"]):
+        return "websockets is not installed (pip install -e .[bench])"
     if "peers.py" in cmd[1]:
         module = REQUIRES[cmd[2]]
         if module and _import_fails([module]):
@@ -504,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in order:
                 if scenario == "bcast1k" and name.startswith("raw"):
                     continue  # a reflector cannot broadcast
+                if scenario == "idle10k" and "-sync" in name:
+                    continue  # 10,000 connections are 20,000 threads there
                 done += 1
                 port = free_port()
                 try:

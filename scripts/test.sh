@@ -67,21 +67,25 @@ extras=test,speed,redis,docs
 ensure_venv "$extras" || { echo "could not set up .venv" >&2; exit 2; }
 py="$root/.venv/bin/python"
 
-install_node_peer() {
-  local dir="$root/tests/interop/node"
+# The Node peers: ws (tests/interop/node) and socket.io v4 (benchmarks/socketio, the hub
+# benchmark's side-by-side server, whose smoke test runs in the suite).
+install_node_peers() {
+  local dir
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    echo "node/npm not found: the Node interop tests will skip (.ci/run installs them)" >&2
+    echo "node/npm not found: the Node peer tests will skip (.ci/run installs them)" >&2
     [[ "$require_peers" != "1" ]]
     return
   fi
-  # npm ci only when the lock file changed since the last install.
-  if [[ -f "$dir/node_modules/.package-lock.json" && \
-        "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
-    return 0
-  fi
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  for dir in "$root/tests/interop/node" "$root/benchmarks/socketio"; do
+    # npm ci only when the lock file changed since the last install.
+    if [[ -f "$dir/node_modules/.package-lock.json" && \
+          "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+      continue
+    fi
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+  done
 }
-step "install Node ws peer" install_node_peer
+step "install Node peers (ws, socket.io)" install_node_peers
 
 # wstest: for the Autobahn runs and for tests/interop/test_autobahn_quick.py.
 wstest_ok=0

@@ -369,7 +369,7 @@ def test_large_frames_arriving_in_pieces(chunk: int) -> None:
     data = [e for e in events if isinstance(e, (str, bytes))]
     assert data == [big, "small", part1 + part2, "é" * 50_000]
     assert conn.state == 1
-    assert conn._buf == bytearray()
+    assert conn.reader.buffered == 0
 
 
 def test_large_frame_over_max_size_fails_before_it_is_held() -> None:
@@ -408,7 +408,7 @@ async def test_pipelined_echoes_are_written_together_and_in_order() -> None:
         async with serve(handler, "127.0.0.1", 0, ping_interval=None, max_queue=1000) as server:
             ws = await connect(f"ws://127.0.0.1:{server.port}/", ping_interval=None)
             # One write of many frames: the server reads them in one go.
-            ws.protocol._out.extend(
+            ws.protocol.outgoing.extend(
                 frame(1, f"message {i}".encode(), key=KEY) for i in range(count)
             )
             ws._flush()

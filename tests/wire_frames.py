@@ -56,33 +56,38 @@ class FrameLog:
         return grouped[:-1]
 
 
+class _RecordingChunks(list[bytes]):
+    """The core's ``outgoing`` list, recording the chunks as they are taken."""
+
+    def __init__(self, chunks: list[bytes], log: FrameLog) -> None:
+        super().__init__(chunks)
+        self.log = log
+
+    def clear(self) -> None:
+        for chunk in self:
+            self.log.feed(chunk)
+        super().clear()
+
+
 def tap(core: Any, sent: FrameLog, received: FrameLog) -> None:
     """Record what a sans-I/O connection writes to and reads from the socket.
 
+    What is written is recorded when the adapter takes the queued chunks,
+    which it does by emptying the core's ``outgoing`` list (``clear()``,
+    directly or through ``data_to_send()``): that list becomes one that
+    records the chunks it lets go (the core and its frame writer share it).
     The cores have ``__slots__``, so their methods cannot be replaced on the
     instance: ``core`` becomes an instance of a subclass of its class, with the
-    same layout. Its ``receive_data`` records what is read. What is written is
-    recorded when the adapter takes the queued chunks, which it does by
-    replacing the ``_out`` list (``data_to_send()`` or directly): the subclass
-    makes ``_out`` a property whose setter records the chunks being taken.
-    Install it while no frame is in flight (right after the handshake), so
-    both streams start at a frame boundary.
+    same layout, whose ``receive_data`` records what is read. Install it while
+    no frame is in flight (right after the handshake), so both streams start
+    at a frame boundary.
     """
     base = type(core)
-    slot = base._out  # the member descriptor of the "_out" slot
-
-    def get_out(self: Any) -> list[bytes]:
-        chunks: list[bytes] = slot.__get__(self, base)
-        return chunks
-
-    def set_out(self: Any, chunks: list[bytes]) -> None:
-        for chunk in slot.__get__(self, base):
-            sent.feed(chunk)
-        slot.__set__(self, chunks)
+    core.outgoing = core.writer.outgoing = _RecordingChunks(core.outgoing, sent)
 
     def receive_data(self: Any, data: bytes | bytearray | memoryview) -> None:
         received.feed(data)
         base.receive_data(self, data)
 
-    namespace = {"__slots__": (), "_out": property(get_out, set_out), "receive_data": receive_data}
+    namespace = {"__slots__": (), "receive_data": receive_data}
     core.__class__ = type(f"Tapped{base.__name__}", (base,), namespace)

@@ -72,3 +72,22 @@ async def test_abort_drops_tcp_without_a_close_frame() -> None:
     closed = await closed_by(handler)
     assert isinstance(closed, ConnectionClosedError)
     assert closed.code == 1006
+
+
+async def test_flush_writes_and_empties_the_cores_outgoing_list() -> None:
+    """The adapter drains ``protocol.outgoing`` (the core's seam) and never replaces it."""
+    seen: list[tuple[bool, int]] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        out = ws.protocol.outgoing
+        async for message in ws:
+            await ws.send(message)  # nothing else queued: written at once
+            seen.append((ws.protocol.outgoing is out, len(out)))
+
+    async with running_server(handler) as server:
+        client = await connect(url(server), ping_interval=None)
+        for i in range(3):
+            await client.send(f"m{i}")
+            assert await asyncio.wait_for(client.recv(), 5) == f"m{i}"
+        await client.close()
+    assert seen == [(True, 0)] * 3

@@ -50,3 +50,30 @@ def test_two_nodes_on_redis_deliver_everything_across_nodes(tmp_path: Path) -> N
     assert all(pct > 0 for pct in run["hub_cpu_pct_per_node"])
     assert run["redis_cpu_s"] > 0
     assert run["hub_deliveries_per_cpu_s"] > run["deliveries_per_cpu_s_with_redis"] > 0
+
+
+@pytest.mark.timeout(90)
+def test_one_and_two_workers_compared_deliver_everything(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["direct", "--compare-workers", "1,2", "--users", "40", "--reps", "1"]
+    args += ["--duration", "1", "--warmup", "0.2", "--drain", "5"]
+    args += ["--connect-timeout", "10", "--quiet", "--json", str(out)]
+    subprocess.run([sys.executable, str(BENCH), *args], check=True, timeout=85, capture_output=True)
+    report = json.loads(out.read_text())["compare"]
+    one, two = (
+        report["runs"]["direct"][label][0] for label in ("1 worker, redis", "2 workers, redis")
+    )
+    assert (one["workers"], two["workers"]) == (1, 2)
+    for run in (one, two):
+        assert run["broker"] == "redis"
+        assert run["sent"] > 0
+        assert run["missing"] == 0
+        assert run["closed_connections"] == 0
+        # What the capacity model (docs/scaling.md) reads: Redis per delivery.
+        assert run["redis_bytes_per_delivery"] > 0
+        assert run["redis_cpu_us_per_delivery"] > 0
+        assert run["hub_cpu_us_per_delivery"] > 0
+    # The supervisor and both workers count as the hub's CPU.
+    assert len(two["hub_cpu_pct_per_node"]) == 3
+    ratios = report["report"]["direct"]["2 workers, redis / 1 worker, redis"]
+    assert ratios["hub_deliveries_per_cpu_s"]["median"] > 0

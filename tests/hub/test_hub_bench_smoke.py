@@ -64,3 +64,34 @@ def test_hub_bench_tiny_run_reports_sane_numbers(tmp_path: Path, client: str) ->
     direct = report["direct"]["runs"][0]
     assert direct["sent_not_live"] == 0
     assert direct["expected"] == direct["sent"]
+
+
+SOCKETIO = BENCH.parent / "socketio" / "node_modules" / "socket.io" / "package.json"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.peer
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler for hub_loadgen.c")
+@pytest.mark.skipif(
+    shutil.which("node") is None or not SOCKETIO.exists(),
+    reason="node, or socket.io (cd benchmarks/socketio && npm ci), is not installed",
+)
+def test_side_by_side_with_socketio_delivers_everything_on_both(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["fanout,direct", "--compare-peers", "--subscribers", "40", "--users", "40"]
+    args += ["--duration", "1", "--warmup", "0.2", "--drain", "5", "--connect-timeout", "10"]
+    args += ["--reps", "1", "--quiet", "--json", str(out)]
+    subprocess.run([sys.executable, str(BENCH), *args], check=True, timeout=85, capture_output=True)
+    report = json.loads(out.read_text())["compare"]
+    for scenario in ("fanout", "direct"):
+        runs = report["runs"][scenario]
+        for label, server in (("hubbub", "hubbub"), ("socket.io", "socketio")):
+            (run,) = runs[label]
+            # The C client spoke each server's protocol: every delivery arrived.
+            assert run["server"] == server
+            assert run["deliveries"] > 0
+            assert run["missing"] == 0
+            assert run["closed_connections"] == 0
+            assert run["hub_deliveries_per_cpu_s"] > 0
+        ratios = report["report"][scenario]["hubbub / socket.io"]
+        assert ratios["hub_deliveries_per_cpu_s"]["median"] > 0

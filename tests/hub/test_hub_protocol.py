@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubbub.hub.core import protocol as p
-from hubbub.hub.core.protocol import ErrorCode
+from hubbub.hub.core.protocol import ErrorCode, Since
 
 
 def req(method: str, params: object = None, req_id: object = 1) -> str:
@@ -111,6 +112,51 @@ def test_encoding_is_strict_compact_json() -> None:
     assert json.loads(p.encode_push("tick", {"time": 5})) == {"push": "tick", "time": 5}
     with pytest.raises(ValueError, match="JSON"):
         p.encode_result(1, float("nan"))
+
+
+def test_encoding_refuses_what_the_stdlib_refuses() -> None:
+    # orjson (the hub extra) writes NaN and infinity as null and encodes
+    # dataclasses and datetimes: encode() must refuse them all the same.
+    assert p._orjson_dumps is not None  # the fast path is the one under test
+    for value in (float("nan"), float("-inf"), [1.0, float("inf")]):
+        with pytest.raises(ValueError, match="JSON"):
+            p.encode_push("message", {"data": value})
+    for value in (datetime.datetime(2026, 1, 1), Since(1, "e"), object()):
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            p.encode_push("message", {"data": value})
+    # What orjson cannot take is the stdlib's to encode: exact big integers,
+    # lone surrogates escaped (so that the text encodes to UTF-8), int keys.
+    assert p.encode({"n": 2**70}) == '{"n":1180591620717411303424}'
+    assert p.encode({"s": "\ud800x"}) == '{"s":"\\ud800x"}'
+    assert p.encode({1: None}) == '{"1":null}'
+
+
+def test_encoding_without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stdlib alone (the hub extra not installed): the same text, the same refusals.
+    monkeypatch.setattr(p, "_orjson_dumps", None)
+    assert p.encode_result(3, {"a": "é", "n": None}) == '{"id":3,"result":{"a":"é","n":null}}'
+    with pytest.raises(ValueError, match="JSON"):
+        p.encode_push("message", {"data": float("nan")})
+
+
+finite_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(finite_json)
+def test_encoding_is_the_stdlib_json(value: object) -> None:
+    # orjson's text and the stdlib's may differ in form (1e+16 and 1e16),
+    # never in the value they carry.
+    text = p.encode({"data": value})
+    assert json.loads(text) == {"data": value}
+    assert text.encode()  # UTF-8, as a text frame needs
 
 
 def test_error_codes_are_grouped() -> None:

@@ -128,9 +128,9 @@ def test_targets_detect_an_undocumented_exception(monkeypatch: pytest.MonkeyPatc
 
 
 def test_targets_detect_a_broken_invariant(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hubbub.protocol import connection
+    from hubbub.protocol import sending
 
-    monkeypatch.setattr(connection.Connection, "_write", lambda self, *args, **kwargs: None)
+    monkeypatch.setattr(sending.FrameWriter, "write", lambda self, *args, **kwargs: None)
     with pytest.raises(targets.InvariantError, match="pings and pongs"):
         targets.fuzz_frames(b"\x00\x00" + bytes.fromhex("8980") + b"\x00" * 4)
 

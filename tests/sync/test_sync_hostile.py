@@ -17,10 +17,16 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 import sync_helpers
 
 from hubbub.adapter import DECODE_STEP
+from hubbub.exceptions import ConnectionClosed, ConnectionClosedError
+from hubbub.protocol.frames import CloseCode
+from hubbub.protocol.handshake import accept_key
+from hubbub.sync.client import connect
 from hubbub.sync.server import ServerConnection
 
 MiB = 1 << 20
@@ -101,6 +107,23 @@ def test_a_compressed_burst_is_inflated_only_as_the_queue_takes_it() -> None:
     assert most[0] <= max_queue + DECODE_STEP // MiB + 1, most[0]
 
 
+def flood_until_stalled(sock: socket.socket, flood: bytes) -> int:
+    """Write ``flood`` without reading until 2 s pass without progress; return bytes sent."""
+    sock.setblocking(False)
+    sent = 0
+    stalls = 0
+    while sent < len(flood) and stalls < 200:
+        try:
+            sent += sock.send(flood[sent : sent + 65536])
+            stalls = 0
+        except BlockingIOError:
+            stalls += 1
+            time.sleep(0.01)
+        except OSError:  # the server dropped the connection
+            break
+    return sent
+
+
 def test_a_ping_flood_that_never_reads_blocks_the_reader_not_memory() -> None:
     connections: list[ServerConnection] = []
     most = [0]
@@ -115,23 +138,106 @@ def test_a_ping_flood_that_never_reads_blocks_the_reader_not_memory() -> None:
     with sync_helpers.running(handler) as server:
         sock = open_websocket(server.port, rcvbuf=4096)
         with sock:
-            sock.setblocking(False)
             flood = client_frame(OP_PING, b"p" * 125) * 200_000  # 26 MB
-            sent = 0
-            stalls = 0
-            while sent < len(flood) and stalls < 200:
-                try:
-                    sent += sock.send(flood[sent : sent + 65536])
-                    stalls = 0
-                except BlockingIOError:
-                    stalls += 1
-                    time.sleep(0.01)
+            sent = flood_until_stalled(sock, flood)
             stop.set()
-            # The reader thread waits in sendall for the peer to read its
+            # The reader thread waits in its write for the peer to read its
             # pongs: it stopped reading, so TCP pushed back on the flood.
             assert sent < len(flood)
     # What the pongs of one 64 KiB read weigh, at most.
     assert most[0] <= 65536, most[0]
+
+
+def test_a_ping_flood_that_never_reads_is_failed_after_send_timeout() -> None:
+    # Before send_timeout the reader thread waited in sendall() for ever: the
+    # keepalive runs on the same thread, so nothing ended such a connection
+    # and its thread stayed until the peer read or went away.
+    connections: list[ServerConnection] = []
+    handler_done = threading.Event()
+    most = [0]
+
+    def handler(ws: ServerConnection) -> None:
+        connections.append(ws)
+        with contextlib.suppress(ConnectionClosed):
+            for _ in ws:
+                pass
+        handler_done.set()
+
+    def sample() -> None:
+        while not handler_done.is_set():
+            for ws in connections:
+                most[0] = max(most[0], ws.buffered_amount)
+            time.sleep(0.001)
+
+    options: dict[str, Any] = dict(send_timeout=0.5, ping_interval=0.5, ping_timeout=0.5)
+    with sync_helpers.running(handler, **options) as server:
+        sock = open_websocket(server.port, rcvbuf=4096)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        with sock:
+            flood = client_frame(OP_PING, b"p" * 125) * 200_000  # 26 MB
+            # The server stops reading once its pongs back up: TCP pushes back.
+            assert flood_until_stalled(sock, flood) < len(flood)
+            # The connection is failed and its thread ends, with the peer
+            # still connected and still not reading.
+            assert handler_done.wait(30)
+            wait_for(lambda: not server.connections)
+        sampler.join(5)
+        ws = connections[0]
+        assert ws.close_code == CloseCode.ABNORMAL_CLOSURE  # no close frame came
+        assert ws.protocol.close_sent is not None
+        assert ws.protocol.close_sent.code == CloseCode.INTERNAL_ERROR
+    # What the pongs of one 64 KiB read weigh, at most.
+    assert most[0] <= 65536, most[0]
+
+
+def test_a_client_whose_server_never_reads_is_failed_after_send_timeout() -> None:
+    # A server that completes the handshake, then never reads: the
+    # application thread's send() gives up after send_timeout instead of
+    # blocking for ever.
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def never_reading_server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = next(
+                line.split(b":", 1)[1].strip().decode()
+                for line in request.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + accept_key(key).encode()
+                + b"\r\n\r\n"
+            )
+            stop.wait(30)
+
+    server = threading.Thread(target=never_reading_server)
+    server.start()
+    try:
+        with listener:
+            port = listener.getsockname()[1]
+            ws = connect(
+                f"ws://127.0.0.1:{port}/",
+                send_timeout=0.5,
+                ping_interval=None,
+                close_timeout=1,
+                compression=None,
+            )
+            with pytest.raises(ConnectionClosedError):
+                ws.send(bytes(64 * MiB))  # far more than the kernel's buffers
+            assert ws.wait_closed(10)
+            assert ws.close_code == CloseCode.ABNORMAL_CLOSURE
+            assert ws.buffered_amount == 0
+    finally:
+        stop.set()
+        server.join(10)
 
 
 def test_a_body_over_the_limit_gets_a_readable_413() -> None:

@@ -2,8 +2,9 @@
 
 ``serve(handler, host, port)`` and ``connect(uri)``; see
 :mod:`hubbub.asyncio.server`, :mod:`hubbub.asyncio.client` and
-:mod:`hubbub.asyncio.connection` (with :mod:`~hubbub.asyncio.sending` for the send
-paths and :mod:`~hubbub.asyncio.reader` for reading large frames into the message).
+:mod:`hubbub.asyncio.connection` (which owns an :mod:`~hubbub.asyncio.inbox`, a
+:mod:`~hubbub.asyncio.sending` writer and its :mod:`~hubbub.asyncio.pings`, and uses
+:mod:`~hubbub.asyncio.reader` for reading large frames into the message).
 """
 
 from __future__ import annotations

@@ -7,19 +7,22 @@ Theory of operation
 the hot path) and drives a sans-I/O :class:`hubbub.protocol.Connection`:
 ``data_received`` feeds the core, moves complete messages into a bounded
 queue and writes what the core queued (pongs, close frames). Application
-coroutines call :meth:`Connection.recv` and :meth:`Connection.send`. The
-sending methods (``send``, ``send_nowait``, ``send_frames_nowait``, ``ping``)
-are in :mod:`hubbub.asyncio.sending`, a mixin of :class:`Connection`; this
-module has the rest: the transport's callbacks, receiving, timers, closing.
+coroutines call :meth:`Connection.recv` and :meth:`Connection.send`. It owns
+three parts, each an object of its own that knows only what it is given:
+the receive queue (:class:`~hubbub.asyncio.inbox.Inbox`: waiting,
+``max_queue``, turns, fragments), the writer
+(:class:`~hubbub.asyncio.sending.Writer`: sending messages and fragments,
+holding small frames back, waiting for the write buffer to drain) and the
+pings (:class:`~hubbub.asyncio.pings.Pings`). This module has the rest: the
+transport's callbacks, the flow control that ties the parts together, the
+keepalive timer, callback mode, closing.
 
-Flow control, both ways:
+Flow control, both ways: the receive queue stops reading at ``max_queue``
+messages and gives the loop a turn every ``TURN_BUDGET`` bytes taken
+(:mod:`hubbub.asyncio.inbox`); :meth:`send` waits above the write buffer's
+high water mark (``write_limit``, :mod:`hubbub.asyncio.sending`);
+``buffered_amount`` is what sits in that buffer. Besides:
 
-* receiving: when ``max_queue`` messages wait unread, the transport stops
-  reading; TCP then pushes back on the peer. Reading resumes when the queue is
-  down to a quarter.
-* sending: the transport's write buffer has high and low water marks
-  (``write_limit``); above the high mark :meth:`send` waits until the buffer
-  drains below the low mark. ``buffered_amount`` is what sits in that buffer.
 * pongs: what we write unasked (RFC 6455 section 5.5.2) grows with what the
   peer sends, so a peer that pings and never reads would fill our memory
   with pongs. While the write buffer is above its high mark, pings are not
@@ -35,13 +38,12 @@ Flow control, both ways:
   what it holds) and a hubbub client and server can never both stop.
 * inflating: the core decodes at most ``DECODE_STEP`` bytes of compressed
   messages per step (:attr:`hubbub.protocol.Connection.parsing_paused`); the
-  next step runs in a later loop iteration, and only while the queue has
-  room and writes are not backed up. The steps of all the loop's connections
-  take turns, one per iteration (:mod:`hubbub.asyncio.turns`), so peers sending
-  bursts do not take every iteration from the others. A burst of small frames that
-  inflate to many messages (RFC 7692) thus holds at most about
-  ``max_queue`` x ``max_size`` + ``DECODE_STEP`` bytes and never keeps the
-  event loop for more than one step.
+  next step waits for room in the queue, writes not backed up, and its turn
+  (:mod:`hubbub.asyncio.turns`: one step of all the loop's connections per
+  iteration). A burst of small frames that inflate to many messages (RFC
+  7692) holds at most about ``max_queue`` x ``max_size`` + ``DECODE_STEP``
+  bytes and keeps the loop for one step at a time, inflating or handing
+  queued messages to the application.
 
 Failures the peer causes are deferred (``defer_failure=True`` in the core): the
 messages it sent before its mistake are delivered first, and the connection is
@@ -65,10 +67,8 @@ echo or relay buffer without bound.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, cast
 
 from .. import speedups
@@ -77,29 +77,24 @@ from ..adapter import (
     ConnectionAttributes,
     Data,
     FailurePending,
-    FragmentStream,
     LoggerLike,
-    PingTracker,
     closed_exception,
     decoded,
-    fragment_converter,
-    join_fragments,
 )
 from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
 from ..protocol import connection as core
 from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode
+from .inbox import WAIT, Inbox
+from .pings import Pings
 from .reader import PayloadReader
-from .sending import Sending
+from .sending import Message, Writer
 from .turns import turns
 
 __all__ = ["Connection", "Data"]
 
 
-_NO_MESSAGES: Any = ()
-
-
-class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
+class Connection(ConnectionAttributes, asyncio.Protocol):
     """One WebSocket connection; see the module docstring.
 
     Not created directly: :func:`hubbub.asyncio.serve` passes one to the
@@ -130,31 +125,46 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self.logger: LoggerLike = logger or logging.getLogger("hubbub")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
-        self.latency = 0.0
-        """Round-trip time of the last ping answered, in seconds."""
-        # A deque allocates a 64-slot block at once (760 bytes): an idle
-        # connection shares this empty tuple until its first message.
-        self._messages: collections.deque[Data | Fragment | FailurePending] = _NO_MESSAGES
-        self._recv_waiter: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] = self.loop.create_future()
+        # The parts (see the module docstring), sharing one bound method of
+        # each kind: an idle connection's memory counts.
+        flush, fail, closed_error = self._flush, self.fail, self._closed_error
+        # The receive queue; named for hubbub.adapter's queued_messages.
+        self._messages: Inbox = Inbox(
+            protocol,
+            self.loop,
+            max_queue,
+            on_room=self._update_reading,
+            flush=flush,
+            fail=fail,
+            closed=self._closed,
+            closed_error=closed_error,
+        )
+        self._writer = Writer(
+            protocol,
+            self._messages,
+            flush=flush,
+            fail=fail,
+            closed=self._closed,
+            closed_error=closed_error,
+        )
+        self._pings = Pings(
+            protocol,
+            self.loop,
+            flush=flush,
+            fail=fail,
+            closed_error=closed_error,
+            logger=self.logger,
+        )
         self._reading_paused = False
-        self._writing_paused = False
         # Why reading may be paused (see _update_reading): the queue is full
         # (until it is down to a quarter), or the core holds unparsed bytes
         # and their next step is queued (_step_queued) or waits for room.
-        self._queue_full = False
         self._step_queued = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._fragment_lock: asyncio.Lock | None = None
-        # Shared with hubbub.sync (hubbub.adapter): which pings a pong answers.
-        self._pings: PingTracker[asyncio.Future[float]] = PingTracker()
         self._keepalive: asyncio.TimerHandle | None = None
-        self._ping_deadline: asyncio.TimerHandle | None = None
         self._close_deadline: asyncio.TimerHandle | None = None
         self._transport_closing = False
-        self._flush_soon = False
         self._on_message: Callable[[Data], object] | None = None
-        self._in_callback = False
-        self._closed: asyncio.Future[None] = self.loop.create_future()
 
     # --- public attributes ----------------------------------------------------
 
@@ -179,6 +189,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         high, low = self.write_limit
         self.transport.set_write_buffer_limits(high, low)
+        self._writer.attach(self.transport)
 
     def data_received(self, data: bytes = b"") -> None:
         # Without data (the default): handle what the core parsed meanwhile,
@@ -196,25 +207,30 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 # Request/response's shape, one message per read: the loop of
                 # _dispatch_events without its call (~600 of the library's
                 # ~9,400 instructions per round trip, benchmarks/instructions.py).
-                self._in_callback = True
+                writer = self._writer
+                writer.in_callback = True
                 try:
                     on_message(events[0])
                 except Exception:
                     self._callback_failed()
                 finally:
-                    self._in_callback = False
+                    writer.in_callback = False
             else:
                 self._dispatch_events(events)
-        # _flush() inlined for the usual case (nothing closing): one call less per read.
+        out = protocol.outgoing
         if self._transport_closing or protocol.eof_sent:
             self._flush()
-        else:
-            protocol.write_to(self.transport)
-        if protocol.large_frame is not None and self._direct_reads:
+        elif out:
+            # _flush() inlined for the usual case (nothing closing): one call less per read.
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)
+            out.clear()
+        reader = protocol.reader  # its plain attributes: no property call per read
+        if self._direct_reads and reader.large_frame is not None:
             self._read_large_frame()
-        # Only an extension's output counts towards decode_limit, so only then
-        # can parsing pause: the property is not read per message otherwise.
-        if protocol.extensions and protocol.parsing_paused:
+        if reader.paused:
             self._update_reading()
 
     # A large frame's payload is read straight into the message by a
@@ -254,37 +270,26 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self.protocol.receive_eof()
         self._process_events(self.protocol.events_received())
         self._transport_closing = True
-        for handle in (
-            self._keepalive,
-            self._ping_deadline,
-            self._close_deadline,
-        ):
+        for handle in (self._keepalive, self._close_deadline):
             if handle is not None:
                 handle.cancel()
-        self._wake_receiver()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
-        closed = self._closed_exception()
-        for waiter in self._pings.clear():
-            if not waiter.done():
-                waiter.set_exception(closed)
-                waiter.exception()  # mark retrieved: nobody may be awaiting it
+        self._messages.wake()
+        self._pings.closed(self._closed_exception())
         if not self._closed.done():
             self._closed.set_result(None)
             self.log_closed()
+        self._writer.resume()  # senders waiting for the buffer to drain: closed
 
     def pause_writing(self) -> None:
         # Pongs must not pile up behind a peer that does not read, nor the
         # answers to its messages: see "Flow control" above.
-        self._writing_paused = True
+        self._writer.pause()
         self.protocol.defer_pongs(True)
         self._update_reading()
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self._writer.resume()
         self.protocol.defer_pongs(False)
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
         self._flush()
         self._update_reading()
 
@@ -313,8 +318,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         """Whether reading (and parsing what was read) must wait for the application."""
         # Callback mode has no send() to wait in: backed-up writes stop reading
         # there, and on a server in every mode (see "Flow control" above).
-        return self._queue_full or (
-            self._writing_paused and (self._backed_up_stops_reading or self._on_message is not None)
+        return self._messages.full or (
+            self._writer.paused and (self._backed_up_stops_reading or self._on_message is not None)
         )
 
     def _parse_step(self) -> None:
@@ -332,26 +337,25 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     def _process_events(self, events: list[core.Event]) -> None:
         messages = self._messages
+        queue: Any = messages.items  # an empty tuple until the first message
         for event in events:
             # A Fragment (recv_streaming) is queued like a message.
             if isinstance(event, (str, bytes, Fragment)):
-                if self.protocol.close_sent is not None and len(messages) >= self.max_queue:
+                if self.protocol.close_sent is not None and len(messages.items) >= self.max_queue:
                     # We are closing and read on only to see the peer's close
                     # frame: what nobody can read before it is dropped, so that
                     # a peer cannot grow the queue without bound meanwhile.
                     continue
-                if messages is _NO_MESSAGES:
-                    messages = self._messages = collections.deque()
-                messages.append(event)
+                if type(queue) is tuple:
+                    queue = messages.queue()
+                queue.append(event)
             elif isinstance(event, core.Pong):
-                self._pong_received(event.data)
+                self._pings.pong_received(event.data)
             elif isinstance(event, core.Failure):
-                if not messages and self._recv_waiter is not None:
+                if not messages.items and messages.waiter is not None:
                     self.fail(event.exc.code, str(event.exc))
                 else:
-                    if messages is _NO_MESSAGES:
-                        messages = self._messages = collections.deque()
-                    messages.append(FailurePending(event.exc))
+                    messages.put(FailurePending(event.exc))
                     self.loop.call_later(
                         self.close_timeout, self.fail, event.exc.code, str(event.exc)
                     )
@@ -359,23 +363,25 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 self._start_close_deadline()
             else:
                 self._other_event(event)
-        if messages:
+        items = messages.items
+        if items:
             if (
-                len(messages) >= self.max_queue
-                and not self._queue_full
+                len(items) >= messages.max_queue
                 and self.protocol.close_sent is None
+                and messages.check_full()
             ):
-                self._queue_full = True
                 self._update_reading()
-            self._wake_receiver()
+            if messages.waiter is not None:
+                messages.wake()
         elif self.protocol.close_received is not None or self.protocol.close_exc is not None:
-            self._wake_receiver()
+            messages.wake()
 
     def _dispatch_events(self, events: list[core.Event]) -> None:
         # Callback mode (see the module docstring): messages go straight to the
         # callback, in order; everything else is handled as in queue mode.
         on_message = self._on_message
-        self._in_callback = True
+        writer = self._writer
+        writer.in_callback = True
         try:
             for event in events:
                 if on_message is not None and (type(event) is str or type(event) is bytes):
@@ -394,7 +400,7 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
                 else:
                     self._process_events([event])
         finally:
-            self._in_callback = False
+            writer.in_callback = False
 
     def _callback_failed(self) -> None:
         # Called in the except clause: logs the callback's exception (see on_message).
@@ -404,17 +410,17 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
     def _other_event(self, event: core.Event) -> None:
         """Handshake events, handled by the server and client subclasses."""
 
-    def _wake_receiver(self) -> None:
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def _flush(self) -> None:
         protocol = self.protocol
-        if not self._transport_closing:
-            protocol.write_to(self.transport)
-        elif protocol.pending_chunks:
-            protocol.data_to_send()  # the transport is closing: dropped
+        out = protocol.outgoing  # the core's seam: drained here, no call per message
+        if out:
+            if self._transport_closing:
+                pass  # the transport is closing: dropped
+            elif len(out) == 1:
+                self.transport.write(out[0])  # one chunk: the transport joins nothing
+            else:
+                self.transport.writelines(out)  # copies the list: cleared below
+            out.clear()
         if protocol.eof_sent and not self._transport_closing:
             self._transport_closing = True
             # close() flushes the buffer first; the deadline covers a peer
@@ -481,78 +487,17 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             ConcurrencyError: another coroutine is already waiting in recv(),
                 or :attr:`on_message` is set.
         """
-        # Fragments are queued only once recv_streaming() was used (_stream).
-        message: Any = await (self._next() if self._stream is None else self._next_whole())
+        messages = self._messages
+        # Fragments are queued only once recv_streaming() was used.
+        if messages.stream_state is None:
+            message = messages.take()
+            if message is WAIT:
+                message = await messages.next()
+        else:
+            message = await messages.next_whole()
         return message if decode is None else decoded(message, decode)
 
-    async def _next(self) -> Data | Fragment:
-        """The next entry of the receive queue: a message, or a fragment of one."""
-        if self._on_message is not None:
-            raise ConcurrencyError("messages go to on_message: recv() would never return one")
-        messages = self._messages
-        while not messages:
-            if (
-                self.protocol.close_received is not None
-                or self._closed.done()
-                or (self.protocol.close_exc is not None)
-            ):
-                await self._wait_closed_quietly()
-                raise self._closed_exception()
-            if self._recv_waiter is not None:
-                raise ConcurrencyError("another coroutine is already receiving")
-            if self.protocol.pending_chunks:  # frames held back by send(): write them now
-                self._flush()
-            self._recv_waiter = self.loop.create_future()
-            try:
-                await self._recv_waiter
-            finally:
-                self._recv_waiter = None
-            messages = self._messages  # the first message replaces _NO_MESSAGES
-        message = messages.popleft()
-        if self._queue_full and len(messages) <= self.max_queue // 4:
-            self._queue_full = False
-            self._update_reading()
-        if isinstance(message, FailurePending):
-            self.fail(getattr(message.exc, "code", CloseCode.PROTOCOL_ERROR), str(message.exc))
-            await self._wait_closed_quietly()
-            raise self._closed_exception()
-        return message
-
-    # --- streaming a message (section 5.4) ---------------------------------------
-
-    # Made by the first recv_streaming(); most connections never stream.
-    _stream: FragmentStream | None = None
-
-    async def _next_message(self) -> Data | Fragment:
-        """A message or its first fragment, past the rest of an abandoned stream."""
-        assert self._stream is not None
-        self._stream.abandon()
-        item = await self._next()
-        while self._stream.skipped(item):
-            item = await self._next()
-        return item
-
-    async def _next_whole(self) -> Data:
-        """The next message, joined if it was queued in fragments."""
-        message = await self._next_message()
-        return await self._assemble(message) if type(message) is Fragment else cast(Data, message)
-
-    async def _assemble(self, first: Fragment) -> Data:
-        # A message streamed by the core (recv_streaming() was waiting when its
-        # frames came) but read with recv(): join its fragments.
-        items = [first]
-        try:
-            while not items[-1].fin:
-                item = await self._next()
-                assert type(item) is Fragment  # a message's frames are contiguous
-                items.append(item)
-        except asyncio.CancelledError:
-            # Nothing is lost: the next receive starts from the first fragment.
-            self._messages.extendleft(reversed(items))
-            raise
-        return join_fragments([item.data for item in items])
-
-    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Data]:
+    def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Data]:
         """Yield the next message in fragments, each as soon as its frame is in.
 
         ``async for fragment in ws.recv_streaming(): ...``. A fragmented
@@ -571,30 +516,14 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             ConnectionClosedError: it closed with an error or a protocol error.
             ConcurrencyError: another coroutine is receiving.
         """
-        stream = self._stream
-        if stream is None:
-            stream = self._stream = FragmentStream()
-        token = stream.begin()
+        return self._messages.stream(decode, self._start_streaming)
+
+    def _start_streaming(self) -> None:
         protocol = self.protocol
-        protocol.stream_fragments = True
         protocol.report_fragment()  # frames of the next message may be in already
         events = protocol.events_received()
         if events:
             self._process_events(events)
-        try:
-            item = await self._next_message()
-        except BaseException:
-            protocol.stream_fragments = False
-            raise
-        convert = fragment_converter(decode)
-        # A message that came whole is its own last fragment.
-        fragment = item if type(item) is Fragment else Fragment(cast(Data, item), True)
-        while not fragment.fin:
-            yield stream.hand_out(fragment, convert)
-            stream.resume(token)
-            fragment = cast(Fragment, await self._next())  # a message's frames are contiguous
-        protocol.stream_fragments = False
-        yield stream.hand_out(fragment, convert)
 
     @property
     def on_message(self) -> Callable[[Data], object] | None:
@@ -617,22 +546,21 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
 
     @on_message.setter
     def on_message(self, callback: Callable[[Data], object] | None) -> None:
-        if callback is not None and self._recv_waiter is not None:
+        if callback is not None and self._messages.waiter is not None:
             raise ConcurrencyError("a coroutine is waiting in recv(): cannot set on_message")
         self._on_message = callback
+        self._messages.callback_mode = callback is not None
         if callback is None:
             return
         # Hand over what was queued, in order (a failure that was waiting
         # behind these messages fails the connection after them).
-        queued = self._messages
-        pending: list[core.Event] = []
-        while queued:
-            item = queued.popleft()
-            pending.append(core.Failure(item.exc) if isinstance(item, FailurePending) else item)
+        pending: list[core.Event] = [
+            core.Failure(item.exc) if isinstance(item, FailurePending) else item
+            for item in self._messages.take_all()  # no queue in callback mode
+        ]
         if pending:
             self._dispatch_events(pending)
             self._flush()
-        self._queue_full = False  # no queue in callback mode
         self._update_reading()
 
     def __aiter__(self) -> AsyncIterator[Data]:
@@ -641,11 +569,17 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         return self
 
     async def __anext__(self) -> Data:
+        messages = self._messages
+        streamed = messages.stream_state is not None
+        if not streamed and messages.items:
+            message = messages.take()
+            if message is not WAIT:
+                return message  # type: ignore[no-any-return]  # no Fragment then
         try:
             # Not through recv(): one coroutine less per message.
-            if self._stream is None:
-                return await self._next()  # type: ignore[return-value]  # no Fragment then
-            return await self._next_whole()
+            if not streamed:
+                return await messages.next()  # type: ignore[return-value]  # no Fragment then
+            return await messages.next_whole()
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
@@ -662,6 +596,102 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         # Shared with hubbub.sync (hubbub.adapter).
         return closed_exception(self.protocol)
 
+    async def _closed_error(self) -> ConnectionClosed:
+        """Wait (quietly) until closed; the exception that says how it closed."""
+        await self._wait_closed_quietly()
+        return self._closed_exception()
+
+    # --- sending (by the writer, see hubbub.asyncio.sending) ------------------------
+
+    def send(
+        self, message: Message | Iterable[Data] | AsyncIterable[Data], *, compress: bool = True
+    ) -> Coroutine[Any, Any, None]:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of ``str`` or bytes-like is sent as one
+        fragmented message, one frame per item (RFC 6455 section 5.4); other
+        sends wait until it is complete. Waits while the write buffer is over
+        its high water mark.
+
+        ``compress=False`` sends this message uncompressed even when
+        permessage-deflate was negotiated (data known not to compress, or
+        secrets next to attacker-controlled text: the CRIME/BREACH concern).
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: the message is of another type, or mixes text and binary.
+        """
+        # The writer's coroutine itself: no coroutine in between, per message.
+        return self._writer.send(message, compress=compress)
+
+    def send_nowait(self, message: Message, *, compress: bool = True) -> None:
+        """Send a message without waiting: ``str`` as text, bytes-like as binary.
+
+        For :attr:`on_message` callbacks and other synchronous code. The frame
+        is written at once (from a callback: with the other answers to the same
+        read, in one system call); nothing waits for the write buffer to drain,
+        so check :attr:`buffered_amount` when sending much more than you receive.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            ConcurrencyError: a fragmented message is being sent.
+            TypeError: the message is neither ``str`` nor bytes-like.
+        """
+        self._writer.send_nowait(message, compress=compress)
+
+    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
+        """Write already-encoded frames now if the connection can take them.
+
+        ``frames`` are whole data messages (FIN set) encoded for a connection
+        that :attr:`shares_frames`. Frames that :meth:`send` held back are
+        written first, so the order of messages is kept.
+
+        Args:
+            frames: one or more complete frames, as bytes.
+            limit: write only while at most this many bytes are buffered; by
+                default, while writing is not paused (:attr:`writing_paused`).
+
+        Returns:
+            False, having written nothing, when the connection is not OPEN, is
+            closing, is sending a fragmented message (section 5.4 forbids
+            interleaving) or its write buffer is over the bound; True otherwise.
+        """
+        return self._writer.send_frames_nowait(frames, limit=limit)
+
+    @property
+    def writing_paused(self) -> bool:
+        """True from when the write buffer passes its high water mark until it
+        drains below the low one (``write_limit``)."""
+        return self._writer.paused
+
+    @property
+    def shares_frames(self) -> bool:
+        """Whether one encoded frame serves this connection as it serves others.
+
+        True when the connection neither masks (servers do not, section 5.1)
+        nor transforms frames (no extension: RFC 7692 compresses per
+        connection). :func:`~hubbub.asyncio.broadcast` and the hub then encode a
+        message once and hand the same bytes to :meth:`send_frames_nowait`.
+        """
+        return self.protocol.shares_frames
+
+    def ping(self, data: str | bytes | None = None) -> Coroutine[Any, Any, float]:
+        """Send a ping and wait for its pong; return the round-trip time in seconds.
+
+        Pongs acknowledge every ping sent before them (section 5.5.3 lets a peer
+        answer only the latest), so earlier pings are resolved too.
+
+        Raises:
+            ConcurrencyError: a ping with this payload waits for its pong.
+            ConnectionClosed: the connection is closing or closed.
+        """
+        return self._pings.ping(data)
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the last ping answered, in seconds."""
+        return self._pings.latency
+
     # --- keepalive ---------------------------------------------------------------
 
     def start_keepalive(self) -> None:
@@ -673,20 +703,8 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
         self._keepalive = None
         if self.protocol.state is not core.State.OPEN:
             return
-        data = self._pings.new_payload()
-        self.protocol.send_ping(data)
-        waiter: asyncio.Future[float] = self.loop.create_future()
-        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._pings.add(data, waiter, time.perf_counter())
-        self._flush()
-        if self.ping_timeout is not None and self._ping_deadline is None:
-            self._ping_deadline = self.loop.call_later(self.ping_timeout, self._ping_timed_out)
+        self._pings.keepalive(self.ping_timeout)
         self.start_keepalive()
-
-    def _ping_timed_out(self) -> None:
-        self._ping_deadline = None
-        self.logger.info("no pong within %.1f s: closing the connection", self.ping_timeout)
-        self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     # --- closing -------------------------------------------------------------------
 
@@ -713,11 +731,10 @@ class Connection(ConnectionAttributes, Sending, asyncio.Protocol):
             # ones ahead of time).
             self._transport_closing = True
             self.transport.close()
-        if self._queue_full:
+        if self._messages.unblock():
             # The peer's close frame may sit behind messages that nobody will
             # read now: read on, or the closing handshake could only time out.
             # (Backed-up writes still pause reading: close_timeout ends that.)
-            self._queue_full = False
             self._update_reading()
         await self._wait_closed_quietly()
 

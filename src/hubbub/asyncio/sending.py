@@ -1,116 +1,156 @@
-"""Sending on an asyncio WebSocket connection: messages, fragments, pings.
+"""Sending on an asyncio WebSocket connection: messages, fragments, write flow control.
 
-:class:`Sending` is a mixin of :class:`hubbub.asyncio.connection.Connection`,
-in a module of its own only to keep ``connection.py`` a readable size; it is
-not meant to be used without that class. It holds every way of putting a
-frame on the wire from the application's side:
+Theory of operation
+-------------------
 
-* :meth:`Sending.send` (coroutine): one message, or a fragmented message from
+:class:`Writer` is the writing side of a
+:class:`hubbub.asyncio.connection.Connection`, an object the connection owns
+(its public ``send`` methods hand over to it). It holds every way of putting
+a data frame on the wire from the application's side, and the write flow
+control:
+
+* :meth:`Writer.send` (coroutine): one message, or a fragmented message from
   an (async) iterable (RFC 6455 section 5.4), with ``asyncio.Lock`` keeping
   other sends out until its last frame. Above the write buffer's high water
-  mark (``write_limit``) it waits until the buffer drains below the low one.
-  While more received messages wait to be read, small frames are held back
-  and written together, in one system call, at the next loop iteration or
-  when :meth:`~hubbub.asyncio.connection.Connection.recv` would wait.
-* :meth:`Sending.send_nowait`: the same without waiting, for ``on_message``
-  callbacks (callback mode: what a callback sends is written once per read).
-* :meth:`Sending.send_frames_nowait`: frames already encoded once for many
-  connections (:attr:`Sending.shares_frames`), for
-  :func:`~hubbub.asyncio.broadcast` and the hub.
-* :meth:`Sending.ping` and the pong bookkeeping (section 5.5.3); the keepalive
-  timer that uses them stays in the connection.
+  mark (``write_limit``) it waits until the buffer drains below the low one
+  (:meth:`Writer.wait_drained`; the connection reports the transport's
+  ``pause_writing``/``resume_writing`` with :meth:`Writer.pause` and
+  :meth:`Writer.resume`). While more received messages wait to be read
+  (its :class:`~hubbub.asyncio.inbox.Inbox`), small frames are held back and
+  written together, in one system call, at the next loop iteration or when
+  ``recv()`` would wait.
+* :meth:`Writer.send_nowait`: the same without waiting, for ``on_message``
+  callbacks (callback mode: what a callback sends is written once per read,
+  :attr:`Writer.in_callback`).
+* :meth:`Writer.send_frames_nowait`: frames already encoded once for many
+  connections (``shares_frames``), for :func:`~hubbub.asyncio.broadcast` and
+  the hub.
 
-The code is the connection's own: the methods read its attributes directly and
-call its ``_flush()``, with nothing in between, since ``send_nowait()`` and
-``send()`` are per-message paths.
+The writer knows the connection only through what it is given: the protocol
+core that encodes frames, the inbox, and three functions of the connection's
+(write what the core queued, fail the connection, and wait until it is closed
+to get the exception that says how).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterable, Iterable, Mapping
-from typing import TYPE_CHECKING, cast
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from typing import cast
 
-from ..adapter import Data, Fragmenter, PingTracker
+from ..adapter import Data, Fragmenter, closed_exception
 from ..exceptions import ConcurrencyError, ConnectionClosed, InvalidState
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
+from .inbox import Inbox
 
-if TYPE_CHECKING:
-    import collections
-
-    from ..adapter import FailurePending
-
-__all__ = ["Sending"]
+__all__ = ["Writer"]
 
 _OPEN = core.State.OPEN
 
+Message = Data | bytearray | memoryview
 
-class Sending:
-    """The sending half of :class:`~hubbub.asyncio.connection.Connection`."""
 
-    # Connection has a __dict__ anyway; an empty tuple here only keeps this
-    # mixin from adding one. Hidden from mypy, which would otherwise refuse
-    # every assignment to the attributes below.
-    if not TYPE_CHECKING:
-        __slots__ = ()
+class Writer:
+    """The writing side of a connection; see the module docstring.
 
-    # The connection's attributes (set in Connection.__init__).
-    protocol: core.Connection
-    loop: asyncio.AbstractEventLoop
-    transport: asyncio.Transport
-    latency: float
-    _messages: collections.deque[Data | core.Fragment | FailurePending]
-    _writing_paused: bool
-    _drain_waiter: asyncio.Future[None] | None
-    _fragment_lock: asyncio.Lock | None
-    _pings: PingTracker[asyncio.Future[float]]
-    _ping_deadline: asyncio.TimerHandle | None
-    _transport_closing: bool
-    _flush_soon: bool
-    _in_callback: bool
-    _closed: asyncio.Future[None]
+    Args:
+        protocol: the connection's protocol core, which encodes the frames.
+        inbox: the connection's receive queue (small frames are held back
+            while it holds messages).
+        flush: writes what the core queued to the transport.
+        fail: fails the connection with a close code and reason.
+        closed: done once the connection is closed.
+        closed_error: waits until the connection is closed and returns the
+            :class:`ConnectionClosed` that says how.
+    """
 
-    # The connection's methods. Connection defines each of them itself, so
-    # these stubs never run: they come after it in the MRO.
-    def _flush(self) -> None:
-        raise NotImplementedError  # the connection's
+    __slots__ = (
+        "_closed",
+        "_closed_error",
+        "_drain_waiter",
+        "_fail",
+        "_flush",
+        "_flush_soon",
+        "_fragment_lock",
+        "in_callback",
+        "inbox",
+        "loop",
+        "paused",
+        "protocol",
+        "transport",
+    )
 
-    def fail(self, code: int, reason: str) -> None:
-        raise NotImplementedError  # the connection's
+    def __init__(
+        self,
+        protocol: core.Connection,
+        inbox: Inbox,
+        *,
+        flush: Callable[[], None],
+        fail: Callable[[int, str], None],
+        closed: asyncio.Future[None],
+        closed_error: Callable[[], Awaitable[ConnectionClosed]],
+    ) -> None:
+        self.protocol = protocol
+        self.inbox = inbox
+        self.loop = inbox.loop
+        self.transport: asyncio.Transport | None = None
+        """The connection's transport, once it is made (:meth:`attach`)."""
+        self.paused = False
+        """Whether the transport paused writing (over ``write_limit``)."""
+        self.in_callback = False
+        """Whether an ``on_message`` callback runs: its frames leave after it."""
+        self._flush = flush
+        self._fail = fail
+        self._closed = closed
+        self._closed_error = closed_error
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._fragment_lock: asyncio.Lock | None = None
+        self._flush_soon = False
 
-    async def _wait_closed_quietly(self) -> None:
-        raise NotImplementedError  # the connection's
+    def attach(self, transport: asyncio.Transport) -> None:
+        """Write frames shared with other connections to ``transport``."""
+        self.transport = transport
 
-    def _closed_exception(self) -> ConnectionClosed:
-        raise NotImplementedError  # the connection's
+    def pause(self) -> None:
+        """The transport's write buffer passed its high water mark."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """The write buffer drained below its low water mark, or the connection closed."""
+        self.paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
 
     async def send(
         self,
-        message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
+        message: Message | Iterable[Data] | AsyncIterable[Data],
         *,
         compress: bool = True,
     ) -> None:
-        """Send a message: ``str`` as text, bytes-like as binary.
-
-        An iterable or async iterable of ``str`` or bytes-like is sent as one
-        fragmented message, one frame per item (RFC 6455 section 5.4); other
-        sends wait until it is complete. Waits while the write buffer is over
-        its high water mark.
-
-        ``compress=False`` sends this message uncompressed even when
-        permessage-deflate was negotiated (data known not to compress, or
-        secrets next to attacker-controlled text: the CRIME/BREACH concern).
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-            TypeError: the message is of another type, or mixes text and binary.
-        """
+        """:meth:`hubbub.asyncio.connection.Connection.send`."""
+        protocol = self.protocol
+        kind = type(message)
+        if (kind is str or kind is bytes) and self._fragment_lock is None:
+            # The per-message path of `async for` handlers: a whole str or
+            # bytes message, no fragmented send to wait for.
+            try:
+                if kind is str:
+                    protocol.send_data_frame(1, message.encode(), True, compress)  # type: ignore[union-attr]
+                else:
+                    protocol.send_data_frame(2, message, True, compress)  # type: ignore[arg-type]
+            except InvalidState:
+                raise await self._closed_error() from None
+            if self.inbox.items and len(message) < 1024:  # type: ignore[arg-type]
+                self.write_sent(len(message))  # type: ignore[arg-type]
+            else:
+                self._flush()  # write_sent() inline: a large frame, or nothing to read
+            if self.paused:
+                await self.wait_drained()
+            return
         if self._fragment_lock is not None and self._fragment_lock.locked():
             async with self._fragment_lock:
                 pass
-        protocol = self.protocol
         try:
             if isinstance(message, str):
                 protocol.send_text(message.encode(), compress=compress)
@@ -126,9 +166,14 @@ class Sending:
             else:
                 raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
         except InvalidState:
-            await self._wait_closed_quietly()
-            raise self._closed_exception() from None
-        if self._messages and protocol.pending_chunks < 64 and len(message) < 1024:
+            raise await self._closed_error() from None
+        self.write_sent(len(message))
+        if self.paused:
+            await self.wait_drained()
+
+    def write_sent(self, size: int) -> None:
+        """Write the frame of ``size`` bytes just queued in the core, or hold it back briefly."""
+        if self.inbox.items and size < 1024 and self.protocol.pending_chunks < 64:
             # More messages wait to be read: the application is likely to answer
             # them too, so small frames are written together, with one system
             # call (recv() flushes before it waits; a callback covers the rest).
@@ -137,68 +182,22 @@ class Sending:
                 self.loop.call_soon(self._deferred_flush)
             return
         self._flush()
-        if self._writing_paused:
-            await self._wait_drained()
-
-    @property
-    def writing_paused(self) -> bool:
-        """True from when the write buffer passes its high water mark until it
-        drains below the low one (``write_limit``)."""
-        return self._writing_paused
-
-    @property
-    def shares_frames(self) -> bool:
-        """Whether one encoded frame serves this connection as it serves others.
-
-        True when the connection neither masks (servers do not, section 5.1)
-        nor transforms frames (no extension: RFC 7692 compresses per
-        connection). :func:`~hubbub.asyncio.broadcast` and the hub then encode a
-        message once and hand the same bytes to :meth:`send_frames_nowait`.
-        """
-        return self.protocol.shares_frames
 
     def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
-        """Write already-encoded frames now if the connection can take them.
-
-        ``frames`` are whole data messages (FIN set) encoded once for every
-        connection that :attr:`shares_frames`. Frames that :meth:`send` held
-        back are written first, in the same call, so the order of messages is
-        kept.
-
-        Args:
-            frames: one or more complete frames, as bytes.
-            limit: write only while at most this many bytes are buffered; by
-                default, while writing is not paused (:attr:`writing_paused`).
-
-        Returns:
-            False, having written nothing, when the connection does not
-            :attr:`shares_frames`, is not OPEN, is closing, is sending a
-            fragmented message (section 5.4 forbids interleaving) or its write
-            buffer is over the bound; True otherwise.
-        """
-        if self._transport_closing or (
-            self._writing_paused
-            if limit is None
-            else self.transport.get_write_buffer_size() > limit
+        """:meth:`hubbub.asyncio.connection.Connection.send_frames_nowait`."""
+        transport = self.transport
+        if (
+            transport is None
+            or transport.is_closing()
+            or (self.paused if limit is None else transport.get_write_buffer_size() > limit)
         ):
             return False
         # The core checks the rest (state, section 5.4, sharing) and writes what
         # it queued before the frames: one call per connection of a broadcast.
-        return self.protocol.write_shared_frames(self.transport, frames)
+        return self.protocol.write_shared_frames(transport, frames)
 
     def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
-        """Send a message without waiting: ``str`` as text, bytes-like as binary.
-
-        For :attr:`on_message` callbacks and other synchronous code. The frame
-        is written at once (from a callback: with the other answers to the same
-        read, in one system call); nothing waits for the write buffer to drain,
-        so check :attr:`buffered_amount` when sending much more than you receive.
-
-        Raises:
-            ConnectionClosed: the connection is closing or closed.
-            ConcurrencyError: a fragmented message is being sent.
-            TypeError: the message is neither ``str`` nor bytes-like.
-        """
+        """:meth:`hubbub.asyncio.connection.Connection.send_nowait`."""
         if self._fragment_lock is not None and self._fragment_lock.locked():
             raise ConcurrencyError("a fragmented message is being sent")
         protocol = self.protocol
@@ -213,8 +212,8 @@ class Sending:
             else:
                 raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
         except InvalidState:
-            raise self._closed_exception() from None
-        if not self._in_callback:
+            raise closed_exception(self.protocol) from None
+        if not self.in_callback:
             self._flush()
 
     def _deferred_flush(self) -> None:
@@ -234,8 +233,8 @@ class Sending:
                 if frame is not None:
                     protocol.send_data_frame(*frame, compress=compress)
                     self._flush()
-                    if self._writing_paused:
-                        await self._wait_drained()
+                    if self.paused:
+                        await self.wait_drained()
 
             try:
                 if isinstance(message, AsyncIterable):
@@ -250,10 +249,15 @@ class Sending:
                 # allows no other data frame before it ends): the connection is
                 # unusable, fail it like an internal error.
                 if protocol.sending_fragmented and protocol.state is core.State.OPEN:
-                    self.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+                    self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
                 raise
 
-    async def _wait_drained(self) -> None:
+    async def wait_drained(self) -> None:
+        """Wait until the write buffer drained below its low water mark.
+
+        Raises:
+            ConnectionClosed: the connection closed meanwhile.
+        """
         if self._drain_waiter is None or self._drain_waiter.done():
             self._drain_waiter = self.loop.create_future()
         # Shielded: the waiter is shared, and one cancelled sender must not
@@ -261,40 +265,4 @@ class Sending:
         await asyncio.shield(self._drain_waiter)
         if self._closed.done():
             # Woken by connection_lost(): what was still buffered never left.
-            raise self._closed_exception()
-
-    async def ping(self, data: str | bytes | None = None) -> float:
-        """Send a ping and wait for its pong; return the round-trip time in seconds.
-
-        Pongs acknowledge every ping sent before them (section 5.5.3 lets a peer
-        answer only the latest), so earlier pings are resolved too.
-        """
-        if data is None:
-            data = self._pings.new_payload()
-        elif isinstance(data, str):
-            data = data.encode()
-        if data in self._pings:
-            raise ConcurrencyError("a ping with this payload is already waiting for its pong")
-        try:
-            self.protocol.send_ping(data)
-        except InvalidState:
-            await self._wait_closed_quietly()
-            raise self._closed_exception() from None
-        waiter: asyncio.Future[float] = self.loop.create_future()
-        self._pings.add(data, waiter, time.perf_counter())
-        self._flush()
-        return await waiter
-
-    def _pong_received(self, data: bytes) -> None:
-        # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds,
-        # which would make a loopback round trip 0.
-        answered = self._pings.pong(data, time.perf_counter())
-        if not answered:
-            return  # unsolicited pong: a heartbeat (section 5.5.3)
-        for waiter, rtt in answered:
-            if not waiter.done():
-                waiter.set_result(rtt)
-        self.latency = self._pings.latency
-        if self._ping_deadline is not None:
-            self._ping_deadline.cancel()
-            self._ping_deadline = None
+            raise await self._closed_error()

@@ -24,12 +24,18 @@ __all__ = ["Turns", "turns"]
 
 
 class Turns:
-    """Runs the callbacks handed to :meth:`add` one per loop iteration, in order."""
+    """Runs the callbacks handed to :meth:`add` one per loop iteration, in order.
+
+    A coroutine waits for a turn with :meth:`wait`: its turn is the loop
+    iteration in which its task resumes, the one after the turn was granted,
+    so no other turn runs in that one.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiting: collections.deque[Callable[[], None]] = collections.deque()
         self.scheduled = False
+        self._granted = False
 
     def add(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once, when its turn comes."""
@@ -38,9 +44,23 @@ class Turns:
             self.scheduled = True
             self.loop.call_soon(self._run)
 
+    async def wait(self) -> None:
+        """Wait for a turn (see the class docstring)."""
+        turn: asyncio.Future[None] = self.loop.create_future()
+        self.add(lambda: self._grant(turn))
+        await turn
+
+    def _grant(self, turn: asyncio.Future[None]) -> None:
+        if not turn.done():  # else cancelled while it waited: nothing to run
+            turn.set_result(None)
+            self._granted = True
+
     def _run(self) -> None:
         self.scheduled = False
-        if self.waiting:
+        if self._granted:
+            # The task granted the last turn resumes in this iteration.
+            self._granted = False
+        elif self.waiting:
             self.waiting.popleft()()
         if self.waiting and not self.scheduled:
             self.scheduled = True

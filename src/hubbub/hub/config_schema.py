@@ -52,6 +52,8 @@ STR = Kind((str,), "a string")
 INT = Kind((int,), "an integer", minimum=0)
 NUMBER = Kind((int, float), "a number", minimum=0)
 STRINGS = Kind((list,), "a list of strings", items=STR)
+#: ``workers``: a count or "auto" (checked further by ``hubbub.hub.workers.worker_count``).
+WORKERS = Kind((int, str), 'a number of workers or "auto"')
 
 #: Keys of a ``[namespaces.NAME]`` table (``NamespaceRules``; history flattened).
 NAMESPACE: dict[str, Kind] = {

@@ -10,6 +10,7 @@ limits, which have no flags::
     secret = "at least 32 random bytes, kept secret"
     api_key = "another secret"
     origins = ["https://app.example.com"]   # pages of other sites that may connect
+    workers = 4            # or "auto" (one per CPU); needs broker = "redis://..."
 
     [limits]               # any HubConfig field (docs/hub.md)
     max_message_bytes = 65536
@@ -38,7 +39,7 @@ import signal
 import ssl as ssl_module
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,13 +47,22 @@ from urllib.parse import urlsplit
 from . import config_schema
 from .core.config import HubConfig, NamespaceRules
 from .core.streams import StreamLimits
+from .workers import WorkerRole, refusal, run_workers, worker_count
 
-__all__ = ["add_serve_parser", "add_token_parser", "run_serve", "run_token", "settings"]
+__all__ = [
+    "add_serve_parser",
+    "add_token_parser",
+    "run_serve",
+    "run_token",
+    "serve_hub",
+    "server_tls",
+    "settings",
+]
 
 ENV_PREFIX = "HUBBUB_"
 
-# name -> (default, type, help). Booleans are flags; the rest take a value.
-SETTINGS: dict[str, tuple[Any, type, str]] = {
+# name -> (default, type or parser, help). Booleans are flags; the rest take a value.
+SETTINGS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "host": ("127.0.0.1", str, "address to listen on"),
     "port": (8765, int, "TCP port of the chat page, WebSocket endpoint, /healthz, /metrics"),
     "dev": (
@@ -79,6 +89,12 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
     "metrics_token": (None, str, "GET /metrics then needs 'Authorization: Bearer <token>'"),
     "certfile": (None, str, "serve HTTPS and wss:// with this PEM certificate chain"),
     "keyfile": (None, str, "the PEM private key, if not in the certfile"),
+    "workers": (
+        1,
+        worker_count,
+        "hub processes sharing the port (SO_REUSEPORT), or 'auto' for one per CPU; more "
+        "than 1 needs --broker redis://... (docs/scaling.md)",
+    ),
 }
 
 MIN_SECRET_BYTES = 32
@@ -89,7 +105,12 @@ _CHAT = NamespaceRules(history=StreamLimits(1000, 86400.0))
 
 def setting_kinds() -> dict[str, config_schema.Kind]:
     """What each top-level key of the TOML file accepts (the settings, and ``origins``)."""
-    kinds = {str: config_schema.STR, int: config_schema.INT, bool: config_schema.BOOL}
+    kinds: dict[Callable[[Any], Any], config_schema.Kind] = {
+        str: config_schema.STR,
+        int: config_schema.INT,
+        bool: config_schema.BOOL,
+        worker_count: config_schema.WORKERS,
+    }
     schema = {name: kinds[kind] for name, (_, kind, _) in SETTINGS.items()}
     schema["origins"] = config_schema.STRINGS
     return schema
@@ -167,7 +188,7 @@ def _load_toml(path: str | None) -> dict[str, Any]:
         return tomllib.load(file)
 
 
-def _convert(name: str, value: Any, kind: type) -> Any:
+def _convert(name: str, value: Any, kind: Callable[[Any], Any]) -> Any:
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -179,8 +200,11 @@ def _convert(name: str, value: Any, kind: type) -> Any:
         raise ValueError(f"{name}: expected a boolean, got {value!r}")
     try:
         return kind(value)
+    except argparse.ArgumentTypeError as exc:  # a parser's own message
+        raise ValueError(f"{name}: {exc}") from None
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+        kind_name = getattr(kind, "__name__", repr(kind))
+        raise ValueError(f"{name}: expected {kind_name}, got {value!r}") from None
 
 
 def settings(
@@ -242,10 +266,20 @@ def hub_config(toml: Mapping[str, Any]) -> HubConfig:
 
 
 async def serve_hub(
-    resolved: dict[str, Any], config: HubConfig, ssl: ssl_module.SSLContext | None = None
+    resolved: dict[str, Any],
+    config: HubConfig,
+    ssl: ssl_module.SSLContext | None = None,
+    *,
+    role: WorkerRole | None = None,
 ) -> None:
-    """Run the hub until SIGINT or SIGTERM, then shut down cleanly (clients get 4000)."""
+    """Run the hub until SIGINT or SIGTERM, then shut down cleanly (clients get 4000).
+
+    Args:
+        role: this hub is one worker of ``--workers N`` (:mod:`hubbub.hub.workers`):
+            it listens with ``SO_REUSEPORT`` and reports its health and metrics.
+    """
     from .server import start_hub
+    from .server.workers import WorkerReports, publish_reports
 
     public_key = None
     if resolved["public_key_file"]:
@@ -261,6 +295,10 @@ async def serve_hub(
         options["broker"] = RedisBroker(broker_url)
     if ssl is not None:
         options["ssl"] = ssl
+    reports = None
+    if role is not None:
+        reports = WorkerReports(role.reports, role.index, role.count)
+        options["reports"], options["reuse_port"] = reports, True
     async with start_hub(
         host,
         resolved["port"],
@@ -274,32 +312,62 @@ async def serve_hub(
         origins=resolved["origins"],
         **options,
     ) as hub:
-        shown = f"[{host}]" if ":" in host else host
-        http, ws = ("https", "wss") if ssl is not None else ("http", "ws")
-        print(
-            f"hubbub hub: chat page {http}://{shown}:{hub.port}/, WebSocket "
-            f"{ws}://{shown}:{hub.port}/ (hubbub.json.v1)",
-            file=sys.stderr,
-            flush=True,
-        )
-        if hub.api is not None:
-            print(
-                f"hubbub hub: HTTP API at {http}://{shown}:{hub.port}/api/",
-                file=sys.stderr,
-                flush=True,
-            )
-        if dev:
-            print(
-                "hubbub hub: INSECURE development mode: anyone can sign in as anyone",
-                file=sys.stderr,
-                flush=True,
-            )
+        publisher = None if reports is None else asyncio.create_task(publish_reports(hub, reports))
         stop = asyncio.get_running_loop().create_future()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
+        if role is None or role.index == 0:  # one banner, not one per worker
+            _banner(hub.port, hub.api is not None, resolved, ssl, role)
         with contextlib.suppress(asyncio.CancelledError):
             await stop
+        if publisher is not None:
+            publisher.cancel()
+
+
+def _banner(
+    port: int,
+    api: bool,
+    resolved: dict[str, Any],
+    ssl: ssl_module.SSLContext | None,
+    role: WorkerRole | None,
+) -> None:
+    host, dev = resolved["host"], resolved["dev"]
+    shown = f"[{host}]" if ":" in host else host
+    http, ws = ("https", "wss") if ssl is not None else ("http", "ws")
+    lines = [
+        f"chat page {http}://{shown}:{port}/, WebSocket {ws}://{shown}:{port}/ (hubbub.json.v1)"
+    ]
+    if role is not None:
+        lines[0] += f", {role.count} workers"
+    if api:
+        lines.append(f"HTTP API at {http}://{shown}:{port}/api/")
+    if dev:
+        lines.append("INSECURE development mode: anyone can sign in as anyone")
+    for line in lines:
+        print(f"hubbub hub: {line}", file=sys.stderr, flush=True)
+
+
+def _serve_worker(resolved: dict[str, Any], config: HubConfig, role: WorkerRole) -> None:
+    """One worker of ``--workers N`` (in its forked process): serve until stopped.
+
+    Each worker loads the certificate itself: an SSLContext is not shared across fork safely.
+    """
+    asyncio.run(serve_hub(resolved, config, server_tls(resolved), role=role))
+
+
+def server_tls(resolved: Mapping[str, Any]) -> ssl_module.SSLContext | None:
+    """The TLS context of the ``certfile`` / ``keyfile`` settings, or None.
+
+    Raises:
+        OSError: the files cannot be read or do not hold a certificate and key.
+    """
+    if not resolved["certfile"]:
+        return None
+    from ..adapter import server_ssl_context
+
+    context: ssl_module.SSLContext = server_ssl_context(resolved["certfile"], resolved["keyfile"])
+    return context
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -331,15 +399,11 @@ def run_serve(args: argparse.Namespace) -> int:
     if resolved["keyfile"] and not resolved["certfile"]:
         print("hubbub serve: --keyfile needs --certfile", file=sys.stderr)
         return 2
-    ssl = None
-    if resolved["certfile"]:
-        from ..adapter import server_ssl_context
-
-        try:
-            ssl = server_ssl_context(resolved["certfile"], resolved["keyfile"])
-        except OSError as exc:  # ssl.SSLError included
-            print(f"hubbub serve: cannot load the certificate: {exc}", file=sys.stderr)
-            return 2
+    try:
+        ssl = server_tls(resolved)
+    except OSError as exc:  # ssl.SSLError included
+        print(f"hubbub serve: cannot load the certificate: {exc}", file=sys.stderr)
+        return 2
     broker = resolved["broker"]
     if broker != "memory" and urlsplit(broker).scheme not in ("redis", "rediss", "unix"):
         print(
@@ -348,6 +412,14 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    refused = refusal(resolved["workers"], broker)
+    if refused is not None:
+        print(f"hubbub serve: {refused}", file=sys.stderr)
+        return 2
+    if resolved["workers"] > 1:
+        # Each worker loads the certificate itself (an SSLContext is not shared
+        # across fork safely); it was checked above.
+        return run_workers(_serve_worker, resolved, config, resolved["workers"])
     asyncio.run(serve_hub(resolved, config, ssl))
     return 0
 

@@ -60,6 +60,7 @@ class ClientConnection(Connection):
     """
 
     __slots__ = (
+        "_buf",
         "additional_headers",
         "extension_factories",
         "handshake_exc",
@@ -88,6 +89,9 @@ class ClientConnection(Connection):
         super().__init__(
             Side.CLIENT, state=State.CONNECTING, max_size=max_size, defer_failure=defer_failure
         )
+        # The bytes of the response received and not parsed yet (the frame
+        # reader holds what arrives once the connection is open).
+        self._buf = bytearray()
         self.uri = uri if isinstance(uri, WebSocketURI) else parse_uri(uri)
         self.origin = origin
         self.offered_subprotocols = list(subprotocols)
@@ -139,7 +143,7 @@ class ClientConnection(Connection):
     def send_request(self, request: Request | None = None) -> None:
         """Queue the handshake request (built by :meth:`build_request` by default)."""
         self.request = request if request is not None else self.build_request()
-        self._out.append(self.request.serialize())
+        self.outgoing.append(self.request.serialize())
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
@@ -177,7 +181,7 @@ class ClientConnection(Connection):
 
     def _handshake_failed(self, exc: HandshakeError) -> None:
         self.handshake_exc = exc
-        self._reading = False
+        self.reader.stop()
         self._buf = bytearray()
         self.state = State.CLOSED
         self.send_eof()

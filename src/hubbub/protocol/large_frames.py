@@ -3,9 +3,10 @@
 A binary frame with more than 64 KiB still to come once its header is in is not
 parsed piece by piece (nothing reads binary data before it is whole, unlike
 text, which is validated as it arrives: section 8.1). The connection's frame
-reader hands it to a :class:`LargeFrameReader`, an object of its own that the
-connection holds (``Connection.large_frame``) only while that frame arrives,
-and one of two things happens:
+reader (:class:`~hubbub.protocol.reader.FrameReader`) hands it to a
+:class:`LargeFrameReader`, an object of its own that the frame reader holds
+(``FrameReader.large_frame``, also ``Connection.large_frame``) only while that
+frame arrives, and one of two things happens:
 
 * the adapter keeps calling ``receive_data()``: the reader holds the pieces as
   they are (:meth:`LargeFrameReader.hold`) and joins them once, unmasked in the
@@ -22,9 +23,9 @@ The two may be mixed: ``receive_data()`` during a direct read copies into the
 payload (:meth:`LargeFrameReader.copy_in`). A payload that cannot be allocated
 at once (``max_size=None`` and a huge length) falls back to gathering pieces.
 
-The reader never calls back into the connection: it returns the frame's first
-byte and payload once complete, and the connection hands them to the message
-assembly like any other frame.
+The reader never calls back into the frame reader: it returns the frame's
+first byte and payload once complete, and the frame reader hands them to the
+message assembler like any other frame.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class LargeFrameReader:
     """One large binary frame while it arrives (see the module docstring).
 
     Args:
-        missing: bytes of the frame still to come after what the connection's
+        missing: bytes of the frame still to come after what the frame reader's
             buffer holds (its header and the start of its payload, handed over
             with :meth:`hold_head`).
     """
@@ -94,7 +95,7 @@ class LargeFrameReader:
     def hold(self, piece: bytes) -> bool:
         """Keep a piece of the frame (the first one starts with its header).
 
-        Copying each piece into the connection's buffer would reallocate and
+        Copying each piece into the frame reader's buffer would reallocate and
         copy the whole buffer every time (quadratic for a 1 MiB frame).
 
         Returns:
@@ -196,6 +197,6 @@ class LargeFrameReader:
         return b0, payload.finish() if _MASK_AS_READ else payload.finish(mask)
 
     def release(self) -> None:
-        """Let go of the payload and the pieces (the connection was lost)."""
+        """Let go of the payload and the pieces (the connection was closed, failed or lost)."""
         self._direct = None
         self._held = []

@@ -1,26 +1,33 @@
-"""Assembling received frames into messages (RFC 6455 sections 5.4, 5.6, 8.1).
+"""Assembling received data frames into messages (RFC 6455 sections 5.4, 5.6, 8.1).
 
-:class:`MessageAssembler` is a mixin of
-:class:`hubbub.protocol.connection.Connection`: the connection's parser finds
-frames and hands each data frame here, where fragments become one message,
-text is validated as UTF-8 as it arrives (so an invalid byte fails the
-connection at once, not when the message ends), extensions decode what they
-transformed (RFC 7692), and ``max_size`` is enforced. Complete messages are
-appended to the connection's events as ``str`` or ``bytes``; with
-``stream_fragments`` on, the frames of a fragmented message are appended as
-:class:`~hubbub.protocol.events.Fragment` events as each one completes.
+A :class:`MessageAssembler` is one part of a
+:class:`~hubbub.protocol.connection.Connection`, owned by it and handed each
+data frame by the connection's frame reader
+(:class:`~hubbub.protocol.reader.FrameReader`). It owns the message in
+progress: fragments become one message, text is validated as UTF-8 as it
+arrives (so an invalid byte fails the connection at once, not when the message
+ends), extensions decode what they transformed (RFC 7692), and the message's
+size is judged by the connection's :class:`~hubbub.protocol.limits.Limits`.
+Complete messages are appended to the connection's events as ``str`` or
+``bytes``; with :attr:`MessageAssembler.stream_fragments` on, the frames of a
+fragmented message are appended as :class:`~hubbub.protocol.events.Fragment`
+events as each one completes.
+
+It knows nothing of the connection: it is handed the events list, the
+negotiated extensions and the limits, and raises
+:class:`~hubbub.exceptions.RemoteProtocolError` for the connection to fail on.
 """
 
 from __future__ import annotations
 
 import codecs
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..exceptions import PayloadTooBig, RemoteProtocolError
-from ..speedups import apply_mask
+from ..exceptions import RemoteProtocolError
 from .events import Event, Fragment
 from .extensions import Extension
 from .frames import CloseCode, Frame, Opcode
+from .limits import Limits
 
 __all__ = ["MessageAssembler"]
 
@@ -28,9 +35,11 @@ _OP_CONT = Opcode.CONTINUATION
 _OP_TEXT = Opcode.TEXT
 _OP_BINARY = Opcode.BINARY
 _new_decoder = codecs.getincrementaldecoder("utf-8")
-# Shared by every connection while no message is being assembled and no large
-# frame is held: an idle connection then owns no list for them. A tuple, so
-# that code that forgot to make a list of its own fails instead of sharing it.
+# Parts of a message kept as they came, at most, since the last join (see _add).
+_MAX_PARTS = 1024
+# Shared by every connection while no message is being assembled: an idle
+# connection then owns no list for it. A tuple, so that code that forgot to
+# make a list of its own fails instead of sharing it.
 _NOTHING: Any = ()
 
 
@@ -62,165 +71,207 @@ def _decode_text(decoder: codecs.IncrementalDecoder, data: bytes | bytearray, fi
 
 
 class MessageAssembler:
-    """The message-assembling half of a connection's reading."""
+    """The message being received, assembled from its data frames.
 
-    # The slots are the connection's (see Connection.__slots__): an empty
-    # tuple here keeps instances free of a __dict__. Hidden from mypy, which
-    # would otherwise refuse every assignment to the connection's slots.
-    if not TYPE_CHECKING:
-        __slots__ = ()
-    extensions: list[Extension]
-    max_size: int | None
-    pending_events: list[Event]
-    _msg_opcode: int
-    _msg_parts: list[bytes] | list[str]
-    _msg_size: int
-    _msg_decoder: codecs.IncrementalDecoder | None
-    _msg_transformed: bool
-    _msg_streamed: bool
-    stream_fragments: bool
-    _partial_done: int
-    _decoded: int
+    Args:
+        events: where complete messages (and fragments) are appended: the
+            connection's ``pending_events``.
+        extensions: the negotiated extensions, in the order of the server's
+            answer; the connection's list, whose content may change once, at
+            the end of the opening handshake.
+        limits: the bounds to enforce (``max_size``); replace with
+            :attr:`limits`.
+    """
 
-    def _partial_frame(self, buf: bytearray, pos: int, hlen: int, end: int) -> None:
-        """Validate the available part of an incomplete text frame (section 8.1)."""
-        b0 = buf[pos]
-        masked = buf[pos + 1] & 0x80
-        opcode = b0 & 0x0F
-        if opcode == _OP_TEXT:
-            if self.extensions and self._transformed(b0, opcode):
-                return
-            if not self._partial_done:
-                # The first frame of a text message: its parts start here, but
-                # the message is "in progress" only once the frame is complete.
-                self._msg_decoder = _new_decoder()
-                self._msg_parts = []
-                self._msg_size = 0
-                self._msg_transformed = False
-        elif opcode != _OP_CONT or self._msg_decoder is None or self._msg_transformed:
-            # A transformed (compressed) payload is validated once decoded.
-            return
-        if b0 & 0x70:
-            # An extension is negotiated (else _check_first_bytes refused the
-            # bits) but none transforms this message: the bits mean nothing
-            # (section 5.2), as _extension_frame decides for whole frames.
-            raise RemoteProtocolError("reserved bits set without an extension that uses them")
-        start = pos + hlen
-        done = self._partial_done
-        if start + done >= end:
-            return
-        chunk: bytes | bytearray = buf[start + done : end]
-        if masked:
-            chunk = apply_mask(chunk, buf[start - 4 : start], done)
-            buf[start + done : end] = chunk
-        self._partial_done = end - start
-        decoder = self._msg_decoder
-        assert decoder is not None  # set for a text message, checked above otherwise
-        text = _decode_text(decoder, chunk, False)
-        parts: list[str] = self._msg_parts  # type: ignore[assignment]
-        if text:
-            parts.append(text)
+    # Slots: a server holds thousands of idle connections (see Connection).
+    __slots__ = (
+        "_decoder",
+        "_joined",
+        "_parts",
+        "_streamed",
+        "_transformed",
+        "events",
+        "extensions",
+        "limits",
+        "opcode",
+        "size",
+        "stream_fragments",
+    )
 
-    def _data_frame_after_partial(self, data: bytes, done: int, b0: int, opcode: int) -> None:
-        """Finish a text frame whose first ``done`` bytes were already validated."""
-        decoder = self._msg_decoder
-        assert decoder is not None
-        fin = b0 & 0x80
-        size = self._msg_size + len(data)
-        if self.max_size is not None and size > self.max_size:
-            raise PayloadTooBig(size, self.max_size)
-        text = _decode_text(decoder, data[done:], bool(fin))
-        parts: list[str] = self._msg_parts  # type: ignore[assignment]
-        if text:
-            parts.append(text)
-        self._msg_size += len(data)
-        if fin:
-            if self._msg_streamed or (self.stream_fragments and opcode == _OP_CONT):
-                self._fragment(True)
-                return
-            self.pending_events.append("".join(parts))
-            self._end_message()
-            return
-        if opcode == _OP_TEXT:
-            self._msg_opcode = _OP_TEXT
-        if self.stream_fragments or self._msg_streamed:
-            self._fragment(False)
+    def __init__(self, events: list[Event], extensions: list[Extension], limits: Limits) -> None:
+        self.events = events
+        self.extensions = extensions
+        self.limits = limits
+        self.opcode = 0
+        """TEXT or BINARY while a fragmented message is in progress, else 0 (read-only)."""
+        self.size = 0
+        """Bytes of the message in progress received so far, decoded (read-only)."""
+        self._parts: list[bytes] | list[str] = _NOTHING
+        self._joined = 0  # parts at the head of _parts that are joins of others
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._transformed = False
+        self._streamed = False  # its frames are reported as Fragment events
+        self.stream_fragments = False
+        """Report the frames of fragmented messages as :class:`Fragment` events.
 
-    def _transformed(self, b0: int, opcode: int) -> bool:
+        Read when a frame of a fragmented message completes: the message's
+        frames from then on (with what was assembled before, in the first
+        one) become ``Fragment`` events, until its last frame, even if this is
+        turned off meanwhile. Single-frame messages stay ``str``/``bytes``.
+        ``max_size`` still bounds the whole message.
+        """
+
+    @property
+    def text_in_progress(self) -> bool:
+        """Whether a text message is being validated (its frames must be read as they come)."""
+        return self._decoder is not None
+
+    def transformed(self, b0: int, opcode: int) -> bool:
+        """Whether an extension transforms the data frame whose first byte is ``b0``."""
         if opcode == _OP_CONT:
-            return self._msg_transformed
+            return self._transformed
         frame = Frame(
             Opcode(opcode), b"", bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10)
         )
         return any(ext.is_transformed(frame) for ext in self.extensions)
 
-    def _extension_frame(self, b0: int, opcode: int, data: bytes) -> None:
-        """A data frame when extensions are negotiated: decode it, then assemble it."""
+    # --- text frames that arrive in pieces (section 8.1) -------------------------
+
+    def begin_partial(self, b0: int, opcode: int, first: bool) -> bool:
+        """Whether the available part of an incomplete data frame is to be validated now.
+
+        True for the frames of an untransformed text message. ``first``: none
+        of this frame's payload was handed over yet.
+
+        Raises:
+            RemoteProtocolError: RSV bits that no extension uses (section 5.2).
+        """
+        if opcode == _OP_TEXT:
+            if self.extensions and self.transformed(b0, opcode):
+                return False
+            if first:
+                # The first frame of a text message: its parts start here, but
+                # the message is "in progress" only once the frame is complete.
+                self._decoder = _new_decoder()
+                self._parts = []
+                self._joined = 0
+                self.size = 0
+                self._transformed = False
+        elif opcode != _OP_CONT or self._decoder is None or self._transformed:
+            # A transformed (compressed) payload is validated once decoded.
+            return False
+        if b0 & 0x70:
+            # An extension is negotiated (else the frame reader refused the
+            # bits) but none transforms this message: the bits mean nothing
+            # (section 5.2), as extension_frame decides for whole frames.
+            raise RemoteProtocolError("reserved bits set without an extension that uses them")
+        return True
+
+    def partial_text(self, chunk: bytes | bytearray) -> None:
+        """Validate the next unmasked piece of an incomplete text frame."""
+        decoder = self._decoder
+        assert decoder is not None  # begin_partial() said yes
+        text = _decode_text(decoder, chunk, False)
+        if text:
+            self._add(text)
+
+    def finish_partial(self, data: bytes, done: int, b0: int, opcode: int) -> None:
+        """Finish a text frame whose first ``done`` bytes went to :meth:`partial_text`."""
+        decoder = self._decoder
+        assert decoder is not None
+        fin = b0 & 0x80
+        self.limits.check_message(self.size + len(data))
+        text = _decode_text(decoder, data[done:], bool(fin))
+        if text:
+            self._add(text)
+        parts: list[str] = self._parts  # type: ignore[assignment]
+        self.size += len(data)
+        if fin:
+            if self._streamed or (self.stream_fragments and opcode == _OP_CONT):
+                self._fragment(True)
+                return
+            self.events.append("".join(parts))
+            self._end_message()
+            return
+        if opcode == _OP_TEXT:
+            self.opcode = _OP_TEXT
+        if self.stream_fragments or self._streamed:
+            self._fragment(False)
+
+    # --- whole frames --------------------------------------------------------
+
+    def extension_frame(self, b0: int, opcode: int, data: bytes) -> int:
+        """A data frame when extensions are negotiated: decode it, then assemble it.
+
+        Returns:
+            How many bytes extensions decoded (for the connection's decode limit).
+        """
         frame = Frame(
             Opcode(opcode), data, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10)
         )
         if opcode != _OP_CONT:
-            self._msg_transformed = any(ext.is_transformed(frame) for ext in self.extensions)
-        if self._msg_transformed:
-            budget = None
-            if self.max_size is not None:
-                budget = self.max_size - self._msg_size
+            self._transformed = any(ext.is_transformed(frame) for ext in self.extensions)
+        decoded = 0
+        if self._transformed:
+            budget = self.limits.inflate_budget(self.size)
             for ext in reversed(self.extensions):
                 frame = ext.decode(frame, max_size=budget)
-            # Counted for Connection.decode_limit (the bomb guard).
-            self._decoded += len(frame.data)
+            decoded = len(frame.data)
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             raise RemoteProtocolError("reserved bits set without an extension that uses them")
-        self._data_frame(opcode, frame.fin, frame.data)
+        self.data_frame(opcode, frame.fin, frame.data)
+        return decoded
 
-    def _data_frame(self, opcode: int, fin: int | bool, data: bytes) -> None:
-        max_size = self.max_size
-        if max_size is not None:
-            size = len(data) + (self._msg_size if opcode == _OP_CONT else 0)
-            if size > max_size:
-                raise PayloadTooBig(size, max_size)
+    def data_frame(self, opcode: int, fin: int | bool, data: bytes) -> None:
+        """Assemble a data frame, its payload unmasked and decoded (section 5.4).
+
+        The frame reader checked that the opcode is legal here.
+        """
+        self.limits.check_message(len(data) + (self.size if opcode == _OP_CONT else 0))
         if opcode == _OP_TEXT:
             if fin:
                 try:
-                    self.pending_events.append(data.decode())
+                    self.events.append(data.decode())
                 except UnicodeDecodeError as exc:
                     raise RemoteProtocolError(
                         f"invalid UTF-8: {exc.reason}", CloseCode.INVALID_FRAME_PAYLOAD_DATA
                     ) from None
-                self._msg_transformed = False
+                self._transformed = False
                 return
-            self._msg_decoder = _new_decoder()
-            self._msg_opcode = _OP_TEXT
-            self._msg_parts = []
-            self._msg_size = 0
+            self._decoder = _new_decoder()
+            self.opcode = _OP_TEXT
+            self._parts = []
+            self._joined = 0
+            self.size = 0
             self._text_fragment(data, False)
             if self.stream_fragments:
                 self._fragment(False)
         elif opcode == _OP_BINARY:
             if fin:
-                self.pending_events.append(data)
-                self._msg_transformed = False
+                self.events.append(data)
+                self._transformed = False
                 return
-            self._msg_decoder = None
-            self._msg_opcode = _OP_BINARY
-            self._msg_parts = [data]
-            self._msg_size = len(data)
+            self._decoder = None
+            self.opcode = _OP_BINARY
+            self._parts = [data]
+            self._joined = 0
+            self.size = len(data)
             if self.stream_fragments:
                 self._fragment(False)
-        else:  # continuation, checked in _check_header
-            if self._msg_opcode == _OP_TEXT:
+        else:  # continuation, checked by the frame reader
+            if self.opcode == _OP_TEXT:
                 self._text_fragment(data, bool(fin))
             else:
-                self._msg_size += len(data)
-                self._msg_parts.append(data)  # type: ignore[arg-type]
-            if self._msg_streamed or self.stream_fragments:
+                self.size += len(data)
+                self._add(data)
+            if self._streamed or self.stream_fragments:
                 self._fragment(bool(fin))
             elif fin:
-                parts = self._msg_parts
-                if self._msg_opcode == _OP_TEXT:
-                    self.pending_events.append("".join(parts))  # type: ignore[arg-type]
+                parts = self._parts
+                if self.opcode == _OP_TEXT:
+                    self.events.append("".join(parts))  # type: ignore[arg-type]
                 else:
-                    self.pending_events.append(b"".join(parts))  # type: ignore[arg-type]
+                    self.events.append(b"".join(parts))  # type: ignore[arg-type]
                 self._end_message()
 
     def report_fragment(self) -> None:
@@ -231,34 +282,59 @@ class MessageAssembler:
         with the next frame, which the peer may send much later. The rest of
         the message is streamed (section 5.4).
         """
-        if self._msg_opcode and self._msg_parts:
+        if self.opcode and self._parts:
             self._fragment(False)
 
     def _fragment(self, fin: bool) -> None:
         """Report what arrived of the message since its last fragment (streaming)."""
-        parts = self._msg_parts
-        if self._msg_opcode == _OP_TEXT:
+        parts = self._parts
+        if self.opcode == _OP_TEXT:
             data: str | bytes = "".join(parts)  # type: ignore[arg-type]
         else:
             data = parts[0] if len(parts) == 1 else b"".join(parts)  # type: ignore[arg-type]
-        self.pending_events.append(Fragment(data, fin))
+        self.events.append(Fragment(data, fin))
         if fin:
             self._end_message()
         else:
-            self._msg_streamed = True
-            self._msg_parts = []
+            self._streamed = True
+            self._parts = []
+            self._joined = 0
 
     def _text_fragment(self, data: bytes, fin: bool) -> None:
-        assert self._msg_decoder is not None
-        text = _decode_text(self._msg_decoder, data, fin)
-        self._msg_size += len(data)
+        assert self._decoder is not None
+        text = _decode_text(self._decoder, data, fin)
+        self.size += len(data)
         if text:
-            self._msg_parts.append(text)  # type: ignore[arg-type]
+            self._add(text)
+
+    def _add(self, part: bytes | str) -> None:
+        """Keep the next part of the message (a fragment, or validated text).
+
+        Each part is an object of its own, some 40 bytes more than its data:
+        a message in tiny fragments (a peer's 1-byte frames, allowed by
+        section 5.4) would hold dozens of times its size. Every ``_MAX_PARTS``
+        parts, those since the last join become one, so memory follows the
+        message's size; each byte is copied once more, and a message of few
+        fragments is never joined before it ends.
+        """
+        parts: list[Any] = self._parts  # all str (text) or all bytes (binary)
+        parts.append(part)
+        joined = self._joined
+        if len(parts) - joined >= _MAX_PARTS:
+            tail = parts[joined:]
+            parts[joined:] = ["".join(tail) if isinstance(part, str) else b"".join(tail)]
+            self._joined = joined + 1
 
     def _end_message(self) -> None:
-        self._msg_opcode = 0
-        self._msg_streamed = False
-        self._msg_parts = _NOTHING
-        self._msg_size = 0
-        self._msg_decoder = None
-        self._msg_transformed = False
+        self.opcode = 0
+        self._streamed = False
+        self._parts = _NOTHING
+        self._joined = 0
+        self.size = 0
+        self._decoder = None
+        self._transformed = False
+
+    @property
+    def idle(self) -> bool:
+        """Whether no message is being assembled and no list is held for one."""
+        return self._parts is _NOTHING

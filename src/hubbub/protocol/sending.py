@@ -1,219 +1,187 @@
-"""Sending messages, fragments, pings and pongs (RFC 6455 sections 5.4-5.6).
+"""Writing frames: messages, fragments and control frames (RFC 6455 sections 5.2-5.6).
 
-:class:`Sender` is a mixin of :class:`hubbub.protocol.connection.Connection`:
-it turns messages and fragments into frames on the connection's output,
-through the negotiated extensions, and enforces what the RFC says a sender
-may not do (a new message inside a fragmented one, sending after close).
+A :class:`FrameWriter` is one part of a
+:class:`~hubbub.protocol.connection.Connection`, owned by it. It turns data
+and control payloads into frames, through the negotiated extensions, and
+appends them to :attr:`FrameWriter.outgoing`: the list of chunks the adapter
+writes to the transport. It enforces what section 5.4 says a sender may not do
+(a new message inside a fragmented one, a continuation of nothing); *whether*
+the connection may send at all (its state, section 7) is the connection's
+business, and the connection asks the writer only when it may.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ..exceptions import InvalidState, LocalProtocolError
+from ..exceptions import LocalProtocolError
 from ..speedups import message_frame as _message_frame
-from .events import State
 from .extensions import Extension
 from .frames import Frame, Opcode, encode_frame
 
-if TYPE_CHECKING:
-    from .connection import Writer
-
-__all__ = ["Sender"]
+__all__ = ["FrameWriter", "Writer"]
 
 # Plain ints: arithmetic on IntEnum members is several times slower, and the
 # small-message path below runs once per message.
 _OP_CONT = int(Opcode.CONTINUATION)
 _OP_TEXT = int(Opcode.TEXT)
 _OP_BINARY = int(Opcode.BINARY)
-_OP_PING = Opcode.PING
-_OP_PONG = Opcode.PONG
 _pack_tiny = struct.Struct("!BB").pack
 _DATA_OPCODES = (_OP_TEXT, _OP_BINARY, _OP_CONT)
-# A module global: on CPython 3.11 reading an Enum member as a class attribute
-# (State.OPEN) costs ten times a global, ~1,000 instructions, on per-message paths.
-_OPEN = State.OPEN
 
 
-class Sender:
-    """The sending half of a connection (closing stays with the connection)."""
+class Writer(Protocol):
+    """Where ``Connection.write_to()`` puts the chunks: an asyncio transport, say."""
 
-    # The slots of the rest are the connection's (see Connection.__slots__).
-    __slots__ = ("_send_opcode", "_send_plain")
-    state: State
-    extensions: list[Extension]
-    _out: list[bytes]
-    _mask: bool
-    _send_opcode: int
-    _send_plain: bool
+    def write(self, data: bytes, /) -> None: ...
+
+    def writelines(self, list_of_data: list[bytes], /) -> None: ...
+
+
+class FrameWriter:
+    """Frames to send, encoded into the list of chunks for the transport.
+
+    Args:
+        mask: mask every frame (a client, section 5.3).
+        extensions: the negotiated extensions, in the order of the server's
+            answer; the connection's list, whose content may change once, at
+            the end of the opening handshake.
+    """
+
+    # Slots: a server holds thousands of idle connections (see Connection).
+    __slots__ = ("_opcode", "_plain", "extensions", "mask", "outgoing")
+
+    def __init__(self, mask: bool, extensions: list[Extension]) -> None:
+        self.mask = mask
+        self.extensions = extensions
+        self.outgoing: list[bytes] = []
+        """The chunks to write, oldest first; always this same list.
+
+        Whoever writes them to the transport removes them (``clear()``),
+        never replaces the list: the connection and its writer share it.
+        """
+        # The opcode of the message being sent in fragments, or 0.
+        self._opcode = 0
+        # The message being sent skips the extensions (compress=False).
+        self._plain = False
 
     @property
     def sending_fragmented(self) -> bool:
-        """Whether a fragmented message is being sent (its last frame is not out).
-
-        Section 5.4 allows no other data frame until it ends: a fast path that
-        writes frames of its own (:meth:`shares_frames`) must wait or skip.
-        """
-        return self._send_opcode != 0
+        """Whether a fragmented message is being sent (its last frame is not out)."""
+        return self._opcode != 0
 
     @property
     def shares_frames(self) -> bool:
-        """Whether the frames this connection sends are the same bytes on any other.
+        """Whether the frames written are the same bytes on any unmasked, plain connection."""
+        return not self.mask and not self.extensions
 
-        True for a server without extensions: it does not mask (section 5.1)
-        nor transform frames (RFC 7692 compresses per connection), so a
-        message encoded once with :func:`~hubbub.protocol.frames.encode_shared_frame`
-        may be written to every such connection.
+    def message(self, message: str | bytes, compress: bool = True) -> None:
+        """Write a whole message of one frame: ``str`` as text, ``bytes`` as binary.
+
+        A small message from a server without extensions (section 5.1: no
+        masking) is one chunk built in one piece by
+        :func:`hubbub.speedups.message_frame`; anything else goes through
+        :meth:`data_frame`. The caller checked that the connection is OPEN.
+
+        Raises:
+            LocalProtocolError: a fragmented message is being sent.
         """
-        return not self._mask and not self.extensions
+        if (
+            len(message) < 1024  # larger payloads are not copied: header and data apart
+            and not self._opcode
+            and not self.mask
+            and not self.extensions
+        ):
+            self.outgoing.append(_message_frame(message))
+        elif isinstance(message, str):
+            self.data_frame(_OP_TEXT, message.encode(), True, compress)
+        else:
+            self.data_frame(_OP_BINARY, message, True, compress)
 
-    def write_shared_frames(self, writer: Writer, frames: bytes) -> bool:
-        """Write frames encoded once for many connections, after what is queued.
+    def write_shared(self, writer: Writer, frames: bytes) -> bool:
+        """Hand ``frames`` encoded once for many connections to ``writer``, after the queue.
 
-        ``frames`` are whole data messages (FIN set) from
-        :func:`~hubbub.protocol.frames.encode_shared_frame`. They are handed to
-        ``writer`` only when this connection :attr:`shares_frames`, is OPEN and
-        is not sending a fragmented message (section 5.4 allows no other data
-        frame inside one); the chunks queued before them go first, in the same
-        call. One call instead of three checks and a flush: the per-connection
-        step of a broadcast.
+        Only when the frames written here are those bytes (:attr:`shares_frames`)
+        and no fragmented message is being sent (section 5.4 allows no other
+        data frame inside one). The chunks queued before go first, in the same
+        call. The caller checked that the connection is OPEN.
 
         Returns:
-            Whether ``frames`` were written.
+            Whether ``frames`` were handed to ``writer``.
         """
-        if self.state is not _OPEN or self._send_opcode or self._mask or self.extensions:
+        if self._opcode or self.mask or self.extensions:
             return False
-        if self._out:
-            out = self.data_to_send()
+        out = self.outgoing
+        if out:
             out.append(frames)
             writer.writelines(out)
+            out.clear()
         else:
             writer.write(frames)
         return True
 
-    def data_to_send(self) -> list[bytes]:
-        raise NotImplementedError  # the connection's
+    def write(self, opcode: int, data: bytes) -> None:
+        """Write a whole frame as it is, without extensions: control frames (section 5.5).
 
-    def _write(self, opcode: int, data: bytes, fin: bool = True, rsv1: bool = False) -> None:
-        self._out.extend(encode_frame(opcode, data, fin=fin, rsv1=rsv1, mask=self._mask))
+        The caller checked the payload (at most 125 bytes).
+        """
+        self.outgoing.extend(encode_frame(opcode, data, mask=self.mask))
 
-    def _check_open(self) -> None:
-        if self.state is not _OPEN:
-            raise InvalidState(f"cannot send in state {self.state.name}")
+    def data_frame(self, opcode: int, data: bytes, fin: bool = True, compress: bool = True) -> None:
+        """Write a data frame given its opcode: TEXT, BINARY or CONTINUATION.
 
-    def send_data_frame(
-        self, opcode: int, data: bytes, fin: bool = True, compress: bool = True
-    ) -> None:
-        """Send a data frame given its opcode: TEXT, BINARY or CONTINUATION.
-
-        The per-message path of the adapters (and how they turn an iterable
-        into fragments); ``compress`` only matters on a message's first frame.
+        ``compress`` only matters on a message's first frame. The caller
+        checked that the connection is OPEN.
 
         Raises:
             LocalProtocolError: not a data opcode, or a frame that section 5.4
                 does not allow here (a continuation with no message to
                 continue, a new message inside a fragmented one).
-            InvalidState: the connection is not OPEN.
         """
         if (
             fin
             and len(data) < 126
-            and self.state is _OPEN
-            and not self._send_opcode
+            and not self._opcode
             # TEXT or BINARY: two int compares cost less than a set lookup
             # on this per-message path (and text, the usual case, needs one).
             and (opcode == 1 or opcode == 2)  # noqa: PLR1714
-            and not self._mask
+            and not self.mask
             and not self.extensions
         ):
             # Fast path: a whole small message from a server, one chunk with a
             # 2-byte header (section 5.2: 7-bit length, no masking key).
-            self._out.append(_pack_tiny(0x80 | opcode, len(data)) + data)
+            self.outgoing.append(_pack_tiny(0x80 | opcode, len(data)) + data)
             return
-        if opcode not in _DATA_OPCODES:
-            raise LocalProtocolError(f"{opcode:#x} is not a data opcode")
-        self._check_open()
+        check_data_opcode(opcode)
         if opcode == _OP_CONT:
-            if not self._send_opcode:
+            if not self._opcode:
                 raise LocalProtocolError("no fragmented message to continue")
-        elif self._send_opcode:
+        elif self._opcode:
             raise LocalProtocolError("a fragmented message is being sent; finish it first")
+        rsv1 = False
         if self.extensions:
             if opcode != _OP_CONT:
                 # RFC 7692 section 6: any message may go untransformed; the
                 # first frame's choice holds for its continuation frames.
-                self._send_plain = not compress
-            if self._send_plain:
-                self._write(opcode, data, fin)
-            else:
+                self._plain = not compress
+            if not self._plain:
                 frame = Frame(Opcode(opcode), data, fin)
                 for ext in self.extensions:
                     frame = ext.encode(frame)
-                self._write(opcode, frame.data, fin, frame.rsv1)
-        else:
-            self._out.extend(encode_frame(opcode, data, fin=fin, mask=self._mask))
+                data, rsv1 = frame.data, frame.rsv1
+        self.outgoing.extend(encode_frame(opcode, data, fin=fin, rsv1=rsv1, mask=self.mask))
         if opcode != _OP_CONT:
-            self._send_opcode = 0 if fin else opcode
+            self._opcode = 0 if fin else opcode
         elif fin:
-            self._send_opcode = 0
+            self._opcode = 0
 
-    def send_message(self, message: str | bytes, compress: bool = True) -> None:
-        """Send a whole message of one frame: ``str`` as text, ``bytes`` as binary.
 
-        The per-message path of callback mode: a small message from a server
-        without extensions (section 5.1: no masking) is queued as one frame
-        built in one piece by :func:`hubbub.speedups.message_frame`; anything
-        else goes through :meth:`send_data_frame`.
+def check_data_opcode(opcode: int) -> None:
+    """Refuse an opcode that is not TEXT, BINARY or CONTINUATION.
 
-        Raises:
-            InvalidState: the connection is not OPEN.
-            LocalProtocolError: a fragmented message is being sent.
-        """
-        if (
-            len(message) < 1024  # larger payloads are not copied: header and data apart
-            and self.state is _OPEN
-            and not self._send_opcode
-            and not self._mask
-            and not self.extensions
-        ):
-            self._out.append(_message_frame(message))
-        elif isinstance(message, str):
-            self.send_data_frame(_OP_TEXT, message.encode(), True, compress)
-        else:
-            self.send_data_frame(_OP_BINARY, message, True, compress)
-
-    def send_text(self, data: str | bytes, fin: bool = True, *, compress: bool = True) -> None:
-        """Send a text message, or its first fragment when ``fin`` is false.
-
-        ``bytes`` are sent as they are and must be valid UTF-8. With
-        ``compress=False`` the message (continuations included) skips the
-        extensions: it is sent uncompressed even if permessage-deflate is on.
-        """
-        self.send_data_frame(
-            _OP_TEXT, data.encode() if isinstance(data, str) else data, fin, compress
-        )
-
-    def send_binary(
-        self, data: bytes | bytearray | memoryview, fin: bool = True, *, compress: bool = True
-    ) -> None:
-        """Send a binary message, or its first fragment; ``compress`` as in :meth:`send_text`."""
-        self.send_data_frame(_OP_BINARY, bytes(data), fin, compress)
-
-    def send_continuation(self, data: str | bytes, fin: bool) -> None:
-        """Send the next fragment of the message being sent (section 5.4)."""
-        self.send_data_frame(_OP_CONT, data.encode() if isinstance(data, str) else bytes(data), fin)
-
-    def _send_control(self, opcode: int, data: bytes) -> None:
-        self._check_open()
-        if len(data) > 125:
-            raise LocalProtocolError("control frame payload longer than 125 bytes")
-        self._write(opcode, data)
-
-    def send_ping(self, data: bytes = b"") -> None:
-        """Send a ping (section 5.5.2); at most 125 bytes of payload."""
-        self._send_control(_OP_PING, data)
-
-    def send_pong(self, data: bytes = b"") -> None:
-        """Send an unsolicited pong, a heartbeat (section 5.5.3)."""
-        self._send_control(_OP_PONG, data)
+    Raises:
+        LocalProtocolError: it is not.
+    """
+    if opcode not in _DATA_OPCODES:
+        raise LocalProtocolError(f"{opcode:#x} is not a data opcode")

@@ -86,6 +86,7 @@ class ServerConnection(Connection):
 
     __slots__ = (
         "_body_needed",
+        "_buf",
         "_request",
         "_request_head",
         "_response",
@@ -126,6 +127,9 @@ class ServerConnection(Connection):
         self.server_header = server_header
         self.max_body = max_body
         self._body_needed = 0
+        # The bytes of the handshake received and not parsed yet (the frame
+        # reader holds what arrives once the connection is open).
+        self._buf = bytearray()
         # The Request (Response) while the handshake runs. After a 101: None,
         # or a weak reference to its last parse, and the bytes of its head.
         self._request: Request | weakref.ref[Request] | None = None
@@ -221,7 +225,7 @@ class ServerConnection(Connection):
             "uses wss:// or https://; serve TLS on this port or have it connect with ws://"
         )
         self._buf = bytearray()
-        self._reading = False
+        self.reader.stop()
         self.send_eof()
         self.state = State.CLOSED
 
@@ -382,7 +386,7 @@ class ServerConnection(Connection):
             raise InvalidState("the handshake response was already sent")
         self._response = response
         head = response.serialize()
-        self._out.append(head)
+        self.outgoing.append(head)
         if response.status == 101:
             self.state = State.OPEN
             self._compact(response, head)
@@ -396,7 +400,7 @@ class ServerConnection(Connection):
                 self.handshake_exc = HandshakeError(
                     f"connection rejected: HTTP {response.status} {response.reason}"
                 )
-            self._reading = False
+            self.reader.stop()
             self.send_eof()
             self.state = State.CLOSED
 

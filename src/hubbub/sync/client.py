@@ -38,11 +38,17 @@ from ..proxy import Proxy, ProxyError, select_proxy
 from ..reconnect import RetryPolicy, reconnecting
 from .connection import Connection
 
-__all__ = ["ClientConnection", "connect", "reconnect"]
+__all__ = ["ClientConnection", "ConnectOptions", "connect", "reconnect"]
 
 logger = logging.getLogger("hubbub.client")
 
 _READ_SIZE = 65536
+
+
+class ConnectOptions(ClientOptions, total=False):
+    """The options of :func:`connect`: the shared ones and ``send_timeout``."""
+
+    send_timeout: float | None
 
 
 class ClientConnection(Connection):
@@ -86,7 +92,9 @@ def _tunnel(proxy: Proxy, uri: WebSocketURI, deadline: float | None) -> socket.s
 class _Opener(ClientPolicy):
     """Options of :func:`connect`, checked once; opens connections."""
 
-    CONNECTION_OPTIONS = frozenset({"max_queue", "ping_interval", "ping_timeout", "logger"})
+    CONNECTION_OPTIONS = frozenset(
+        {"max_queue", "ping_interval", "ping_timeout", "send_timeout", "logger"}
+    )
 
     def open(self) -> ClientConnection:
         """Open a connection, following redirects, within ``open_timeout``."""
@@ -179,7 +187,7 @@ class _Opener(ClientPolicy):
         return connection
 
 
-def connect(uri: str, **options: Unpack[ClientOptions]) -> ClientConnection:
+def connect(uri: str, **options: Unpack[ConnectOptions]) -> ClientConnection:
     """Open a WebSocket connection to ``uri`` and return it, open.
 
     Options (keyword-only, the same as :func:`hubbub.asyncio.connect`):
@@ -192,7 +200,9 @@ def connect(uri: str, **options: Unpack[ClientOptions]) -> ClientConnection:
     ``proxy`` (a URL such as ``"http://user:pw@proxy:3128"`` or
     ``"socks5h://proxy:1080"``; ``True``, the default, reads ``https_proxy`` /
     ``http_proxy`` / ``all_proxy`` / ``no_proxy``; ``None`` for none), and
-    ``max_redirects`` (10), ``logger`` (``hubbub.client``; see docs/howto/logging.md).
+    ``max_redirects`` (10), ``logger`` (``hubbub.client``; see docs/howto/logging.md),
+    and ``send_timeout`` (20 s; ``None`` for none): a write that could not
+    write a byte for that long (the server does not read) fails the connection.
 
     Raises:
         InvalidURI: ``uri`` is not a WebSocket URI.
@@ -207,7 +217,7 @@ def connect(uri: str, **options: Unpack[ClientOptions]) -> ClientConnection:
 
 
 def reconnect(
-    uri: str, *, retry: RetryPolicy | None = None, **options: Unpack[ClientOptions]
+    uri: str, *, retry: RetryPolicy | None = None, **options: Unpack[ConnectOptions]
 ) -> Iterator[ClientConnection]:
     """Yield connections to ``uri``, a new one each time the previous one ended.
 

@@ -4,21 +4,28 @@ Theory of operation
 -------------------
 
 :class:`Connection` drives the same sans-I/O :class:`hubbub.protocol.Connection`
-as the asyncio adapter, with one background *reader* thread per connection:
+as the asyncio adapter, with one background *reader* thread per connection.
+It wires its parts, each its own object:
 
-* the reader thread waits for bytes (a :mod:`selectors` selector with a
-  deadline; ``select()`` fails on descriptors above 1024), feeds the
-  core, writes what the core queued (pongs, close frames) and puts complete
-  messages into a queue; it also runs the timers (keepalive ping, ping
-  timeout, close timeout) by waking up at the earliest deadline;
-* application threads call :meth:`Connection.recv` (which waits on that queue)
-  and :meth:`Connection.send`, :meth:`Connection.ping`, :meth:`Connection.close`.
-
-Thread safety: every use of the core and every socket write happens under one
-lock, so frames from several sending threads never interleave on the wire and
-the core sees one caller at a time. A fragmented message holds a second lock
-for its whole duration, so other senders wait until it is complete (RFC 6455
-section 5.4 forbids interleaving data frames of two messages).
+* reading (here: :meth:`Connection._step`, by the reader thread or a
+  receiving thread) waits for bytes (a :mod:`selectors` selector with a
+  deadline; ``select()`` fails on descriptors above 1024), feeds the core
+  and hands what it parsed to the receive side; it also runs the timers
+  (:class:`~hubbub.sync.deadlines.Deadlines`: keepalive ping, ping timeout,
+  close timeout, a deferred failure) by waking up at the earliest one;
+* :class:`~hubbub.sync.writing.SocketWriter` writes what the core queued,
+  under the one lock every use of the core takes, and fails the connection
+  when the peer reads nothing for ``send_timeout``;
+* :class:`~hubbub.sync.receiving.Receiver` holds the receive queue with its
+  flow control and serves :meth:`Connection.recv` and
+  :meth:`Connection.recv_streaming` to application threads;
+* :class:`~hubbub.sync.turns.ReadingTurn` says who reads the socket: a thread
+  waiting in ``recv()`` on an empty queue reads it itself (no hand-over from
+  the reader thread, which costs two thread wake-ups per message); the
+  reader thread reads while no thread receives;
+* :class:`~hubbub.sync.sending.Sender` sends messages, fragmented or not,
+  from any thread;
+* :class:`~hubbub.adapter.PingTracker` matches pongs with pings, as in asyncio.
 
 Flow control: when ``max_queue`` messages wait unread, the reader thread stops
 reading from the socket (TCP then pushes back on the peer) until the queue is
@@ -26,10 +33,11 @@ down to a quarter. Compressed frames are inflated a step at a time
 (``DECODE_STEP``, :attr:`hubbub.protocol.Connection.parsing_paused`), each
 step only while the queue has room, so a burst of small frames that inflate
 to many large messages (RFC 7692) holds about ``max_queue`` x ``max_size``
-at most. A peer that pings and never reads blocks the reader thread in
-``sendall`` (the kernel's buffer is full): it is not read either. Writes
-block in ``sendall``; ``buffered_amount`` counts bytes handed to
-:meth:`Connection.send` that are not yet in the kernel.
+at most. A peer that pings and never reads blocks the reader thread in its
+write (the kernel's buffer is full), so it is not read either, and after
+``send_timeout`` the connection is failed and the thread ends.
+``buffered_amount`` counts bytes handed to :meth:`Connection.send` that are
+not yet in the kernel.
 
 Failures the peer causes are deferred as in the asyncio adapter: messages that
 came before the mistake are delivered first, and the connection is failed when
@@ -38,17 +46,15 @@ the application asks for the next one (or after ``close_timeout``).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import selectors
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, NoReturn
 
 from .. import speedups
 from ..adapter import (
@@ -56,23 +62,19 @@ from ..adapter import (
     ConnectionAttributes,
     Data,
     FailurePending,
-    Fragmenter,
-    FragmentStream,
     LoggerLike,
     PingTracker,
     closed_exception,
-    decoded,
-    fragment_converter,
-    join_fragments,
 )
-from ..exceptions import (
-    ConcurrencyError,
-    ConnectionClosedOK,
-    InvalidState,
-)
+from ..exceptions import ConcurrencyError, InvalidState
 from ..protocol import connection as core
 from ..protocol.events import Fragment
-from ..protocol.frames import CloseCode, Opcode
+from ..protocol.frames import CloseCode
+from .deadlines import Deadlines
+from .receiving import Entry, Receiver
+from .sending import Sender
+from .turns import ReadingTurn
+from .writing import SocketWriter
 
 __all__ = ["Connection", "Data"]
 
@@ -109,35 +111,39 @@ class Connection(ConnectionAttributes):
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 10.0,
+        send_timeout: float | None = 20.0,
         logger: LoggerLike | None = None,
     ) -> None:
         self.socket = sock
         self.protocol = protocol
         if protocol.decode_limit is None:
             protocol.decode_limit = DECODE_STEP
-        self.max_queue = max(1, max_queue)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.logger: LoggerLike = logger or logging.getLogger("hubbub")
-        self._lock = threading.Lock()  # core + socket writes
-        self._send_mutex = threading.RLock()  # held for a whole fragmented message
-        self._cond = threading.Condition(threading.Lock())  # the receive queue
-        self._messages: collections.deque[Data | Fragment | FailurePending] = collections.deque()
-        # Set under _cond once the reader queued the last message (a close frame
-        # or a protocol error came): the core's own state changes earlier, in
-        # the reader thread, before the messages parsed with it are queued.
-        self._end_of_messages = False
-        self._receiving = False
-        self._pings: PingTracker[_PingWaiter] = PingTracker()
-        self._keepalive_at: float | None = None
-        self._ping_deadline: float | None = None
-        self._close_deadline: float | None = None
-        self._fail_deadline: tuple[float, int, str] | None = None
-        self._buffered = 0
-        self._write_shut = False
         self._closed = threading.Event()
+        self._writer = SocketWriter(
+            sock, protocol, send_timeout, self._start_close_deadline, self.logger
+        )
+        self._lock = self._writer.lock  # core + socket writes
+        self._sender = Sender(protocol, self._writer, self._raise_closed)
+        self._turn = ReadingTurn()
+        # A write waiting for room must not keep the socket unread.
+        self._writer.on_blocked = self._turn.hand_over
+        self._receiver = Receiver(
+            max_queue,
+            closed=self._closed,
+            end=self._end,
+            set_streaming=self._set_streaming,
+            fill=self._fill,
+            turn=self._turn,
+        )
+        self._messages = self._receiver.messages  # ConnectionAttributes.queued_messages
+        self._pings: PingTracker[_PingWaiter] = PingTracker()
+        self._deadlines = Deadlines()
         self._reader: threading.Thread | None = None
+        self._finished = False
         # Wakes the reader thread out of its selector when another thread
         # changes a deadline (close() starts the close timeout); made by start().
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
@@ -154,9 +160,19 @@ class Connection(ConnectionAttributes):
     # --- public attributes ----------------------------------------------------
 
     @property
+    def max_queue(self) -> int:
+        """Unread messages at which the reader thread stops reading."""
+        return self._receiver.max_queue
+
+    @property
+    def send_timeout(self) -> float | None:
+        """Seconds a write may wait for the peer to read anything (None: for ever)."""
+        return self._writer.send_timeout
+
+    @property
     def buffered_amount(self) -> int:
         """Bytes accepted by :meth:`send` but not yet written to the socket."""
-        return self._buffered
+        return self._writer.buffered
 
     @property
     def latency(self) -> float:
@@ -172,7 +188,9 @@ class Connection(ConnectionAttributes):
             events: events the core produced during the handshake (messages
                 the peer sent right behind it).
         """
-        self.socket.settimeout(None)
+        # Writes wait at most send_timeout for room (SocketWriter); reads
+        # happen once the selector said the socket is readable.
+        self._writer.prepare_socket()
         self._wakeup = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.socket, selectors.EVENT_READ)
@@ -180,11 +198,11 @@ class Connection(ConnectionAttributes):
         # Frames that came right behind the handshake may have queued answers
         # (a pong, the echo of a close frame) in the core.
         with self._lock:
-            self._flush_locked()
+            self._writer.flush()
         if events:
             self._process_events(events)
         if self.ping_interval is not None and self.ping_interval > 0:
-            self._keepalive_at = time.monotonic() + self.ping_interval
+            self._deadlines.keepalive = time.monotonic() + self.ping_interval
         self._reader = threading.Thread(
             target=self._read_loop, name=f"hubbub-reader-{self.remote_address}", daemon=True
         )
@@ -192,104 +210,127 @@ class Connection(ConnectionAttributes):
 
     # --- the reader thread ---------------------------------------------------------
 
-    def _next_deadline(self) -> float | None:
-        deadlines = [
-            d
-            for d in (self._keepalive_at, self._ping_deadline, self._close_deadline)
-            if d is not None
-        ]
-        if self._fail_deadline is not None:
-            deadlines.append(self._fail_deadline[0])
-        return min(deadlines) if deadlines else None
-
-    def _wait_readable(self) -> bool:
-        """Wait until the socket is readable or a deadline is due; True if readable."""
+    def _wait_readable(self, cap: float | None) -> bool:
+        """Wait for bytes, the next deadline or ``cap`` seconds; True if readable."""
         pending = getattr(self.socket, "pending", None)
         if pending is not None and pending():
             return True  # TLS already decrypted bytes the selector cannot see
-        deadline = self._next_deadline()
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         assert self._wakeup is not None
         assert self._selector is not None
         wakeup = self._wakeup[0]
+        timeout = self._deadlines.timeout()
+        if cap is not None and (timeout is None or cap < timeout):
+            timeout = cap
         readable = {key.fileobj for key, _ in self._selector.select(timeout)}
         if wakeup in readable:
             with contextlib.suppress(OSError):
                 wakeup.recv(64)
         return self.socket in readable
 
+    def _reading(self) -> bool:
+        # Flow control applies while open: the closing handshake needs the
+        # peer's frames.
+        return self.protocol.state is core.State.OPEN
+
     def _read_loop(self) -> None:
+        """The reader thread: read whenever no application thread receives."""
+        turn = self._turn
         try:
-            while True:
-                self._run_timers()
-                with self._cond:
-                    while (
-                        len(self._messages) >= self.max_queue
-                        and self.protocol.state is core.State.OPEN
-                    ):
-                        # Flow control: stop reading until the application
-                        # catches up, but keep the timers running. Not while
-                        # closing: the closing handshake needs the peer's frames.
-                        deadline = self._next_deadline()
-                        timeout = None if deadline is None else deadline - time.monotonic()
-                        if timeout is not None and timeout <= 0:
-                            break
-                        self._cond.wait(timeout)
-                    paused = (
-                        len(self._messages) >= self.max_queue
-                        and self.protocol.state is core.State.OPEN
-                    )
-                if paused:
-                    continue  # a timer is due
-                if self.protocol.parsing_paused:
-                    # The queue has room: inflate the next step of what was
-                    # received (DECODE_STEP) before reading more.
-                    with self._lock:
-                        self.protocol.resume_parsing()
-                        events = self.protocol.events_received()
-                        self._flush_locked()
-                    self._process_events(events)
-                    continue
-                if not self._wait_readable():
-                    if self.protocol.stream_fragments:
-                        self._report_fragment()  # recv_streaming() woke us up
-                    continue
-                with self._lock:
-                    # A large frame's payload is read straight into the message
-                    # (see hubbub.protocol.large_frames: receive_buffer).
-                    view = self.protocol.receive_buffer() if _DIRECT_READS else None
+            patient = False
+            while turn.wait(patient):
+                going = True
                 try:
-                    if view is not None:
-                        got = self.socket.recv_into(view)
-                        data: bytes | None = None
-                    else:
-                        data = self.socket.recv(_READ_SIZE)
-                        got = len(data)
-                except (OSError, ValueError):
-                    got = 0
-                with self._lock:
-                    if not got:
-                        self.protocol.receive_eof()
-                    elif data is None:
-                        self.protocol.receive_buffer_updated(got)
-                    else:
-                        self.protocol.receive_data(data)
-                    events = self.protocol.events_received()
-                    self._flush_locked()
-                del view
-                self._process_events(events)
-                if not got:
+                    while going and not turn.wanted:
+                        going = self._step(None)
+                finally:
+                    turn.lock.release()
+                    self._receiver.wake()  # a receiver may take the turn now
+                if not going:
                     break
+                patient = True
         except Exception:  # pragma: no cover - a bug; do not leave waiters hanging
             self.logger.exception("reader thread failed")
         finally:
             self._finish()
 
+    def _fill(self, timeout: float | None) -> bool:
+        """Read in the receiving thread, which found the queue empty (see hubbub.sync.turns).
+
+        Returns False if the reader thread has the turn (it is asked to leave
+        it): the caller waits for the queue instead.
+        """
+        turn = self._turn
+        if not turn.take():
+            self._wake()
+            return False
+        try:
+            self._step(timeout)
+        finally:
+            turn.lock.release()
+        return True
+
+    def _step(self, cap: float | None) -> bool:
+        """One round of reading, with the turn held: timers, then bytes; False once closed."""
+        if self._closed.is_set():
+            return False
+        protocol = self.protocol
+        self._run_timers()
+        if not self._receiver.wait_room(self._reading, self._deadlines.timeout):
+            return True  # a timer is due
+        if protocol.parsing_paused:
+            # The queue has room: inflate the next step of what was received
+            # (DECODE_STEP) before reading more.
+            with self._lock:
+                protocol.resume_parsing()
+                events = protocol.events_received()
+                self._writer.flush()
+            self._process_events(events)
+            return True
+        if not self._wait_readable(cap):
+            if protocol.stream_fragments:
+                self._report_fragment()  # recv_streaming() woke us up
+            return True
+        with self._lock:
+            # A large frame's payload is read straight into the message
+            # (see hubbub.protocol.large_frames: receive_buffer).
+            view = protocol.receive_buffer() if _DIRECT_READS else None
+        try:
+            if view is not None:
+                got = self.socket.recv_into(view)
+                data: bytes | None = None
+            else:
+                data = self.socket.recv(_READ_SIZE)
+                got = len(data)
+        except TimeoutError:
+            # TLS: the selector saw part of a record, the rest did not come
+            # within send_timeout. Not the end: wait again.
+            return True
+        except (OSError, ValueError):
+            got = 0
+        with self._lock:
+            if not got:
+                protocol.receive_eof()
+            elif data is None:
+                protocol.receive_buffer_updated(got)
+            else:
+                protocol.receive_data(data)
+            events = protocol.events_received()
+            self._writer.flush()
+        del view
+        self._process_events(events)
+        if not got:
+            self._finish()  # with the turn held: nobody reads a closed socket
+            return False
+        return True
+
     def _finish(self) -> None:
         with self._lock:
+            if self._finished:
+                return
+            self._finished = True
             self.protocol.receive_eof()
             self.protocol.events_received()
-            self._write_shut = True
+            self._writer.shut = True
         if self._selector is not None:
             self._selector.close()
         for sock in (self.socket, *(self._wakeup or ())):
@@ -300,38 +341,40 @@ class Connection(ConnectionAttributes):
         if not self._closed.is_set():
             self.log_closed()
         self._closed.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._turn.stop()
+        self._receiver.wake()
 
     def _run_timers(self) -> None:
+        deadlines = self._deadlines
         now = time.monotonic()
-        if self._close_deadline is not None and now >= self._close_deadline:
-            self._close_deadline = None
+        if deadlines.close is not None and now >= deadlines.close:
+            deadlines.close = None
             self.abort()
-        if self._fail_deadline is not None and now >= self._fail_deadline[0]:
-            _, code, reason = self._fail_deadline
-            self._fail_deadline = None
+        if deadlines.fail is not None and now >= deadlines.fail[0]:
+            _, code, reason = deadlines.fail
+            deadlines.fail = None
             self.fail(code, reason)
-        if self._ping_deadline is not None and now >= self._ping_deadline:
-            self._ping_deadline = None
+        if deadlines.ping is not None and now >= deadlines.ping:
+            deadlines.ping = None
             self.logger.info("no pong within %.1f s: closing the connection", self.ping_timeout)
             self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-        if self._keepalive_at is not None and now >= self._keepalive_at:
+        if deadlines.keepalive is not None and now >= deadlines.keepalive:
             self._keepalive_ping(now)
 
     def _keepalive_ping(self, now: float) -> None:
         assert self.ping_interval is not None
-        self._keepalive_at = now + self.ping_interval
+        deadlines = self._deadlines
+        deadlines.keepalive = now + self.ping_interval
         with self._lock:
             if self.protocol.state is not core.State.OPEN:
-                self._keepalive_at = None
+                deadlines.keepalive = None
                 return
             data = self._pings.new_payload()
             self.protocol.send_ping(data)
             self._pings.add(data, _PingWaiter(), time.perf_counter())
-            self._flush_locked()
-        if self.ping_timeout is not None and self._ping_deadline is None:
-            self._ping_deadline = now + self.ping_timeout
+            self._writer.flush()
+        if self.ping_timeout is not None and deadlines.ping is None:
+            deadlines.ping = now + self.ping_timeout
 
     def _report_fragment(self) -> None:
         # In the reader thread, so that the fragment is queued after what the
@@ -343,83 +386,64 @@ class Connection(ConnectionAttributes):
             self._process_events(events)
 
     def _process_events(self, events: list[core.Event]) -> None:
-        messages: list[Data | Fragment | FailurePending] = []
+        entries: list[Entry] = []
         for event in events:
             # A Fragment (recv_streaming) is queued like a message.
             if isinstance(event, (str, bytes, Fragment)):
-                messages.append(event)
+                entries.append(event)
             elif isinstance(event, core.Pong):
                 for waiter, rtt in self._pings.pong(event.data, time.perf_counter()):
                     waiter.latency = rtt
                     waiter.done.set()
-                    self._ping_deadline = None
+                    self._deadlines.ping = None
             elif isinstance(event, core.Failure):
-                messages.append(FailurePending(event.exc))
+                pending = FailurePending(event.exc)
+                entries.append(pending)
+                # Failed when the application reaches it, or after close_timeout.
+                self._deadlines.fail = (
+                    time.monotonic() + self.close_timeout,
+                    pending.exc.code,
+                    str(pending.exc),
+                )
             elif isinstance(event, core.CloseReceived):
                 self._start_close_deadline()
-        if not messages and self.protocol.close_received is None:
-            return
-        with self._cond:
-            for message in messages:
-                if isinstance(message, FailurePending) and not self._messages:
-                    # Nothing unread before the mistake: fail at once.
-                    self.fail(message.exc.code, str(message.exc))
-                    continue
-                if isinstance(message, FailurePending):
-                    self._fail_deadline = (
-                        time.monotonic() + self.close_timeout,
-                        message.exc.code,
-                        str(message.exc),
-                    )
-                self._messages.append(message)
-            if self.protocol.close_received is not None or self.protocol.close_exc is not None:
-                self._end_of_messages = True
-            self._cond.notify_all()
-
-    # --- writing -------------------------------------------------------------------
-
-    def _flush_locked(self) -> None:
-        """Write what the core queued; the caller holds ``_lock``."""
         protocol = self.protocol
-        data = protocol.data_to_send()
-        if data and not self._write_shut:
-            payload = b"".join(data)
-            self._buffered += len(payload)
-            try:
-                self.socket.sendall(payload)
-            except OSError:
-                # The peer is gone; the reader thread will see it too.
-                self._write_shut = True
-            finally:
-                self._buffered -= len(payload)
-        if protocol.eof_sent and not self._write_shut:
-            self._write_shut = True
-            if isinstance(self.socket, ssl.SSLSocket):
-                # SSLSocket.shutdown() drops the TLS layer, so reading on after
-                # a half-close is impossible: close both ways.
-                self.abort()
-            else:
-                # Half-close: the peer sees the end of the stream, and we
-                # keep reading its last bytes (section 7.1.1).
-                with contextlib.suppress(OSError):
-                    self.socket.shutdown(socket.SHUT_WR)
-            self._start_close_deadline()
+        ended = protocol.close_received is not None or protocol.close_exc is not None
+        if not entries and protocol.close_received is None:
+            return
+        for pending in self._receiver.put(entries, ended):
+            # Nothing unread before the mistake: fail at once.
+            self._deadlines.fail = None
+            self.fail(pending.exc.code, str(pending.exc))
+
+    # --- failing -------------------------------------------------------------------
 
     def fail(self, code: int, reason: str) -> None:
+        """_Fail the WebSocket Connection_ with ``code`` (RFC 6455 section 7.1.7)."""
         with self._lock:
             if self.protocol.state is core.State.CLOSED:
                 return
             self.protocol.fail(code, reason)
-            self._flush_locked()
+            self._writer.flush()
 
     def _start_close_deadline(self) -> None:
-        if self._close_deadline is None and not self._closed.is_set():
-            self._close_deadline = time.monotonic() + self.close_timeout
+        if self._deadlines.close is None and not self._closed.is_set():
+            self._deadlines.close = time.monotonic() + self.close_timeout
 
     def abort(self) -> None:
         """Drop the TCP connection; the reader thread wakes up and finishes."""
-        with contextlib.suppress(OSError):
-            self.socket.shutdown(socket.SHUT_RDWR)
+        self._writer.abort()
+
+    def _raise_closed(self) -> NoReturn:
+        self.wait_closed(self.close_timeout)
+        raise closed_exception(self.protocol)
+
+    def _end(self, pending: FailurePending | None) -> NoReturn:
+        """No message will come: fail for ``pending`` if given, wait for the close, raise."""
+        if pending is not None:
+            self._deadlines.fail = None
+            self.fail(pending.exc.code, str(pending.exc))
+        self._raise_closed()
 
     # --- receiving ---------------------------------------------------------------
 
@@ -440,76 +464,13 @@ class Connection(ConnectionAttributes):
             ConnectionClosedError: it closed with an error or a protocol error.
             ConcurrencyError: another thread is already waiting in recv().
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        # Fragments are queued only once recv_streaming() was used (_stream).
-        message: Any = self._next(deadline) if self._stream is None else self._next_whole(deadline)
-        return message if decode is None else decoded(message, decode)
-
-    def _next(self, deadline: float | None) -> Data | Fragment:
-        """The next entry of the receive queue: a message, or a fragment of one."""
-        with self._cond:
-            if self._receiving:
-                raise ConcurrencyError("another thread is already receiving")
-            self._receiving = True
-            try:
-                while not self._messages:
-                    if self._end_of_messages or self._closed.is_set():
-                        break
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError("no message received in time")
-                    self._cond.wait(remaining)
-                message = self._messages.popleft() if self._messages else None
-                if len(self._messages) <= self.max_queue // 4:
-                    self._cond.notify_all()  # the reader may resume reading
-            finally:
-                self._receiving = False
-        if message is None:
-            self.wait_closed(self.close_timeout)
-            raise closed_exception(self.protocol)
-        if isinstance(message, FailurePending):
-            self._fail_deadline = None
-            self.fail(message.exc.code, str(message.exc))
-            self.wait_closed(self.close_timeout)
-            raise closed_exception(self.protocol)
-        return message
-
-    # --- streaming a message (section 5.4) ---------------------------------------
-
-    # Made by the first recv_streaming(); most connections never stream.
-    _stream: FragmentStream | None = None
-
-    def _next_message(self, deadline: float | None) -> Data | Fragment:
-        """A message or its first fragment, past the rest of an abandoned stream."""
-        assert self._stream is not None
-        with self._cond:
-            self._stream.abandon()
-        item = self._next(deadline)
-        while self._stream.skipped(item):
-            item = self._next(deadline)
-        return item
-
-    def _next_whole(self, deadline: float | None) -> Data:
-        """The next message, joined if it was queued in fragments."""
-        message = self._next_message(deadline)
-        if type(message) is not Fragment:
-            return message  # type: ignore[return-value]  # Data: FailurePending raised
-        items = [message]
-        try:
-            while not items[-1].fin:
-                item = self._next(deadline)
-                assert type(item) is Fragment  # a message's frames are contiguous
-                items.append(item)
-        except TimeoutError:
-            # Nothing is lost: the next receive starts from the first fragment.
-            with self._cond:
-                self._messages.extendleft(reversed(items))
-            raise
-        return join_fragments([item.data for item in items])
+        return self._receiver.recv(timeout, decode)
 
     def _set_streaming(self, on: bool) -> None:
         with self._lock:
             self.protocol.stream_fragments = on
+        if on:
+            self._wake()  # the reader reports frames of the next message already in
 
     def recv_streaming(self, decode: bool | None = None) -> Iterator[Data]:
         """Yield the next message in fragments, each as soon as its frame is in.
@@ -523,35 +484,11 @@ class Connection(ConnectionAttributes):
             ConnectionClosedError: it closed with an error or a protocol error.
             ConcurrencyError: another thread is receiving.
         """
-        stream = self._stream
-        if stream is None:
-            stream = self._stream = FragmentStream()
-        with self._cond:
-            token = stream.begin()
-        self._set_streaming(True)
-        self._wake()  # the reader reports frames of the next message already in
-        try:
-            item = self._next_message(None)
-        except BaseException:
-            self._set_streaming(False)
-            raise
-        convert = fragment_converter(decode)
-        # A message that came whole is its own last fragment.
-        fragment = item if type(item) is Fragment else Fragment(cast(Data, item), True)
-        while not fragment.fin:
-            yield stream.hand_out(fragment, convert)
-            stream.resume(token)
-            fragment = cast(Fragment, self._next(None))  # a message's frames are contiguous
-        self._set_streaming(False)
-        yield stream.hand_out(fragment, convert)
+        return self._receiver.recv_streaming(decode)
 
     def __iter__(self) -> Iterator[Data]:
         """Iterate over messages; ends quietly on a normal close."""
-        try:
-            while True:
-                yield self.recv()
-        except ConnectionClosedOK:
-            return
+        return iter(self._receiver)
 
     # --- sending -------------------------------------------------------------------
 
@@ -570,43 +507,7 @@ class Connection(ConnectionAttributes):
             ConnectionClosed: the connection is closing or closed.
             TypeError: the message is of another type, or mixes text and binary.
         """
-        with self._send_mutex:
-            if isinstance(message, str):
-                self._send_frame(Opcode.TEXT, message.encode(), True, compress)
-            elif isinstance(message, (bytes, bytearray, memoryview)):
-                self._send_frame(Opcode.BINARY, bytes(message), True, compress)
-            elif isinstance(message, Iterable):
-                self._send_fragments(message, compress)
-            else:
-                raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
-
-    def _send_frame(self, opcode: int, data: bytes, fin: bool, compress: bool = True) -> None:
-        try:
-            with self._lock:
-                self.protocol.send_data_frame(opcode, data, fin, compress=compress)
-                self._flush_locked()
-        except InvalidState:
-            self.wait_closed(self.close_timeout)
-            raise closed_exception(self.protocol) from None
-
-    def _send_fragments(self, message: Iterable[Data], compress: bool = True) -> None:
-        fragmenter = Fragmenter()
-        try:
-            for item in message:
-                frame = fragmenter.push(item)
-                if frame is not None:
-                    self._send_frame(*frame, compress)
-            frame = fragmenter.finish()
-            if frame is not None:
-                self._send_frame(*frame, compress)
-        except BaseException:
-            # Half a message went out and cannot be finished (section 5.4 allows
-            # no other data frame before it ends): fail the connection.
-            if self.protocol.sending_fragmented and self.protocol.state is core.State.OPEN:
-                with self._lock:
-                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
-                    self._flush_locked()
-            raise
+        self._sender.send(message, compress)
 
     def ping(self, data: str | bytes | None = None, timeout: float | None = None) -> float:
         """Send a ping and wait for its pong; return the round-trip time in seconds.
@@ -626,10 +527,11 @@ class Connection(ConnectionAttributes):
                     raise ConcurrencyError("a ping with this payload is already waiting")
                 self.protocol.send_ping(payload)
                 self._pings.add(payload, waiter, time.perf_counter())
-                self._flush_locked()
+                self._writer.flush()
         except InvalidState:
             self.wait_closed(self.close_timeout)
             raise closed_exception(self.protocol) from None
+        self._turn.hand_over()  # not receiving: the reader thread reads the pong
         if not waiter.done.wait(timeout):
             raise TimeoutError("no pong received in time")
         if waiter.latency is None:
@@ -657,7 +559,7 @@ class Connection(ConnectionAttributes):
             if self.protocol.state is not core.State.OPEN:
                 return
             self.protocol.send_close(code, reason)
-            self._flush_locked()
+            self._writer.flush()
             self._start_close_deadline()
         self._wake()
 
@@ -665,8 +567,7 @@ class Connection(ConnectionAttributes):
         if self._wakeup is not None:
             with contextlib.suppress(OSError):
                 self._wakeup[1].send(b"\0")
-        with self._cond:  # in case the reader is paused by flow control
-            self._cond.notify_all()
+        self._receiver.wake()  # in case the reader is paused by flow control
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until the connection is closed; return False on timeout."""
@@ -674,6 +575,7 @@ class Connection(ConnectionAttributes):
             return self._closed.is_set()
         if threading.current_thread() is self._reader:
             return self._closed.is_set()
+        self._turn.hand_over()  # not receiving: the reader thread reads the close
         return self._closed.wait(timeout)
 
     def __enter__(self) -> Connection:

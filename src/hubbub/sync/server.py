@@ -59,10 +59,11 @@ ProcessResponse = Callable[["ServerConnection", Request, Response], Response | N
 
 
 class ServeOptions(ServerOptions, total=False):
-    """The options of :func:`serve`: the shared ones and the blocking hooks."""
+    """The options of :func:`serve`: the shared ones, the blocking hooks and ``send_timeout``."""
 
     process_request: ProcessRequest | None
     process_response: ProcessResponse | None
+    send_timeout: float | None
 
 
 class ServerConnection(Connection):
@@ -84,7 +85,7 @@ class ServerConnection(Connection):
 class Server(ServerPolicy):
     """A running blocking server; see :func:`serve` (options: see there)."""
 
-    CONNECTION_OPTIONS = frozenset({"max_queue", "ping_interval", "ping_timeout"})
+    CONNECTION_OPTIONS = frozenset({"max_queue", "ping_interval", "ping_timeout", "send_timeout"})
 
     def __init__(
         self,
@@ -352,7 +353,10 @@ def serve(
     ``open_timeout``, ``close_timeout``, ``extra_headers``,
     ``process_request(connection, request)``,
     ``process_response(connection, request, response)``, ``health_check_path``,
-    ``server_header``, ``logger`` (``hubbub.server``; see docs/howto/logging.md).
+    ``server_header``, ``logger`` (``hubbub.server``; see docs/howto/logging.md),
+    and ``send_timeout`` (20 s; ``None`` for none): a write that could not
+    write a byte for that long (the peer does not read) fails the connection
+    (its TCP connection is dropped and its thread ends; see docs/sync.md).
     """
     if sock is None:
         if unix_path is not None:

@@ -44,6 +44,9 @@ class MemoryBroker(Broker):
             it again hands them a :class:`Reset` first, as the Redis broker does.
     """
 
+    #: Nothing here waits: plain dictionaries (see ``Broker.suspends``).
+    suspends = False
+
     def __init__(self, *, clock: Callable[[], float] = time.time, idle_ttl: float = 3600.0) -> None:
         self._clock = clock
         self._idle_ttl = idle_ttl

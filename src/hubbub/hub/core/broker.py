@@ -116,7 +116,16 @@ Listener: TypeAlias = Callable[[str, Entry | Notice | Reset], None]
 
 
 class Broker(ABC):
-    """The interface every broker implements (see the module docstring)."""
+    """The interface every broker implements (see the module docstring).
+
+    Attributes:
+        suspends: whether its coroutines may wait (a networked backend). False
+            promises that every one of them completes without suspending, so
+            that an adapter may run requests from its read callback, with no
+            task per request (``hubbub.hub.server.inline``).
+    """
+
+    suspends = True
 
     async def start(self) -> None:  # noqa: B027 (optional hook)
         """Connect to the backend, if there is one."""

@@ -15,7 +15,7 @@ Theory of operation
   packed once, whatever the number of msgpack recipients); JSON sessions take
   the path they always took. The frames of each encoding have their own
   :class:`_FrameCache`, so a channel mixing both encodes each frame once.
-  The The node's ``send(text)`` is synchronous and must never block. When
+  The node's ``send(text)`` is synchronous and must never block. When
   nothing is queued and the transport is below its high water mark, the
   :class:`_Outbox` writes the frame straight to the transport: server frames
   are not masked (RFC 6455 section 5.1), so the frame of a push fanned out to
@@ -35,6 +35,11 @@ Theory of operation
 * the HTTP API (:mod:`hubbub.hub.server.http_api`, ``POST /api/...``) is served on the
   same port when an API key is configured (the adapter reads request bodies up
   to ``max_body``);
+* requests: on a broker that never waits (``Broker.suspends`` False, the
+  in-process :class:`MemoryBroker`), each message is handled from the
+  connection's read callback, with no Future or task step per message
+  (:mod:`hubbub.hub.server.inline`); on Redis, the handler's task awaits
+  :meth:`Node.handle` for each message in turn;
 * a housekeeping task calls :meth:`Node.periodic` every second (clock ticks,
   token expiry, presence heartbeats).
 """
@@ -44,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -66,8 +72,10 @@ from ..core.protocol import SUBPROTOCOL
 from ..core.session import DisconnectCode
 from ..metrics import CONTENT_TYPE, HubMetrics
 from .http_api import MAX_BODY, METRICS_CHALLENGE, METRICS_REFUSAL, HttpApi, bearer_matches
+from .inline import InlineRequests
 from .origins import OriginPolicy
 from .static import serve_static
+from .workers import WorkerReports
 
 __all__ = ["Hub", "new_node", "run_hub", "start_hub"]
 
@@ -245,8 +253,11 @@ class _Endpoint:
         metrics_token: str | None,
         origins: OriginPolicy,
         ws_path: str = "/",
+        reports: WorkerReports | None = None,
     ) -> None:
         self.node = node
+        # With --workers N, /healthz and /metrics answer for every worker.
+        self.reports = reports
         self.origins = origins
         self.max_pending = max_pending
         self.api = api
@@ -285,13 +296,24 @@ class _Endpoint:
         else:
             pack_text, send = packer.pack_text, outbox.send
             session = self.node.open_session(lambda text: send(pack_text(text)), outbox.close)
+        node = self.node
+        if packer is None:
+            handle = functools.partial(node.handle, session)
+        else:
+            handle = functools.partial(handle_binary, node, session)
         try:
-            if packer is None:
+            if node.broker.suspends:
                 async for message in ws:
-                    await self.node.handle(session, message)
+                    await handle(message)
             else:
-                async for message in ws:
-                    await handle_binary(self.node, session, message)
+                # Nothing the node awaits waits: each request runs from the
+                # read callback, no task step per message (server.inline).
+                inline = InlineRequests(ws, handle)
+                inline.start()
+                await ws.wait_closed()
+                # A request still waiting (and those queued behind it) ends
+                # before the session is forgotten, as in the loop above.
+                await inline.wait_done()
         except ConnectionClosed:
             pass
         finally:
@@ -339,6 +361,8 @@ class _Endpoint:
             return await self.api.respond(conn, request)
         if path == "/healthz":
             health = self.node.health()
+            if self.reports is not None:
+                health = self.reports.health(health)
             body = json.dumps({**health, "versions": self.versions})
             return conn.respond(200 if health["ok"] else 503, body, "application/json")
         if path == "/metrics":
@@ -355,7 +379,10 @@ class _Endpoint:
             response.headers["Content-Type"] = "application/json"
             response.headers["WWW-Authenticate"] = METRICS_CHALLENGE
             return response
-        return conn.respond(200, self.node.metrics.render(), CONTENT_TYPE)
+        body = self.node.metrics.render()
+        if self.reports is not None:
+            body = self.reports.metrics(body)
+        return conn.respond(200, body, CONTENT_TYPE)
 
 
 def new_node(
@@ -416,6 +443,7 @@ async def start_hub(
     max_pending: int = 4096,
     origins: Sequence[str] = (),
     ws_path: str = "/",
+    reports: WorkerReports | None = None,
     **ws_options: Any,
 ) -> AsyncIterator[Hub]:
     """Run a hub while the ``async with`` block runs.
@@ -438,6 +466,9 @@ async def start_hub(
         ws_path: another path accepting the WebSocket endpoint besides ``/`` (for
             a reverse proxy that forwards ``/ws`` as it is); handshakes on any
             other path get 404.
+        reports: this hub is one worker of ``hubbub serve --workers N``:
+            ``/healthz`` and ``/metrics`` answer for every worker
+            (:mod:`hubbub.hub.server.workers`; pass ``reuse_port=True`` too).
         ws_options: passed to :func:`hubbub.asyncio.serve` (``max_size``, ``ssl`` ...).
     """
     if not ws_path.startswith("/") or "?" in ws_path:
@@ -467,6 +498,7 @@ async def start_hub(
         metrics_token=metrics_token,
         origins=OriginPolicy(origins),
         ws_path=ws_path,
+        reports=reports,
     )
     ws_options.setdefault("max_size", node.config.max_request_bytes * 4)
     ws_options.setdefault("max_body", MAX_BODY)
