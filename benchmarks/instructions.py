@@ -18,6 +18,10 @@ subtract to remove start-up::
     # (refs at N=20000 - refs at N=0) / 20000 = instructions per message
 
 Compare two trees by pointing ``PYTHONPATH`` at each one's ``src``.
+
+``MODE=broadcast`` counts :func:`hubbub.asyncio.broadcast` instead: ``N / 1000``
+broadcasts of a 64-byte text message to 1,000 such connections, so the same
+subtraction divided by ``N`` gives instructions per delivery.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from hubbub.protocol import Connection as Core
 from hubbub.protocol import Side
 
 N = int(os.environ.get("N", "20000"))
+MODE = os.environ.get("MODE", "echo")
 KEY = b"\x01\x02\x03\x04"
 PAYLOAD = b"x" * 64
 FRAME = (
@@ -59,7 +64,21 @@ class DiscardingTransport:
         return default
 
 
+def server_connection() -> Connection:
+    conn = Connection(Core(Side.SERVER), ping_interval=None)
+    conn.connection_made(DiscardingTransport())  # type: ignore[arg-type]
+    return conn
+
+
 async def main() -> None:
+    if MODE == "broadcast":
+        from hubbub.asyncio import broadcast
+
+        connections = [server_connection() for _ in range(1000)]
+        message = PAYLOAD.decode()
+        for _ in range(N // 1000):
+            broadcast(connections, message)
+        return
     conn = Connection(Core(Side.SERVER), ping_interval=None)
     conn.connection_made(DiscardingTransport())  # type: ignore[arg-type]
     conn.on_message = conn.send_nowait

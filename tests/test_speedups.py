@@ -227,6 +227,30 @@ def test_parse_messages_length_forms(kind: str) -> None:
     assert impl(kind, "parse_messages")(huge, 0, True, -1, []) == 0
 
 
+def test_parse_messages_c_checks_its_arguments() -> None:
+    # The C function parses its arguments by hand (METH_FASTCALL, once per
+    # read): each wrong one must still be an exception, never a crash.
+    if _speedups is None:
+        pytest.skip("the C accelerator is not built")
+    parse = _speedups.parse_messages
+    wire = frame(1, b"ok", key=KEY)
+    with pytest.raises(TypeError, match="5 arguments"):
+        parse(wire, 0, True, -1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="must be a list"):
+        parse(wire, 0, True, -1, ())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        parse("text", 0, True, -1, [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        parse(wire, "0", True, -1, [])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        parse(wire, 0, True, None, [])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="out of range"):
+        parse(wire, len(wire) + 1, True, -1, [])
+    events: list[Any] = []
+    assert parse(wire, 0, 1, -1, events) == len(wire)  # any truth value for masked
+    assert events == ["ok"]
+
+
 @given(
     st.lists(
         st.tuples(
@@ -253,6 +277,43 @@ def test_parse_messages_c_matches_python(
     pos_py = speedups.py_parse_messages(wire, 0, masked, 128, ev_py)
     pos_c = _speedups.parse_messages(wire, 0, masked, 128, ev_c)
     assert (pos_c, ev_c) == (pos_py, ev_py)
+
+
+# --- message_frame -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 65535, 65536, 70_000])
+def test_message_frame_length_forms(kind: str, n: int) -> None:
+    # Section 5.2: 7-bit length up to 125, then 16-bit, then 64-bit.
+    message_frame = impl(kind, "message_frame")
+    assert message_frame(b"b" * n) == frame(2, b"b" * n)
+    assert message_frame("t" * n) == frame(1, b"t" * n)
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_message_frame_types(kind: str) -> None:
+    message_frame = impl(kind, "message_frame")
+    assert message_frame("é😀") == frame(1, "é😀".encode())
+    assert message_frame(bytearray(b"ab")) == frame(2, b"ab")
+    assert message_frame(memoryview(b"xabx")[1:3]) == frame(2, b"ab")
+    with pytest.raises(TypeError, match="use str or bytes"):
+        message_frame(42)
+    with pytest.raises(UnicodeEncodeError):
+        message_frame("\udc80")  # a lone surrogate has no UTF-8, as in str.encode()
+
+
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=70_000)))
+@settings(max_examples=300, deadline=None)
+def test_message_frame_c_matches_python_and_parses_back(message: str | bytes) -> None:
+    if _speedups is None:
+        pytest.skip("the C accelerator is not built")
+    wire = _speedups.message_frame(message)
+    assert wire == speedups.py_message_frame(message)
+    # What a client's parser sees (unmasked server frame) is the message again.
+    events: list[Any] = []
+    assert speedups.py_parse_messages(wire, 0, False, -1, events) == len(wire)
+    assert events == [message]
 
 
 # --- choosing ----------------------------------------------------------------------

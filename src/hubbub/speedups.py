@@ -13,6 +13,9 @@ them from here and never cares:
   every complete frame in the buffer that is a whole text or binary message by
   itself becomes a ``str``/``bytes`` in one call; anything else stops it and is
   left to the general parser in :mod:`hubbub.protocol.connection`;
+* :func:`message_frame` - a whole unmasked frame for a ``str`` or bytes-like
+  message, header and payload in one ``bytes`` (what a server without
+  extensions sends, and what a broadcast writes to every connection);
 * :func:`unmask_join` - a large frame gathered in pieces becomes its payload;
 * :class:`Payload` - a large frame's payload read straight into its final
   ``bytes`` (the C type fills a ``bytes`` object in place; the pure-Python one
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +44,11 @@ __all__ = [
     "PyPayload",
     "apply_mask",
     "mask_inplace",
+    "message_frame",
     "parse_messages",
     "py_apply_mask",
     "py_mask_inplace",
+    "py_message_frame",
     "py_parse_messages",
     "py_unmask_join",
     "unmask_join",
@@ -220,6 +226,34 @@ def py_parse_messages(buf: Buffer, pos: int, masked: bool, max_size: int, events
     return pos
 
 
+_pack_short = struct.Struct("!BB").pack
+_pack_medium = struct.Struct("!BBH").pack
+_pack_long = struct.Struct("!BBQ").pack
+
+
+def py_message_frame(message: str | Buffer, /) -> bytes:
+    """One whole unmasked frame (FIN, no RSV bit) carrying ``message``.
+
+    ``str`` becomes a text frame of its UTF-8, bytes-like a binary frame
+    (RFC 6455 section 5.2). What a server sends without extensions (section
+    5.1: it does not mask), and so the same bytes on every such connection.
+    """
+    if isinstance(message, str):
+        b0 = 0x81
+        data = message.encode()
+    elif isinstance(message, (bytes, bytearray, memoryview)):
+        b0 = 0x82
+        data = message if type(message) is bytes else bytes(message)
+    else:
+        raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
+    n = len(data)
+    if n < 126:
+        return _pack_short(b0, n) + data
+    if n < 65536:
+        return _pack_medium(b0, 126, n) + data
+    return _pack_long(b0, 127, n) + data
+
+
 class PyPayload:
     """A large frame's payload, read into in place and then handed over as bytes.
 
@@ -265,6 +299,7 @@ apply_mask = py_apply_mask
 mask_inplace = py_mask_inplace
 unmask_join = py_unmask_join
 parse_messages = py_parse_messages
+message_frame = py_message_frame
 Payload: type[PyPayload] | type[_speedups.Payload] = PyPayload
 ACCELERATED = False
 """Whether the compiled accelerator is in use."""
@@ -279,5 +314,6 @@ if os.environ.get("HUBBUB_NO_EXTENSIONS", "") in ("", "0"):
         mask_inplace = _speedups.mask_inplace
         unmask_join = _speedups.unmask_join
         parse_messages = _speedups.parse_messages
+        message_frame = _speedups.message_frame
         Payload = _speedups.Payload
         ACCELERATED = True

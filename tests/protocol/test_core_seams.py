@@ -130,3 +130,36 @@ def test_send_data_frame_refuses_a_control_opcode_even_on_the_fast_path(data: by
     with pytest.raises(LocalProtocolError, match="not a data opcode"):
         conn.send_data_frame(OP_PING, data)
     assert sent_frames(conn) == []
+
+
+def test_write_shared_frames_writes_after_what_is_queued() -> None:
+    conn = Connection(Side.SERVER)
+    shared = encode_shared_frame(OP_TEXT, b"all")
+    writer = Recorder()
+    assert conn.write_shared_frames(writer, shared)
+    assert writer.calls == [("write", [shared])]  # nothing queued: one write
+    conn.send_text("mine")
+    assert conn.write_shared_frames(writer, shared)
+    # What was queued goes first, in the same call: the order of messages holds.
+    assert writer.calls[1] == ("writelines", [b"\x81\x04mine", shared])
+    assert conn.pending_chunks == 0
+
+
+def test_write_shared_frames_refuses_when_the_frame_would_be_wrong() -> None:
+    shared = encode_shared_frame(OP_TEXT, b"all")
+    deflate = ServerPerMessageDeflateFactory().process_request_params([], [])[1]
+    fragmenting = Connection(Side.SERVER)
+    fragmenting.send_text(b"frag", fin=False)  # section 5.4: nothing in between
+    closing = Connection(Side.SERVER)
+    closing.send_close()
+    for conn in (
+        Connection(Side.CLIENT),  # section 5.1: a client masks every frame
+        Connection(Side.SERVER, extensions=[deflate]),  # RFC 7692: per connection
+        fragmenting,
+        closing,
+    ):
+        queued = conn.pending_chunks
+        writer = Recorder()
+        assert not conn.write_shared_frames(writer, shared)
+        assert writer.calls == []
+        assert conn.pending_chunks == queued  # what was queued stays queued

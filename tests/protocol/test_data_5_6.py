@@ -14,7 +14,7 @@ from protocol_testing import (
     sent_frames,
 )
 
-from hubbub.exceptions import PayloadTooBig
+from hubbub.exceptions import InvalidState, LocalProtocolError, PayloadTooBig
 from hubbub.protocol import DEFAULT_MAX_SIZE, Connection, Side, State
 
 MiB = 2**20
@@ -53,6 +53,42 @@ class TestMessages:
             (OP_BINARY, b"b"),
             (OP_BINARY, b"c"),
         ]
+
+    @pytest.mark.parametrize(
+        "message", ["", "é", "x" * 125, "ü" * 600, "y" * 2000, b"", b"\x00\xff", b"z" * 70_000]
+    )
+    def test_send_message_sends_one_whole_frame(
+        self, conn: Connection, message: str | bytes
+    ) -> None:
+        # Small server messages take the one-piece path (speedups.message_frame),
+        # the others send_data_frame: the frames on the wire are the same.
+        conn.send_message(message)
+        (sent,) = sent_frames(conn)
+        is_text = isinstance(message, str)
+        payload = message.encode() if isinstance(message, str) else message
+        assert (sent.opcode, sent.fin, sent.payload) == (
+            OP_TEXT if is_text else OP_BINARY,
+            True,
+            payload,
+        )
+        assert sent.masked is (conn.side is Side.CLIENT)  # section 5.1
+
+    def test_send_message_inside_a_fragmented_message_is_refused(self, conn: Connection) -> None:
+        conn.send_text("a", fin=False)
+        with pytest.raises(LocalProtocolError):
+            conn.send_message("b")  # section 5.4: no other data frame in between
+        conn.send_continuation("c", fin=True)
+        conn.send_message("d")
+        assert [(f.opcode, f.payload) for f in sent_frames(conn)] == [
+            (OP_TEXT, b"a"),
+            (OP_CONT, b"c"),
+            (OP_TEXT, b"d"),
+        ]
+
+    def test_send_message_after_close_is_refused(self, conn: Connection) -> None:
+        conn.send_close()
+        with pytest.raises(InvalidState):
+            conn.send_message("late")
 
 
 class TestMaxSize:

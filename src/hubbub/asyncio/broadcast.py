@@ -110,13 +110,14 @@ def broadcast(
     frame = encode_shared_frame(opcode, payload)
     sent = skipped = closed = 0
     for conn in connections:
+        # The usual case first, in one call: a server connection without
+        # extensions that can take the shared frame now.
+        if conn.send_frames_nowait(frame, limit=limit):
+            sent += 1
+            continue
         if conn.protocol.state is not _OPEN:
             continue
-        if conn.shares_frames:
-            if conn.send_frames_nowait(frame, limit=limit):
-                sent += 1
-                continue
-        elif not _slow(conn, limit):
+        if not conn.shares_frames and not _slow(conn, limit):
             # A client masks each frame; an extension transforms it per
             # connection (RFC 7692 keeps a compression context per connection).
             try:

@@ -185,20 +185,16 @@ class Writer:
 
     def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
         """:meth:`hubbub.asyncio.connection.Connection.send_frames_nowait`."""
-        protocol = self.protocol
         transport = self.transport
         if (
-            protocol.state is not _OPEN
-            or transport is None
+            transport is None
             or transport.is_closing()
-            or protocol.sending_fragmented
             or (self.paused if limit is None else transport.get_write_buffer_size() > limit)
         ):
             return False
-        if protocol.pending_chunks:
-            self._flush()
-        transport.write(frames)
-        return True
+        # The core checks the rest (state, section 5.4, sharing) and writes what
+        # it queued before the frames: one call per connection of a broadcast.
+        return self.protocol.write_shared_frames(transport, frames)
 
     def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
         """:meth:`hubbub.asyncio.connection.Connection.send_nowait`."""
@@ -206,11 +202,9 @@ class Writer:
             raise ConcurrencyError("a fragmented message is being sent")
         protocol = self.protocol
         try:
-            # send_data_frame directly: the per-message path of callback mode.
-            if type(message) is str:
-                protocol.send_data_frame(1, message.encode(), True, compress)  # text
-            elif type(message) is bytes:
-                protocol.send_data_frame(2, message, True, compress)  # binary
+            # send_message directly: the per-message path of callback mode.
+            if type(message) is str or type(message) is bytes:
+                protocol.send_message(message, compress)
             elif isinstance(message, (bytes, bytearray, memoryview)):
                 protocol.send_binary(message, compress=compress)
             elif isinstance(message, str):

@@ -507,6 +507,32 @@ class Connection:
             raise self._not_open()
         self.writer.data_frame(opcode, data, fin, compress)
 
+    def send_message(self, message: str | bytes, compress: bool = True) -> None:
+        """Send a whole message in one frame: ``str`` as text, ``bytes`` as binary.
+
+        The per-message path of callback mode (see :meth:`FrameWriter.message`).
+
+        Raises:
+            InvalidState: the connection is not OPEN.
+            LocalProtocolError: a fragmented message is being sent.
+        """
+        if self.state is not _OPEN:
+            raise self._not_open()
+        self.writer.message(message, compress)
+
+    def write_shared_frames(self, writer: Writer, frames: bytes) -> bool:
+        """Hand frames encoded once for many connections to ``writer``, after what is queued.
+
+        ``frames`` are whole data messages (FIN set) from
+        :func:`~hubbub.protocol.frames.encode_shared_frame`: the per-connection
+        step of a broadcast, one call instead of three checks and a flush.
+
+        Returns:
+            Whether they were written: False when the connection is not OPEN,
+            does not :attr:`shares_frames`, or is sending a fragmented message.
+        """
+        return self.state is _OPEN and self.writer.write_shared(writer, frames)
+
     def send_text(self, data: str | bytes, fin: bool = True, *, compress: bool = True) -> None:
         """Send a text message, or its first fragment when ``fin`` is false.
 

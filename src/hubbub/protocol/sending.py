@@ -16,6 +16,7 @@ import struct
 from typing import Protocol
 
 from ..exceptions import LocalProtocolError
+from ..speedups import message_frame as _message_frame
 from .extensions import Extension
 from .frames import Frame, Opcode, encode_frame
 
@@ -74,6 +75,51 @@ class FrameWriter:
     def shares_frames(self) -> bool:
         """Whether the frames written are the same bytes on any unmasked, plain connection."""
         return not self.mask and not self.extensions
+
+    def message(self, message: str | bytes, compress: bool = True) -> None:
+        """Write a whole message of one frame: ``str`` as text, ``bytes`` as binary.
+
+        A small message from a server without extensions (section 5.1: no
+        masking) is one chunk built in one piece by
+        :func:`hubbub.speedups.message_frame`; anything else goes through
+        :meth:`data_frame`. The caller checked that the connection is OPEN.
+
+        Raises:
+            LocalProtocolError: a fragmented message is being sent.
+        """
+        if (
+            len(message) < 1024  # larger payloads are not copied: header and data apart
+            and not self._opcode
+            and not self.mask
+            and not self.extensions
+        ):
+            self.outgoing.append(_message_frame(message))
+        elif isinstance(message, str):
+            self.data_frame(_OP_TEXT, message.encode(), True, compress)
+        else:
+            self.data_frame(_OP_BINARY, message, True, compress)
+
+    def write_shared(self, writer: Writer, frames: bytes) -> bool:
+        """Hand ``frames`` encoded once for many connections to ``writer``, after the queue.
+
+        Only when the frames written here are those bytes (:attr:`shares_frames`)
+        and no fragmented message is being sent (section 5.4 allows no other
+        data frame inside one). The chunks queued before go first, in the same
+        call. The caller checked that the connection is OPEN.
+
+        Returns:
+            Whether ``frames`` were handed to ``writer``.
+        """
+        if self._opcode or self.mask or self.extensions:
+            return False
+        out = self.outgoing
+        if out:
+            out.append(frames)
+            writer.writelines(out)
+            out.clear()
+        else:
+            writer.write(frames)
+        return True
 
     def write(self, opcode: int, data: bytes) -> None:
         """Write a whole frame as it is, without extensions: control frames (section 5.5).
