@@ -485,6 +485,14 @@ def report(runs: list[dict[str, Any]], servers: list[str], scenarios: list[str])
     return "\n".join(lines)
 
 
+def add_before(python: str) -> None:
+    """Add ``NAME@before``: each hubbub server run by ``python`` (a before/after pair, one run)."""
+    for name in [n for n in SERVERS if n.startswith("hubbub")]:
+        cmd, env = SERVERS[name]
+        if cmd and cmd[0] == PY:
+            SERVERS[f"{name}@before"] = ([python, *cmd[1:]], env)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="benchmark hubbub against other WebSocket servers")
     parser.add_argument(
@@ -503,7 +511,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loadgen", help="path of the wsload binary")
     parser.add_argument("--json", help="write every run to this file")
     parser.add_argument("--list", action="store_true", help="list servers and scenarios, then exit")
+    parser.add_argument(
+        "--before",
+        metavar="PYTHON",
+        help="also run every hubbub server asked for with this interpreter (another tree's "
+        "venv, e.g. a checkout of an older commit), as NAME@before in the same run",
+    )
     args = parser.parse_args(argv)
+    if args.before:
+        add_before(args.before)
+        asked = [s for s in args.servers.split(",") if s]
+        args.servers = ",".join(
+            asked + [f"{name}@before" for name in asked if f"{name}@before" in SERVERS]
+        )
     if args.list:
         for name in SERVERS:
             why = available(name)
