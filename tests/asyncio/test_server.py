@@ -606,7 +606,7 @@ async def test_keepalive_pings_of_every_connection_share_one_timer() -> None:
             assert wheel is not None
             waiting = {c for slot in wheel._slots.values() for c in slot}
             assert waiting == server.connections
-            assert all(c._keepalive is None for c in server.connections)  # no own timer
+            assert all(c._pings._timer is None for c in server.connections)  # no own timer
             await peers[0].close_handshake()
             await wait_until(lambda: len(server.connections) == 2)
             waiting = {c for slot in wheel._slots.values() for c in slot}
@@ -636,7 +636,7 @@ async def test_a_connection_with_its_own_ping_interval_gets_its_own_timer() -> N
         assert frame.opcode == 0x9
         assert loop.time() - last < 0.15  # the short period, not the wheel's
         (conn,) = server.connections
-        assert conn._keepalive is not None  # a timer handle of its own
+        assert conn._pings._timer is not None  # a timer handle of its own
         wheel = server._keepalive
         assert wheel is not None
         assert not any(conn in slot for slot in wheel._slots.values())

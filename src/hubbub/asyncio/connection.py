@@ -14,8 +14,8 @@ the receive queue (:class:`~hubbub.asyncio.inbox.Inbox`: waiting,
 (:class:`~hubbub.asyncio.sending.Writer`: sending messages and fragments,
 holding small frames back, waiting for the write buffer to drain) and the
 pings (:class:`~hubbub.asyncio.pings.Pings`). This module has the rest: the
-transport's callbacks, the flow control that ties the parts together, the
-keepalive timer, callback mode, closing.
+transport's callbacks, the flow control that ties the parts together,
+callback mode, closing.
 
 Flow control, both ways: the receive queue stops reading at ``max_queue``
 messages and gives the loop a turn every ``TURN_BUDGET`` bytes taken
@@ -161,7 +161,6 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         # (until it is down to a quarter), or the core holds unparsed bytes
         # and their next step is queued (_step_queued) or waits for room.
         self._step_queued = False
-        self._keepalive: asyncio.TimerHandle | None = None
         self._close_deadline: asyncio.TimerHandle | None = None
         self._transport_closing = False
         self._on_message: Callable[[Data], object] | None = None
@@ -270,9 +269,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.protocol.receive_eof()
         self._process_events(self.protocol.events_received())
         self._transport_closing = True
-        for handle in (self._keepalive, self._close_deadline):
-            if handle is not None:
-                handle.cancel()
+        if self._close_deadline is not None:
+            self._close_deadline.cancel()
         self._messages.wake()
         self._pings.closed(self._closed_exception())
         if not self._closed.done():
@@ -692,19 +690,11 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         """Round-trip time of the last ping answered, in seconds."""
         return self._pings.latency
 
-    # --- keepalive ---------------------------------------------------------------
+    # --- keepalive (by the pings, see hubbub.asyncio.pings) ------------------------
 
     def start_keepalive(self) -> None:
         """Ping every ``ping_interval``; fail with 1011 without a pong in ``ping_timeout``."""
-        if self.ping_interval is not None and self.ping_interval > 0:
-            self._keepalive = self.loop.call_later(self.ping_interval, self._keepalive_ping)
-
-    def _keepalive_ping(self) -> None:
-        self._keepalive = None
-        if self.protocol.state is not core.State.OPEN:
-            return
-        self._pings.keepalive(self.ping_timeout)
-        self.start_keepalive()
+        self._pings.start_keepalive(self.ping_interval, self.ping_timeout)
 
     # --- closing -------------------------------------------------------------------
 
