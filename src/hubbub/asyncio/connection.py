@@ -243,22 +243,16 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     _backed_up_stops_reading = False
 
     def _read_large_frame(self) -> None:
-        view = None if self._transport_closing else self.protocol.receive_buffer()
-        if view is None:
+        if self._transport_closing:
             return
         reader = self._reader
         if reader is None:
             reader = self._reader = PayloadReader(
                 self, self.transport, self.protocol, self.data_received
             )
-        try:
-            self.transport.set_protocol(reader)
-        except NotImplementedError:
-            # This transport cannot swap protocols: receive_data() copies what
-            # arrives into the payload instead.
-            self._direct_reads = False
-            return
-        reader.start(view)
+        # A transport that cannot swap protocols: receive_data() copies what
+        # arrives into the payload instead.
+        self._direct_reads = reader.swap_in()
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
