@@ -67,6 +67,7 @@ echo or relay buffer without bound.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, cast
@@ -94,6 +95,12 @@ from .turns import turns
 __all__ = ["Connection", "Data"]
 
 
+@functools.lru_cache(maxsize=8)
+def _write_limits(high: int) -> tuple[int, int]:
+    # One tuple for all the connections of a server: ~70 bytes each otherwise.
+    return high, high // 4
+
+
 class Connection(ConnectionAttributes, asyncio.Protocol):
     """One WebSocket connection; see the module docstring.
 
@@ -117,7 +124,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             protocol.decode_limit = DECODE_STEP
         self.max_queue = max(1, max_queue)
         if isinstance(write_limit, int):
-            write_limit = (write_limit, write_limit // 4)
+            write_limit = _write_limits(write_limit)
         self.write_limit = write_limit
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
