@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from ..adapter import LoggerLike, PingTracker
 from ..exceptions import ConcurrencyError, ConnectionClosed, InvalidState
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
+from .closing import Closing
 
 __all__ = ["Pings"]
 
@@ -34,13 +35,13 @@ class Pings:
         loop: the connection's event loop.
         flush: writes what the core queued to the transport.
         fail: fails the connection with a close code and reason.
-        closed_error: waits until the connection is closed and returns the
-            :class:`ConnectionClosed` that says how.
+        closing: the end of the connection (:class:`~hubbub.asyncio.closing.Closing`):
+            whether it is closed, and the :class:`ConnectionClosed` that says how.
         logger: where a ping timeout is logged.
     """
 
     __slots__ = (
-        "_closed_error",
+        "_closing",
         "_deadline",
         "_fail",
         "_flush",
@@ -58,7 +59,7 @@ class Pings:
         *,
         flush: Callable[[], None],
         fail: Callable[[int, str], None],
-        closed_error: Callable[[], Awaitable[ConnectionClosed]],
+        closing: Closing,
         logger: LoggerLike,
     ) -> None:
         self.protocol = protocol
@@ -66,7 +67,7 @@ class Pings:
         self.logger = logger
         self._flush = flush
         self._fail = fail
-        self._closed_error = closed_error
+        self._closing = closing
         self._waiting: PingTracker[asyncio.Future[float]] = PingTracker()
         self._deadline: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None  # the next keepalive ping
@@ -92,7 +93,7 @@ class Pings:
         try:
             self.protocol.send_ping(data)
         except InvalidState:
-            raise await self._closed_error() from None
+            raise await self._closing.error() from None
         waiter: asyncio.Future[float] = self.loop.create_future()
         self._waiting.add(data, waiter, time.perf_counter())
         self._flush()

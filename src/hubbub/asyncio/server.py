@@ -180,7 +180,7 @@ class ServerConnection(Connection):
 
     def _respond(self, response: Response) -> bool:
         """Send the handshake response; tell whether the connection is open."""
-        if self.transport.is_closing() or self._closed.done():
+        if self.transport.is_closing() or self._closing.closed.done():
             return False  # lost, or dropped by open_timeout, while a hook ran
         self.protocol.send_response(response)
         if self.protocol.pending_events:
