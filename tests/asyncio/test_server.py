@@ -550,7 +550,10 @@ async def test_python_heap_per_idle_connection() -> None:
     """Idle connections, handler waiting in recv(): a bound on the server's Python heap.
 
     The clients are another process (real sockets, nothing of theirs in this
-    heap). Before the compact handshake, slots and shared timers, it was ~9 KB.
+    heap). Before the compact handshake, slots and shared timers, it was ~9 KB;
+    with the asyncio parts (inbox, writer, pings, closing) it measures ~5.8 KB
+    on Python 3.11 (issue 14): the bound leaves ~7% for other versions and
+    catches a regression the size of the parts' first cut (~560 B).
     """
     import sys
     import tracemalloc
@@ -583,7 +586,7 @@ async def test_python_heap_per_idle_connection() -> None:
         clients.stdin.write(b"done\n")
         await clients.stdin.drain()
         await clients.wait()
-    assert per_connection < 6500, per_connection
+    assert per_connection < 6200, per_connection
 
 
 async def test_keepalive_pings_of_every_connection_share_one_timer() -> None:
