@@ -4,7 +4,7 @@
 handed to its other parts (the receive queue, the writer, the pings), which
 wait on it and raise what it says. It knows the connection only through the
 protocol core (whose state tells how it closed, RFC 6455 section 7.1.5) and
-a function that drops the TCP connection.
+the transport, which it drops when the deadline passes.
 
 ``close_timeout`` bounds each wait for the peer: the closing handshake
 (section 7.1.2) once a close frame was sent, and the end of TCP after it
@@ -16,7 +16,6 @@ starts, so an idle connection pays nothing for it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from ..adapter import closed_exception
 from ..exceptions import ConnectionClosed
@@ -32,29 +31,39 @@ class Closing:
         protocol: the connection's protocol core.
         loop: the connection's event loop.
         timeout: ``close_timeout``, in seconds.
-        abort: drops the TCP connection at once.
     """
 
-    __slots__ = ("_abort", "_deadline", "closed", "protocol", "timeout")
+    __slots__ = ("_deadline", "closed", "protocol", "timeout", "transport")
 
     def __init__(
         self,
         protocol: core.Connection,
         loop: asyncio.AbstractEventLoop,
         timeout: float,
-        abort: Callable[[], None],
     ) -> None:
         self.protocol = protocol
         self.timeout = timeout
-        self._abort = abort
+        self.transport: asyncio.Transport | None = None
+        """The connection's transport, once it is made (:meth:`attach`)."""
         self.closed: asyncio.Future[None] = loop.create_future()
         """Done once the TCP connection is gone."""
         self._deadline: asyncio.TimerHandle | None = None
 
+    def attach(self, transport: asyncio.Transport) -> None:
+        """Drop ``transport`` when the deadline passes."""
+        self.transport = transport
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a closing handshake."""
+        # Not a bound method of the connection kept by every connection: the
+        # timer that calls this one is made only when closing starts.
+        if self.transport is not None:
+            self.transport.abort()
+
     def start_deadline(self) -> None:
         """Drop the connection if it is not closed within ``timeout`` from now."""
         if self._deadline is None and not self.closed.done():
-            self._deadline = self.closed.get_loop().call_later(self.timeout, self._abort)
+            self._deadline = self.closed.get_loop().call_later(self.timeout, self.abort)
 
     def set_closed(self) -> bool:
         """The TCP connection is gone: stop the deadline; return whether that is news."""
@@ -73,7 +82,7 @@ class Closing:
             try:
                 await asyncio.wait_for(asyncio.shield(self.closed), self.timeout)
             except TimeoutError:
-                self._abort()
+                self.abort()
 
     def exception(self) -> ConnectionClosed:
         """The :class:`ConnectionClosed` that says how the connection closed, as of now."""

@@ -135,7 +135,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         # The parts (see the module docstring), sharing one bound method of
         # each kind: an idle connection's memory counts.
-        closing = self._closing = Closing(protocol, self.loop, close_timeout, self.abort)
+        closing = self._closing = Closing(protocol, self.loop, close_timeout)
         flush, fail = self._flush, self.fail
         # The receive queue; named for hubbub.adapter's queued_messages.
         self._messages: Inbox = Inbox(
@@ -203,6 +203,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         high, low = self.write_limit
         self.transport.set_write_buffer_limits(high, low)
         self._writer.attach(self.transport)
+        self._closing.attach(self.transport)
 
     def data_received(self, data: bytes = b"") -> None:
         # Without data (the default): handle what the core parsed meanwhile,
@@ -465,8 +466,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
-        if self.transport is not None:
-            self.transport.abort()
+        self._closing.abort()
 
     # --- receiving ---------------------------------------------------------------
 
