@@ -550,7 +550,10 @@ async def test_python_heap_per_idle_connection() -> None:
     """Idle connections, handler waiting in recv(): a bound on the server's Python heap.
 
     The clients are another process (real sockets, nothing of theirs in this
-    heap). Before the compact handshake, slots and shared timers, it was ~9 KB.
+    heap). Before the compact handshake, slots and shared timers, it was ~9 KB;
+    with the asyncio parts (inbox, writer, pings, closing) it measures ~5.8 KB
+    on Python 3.11 (issue 14): the bound leaves ~7% for other versions and
+    catches a regression the size of the parts' first cut (~560 B).
     """
     import sys
     import tracemalloc
@@ -583,7 +586,7 @@ async def test_python_heap_per_idle_connection() -> None:
         clients.stdin.write(b"done\n")
         await clients.stdin.drain()
         await clients.wait()
-    assert per_connection < 6500, per_connection
+    assert per_connection < 6200, per_connection
 
 
 async def test_keepalive_pings_of_every_connection_share_one_timer() -> None:
@@ -606,7 +609,7 @@ async def test_keepalive_pings_of_every_connection_share_one_timer() -> None:
             assert wheel is not None
             waiting = {c for slot in wheel._slots.values() for c in slot}
             assert waiting == server.connections
-            assert all(c._keepalive is None for c in server.connections)  # no own timer
+            assert all(c._pings._timer is None for c in server.connections)  # no own timer
             await peers[0].close_handshake()
             await wait_until(lambda: len(server.connections) == 2)
             waiting = {c for slot in wheel._slots.values() for c in slot}
@@ -636,7 +639,7 @@ async def test_a_connection_with_its_own_ping_interval_gets_its_own_timer() -> N
         assert frame.opcode == 0x9
         assert loop.time() - last < 0.15  # the short period, not the wheel's
         (conn,) = server.connections
-        assert conn._keepalive is not None  # a timer handle of its own
+        assert conn._pings._timer is not None  # a timer handle of its own
         wheel = server._keepalive
         assert wheel is not None
         assert not any(conn in slot for slot in wheel._slots.values())

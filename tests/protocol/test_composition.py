@@ -20,9 +20,10 @@ import pytest
 from protocol_testing import OP_BINARY, OP_TEXT, client_frame, fragments, open_pair, sent_frames
 
 import hubbub.protocol
-from hubbub.exceptions import PayloadTooBig
+from hubbub.exceptions import LocalProtocolError, PayloadTooBig
 from hubbub.protocol import Connection, Limits, ServerConnection, Side
 from hubbub.protocol.permessage_deflate import ServerPerMessageDeflateFactory
+from hubbub.protocol.sending import FrameWriter
 
 PACKAGE = Path(hubbub.protocol.__file__).parent
 
@@ -265,3 +266,27 @@ def test_an_idle_reader_holds_no_buffer() -> None:
     server.receive_data(wire[100:])
     assert server.events_received() == ["x" * 300]
     assert server.reader.buffered == 0
+
+
+def test_the_frame_writer_holds_back_only_the_latest_pong() -> None:
+    """Section 5.5.3: while deferred, the writer keeps the latest ping's payload only."""
+    writer = FrameWriter(False, [])
+    writer.defer_pongs(True)
+    writer.pong(b"1")
+    writer.pong(b"2")
+    assert writer.outgoing == []
+    assert writer.defer_pongs(False) == b"2"  # the caller writes it, if it still may
+    assert writer.defer_pongs(False) is None  # handed over once
+    writer.pong(b"3")
+    assert b"".join(writer.outgoing) == b"\x8a\x013"  # not deferred: written at once
+
+
+def test_the_frame_writer_cuts_a_close_reason_only_when_asked() -> None:
+    writer = FrameWriter(False, [])
+    reason = "é" * 70  # 140 bytes: over a control frame's 125 (section 5.5)
+    with pytest.raises(LocalProtocolError):
+        writer.close(1000, reason)
+    assert writer.outgoing == []
+    sent = writer.close(1000, reason, cut=True)
+    assert sent == "é" * 61  # 122 bytes: a character is not split
+    assert b"".join(writer.outgoing) == b"\x88\x7c\x03\xe8" + sent.encode()

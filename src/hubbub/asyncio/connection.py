@@ -8,14 +8,16 @@ the hot path) and drives a sans-I/O :class:`hubbub.protocol.Connection`:
 ``data_received`` feeds the core, moves complete messages into a bounded
 queue and writes what the core queued (pongs, close frames). Application
 coroutines call :meth:`Connection.recv` and :meth:`Connection.send`. It owns
-three parts, each an object of its own that knows only what it is given:
+four parts, each an object of its own that knows only what it is given:
 the receive queue (:class:`~hubbub.asyncio.inbox.Inbox`: waiting,
 ``max_queue``, turns, fragments), the writer
 (:class:`~hubbub.asyncio.sending.Writer`: sending messages and fragments,
-holding small frames back, waiting for the write buffer to drain) and the
-pings (:class:`~hubbub.asyncio.pings.Pings`). This module has the rest: the
-transport's callbacks, the flow control that ties the parts together, the
-keepalive timer, callback mode, closing.
+holding small frames back, waiting for the write buffer to drain), the
+pings (:class:`~hubbub.asyncio.pings.Pings`: keepalive too) and the end of the
+connection (:class:`~hubbub.asyncio.closing.Closing`: the close deadline).
+A large frame is read by a :class:`~hubbub.asyncio.reader.PayloadReader`, made
+on first use. This module has the rest: the transport's callbacks, the flow
+control that ties the parts together, callback mode, when closing starts.
 
 Flow control, both ways: the receive queue stops reading at ``max_queue``
 messages and gives the loop a turn every ``TURN_BUDGET`` bytes taken
@@ -67,6 +69,7 @@ echo or relay buffer without bound.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, cast
@@ -78,13 +81,13 @@ from ..adapter import (
     Data,
     FailurePending,
     LoggerLike,
-    closed_exception,
     decoded,
 )
-from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
+from ..exceptions import ConcurrencyError, ConnectionClosedOK
 from ..protocol import connection as core
 from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode
+from .closing import Closing
 from .inbox import WAIT, Inbox
 from .pings import Pings
 from .reader import PayloadReader
@@ -92,6 +95,12 @@ from .sending import Message, Writer
 from .turns import turns
 
 __all__ = ["Connection", "Data"]
+
+
+@functools.lru_cache(maxsize=8)
+def _write_limits(high: int) -> tuple[int, int]:
+    # One tuple for all the connections of a server: ~70 bytes each otherwise.
+    return high, high // 4
 
 
 class Connection(ConnectionAttributes, asyncio.Protocol):
@@ -117,18 +126,17 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             protocol.decode_limit = DECODE_STEP
         self.max_queue = max(1, max_queue)
         if isinstance(write_limit, int):
-            write_limit = (write_limit, write_limit // 4)
+            write_limit = _write_limits(write_limit)
         self.write_limit = write_limit
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
-        self.close_timeout = close_timeout
         self.logger: LoggerLike = logger or logging.getLogger("hubbub")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
-        self._closed: asyncio.Future[None] = self.loop.create_future()
         # The parts (see the module docstring), sharing one bound method of
         # each kind: an idle connection's memory counts.
-        flush, fail, closed_error = self._flush, self.fail, self._closed_error
+        closing = self._closing = Closing(protocol, self.loop, close_timeout)
+        flush, fail = self._flush, self.fail
         # The receive queue; named for hubbub.adapter's queued_messages.
         self._messages: Inbox = Inbox(
             protocol,
@@ -137,23 +145,21 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             on_room=self._update_reading,
             flush=flush,
             fail=fail,
-            closed=self._closed,
-            closed_error=closed_error,
+            closing=closing,
         )
         self._writer = Writer(
             protocol,
             self._messages,
             flush=flush,
             fail=fail,
-            closed=self._closed,
-            closed_error=closed_error,
+            closing=closing,
         )
         self._pings = Pings(
             protocol,
             self.loop,
             flush=flush,
             fail=fail,
-            closed_error=closed_error,
+            closing=closing,
             logger=self.logger,
         )
         self._reading_paused = False
@@ -161,12 +167,19 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         # (until it is down to a quarter), or the core holds unparsed bytes
         # and their next step is queued (_step_queued) or waits for room.
         self._step_queued = False
-        self._keepalive: asyncio.TimerHandle | None = None
-        self._close_deadline: asyncio.TimerHandle | None = None
         self._transport_closing = False
         self._on_message: Callable[[Data], object] | None = None
 
     # --- public attributes ----------------------------------------------------
+
+    @property
+    def close_timeout(self) -> float:
+        """Seconds to wait for the peer while closing (see :mod:`hubbub.asyncio.closing`)."""
+        return self._closing.timeout
+
+    @close_timeout.setter
+    def close_timeout(self, timeout: float) -> None:
+        self._closing.timeout = timeout
 
     @property
     def buffered_amount(self) -> int:
@@ -190,6 +203,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         high, low = self.write_limit
         self.transport.set_write_buffer_limits(high, low)
         self._writer.attach(self.transport)
+        self._closing.attach(self.transport)
 
     def data_received(self, data: bytes = b"") -> None:
         # Without data (the default): handle what the core parsed meanwhile,
@@ -244,22 +258,16 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     _backed_up_stops_reading = False
 
     def _read_large_frame(self) -> None:
-        view = None if self._transport_closing else self.protocol.receive_buffer()
-        if view is None:
+        if self._transport_closing:
             return
         reader = self._reader
         if reader is None:
             reader = self._reader = PayloadReader(
                 self, self.transport, self.protocol, self.data_received
             )
-        try:
-            self.transport.set_protocol(reader)
-        except NotImplementedError:
-            # This transport cannot swap protocols: receive_data() copies what
-            # arrives into the payload instead.
-            self._direct_reads = False
-            return
-        reader.start(view)
+        # A transport that cannot swap protocols: receive_data() copies what
+        # arrives into the payload instead.
+        self._direct_reads = reader.swap_in()
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
@@ -270,13 +278,9 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.protocol.receive_eof()
         self._process_events(self.protocol.events_received())
         self._transport_closing = True
-        for handle in (self._keepalive, self._close_deadline):
-            if handle is not None:
-                handle.cancel()
         self._messages.wake()
-        self._pings.closed(self._closed_exception())
-        if not self._closed.done():
-            self._closed.set_result(None)
+        self._pings.closed(self._closing.exception())
+        if self._closing.set_closed():
             self.log_closed()
         self._writer.resume()  # senders waiting for the buffer to drain: closed
 
@@ -360,7 +364,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                         self.close_timeout, self.fail, event.exc.code, str(event.exc)
                     )
             elif isinstance(event, core.CloseReceived):
-                self._start_close_deadline()
+                self._closing.start_deadline()
             else:
                 self._other_event(event)
         items = messages.items
@@ -426,7 +430,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             # close() flushes the buffer first; the deadline covers a peer
             # that stopped reading.
             self._close_transport()
-            self._start_close_deadline()
+            self._closing.start_deadline()
 
     def _close_transport(self) -> None:
         """Close TCP once what is buffered was written (the server lingers)."""
@@ -458,16 +462,11 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             return
         self.protocol.send_close(code, reason)
         self._flush()
-        self._start_close_deadline()
-
-    def _start_close_deadline(self) -> None:
-        if self._close_deadline is None and not self._closed.done():
-            self._close_deadline = self.loop.call_later(self.close_timeout, self.abort)
+        self._closing.start_deadline()
 
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
-        if self.transport is not None:
-            self.transport.abort()
+        self._closing.abort()
 
     # --- receiving ---------------------------------------------------------------
 
@@ -583,24 +582,6 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
-    async def _wait_closed_quietly(self) -> None:
-        # The close code is final once the closing handshake ends; wait a little
-        # for it so that the exception tells the truth.
-        if not self._closed.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._closed), self.close_timeout)
-            except TimeoutError:
-                self.abort()
-
-    def _closed_exception(self) -> ConnectionClosed:
-        # Shared with hubbub.sync (hubbub.adapter).
-        return closed_exception(self.protocol)
-
-    async def _closed_error(self) -> ConnectionClosed:
-        """Wait (quietly) until closed; the exception that says how it closed."""
-        await self._wait_closed_quietly()
-        return self._closed_exception()
-
     # --- sending (by the writer, see hubbub.asyncio.sending) ------------------------
 
     def send(
@@ -692,19 +673,11 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         """Round-trip time of the last ping answered, in seconds."""
         return self._pings.latency
 
-    # --- keepalive ---------------------------------------------------------------
+    # --- keepalive (by the pings, see hubbub.asyncio.pings) ------------------------
 
     def start_keepalive(self) -> None:
         """Ping every ``ping_interval``; fail with 1011 without a pong in ``ping_timeout``."""
-        if self.ping_interval is not None and self.ping_interval > 0:
-            self._keepalive = self.loop.call_later(self.ping_interval, self._keepalive_ping)
-
-    def _keepalive_ping(self) -> None:
-        self._keepalive = None
-        if self.protocol.state is not core.State.OPEN:
-            return
-        self._pings.keepalive(self.ping_timeout)
-        self.start_keepalive()
+        self._pings.start_keepalive(self.ping_interval, self.ping_timeout)
 
     # --- closing -------------------------------------------------------------------
 
@@ -720,8 +693,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         if state is core.State.OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
-            self._start_close_deadline()
-        elif state is core.State.CLOSED and not self._closed.done():
+            self._closing.start_deadline()
+        elif state is core.State.CLOSED and not self._closing.closed.done():
             # A refused request whose server still reads what the client
             # sends (RFC 9112 section 9.6): nothing more to wait for.
             self.abort()
@@ -736,8 +709,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             # read now: read on, or the closing handshake could only time out.
             # (Backed-up writes still pause reading: close_timeout ends that.)
             self._update_reading()
-        await self._wait_closed_quietly()
+        await self._closing.wait_quietly()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed, however it closes."""
-        await asyncio.shield(self._closed)
+        await asyncio.shield(self._closing.closed)

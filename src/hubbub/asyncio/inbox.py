@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, cast
 
 from ..adapter import (
@@ -50,10 +50,11 @@ from ..adapter import (
     fragment_converter,
     join_fragments,
 )
-from ..exceptions import ConcurrencyError, ConnectionClosed
+from ..exceptions import ConcurrencyError
 from ..protocol import connection as core
 from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode
+from .closing import Closing
 from .turns import turns
 
 __all__ = ["TURN_BUDGET", "WAIT", "Inbox"]
@@ -81,14 +82,12 @@ class Inbox:
         on_room: called when the queue went from full down to a quarter.
         flush: writes what the core queued to the transport.
         fail: fails the connection with a close code and reason.
-        closed: done once the connection is closed.
-        closed_error: waits until the connection is closed and returns the
-            :class:`ConnectionClosed` that says how.
+        closing: the end of the connection (:class:`~hubbub.asyncio.closing.Closing`):
+            whether it is closed, and the :class:`ConnectionClosed` that says how.
     """
 
     __slots__ = (
-        "_closed",
-        "_closed_error",
+        "_closing",
         "_fail",
         "_flush",
         "_on_room",
@@ -112,8 +111,7 @@ class Inbox:
         on_room: Callable[[], None],
         flush: Callable[[], None],
         fail: Callable[[int, str], None],
-        closed: asyncio.Future[None],
-        closed_error: Callable[[], Awaitable[ConnectionClosed]],
+        closing: Closing,
     ) -> None:
         self.protocol = protocol
         self.loop = loop
@@ -131,8 +129,7 @@ class Inbox:
         self._on_room = on_room
         self._flush = flush
         self._fail = fail
-        self._closed = closed
-        self._closed_error = closed_error
+        self._closing = closing
         # Bytes of messages taken since this connection's last turn (waiting
         # for a message does not count: every attacker's handler would then
         # answer one message per loop iteration, outside the turns).
@@ -231,10 +228,10 @@ class Inbox:
         while not self.items:
             if (
                 protocol.close_received is not None
-                or self._closed.done()
+                or self._closing.closed.done()
                 or protocol.close_exc is not None
             ):
-                raise await self._closed_error()
+                raise await self._closing.error()
             if self.waiter is not None:
                 raise ConcurrencyError("another coroutine is already receiving")
             if protocol.pending_chunks:  # frames held back by send(): write them now
@@ -252,7 +249,7 @@ class Inbox:
         if kind is FailurePending:
             exc = cast(FailurePending, entry).exc
             self._fail(getattr(exc, "code", CloseCode.PROTOCOL_ERROR), str(exc))
-            raise await self._closed_error()
+            raise await self._closing.error()
         self._taken += len(entry) if kind is str or kind is bytes else len(entry.data)  # type: ignore[arg-type,union-attr]
         if self.full and len(items) <= self.max_queue // 4:
             self.full = False

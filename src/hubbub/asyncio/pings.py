@@ -5,8 +5,9 @@ sends the application's pings (:meth:`Pings.ping`) and the keepalive's
 (:meth:`Pings.keepalive`), resolves them when their pong comes (a pong
 acknowledges every ping sent before the one it answers: section 5.5.3 lets a
 peer answer only the latest) and fails the connection with 1011 when a
-keepalive ping gets no pong within ``ping_timeout``. When to send keepalive
-pings stays with the connection (a timer, or the server's timer wheel); which
+keepalive ping gets no pong within ``ping_timeout``. Keepalive pings are sent
+every ``ping_interval`` on a timer of their own (:meth:`Pings.start_keepalive`),
+or when a server's timer wheel says (:meth:`Pings.keepalive`); which
 ping a pong answers is :class:`hubbub.adapter.PingTracker`, shared with
 :mod:`hubbub.sync`.
 """
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from ..adapter import LoggerLike, PingTracker
 from ..exceptions import ConcurrencyError, ConnectionClosed, InvalidState
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
+from .closing import Closing
 
 __all__ = ["Pings"]
 
@@ -33,16 +35,17 @@ class Pings:
         loop: the connection's event loop.
         flush: writes what the core queued to the transport.
         fail: fails the connection with a close code and reason.
-        closed_error: waits until the connection is closed and returns the
-            :class:`ConnectionClosed` that says how.
+        closing: the end of the connection (:class:`~hubbub.asyncio.closing.Closing`):
+            whether it is closed, and the :class:`ConnectionClosed` that says how.
         logger: where a ping timeout is logged.
     """
 
     __slots__ = (
-        "_closed_error",
+        "_closing",
         "_deadline",
         "_fail",
         "_flush",
+        "_timer",
         "_waiting",
         "logger",
         "loop",
@@ -56,7 +59,7 @@ class Pings:
         *,
         flush: Callable[[], None],
         fail: Callable[[int, str], None],
-        closed_error: Callable[[], Awaitable[ConnectionClosed]],
+        closing: Closing,
         logger: LoggerLike,
     ) -> None:
         self.protocol = protocol
@@ -64,9 +67,10 @@ class Pings:
         self.logger = logger
         self._flush = flush
         self._fail = fail
-        self._closed_error = closed_error
+        self._closing = closing
         self._waiting: PingTracker[asyncio.Future[float]] = PingTracker()
         self._deadline: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the next keepalive ping
 
     @property
     def latency(self) -> float:
@@ -89,14 +93,30 @@ class Pings:
         try:
             self.protocol.send_ping(data)
         except InvalidState:
-            raise await self._closed_error() from None
+            raise await self._closing.error() from None
         waiter: asyncio.Future[float] = self.loop.create_future()
         self._waiting.add(data, waiter, time.perf_counter())
         self._flush()
         return await waiter
 
-    def keepalive(self, timeout: float | None) -> None:
-        """Send a keepalive ping; fail with 1011 without a pong within ``timeout``."""
+    def start_keepalive(self, interval: float | None, timeout: float | None) -> None:
+        """Ping every ``interval`` while open; fail with 1011 without a pong in ``timeout``."""
+        if interval is not None and interval > 0:
+            self._timer = self.loop.call_later(interval, self._keepalive_due, interval, timeout)
+
+    def _keepalive_due(self, interval: float, timeout: float | None) -> None:
+        self._timer = None
+        if self.keepalive(timeout):
+            self.start_keepalive(interval, timeout)
+
+    def keepalive(self, timeout: float | None) -> bool:
+        """Send a keepalive ping; fail with 1011 without a pong within ``timeout``.
+
+        Returns:
+            False, having sent nothing, when the connection is not OPEN.
+        """
+        if self.protocol.state is not core.State.OPEN:
+            return False
         data = self._waiting.new_payload()
         self.protocol.send_ping(data)
         waiter: asyncio.Future[float] = self.loop.create_future()
@@ -105,6 +125,7 @@ class Pings:
         self._flush()
         if timeout is not None and self._deadline is None:
             self._deadline = self.loop.call_later(timeout, self._timed_out, timeout)
+        return True
 
     def _timed_out(self, timeout: float) -> None:
         self._deadline = None
@@ -126,10 +147,11 @@ class Pings:
             self._deadline = None
 
     def closed(self, exc: ConnectionClosed) -> None:
-        """The connection closed: fail the pings waiting with ``exc``."""
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        """The connection closed: stop the keepalive, fail the pings waiting with ``exc``."""
+        for handle in (self._deadline, self._timer):
+            if handle is not None:
+                handle.cancel()
+        self._deadline = self._timer = None
         for waiter in self._waiting.clear():
             if not waiter.done():
                 waiter.set_exception(exc)

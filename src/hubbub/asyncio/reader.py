@@ -11,8 +11,9 @@ be joined (and unmasked) into the message: a second pass.
 
 So when the protocol core says that a large frame is arriving
 (:meth:`~hubbub.protocol.connection.Connection.receive_buffer` returns a
-view), the connection swaps in a :class:`PayloadReader`, an
-:class:`asyncio.BufferedProtocol`, with ``transport.set_protocol()``. The event
+view), the connection's :class:`PayloadReader` (made on first use, kept for the
+next large frame), an :class:`asyncio.BufferedProtocol`, swaps itself in with
+``transport.set_protocol()`` (:meth:`PayloadReader.swap_in`). The event
 loop then reads the socket straight into the missing part of the payload,
 which is the final ``bytes`` of the message (:class:`hubbub.speedups.Payload`),
 and never past its end, so the next frame stays in the socket. When the
@@ -80,10 +81,24 @@ class PayloadReader(asyncio.BufferedProtocol):
         self._pos = 0
         self._scratch: bytearray | None = None
 
-    def start(self, view: memoryview) -> None:
-        """Read into ``view`` (from the core's ``receive_buffer()``) from now on."""
+    def swap_in(self) -> bool:
+        """Stand in for the owner if the core has a payload to read into.
+
+        Returns:
+            False if the transport cannot swap protocols (the owner then stops
+            asking: the core copies what arrives into the payload itself); True
+            otherwise, also when the core had nothing to read into.
+        """
+        view = self._core.receive_buffer()
+        if view is None:
+            return True
+        try:
+            self._transport.set_protocol(self)
+        except NotImplementedError:
+            return False
         self._view = view
         self._pos = 0
+        return True
 
     def get_buffer(self, sizehint: int) -> memoryview | bytearray:
         view = self._view

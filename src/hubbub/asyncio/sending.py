@@ -35,13 +35,14 @@ to get the exception that says how).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import cast
 
 from ..adapter import Data, Fragmenter, closed_exception
-from ..exceptions import ConcurrencyError, ConnectionClosed, InvalidState
+from ..exceptions import ConcurrencyError, InvalidState
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
+from .closing import Closing
 from .inbox import Inbox
 
 __all__ = ["Writer"]
@@ -60,14 +61,12 @@ class Writer:
             while it holds messages).
         flush: writes what the core queued to the transport.
         fail: fails the connection with a close code and reason.
-        closed: done once the connection is closed.
-        closed_error: waits until the connection is closed and returns the
-            :class:`ConnectionClosed` that says how.
+        closing: the end of the connection (:class:`~hubbub.asyncio.closing.Closing`):
+            whether it is closed, and the :class:`ConnectionClosed` that says how.
     """
 
     __slots__ = (
-        "_closed",
-        "_closed_error",
+        "_closing",
         "_drain_waiter",
         "_fail",
         "_flush",
@@ -88,8 +87,7 @@ class Writer:
         *,
         flush: Callable[[], None],
         fail: Callable[[int, str], None],
-        closed: asyncio.Future[None],
-        closed_error: Callable[[], Awaitable[ConnectionClosed]],
+        closing: Closing,
     ) -> None:
         self.protocol = protocol
         self.inbox = inbox
@@ -102,8 +100,7 @@ class Writer:
         """Whether an ``on_message`` callback runs: its frames leave after it."""
         self._flush = flush
         self._fail = fail
-        self._closed = closed
-        self._closed_error = closed_error
+        self._closing = closing
         self._drain_waiter: asyncio.Future[None] | None = None
         self._fragment_lock: asyncio.Lock | None = None
         self._flush_soon = False
@@ -140,7 +137,7 @@ class Writer:
                 else:
                     protocol.send_data_frame(2, message, True, compress)  # type: ignore[arg-type]
             except InvalidState:
-                raise await self._closed_error() from None
+                raise await self._closing.error() from None
             if self.inbox.items and len(message) < 1024:  # type: ignore[arg-type]
                 self.write_sent(len(message))  # type: ignore[arg-type]
             else:
@@ -166,7 +163,7 @@ class Writer:
             else:
                 raise TypeError(f"cannot send {type(message).__name__}: use str or bytes")
         except InvalidState:
-            raise await self._closed_error() from None
+            raise await self._closing.error() from None
         self.write_sent(len(message))
         if self.paused:
             await self.wait_drained()
@@ -263,6 +260,6 @@ class Writer:
         # Shielded: the waiter is shared, and one cancelled sender must not
         # cancel the wait of the others.
         await asyncio.shield(self._drain_waiter)
-        if self._closed.done():
+        if self._closing.closed.done():
             # Woken by connection_lost(): what was still buffered never left.
-            raise await self._closed_error()
+            raise await self._closing.error()

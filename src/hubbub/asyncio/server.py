@@ -17,10 +17,8 @@ section 9.6): closing at once with unread bytes would send a reset, and a
 client still writing its body (a 413) would often lose the answer with it.
 
 Timers: ``open_timeout`` and the keepalive pings (``ping_interval``) of all the
-connections run on one :class:`_Wheel` per server each, not on a timer handle
-per connection (a handle, its context and the event loop's timer cost a few
-hundred bytes, and a server holds thousands of idle connections). A wheel
-rounds deadlines up to its tick, a sixteenth of the delay.
+connections run on one timer wheel per server each
+(:class:`hubbub.asyncio.wheel.Wheel`), not on a timer handle per connection.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
@@ -50,10 +47,9 @@ from ..protocol.frames import CloseCode
 from ..protocol.http11 import Request, Response
 from ..protocol.server import ServerConnection as ServerCore
 from .connection import Connection
+from .wheel import Wheel
 
 __all__ = ["Server", "ServerConnection", "serve"]
-
-logger = logging.getLogger("hubbub.server")
 
 _DEFAULTS = inspect.signature(Connection).parameters
 _DEFAULT_PING_INTERVAL = _DEFAULTS["ping_interval"].default
@@ -73,62 +69,6 @@ class ServeOptions(ServerOptions, total=False):
     write_limit: int | tuple[int, int]
     process_request: ProcessRequest | None
     process_response: ProcessResponse | None
-
-
-class _Wheel:
-    """Runs ``callback(connection)`` ``delay`` after :meth:`add`, for many connections.
-
-    Connections wait in slots, one per tick (``delay / 16``), under a single
-    event loop timer armed for the earliest slot; a deadline is rounded up to
-    its tick. Every deadline is ``delay`` after the time it was added, so new
-    slots come after the existing ones and the timer never needs moving.
-    """
-
-    __slots__ = ("_callback", "_delay", "_handle", "_loop", "_slots", "_tick")
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        delay: float,
-        callback: Callable[[ServerConnection], object],
-    ) -> None:
-        self._loop = loop
-        self._delay = delay
-        self._tick = max(delay / 16, 0.001)  # open_timeout=0 is allowed: at once
-        self._callback = callback
-        self._slots: dict[int, set[ServerConnection]] = {}
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, connection: ServerConnection) -> int:
-        """Schedule ``connection``; return the key that :meth:`discard` needs."""
-        key = math.ceil((self._loop.time() + self._delay) / self._tick)
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = set()
-        slot.add(connection)
-        if self._handle is None:  # also while _fire runs: it arms the timer last
-            self._handle = self._loop.call_at(key * self._tick, self._fire)
-        return key
-
-    def discard(self, connection: ServerConnection, key: int) -> None:
-        slot = self._slots.get(key)
-        if slot is not None:
-            slot.discard(connection)  # an empty slot is dropped when it is due
-
-    def _fire(self) -> None:
-        # Event loops may round timers (uvloop: to the millisecond): allow that.
-        now = self._loop.time() + 0.001
-        for key in sorted(k for k in self._slots if k * self._tick <= now):
-            for connection in self._slots.pop(key):
-                try:
-                    self._callback(connection)
-                except Exception:  # one connection must not stop the others' timers
-                    logger.exception("error in a connection timer")
-        self._handle = None
-        if self._slots:
-            key = min(self._slots)
-            self._handle = self._loop.call_at(key * self._tick, self._fire)
-        # With no slot left the timer stops: a closed server leaves none behind.
 
 
 class ServerConnection(Connection):
@@ -193,7 +133,8 @@ class ServerConnection(Connection):
     def keepalive_due(self) -> None:
         """Send the keepalive ping; called by the server's keepalive wheel."""
         self._keepalive_key = None
-        self._keepalive_ping()  # which calls start_keepalive() again while open
+        if self._pings.keepalive(self.ping_timeout):
+            self.start_keepalive()  # while open: on the wheel again
 
     def _close_transport(self) -> None:
         transport = self.transport
@@ -239,7 +180,7 @@ class ServerConnection(Connection):
 
     def _respond(self, response: Response) -> bool:
         """Send the handshake response; tell whether the connection is open."""
-        if self.transport.is_closing() or self._closed.done():
+        if self.transport.is_closing() or self._closing.closed.done():
             return False  # lost, or dropped by open_timeout, while a hook ran
         self.protocol.send_response(response)
         if self.protocol.pending_events:
@@ -370,24 +311,24 @@ class Server(ServerPolicy):
         self._closed_event = asyncio.Event()
         # Timers of all the connections (see the module docstring), made when
         # first needed: the event loop runs by then.
-        self._opening: _Wheel | None = None
-        self._keepalive: _Wheel | None = None
+        self._opening: Wheel[ServerConnection] | None = None
+        self._keepalive: Wheel[ServerConnection] | None = None
 
-    def _open_wheel(self) -> _Wheel | None:
+    def _open_wheel(self) -> Wheel[ServerConnection] | None:
         if self.open_timeout is None:
             return None
         if self._opening is None:
-            self._opening = _Wheel(
+            self._opening = Wheel(
                 asyncio.get_running_loop(), self.open_timeout, ServerConnection.open_timed_out
             )
         return self._opening
 
-    def _keepalive_wheel(self, interval: float) -> _Wheel | None:
+    def _keepalive_wheel(self, interval: float) -> Wheel[ServerConnection] | None:
         """The wheel for ``interval``, or None if it is not the server's."""
         if interval != self.connection_options.get("ping_interval", _DEFAULT_PING_INTERVAL):
             return None
         if self._keepalive is None:
-            self._keepalive = _Wheel(
+            self._keepalive = Wheel(
                 asyncio.get_running_loop(), interval, ServerConnection.keepalive_due
             )
         return self._keepalive

@@ -114,8 +114,6 @@ class Connection:
     __slots__ = (
         "_extensions",
         "_limits",
-        "_pong_due",
-        "_pongs_deferred",
         "assembler",
         "close_exc",
         "close_received",
@@ -173,9 +171,6 @@ class Connection:
         Always this same list (the writer appends to it): never replace it.
         :meth:`data_to_send` and :meth:`write_to` do the same in one call.
         """
-        # Writing: see defer_pongs(); the payload of the latest ping unanswered.
-        self._pongs_deferred = False
-        self._pong_due: bytes | None = None
         # Closing (section 7).
         self.close_sent: CloseReceived | None = None
         self.close_received: CloseReceived | None = None
@@ -417,10 +412,7 @@ class Connection:
             if self.close_received is None and (
                 self.state is State.OPEN or self.state is State.CLOSING
             ):
-                if self._pongs_deferred:
-                    self._pong_due = data  # section 5.5.3: the latest one only
-                else:
-                    self.writer.write(_OP_PONG, data)
+                self.writer.pong(data)  # or later: see defer_pongs()
         elif opcode == _OP_PONG:
             self.pending_events.append(Pong(data))
         else:
@@ -437,7 +429,7 @@ class Connection:
             # in the middle of a fragmented message is legal (control frames
             # may be interleaved, section 5.4), so it is answered normally.
             echo = code if code != CloseCode.NO_STATUS_RCVD else None
-            self.writer.write(_OP_CLOSE, serialize_close(echo))
+            self.writer.close(echo)
             self.close_sent = CloseReceived(echo or CloseCode.NO_STATUS_RCVD, "")
             self.state = State.CLOSING
         # Section 7.1.1: the server closes the TCP connection first, once the
@@ -455,11 +447,9 @@ class Connection:
         while deferred, only the latest ping's payload is kept, and it is
         answered when deferral ends.
         """
-        self._pongs_deferred = defer
-        data = self._pong_due
-        if defer or data is None:
+        data = self.writer.defer_pongs(defer)
+        if data is None:
             return
-        self._pong_due = None
         if self.close_received is None and self.close_sent is None and self.state is State.OPEN:
             self.writer.write(_OP_PONG, data)
 
@@ -586,10 +576,10 @@ class Connection:
             LocalProtocolError: the code may not be sent or the reason is too long.
             InvalidState: a close frame was already sent or received.
         """
-        payload = serialize_close(code, reason)
         if self.state is not _OPEN:
+            serialize_close(code, reason)  # the caller's mistake is told first
             raise self._not_open()
-        self.writer.write(_OP_CLOSE, payload)
+        self.writer.close(code, reason)
         self.close_sent = CloseReceived(code or CloseCode.NO_STATUS_RCVD, reason)
         self.state = State.CLOSING
 
@@ -610,11 +600,8 @@ class Connection:
             raise LocalProtocolError(f"close code {code} may not be sent")
         self.reader.stop()
         if self.state is State.OPEN:
-            # Section 5.5: at most 125 bytes; cut the reason rather than lose
-            # it, without splitting a character.
-            reason = reason.encode(errors="replace")[:123].decode(errors="ignore")
-            payload = serialize_close(code, reason)
-            self.writer.write(_OP_CLOSE, payload)
+            # Cut a reason too long rather than lose it (section 5.5).
+            reason = self.writer.close(code, reason, cut=True)
             self.close_sent = CloseReceived(code, reason)
             self.state = State.CLOSING
         self.send_eof()

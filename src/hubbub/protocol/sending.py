@@ -18,7 +18,7 @@ from typing import Protocol
 from ..exceptions import LocalProtocolError
 from ..speedups import message_frame as _message_frame
 from .extensions import Extension
-from .frames import Frame, Opcode, encode_frame
+from .frames import Frame, Opcode, encode_frame, serialize_close
 
 __all__ = ["FrameWriter", "Writer"]
 
@@ -27,6 +27,8 @@ __all__ = ["FrameWriter", "Writer"]
 _OP_CONT = int(Opcode.CONTINUATION)
 _OP_TEXT = int(Opcode.TEXT)
 _OP_BINARY = int(Opcode.BINARY)
+_OP_CLOSE = int(Opcode.CLOSE)
+_OP_PONG = int(Opcode.PONG)
 _pack_tiny = struct.Struct("!BB").pack
 _DATA_OPCODES = (_OP_TEXT, _OP_BINARY, _OP_CONT)
 
@@ -50,7 +52,15 @@ class FrameWriter:
     """
 
     # Slots: a server holds thousands of idle connections (see Connection).
-    __slots__ = ("_opcode", "_plain", "extensions", "mask", "outgoing")
+    __slots__ = (
+        "_opcode",
+        "_plain",
+        "_pong_due",
+        "_pongs_deferred",
+        "extensions",
+        "mask",
+        "outgoing",
+    )
 
     def __init__(self, mask: bool, extensions: list[Extension]) -> None:
         self.mask = mask
@@ -65,6 +75,9 @@ class FrameWriter:
         self._opcode = 0
         # The message being sent skips the extensions (compress=False).
         self._plain = False
+        # See defer_pongs(): the payload of the latest ping unanswered.
+        self._pongs_deferred = False
+        self._pong_due: bytes | None = None
 
     @property
     def sending_fragmented(self) -> bool:
@@ -127,6 +140,47 @@ class FrameWriter:
         The caller checked the payload (at most 125 bytes).
         """
         self.outgoing.extend(encode_frame(opcode, data, mask=self.mask))
+
+    def pong(self, data: bytes) -> None:
+        """Answer a ping (section 5.5.2), or keep ``data`` as the answer due while deferred."""
+        if self._pongs_deferred:
+            self._pong_due = data  # section 5.5.3: the latest one only
+        else:
+            self.write(_OP_PONG, data)
+
+    def defer_pongs(self, defer: bool) -> bytes | None:
+        """Hold back the answers to pings from now on, or stop holding them back.
+
+        See :meth:`~hubbub.protocol.connection.Connection.defer_pongs`.
+
+        Returns:
+            When deferral ends, the payload of the latest ping unanswered (the
+            caller writes its pong if the connection may still send); else None.
+        """
+        self._pongs_deferred = defer
+        data = self._pong_due
+        if defer or data is None:
+            return None
+        self._pong_due = None
+        return data
+
+    def close(self, code: int | None, reason: str = "", *, cut: bool = False) -> str:
+        """Write a close frame (section 5.5.1); ``code`` None sends no status.
+
+        Args:
+            cut: cut a reason too long for a control frame (at most 125 bytes,
+                section 5.5) rather than refuse it, without splitting a character.
+
+        Returns:
+            The reason sent.
+
+        Raises:
+            LocalProtocolError: the code may not be sent or the reason is too long.
+        """
+        if cut:
+            reason = reason.encode(errors="replace")[:123].decode(errors="ignore")
+        self.write(_OP_CLOSE, serialize_close(code, reason))
+        return reason
 
     def data_frame(self, opcode: int, data: bytes, fin: bool = True, compress: bool = True) -> None:
         """Write a data frame given its opcode: TEXT, BINARY or CONTINUATION.
