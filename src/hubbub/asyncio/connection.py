@@ -38,8 +38,9 @@ high water mark (``write_limit``, :mod:`hubbub.asyncio.sending`);
   both stopped reading while their writes are backed up would wait for each
   other forever, so a client in queue mode reads on (``max_queue`` bounds
   what it holds) and a hubbub client and server can never both stop.
-* inflating: the core decodes at most ``DECODE_STEP`` bytes of compressed
-  messages per step (:attr:`hubbub.protocol.Connection.parsing_paused`); the
+* inflating: the core decodes at most ``DECODE_STEP`` bytes (+ 64 KiB) of
+  compressed messages per step, stopping inside a frame that inflates to more
+  (:attr:`hubbub.protocol.Connection.parsing_paused`); the
   next step waits for room in the queue, writes not backed up, and its turn
   (:mod:`hubbub.asyncio.turns`: one step of all the loop's connections per
   iteration). A burst of small frames that inflate to many messages (RFC
@@ -502,7 +503,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         ``async for fragment in ws.recv_streaming(): ...``. A fragmented
         message (section 5.4) yields one item per frame: ``str`` pieces of a
         text message (whole characters) or ``bytes`` pieces of a binary one;
-        a message of one frame yields once. ``max_size`` still limits the
+        a message of one frame yields once (a compressed frame that inflates
+        past ``DECODE_STEP``, once per parsing step). ``max_size`` still limits the
         whole message. ``decode`` converts as in :meth:`recv` (a binary
         message is decoded across its fragments).
 

@@ -360,7 +360,7 @@ class Connection:
 
     @property
     def parsing_paused(self) -> bool:
-        """Whether received bytes wait unparsed because ``decode_limit`` was reached.
+        """Whether received bytes (or a frame's rest) wait because ``decode_limit`` was reached.
 
         A peer can pack a thousand messages of 1 MiB of zeros into 1 MB of
         compressed frames (RFC 7692); inflating them all at once would take
