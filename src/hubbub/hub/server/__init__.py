@@ -20,9 +20,14 @@ Theory of operation
   :class:`_Outbox` writes the frame straight to the transport: server frames
   are not masked (RFC 6455 section 5.1), so the frame of a push fanned out to
   many sessions is encoded once (:class:`_FrameCache`) and the same bytes are
-  written to each. Otherwise (the client reads slowly, or the connection
-  negotiated an extension such as permessage-deflate, which compresses per
-  connection, RFC 7692) the text is queued, and the outbox's writer task
+  written to each. Channel publications (the node's ``push``) are held in the
+  connection's output until the end of the loop iteration
+  (``send_frames_soon``): the publications one iteration fans out (a batch
+  from the HTTP API, several publishers) leave in one write per connection,
+  one system call instead of one per publication. Otherwise (the client
+  reads slowly, or the connection negotiated an extension such as
+  permessage-deflate, which compresses per connection, RFC 7692) the text is
+  queued, and the outbox's writer task
   (started the first time something is queued) awaits ``ws.send``,
   honouring the write buffer limits; a backlog it finds while the transport
   has room goes out in one write. An outbox that fills
@@ -140,19 +145,37 @@ class _Outbox:
         self.direct = frames is not None and ws.shares_frames
         if self.direct:
             self.send_frames = ws.send_frames_nowait
+            self.hold_frames = ws.send_frames_soon
 
     def send(self, text: str | bytes) -> None:
         # Called once per recipient of every push (__init__ keeps the bound
         # method: attribute lookups count here).
         if self.closing is not None:
             return
-        queue = self.queue
-        if not queue and self.direct:
+        if not self.queue and self.direct:
             # Nothing queued ahead of it: written now unless the transport is
             # above its high water mark (then the writer task waits for it).
             frames = self.frames
             if self.send_frames(frames.frame if text is frames.text else frames.encode(text)):
                 return
+        self._enqueue(text)
+
+    def push(self, text: str | bytes) -> None:
+        """A channel publication: :meth:`send`, the write held to the end of the iteration."""
+        # The fan-out's hot path, once per subscriber: as send(), with the
+        # frame queued in the connection's output and written with whatever
+        # else this iteration gives it (send_frames_soon).
+        if self.closing is not None:
+            return
+        if not self.queue and self.direct:
+            frames = self.frames
+            if self.hold_frames(frames.frame if text is frames.text else frames.encode(text)):
+                return
+        self._enqueue(text)
+
+    def _enqueue(self, text: str | bytes) -> None:
+        """Queue ``text`` for the writer task, or close a client that let too much pile up."""
+        queue = self.queue
         if len(queue) >= self.max_pending:
             # Slow consumer: what is queued is dropped; the client recovers it.
             queue.clear()
@@ -292,10 +315,14 @@ class _Endpoint:
         outbox = _Outbox(ws, self.max_pending, frames, self.node.metrics.disconnected)
         self.outboxes.add(outbox)
         if packer is None:
-            session = self.node.open_session(outbox.send, outbox.close)
+            session = self.node.open_session(outbox.send, outbox.close, push=outbox.push)
         else:
-            pack_text, send = packer.pack_text, outbox.send
-            session = self.node.open_session(lambda text: send(pack_text(text)), outbox.close)
+            pack_text, send, push = packer.pack_text, outbox.send, outbox.push
+            session = self.node.open_session(
+                lambda text: send(pack_text(text)),
+                outbox.close,
+                push=lambda text: push(pack_text(text)),
+            )
         node = self.node
         if packer is None:
             handle = functools.partial(node.handle, session)
