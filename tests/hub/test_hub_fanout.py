@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,30 +12,27 @@ from hub_helpers import SECRET, WireClient
 from test_hub_server import API_KEY, http
 
 from hubbub.asyncio import ServerConnection, connect
+from hubbub.asyncio.held import HeldWrites
 from hubbub.hub import SUBPROTOCOL, mint_token
 from hubbub.hub.server import Hub, start_hub
+from hubbub.hub.server.frames import LONE_WINDOW, FrameCache
 from hubbub.hub.server.http_api import MAX_BATCH
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
-class CountingTransport:
-    """A server connection's transport, counting the writes made through it."""
+@pytest.fixture
+def flushes(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[Any, list[bytes]]]]:
+    """What each end-of-iteration flush wrote: (transport, chunks) per connection."""
+    rounds: list[list[tuple[Any, list[bytes]]]] = []
+    run = HeldWrites._run
 
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
-        self.writes: list[list[bytes]] = []
+    def recording(self: HeldWrites) -> None:
+        rounds.append([(transport, list(out)) for transport, out in self.due if out])
+        run(self)
 
-    def write(self, data: bytes) -> None:
-        self.writes.append([data])
-        self.transport.write(data)
-
-    def writelines(self, chunks: list[bytes]) -> None:
-        self.writes.append(list(chunks))
-        self.transport.writelines(chunks)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
+    monkeypatch.setattr(HeldWrites, "_run", recording)
+    return rounds
 
 
 @pytest.fixture
@@ -60,23 +58,24 @@ async def subscribed(hub: Hub, user: str, channel: str) -> tuple[WireClient, Ser
     return client, conn
 
 
-async def test_a_batch_reaches_each_subscriber_in_one_write(hub: Hub) -> None:
+async def test_a_batch_reaches_each_subscriber_in_one_write(
+    hub: Hub, flushes: list[list[tuple[Any, list[bytes]]]]
+) -> None:
     clients = [await subscribed(hub, user, "lobby") for user in ("ann", "bob")]
-    counters = []
-    for _, conn in clients:
-        counters.append(CountingTransport(conn.transport))
-        conn.transport = counters[-1]  # type: ignore[assignment]
+    flushes.clear()
     body = batch(*(("lobby", f"n{i}") for i in range(5)))
     status, text = await http(hub.port, "POST", "/api/publish_batch", body, **AUTH)
     assert status == 200, text
     assert [r["offset"] for r in json.loads(text)["results"]] == [1, 2, 3, 4, 5]
-    for (client, _), counter in zip(clients, counters, strict=True):
+    for client, _ in clients:
         pubs = [await client.push("pub") for _ in range(5)]
         assert [(p["offset"], p["data"]) for p in pubs] == [(i + 1, f"n{i}") for i in range(5)]
-        # The five publications were fanned out in one loop iteration: one
-        # write per subscriber (one per publication before issue 13).
-        assert len(counter.writes) == 1
-        assert len(counter.writes[0]) == 5
+    # The five publications were fanned out in one loop iteration: one write
+    # of five frames per subscriber (five writes each before issue 13).
+    (flushed,) = [r for r in flushes if r]
+    assert sorted(id(t) for t, _ in flushed) == sorted(id(c.transport) for _, c in clients)
+    assert all(len(chunks) == 5 for _, chunks in flushed)
+    for client, _ in clients:
         await client.ws.close()
 
 
@@ -115,3 +114,21 @@ async def test_a_refused_batch_publishes_nothing(hub: Hub, body: bytes, message:
 async def test_a_batch_needs_the_api_key(hub: Hub) -> None:
     status, _ = await http(hub.port, "POST", "/api/publish_batch", batch(("lobby", 1)))
     assert status == 401
+
+
+async def test_lone_publications_are_written_at_once_the_others_held() -> None:
+    frames = FrameCache()
+    assert frames.published("a") == b"\x81\x01a"
+    assert frames.hold  # nothing fanned out before: held (it costs nothing then)
+    await asyncio.sleep(0)  # the iteration ends with one publication
+    frames.published("b")
+    assert not frames.hold  # a lone publisher at full speed: written at once
+    frames.published("c")
+    assert frames.hold  # a second one in the same iteration: merged with later ones
+    await asyncio.sleep(0)
+    frames.published("d")
+    assert frames.hold  # the iteration before had several: held from the first
+    await asyncio.sleep(0)
+    await asyncio.sleep(LONE_WINDOW * 4)
+    frames.published("e")
+    assert frames.hold  # after a pause: held again
