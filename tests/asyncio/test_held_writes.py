@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from test_broadcast import clients, hub, stuck_client, wait_connections
 
-from hubbub.asyncio.held import HeldWrites, held_writes
+from hubbub.asyncio.held import held_writes
 from hubbub.exceptions import ConnectionClosed
 from hubbub.protocol import encode_shared_frame
 from hubbub.protocol.frames import Opcode
@@ -16,26 +16,12 @@ from hubbub.protocol.frames import Opcode
 pytestmark = pytest.mark.both_loops
 
 
-@pytest.fixture
-def flushes(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[Any, list[bytes]]]]:
-    """What each end-of-iteration flush wrote: (transport, chunks) per connection."""
-    rounds: list[list[tuple[Any, list[bytes]]]] = []
-    run = HeldWrites._run
-
-    def recording(self: HeldWrites) -> None:
-        rounds.append([(transport, list(out)) for transport, out in self.due if out])
-        run(self)
-
-    monkeypatch.setattr(HeldWrites, "_run", recording)
-    return rounds
-
-
 def text(data: str) -> bytes:
     return encode_shared_frame(Opcode.TEXT, data.encode())
 
 
 async def test_frames_of_one_iteration_leave_in_one_write_per_connection(
-    flushes: list[list[tuple[Any, list[bytes]]]],
+    held_flushes: list[list[tuple[Any, list[bytes]]]],
 ) -> None:
     async with hub(compression=None) as server:
         peers = await clients(server, 3)
@@ -51,7 +37,7 @@ async def test_frames_of_one_iteration_leave_in_one_write_per_connection(
             assert [await peer.recv() for _ in range(4)] == [f"pub {n}" for n in range(4)]
         # One flush for all three connections, one write each with every
         # frame, in order.
-        (flushed,) = flushes
+        (flushed,) = held_flushes
         assert [t for t, _ in flushed] == [conn.transport for conn in conns]
         assert all(chunks == [text(f"pub {n}") for n in range(4)] for _, chunks in flushed)
         for peer in peers:

@@ -12,27 +12,12 @@ from hub_helpers import SECRET, WireClient
 from test_hub_server import API_KEY, http
 
 from hubbub.asyncio import ServerConnection, connect
-from hubbub.asyncio.held import HeldWrites
 from hubbub.hub import SUBPROTOCOL, mint_token
 from hubbub.hub.server import Hub, start_hub
 from hubbub.hub.server.frames import LONE_WINDOW, FrameCache
 from hubbub.hub.server.http_api import MAX_BATCH
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-@pytest.fixture
-def flushes(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[Any, list[bytes]]]]:
-    """What each end-of-iteration flush wrote: (transport, chunks) per connection."""
-    rounds: list[list[tuple[Any, list[bytes]]]] = []
-    run = HeldWrites._run
-
-    def recording(self: HeldWrites) -> None:
-        rounds.append([(transport, list(out)) for transport, out in self.due if out])
-        run(self)
-
-    monkeypatch.setattr(HeldWrites, "_run", recording)
-    return rounds
 
 
 @pytest.fixture
@@ -59,10 +44,10 @@ async def subscribed(hub: Hub, user: str, channel: str) -> tuple[WireClient, Ser
 
 
 async def test_a_batch_reaches_each_subscriber_in_one_write(
-    hub: Hub, flushes: list[list[tuple[Any, list[bytes]]]]
+    hub: Hub, held_flushes: list[list[tuple[Any, list[bytes]]]]
 ) -> None:
     clients = [await subscribed(hub, user, "lobby") for user in ("ann", "bob")]
-    flushes.clear()
+    held_flushes.clear()
     body = batch(*(("lobby", f"n{i}") for i in range(5)))
     status, text = await http(hub.port, "POST", "/api/publish_batch", body, **AUTH)
     assert status == 200, text
@@ -72,7 +57,7 @@ async def test_a_batch_reaches_each_subscriber_in_one_write(
         assert [(p["offset"], p["data"]) for p in pubs] == [(i + 1, f"n{i}") for i in range(5)]
     # The five publications were fanned out in one loop iteration: one write
     # of five frames per subscriber (five writes each before issue 13).
-    (flushed,) = [r for r in flushes if r]
+    (flushed,) = [r for r in held_flushes if r]
     assert sorted(id(t) for t, _ in flushed) == sorted(id(c.transport) for _, c in clients)
     assert all(len(chunks) == 5 for _, chunks in flushed)
     for client, _ in clients:
