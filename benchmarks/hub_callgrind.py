@@ -72,6 +72,7 @@ async def open_clients(port: int, users: int, channel: str | None) -> list[Clien
             f"ws://127.0.0.1:{port}/",
             subprotocols=["hubbub.json.v1"],
             open_timeout=60,
+            ping_interval=None,  # a slow hub under valgrind must not be pinged away
             compression=None,
         )
         await ws.send(json.dumps({"id": 1, "method": "connect", "params": {"name": f"u{i}"}}))
