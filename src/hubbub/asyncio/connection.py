@@ -641,6 +641,32 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         """
         return self._writer.send_frames_nowait(frames, limit=limit)
 
+    def send_frames_soon(self, frames: bytes, *, limit: int | None = None) -> bool:
+        """Queue already-encoded frames, written at the end of this loop iteration.
+
+        :meth:`send_frames_nowait` that holds the write: every frame a
+        connection gets in one loop iteration (several publications fanned
+        out, say) leaves in one system call, from one callback for all the
+        loop's connections. The frames keep their place among the others:
+        what :meth:`send` held back goes before them, and a pong or close
+        frame queued after them goes after them (RFC 6455 sections 5.4, 5.5).
+        Held bytes count against the write buffer's bound as if written:
+        past the high water mark they are written at once (the transport
+        then pauses writing, and later calls return False).
+
+        Args:
+            frames: one or more complete frames (FIN set), encoded for a
+                connection that :attr:`shares_frames`.
+            limit: queue only while at most this many bytes are buffered
+                and held; by default, while writing is not paused.
+
+        Returns:
+            False, having queued nothing, when the connection is not OPEN, is
+            closing, is sending a fragmented message or is over the bound;
+            True otherwise.
+        """
+        return self._writer.send_frames_soon(frames, limit=limit)
+
     @property
     def writing_paused(self) -> bool:
         """True from when the write buffer passes its high water mark until it

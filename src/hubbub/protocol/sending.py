@@ -134,6 +134,23 @@ class FrameWriter:
             writer.write(frames)
         return True
 
+    def queue_shared(self, frames: bytes) -> bool:
+        """Queue ``frames`` encoded once for many connections, after what is queued.
+
+        The same conditions as :meth:`write_shared`, but nothing is written:
+        the frames join :attr:`outgoing`, and whoever writes that list next
+        writes them, in order with every frame queued before or after them
+        (pongs and close frames included). The caller checked that the
+        connection is OPEN.
+
+        Returns:
+            Whether ``frames`` were queued.
+        """
+        if self._opcode or self.mask or self.extensions:
+            return False
+        self.outgoing.append(frames)
+        return True
+
     def write(self, opcode: int, data: bytes) -> None:
         """Write a whole frame as it is, without extensions: control frames (section 5.5).
 
