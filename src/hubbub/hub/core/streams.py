@@ -129,17 +129,18 @@ class Stream:
         self.offset += 1
         self.last_time = now
         self._entries.append((self.offset, self.epoch, now, data, sender))
-        self.trim()
+        self.trim(now)  # one clock read per entry: this runs for every message
         return Entry(self.offset, self.epoch, now, data, sender)
 
-    def trim(self) -> None:
-        """Drop entries beyond ``max_len`` or older than ``max_age``."""
+    def trim(self, now: float | None = None) -> None:
+        """Drop entries beyond ``max_len`` or older than ``max_age`` (at ``now``, or now)."""
         entries = self._entries
-        excess = len(entries) - self.limits.max_len
-        for _ in range(max(excess, 0)):
-            entries.popleft()
-        if self.limits.max_age is not None:
-            oldest = self._clock() - self.limits.max_age
+        limits = self.limits
+        if len(entries) > limits.max_len:
+            for _ in range(len(entries) - limits.max_len):
+                entries.popleft()
+        if limits.max_age is not None:
+            oldest = (self._clock() if now is None else now) - limits.max_age
             while entries and entries[0][2] <= oldest:
                 entries.popleft()
 
