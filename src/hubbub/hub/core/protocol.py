@@ -395,8 +395,11 @@ def _exact(value: Any) -> bool:
     return False
 
 
-def _decode_request(raw: str) -> Any:
+def _decode_request(raw: str) -> tuple[Any, bool]:
     """Decode a request as :data:`_DECODER` does, with orjson first when it is installed.
+
+    Returns the value, and whether orjson decoded it: then it holds no lone
+    surrogate (orjson refuses them, escaped or not), only depth is left to check.
 
     orjson decodes a request three to four times faster, and where it differs
     from the stdlib it is caught here so that the result and the errors stay
@@ -410,11 +413,11 @@ def _decode_request(raw: str) -> Any:
     ``data`` costs nothing in the usual case, a string.
     """
     if _orjson_loads is None:
-        return _DECODER.decode(raw)
+        return _DECODER.decode(raw), False
     try:
         obj = _orjson_loads(raw)
     except ValueError:  # orjson.JSONDecodeError
-        return _DECODER.decode(raw)
+        return _DECODER.decode(raw), False
     if type(obj) is dict:
         params = obj.get("params")
         if type(params) is dict:
@@ -425,8 +428,9 @@ def _decode_request(raw: str) -> Any:
                 except RecursionError:  # nested deeper than the stack: the stdlib decides
                     exact = False
                 if not exact:
-                    return _DECODER.decode(raw)  # floats, or integers beyond 64 bits
-    return obj
+                    # Floats, or integers beyond 64 bits.
+                    return _DECODER.decode(raw), False
+    return obj, True
 
 
 def parse_request(raw: str | bytes) -> Command | Rejected:
@@ -443,7 +447,7 @@ def parse_request(raw: str | bytes) -> Command | Rejected:
     if not isinstance(raw, str):
         return Rejected(None, ErrorCode.BAD_REQUEST, "binary messages are not supported")
     try:
-        obj = _decode_request(raw)
+        obj, valid_unicode = _decode_request(raw)
     except (ValueError, RecursionError):
         return Rejected(None, ErrorCode.BAD_REQUEST, "message is not valid JSON")
     if not isinstance(obj, dict):
@@ -451,7 +455,7 @@ def parse_request(raw: str | bytes) -> Command | Rejected:
     req_id = obj.get("id")
     if type(req_id) is not int or not 1 <= req_id <= MAX_ID:
         return Rejected(None, ErrorCode.BAD_REQUEST, "id must be an integer in 1..2**53-1")
-    if _needs_check(raw):
+    if raw.count("[") + raw.count("{") > MAX_DEPTH or (not valid_unicode and _needs_check(raw)):
         # Refused here, whatever the field: text the hub could not encode back
         # into a UTF-8 frame would fail later, at delivery (issue 12).
         try:
