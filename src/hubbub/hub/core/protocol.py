@@ -197,7 +197,7 @@ class Unsubscribe:
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see Entry in core/streams.py
 class Publish:
     """Publish ``data`` (any JSON value) to a channel."""
 
@@ -206,7 +206,7 @@ class Publish:
     data: JSON
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see Entry in core/streams.py
 class Send:
     """Send ``data`` to the inboxes of the users in ``to``."""
 

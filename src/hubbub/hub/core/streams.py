@@ -54,7 +54,11 @@ class StreamLimits:
     max_age: float | None = 300.0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as the commands built for every request (protocol.Send,
+# Publish): a frozen dataclass's __init__ sets each field through
+# object.__setattr__, four times the cost of a plain one, and an Entry is
+# built for every message. Nothing changes an entry once built.
+@dataclass(slots=True)
 class Entry:
     """One entry of a stream.
 
