@@ -17,7 +17,14 @@ hub's instructions by the deliveries:
   connection subscribed, one at a time, each read by every subscriber; with
   ``--batch N``, the same publications in ``POST /api/publish_batch``
   requests of N each (what one loop iteration fans out: one write per
-  subscriber and batch).
+  subscriber and batch);
+* ``node``: no server and no socket: ``hub_micro.py --callgrind-direct``
+  builds a node with ``--users`` connected sessions (stand-in connections
+  whose writes go nowhere) and runs ``--messages`` ``send`` requests through
+  ``Node.handle`` as the in-memory broker's read callback does, collection
+  toggled on around them only (``functools.reduce``). It counts the node's
+  own cost per direct message at any number of users in a minute or two,
+  where a real hub under valgrind cannot even keep 5,000 connections alive.
 
 User-space instructions only (what the kernel does for each ``send(2)`` is
 not counted: see ``perf`` in docs/hub-performance.md). Housekeeping that runs
@@ -28,6 +35,7 @@ another version's ``src``) for before/after pairs. Needs ``valgrind``. Usage::
     python benchmarks/hub_callgrind.py direct --users 100 --messages 2000
     python benchmarks/hub_callgrind.py fanout --users 500 --messages 40 --src /tmp/main/src
     python benchmarks/hub_callgrind.py fanout --users 500 --messages 40 --batch 4
+    python benchmarks/hub_callgrind.py node --users 5000 --messages 2000
 """
 
 from __future__ import annotations
@@ -163,6 +171,31 @@ def total_instructions(out: Path) -> int:
     return total
 
 
+def run_node(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``node`` scenario: ``send`` requests through ``Node.handle``, no socket at all."""
+    work = Path(tempfile.mkdtemp(prefix="hub-callgrind-"))
+    out = work / "callgrind.out"
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    if args.src:
+        env["PYTHONPATH"] = args.src
+    micro = Path(__file__).with_name("hub_micro.py")
+    cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no"]
+    cmd += ["--toggle-collect=functools_reduce", f"--callgrind-out-file={out}"]
+    cmd += [sys.executable, str(micro), "--callgrind-direct"]
+    cmd += ["--sessions", str(args.users), "--sends", str(args.messages)]
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    instructions = total_instructions(out)
+    return {
+        "scenario": "node",
+        "src": args.src or "installed",
+        "users": args.users,
+        "deliveries": args.messages,
+        "instructions": instructions,
+        "instructions_per_delivery": round(instructions / args.messages),
+        "profile": str(out),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="hub-callgrind-"))
@@ -221,7 +254,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("scenario", choices=["direct", "fanout"])
+    parser.add_argument("scenario", choices=["direct", "fanout", "node"])
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--messages", type=int, default=2000, help="sends, or publications")
     parser.add_argument(
@@ -233,7 +266,7 @@ def main() -> None:
     )
     parser.add_argument("--src", help="run the hub with PYTHONPATH=SRC (another version)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args))))
+    print(json.dumps(run_node(args) if args.scenario == "node" else asyncio.run(run(args))))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
+import gc
 import json
 import time
 import types
@@ -76,7 +78,8 @@ async def best(repeat: int, count: int, step: Callable[[int], Awaitable[Any]]) -
     return min(times)
 
 
-async def run(args: argparse.Namespace) -> dict[str, float]:
+async def build(args: argparse.Namespace) -> tuple[Node, list[Any]]:
+    """A node with ``--sessions`` connected sessions, each subscribed to ``bench:fanout``."""
     # The namespace hub_bench.py uses: no presence, no join/leave pushes.
     rules = {"bench": NamespaceRules(presence=False, join_leave=False)}
     config = HubConfig(namespaces=rules, command_rate=1e9, command_burst=1e9)
@@ -98,17 +101,56 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             {"id": 2, "method": "subscribe", "params": {"channel": "bench:fanout"}},
         ):
             await node.handle(session, json.dumps(request))
+    return node, sessions
+
+
+def send_requests(count: int, users: int) -> list[str]:
+    """``count`` ``send`` requests of 100-character data, each to one other user."""
+    return [
+        json.dumps(
+            {
+                "id": 10 + k,
+                "method": "send",
+                "params": {"to": [f"u{(k + 1) % users}"], "data": DATA},
+            }
+        )
+        for k in range(count)
+    ]
+
+
+async def callgrind_direct(args: argparse.Namespace) -> None:
+    """``--sends`` requests through ``Node.handle`` inside ``functools.reduce``, and nothing else.
+
+    ``hub_callgrind.py node`` runs this under callgrind with collection
+    toggled on ``functools_reduce``: it counts exactly these requests. Each
+    is driven by hand, as ``hub.server.inline`` does on the in-memory broker.
+    """
+    node, sessions = await build(args)
+    requests = send_requests(args.sends, len(sessions))
+    # As `hubbub serve` does after start-up (cli._tune_gc).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(gc.get_threshold()[0], 10_000))
+    n = len(sessions)
+    done = object()
+
+    def step(_: None, k: int) -> None:
+        if next(node.handle(sessions[k % n], requests[k]).__await__(), done) is not done:
+            raise RuntimeError("a request suspended: the in-memory broker never waits")
+
+    for k in range(min(200, args.sends)):  # warm the caches of first calls
+        step(None, k)
+    functools.reduce(step, range(args.sends), None)
+
+
+async def run(args: argparse.Namespace) -> dict[str, float]:
+    node, sessions = await build(args)
     n = len(sessions)
 
     async def publish(_i: int) -> None:
         await node.publish("bench:fanout", DATA)
 
-    requests = [
-        json.dumps(
-            {"id": 10 + k, "method": "send", "params": {"to": [f"u{(k + 1) % n}"], "data": DATA}}
-        )
-        for k in range(args.sends)
-    ]
+    requests = send_requests(args.sends, n)
 
     async def send(k: int) -> None:
         await node.handle(sessions[k % n], requests[k])
@@ -133,7 +175,15 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--sends", type=int, default=5_000, help="send requests per round")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best is reported")
+    parser.add_argument(
+        "--callgrind-direct",
+        action="store_true",
+        help="only the sends, inside functools.reduce (for hub_callgrind.py node)",
+    )
     args = parser.parse_args()
+    if args.callgrind_direct:
+        asyncio.run(callgrind_direct(args))
+        return
     print(json.dumps({"sessions": args.sessions, **asyncio.run(run(args))}))
 
 

@@ -227,3 +227,48 @@ def test_parse_never_raises_on_json(method: str, req_id: object, params: object)
     else:
         assert result.id == req_id
         assert type(result).__name__.lower() == method.replace("_", "")
+
+
+def _parse_with_stdlib(raw: str) -> p.Command | p.Rejected:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(p, "_orjson_loads", None)
+        return p.parse_request(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Integers orjson would turn into floats: data keeps them exact.
+        '{"id":1,"method":"send","params":{"to":["a"],"data":123456789012345678901234567890}}',
+        '{"id":1,"method":"publish","params":{"channel":"c","data":{"n":[1.5,18446744073709551616]}}}',
+        '{"id":1,"method":"publish","params":{"channel":"c","data":-9223372036854775809}}',
+        # What orjson refuses: the stdlib's answer, id included.
+        '{"id":1,"method":"publish","params":{"channel":"c","data":1e400}}',
+        '{"id":1,"method":"publish","params":{"channel":"c","data":"\\ud800"}}',
+        '{"id":1,"method":"publish","params":{"channel":"c","data":NaN}}',
+        '\ufeff{"id":1,"method":"ping"}',
+        '{"id":1,"method":"publish","params":{"channel":"c","data":' + "[" * 900 + "]" * 900 + "}}",
+        # Out-of-range numbers elsewhere: the same refusal either way.
+        '{"id":123456789012345678901234567890,"method":"ping"}',
+        '{"id":1,"method":"history","params":{"stream":"c","limit":1e2}}',
+    ],
+)
+def test_orjson_decoding_is_the_stdlib_decoding(raw: str) -> None:
+    assert p._orjson_loads is not None  # the fast path is the one under test
+    result = p.parse_request(raw)
+    assert repr(result) == repr(_parse_with_stdlib(raw))  # repr: 1 and 1.0 differ
+
+
+@given(
+    st.sampled_from(["send", "publish", "history", "ack"]),
+    st.one_of(st.integers(), json_values),
+    st.dictionaries(
+        st.sampled_from(["channel", "data", "to", "stream", "limit", "offset", "since"]),
+        st.one_of(st.integers(), st.just("c"), st.just(["u"]), json_values),
+    ),
+)
+def test_orjson_decoding_is_the_stdlib_decoding_on_any_json(
+    method: str, req_id: object, params: object
+) -> None:
+    raw = json.dumps({"id": req_id, "method": method, "params": params})
+    assert repr(p.parse_request(raw)) == repr(_parse_with_stdlib(raw))

@@ -54,7 +54,11 @@ class StreamLimits:
     max_age: float | None = 300.0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as the commands built for every request (protocol.Send,
+# Publish): a frozen dataclass's __init__ sets each field through
+# object.__setattr__, four times the cost of a plain one, and an Entry is
+# built for every message. Nothing changes an entry once built.
+@dataclass(slots=True)
 class Entry:
     """One entry of a stream.
 
@@ -129,17 +133,18 @@ class Stream:
         self.offset += 1
         self.last_time = now
         self._entries.append((self.offset, self.epoch, now, data, sender))
-        self.trim()
+        self.trim(now)  # one clock read per entry: this runs for every message
         return Entry(self.offset, self.epoch, now, data, sender)
 
-    def trim(self) -> None:
-        """Drop entries beyond ``max_len`` or older than ``max_age``."""
+    def trim(self, now: float | None = None) -> None:
+        """Drop entries beyond ``max_len`` or older than ``max_age`` (at ``now``, or now)."""
         entries = self._entries
-        excess = len(entries) - self.limits.max_len
-        for _ in range(max(excess, 0)):
-            entries.popleft()
-        if self.limits.max_age is not None:
-            oldest = self._clock() - self.limits.max_age
+        limits = self.limits
+        if len(entries) > limits.max_len:
+            for _ in range(len(entries) - limits.max_len):
+                entries.popleft()
+        if limits.max_age is not None:
+            oldest = (self._clock() if now is None else now) - limits.max_age
             while entries and entries[0][2] <= oldest:
                 entries.popleft()
 
