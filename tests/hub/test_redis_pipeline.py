@@ -1,0 +1,191 @@
+"""The Redis broker's pipelined connection against a real ``redis-server``:
+commands of one loop iteration leave in one write, replies come back in order,
+an error reply fails its command only, a broken or stalled connection fails
+what is outstanding and the next command connects again, and a Redis that
+forgot the scripts is sent them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from redis.asyncio import Connection, ConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis_helpers import REDIS_SERVER, RedisServer
+
+from hubbub.hub.brokers.redis_broker import RedisBroker
+from hubbub.hub.brokers.redis_pipeline import RedisPipeline
+from hubbub.hub.core.broker import BrokerUnavailable
+from hubbub.hub.core.streams import StreamLimits
+
+pytestmark = [
+    pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed"),
+    pytest.mark.peer,
+]
+
+
+class CountingConnection(Connection):
+    """redis-py's connection, counting the writes made on it."""
+
+    writes: ClassVar[list[int]] = []
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.writes.append(len(command))
+        await super().send_packed_command(command, check_health)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def make_pool(url: str) -> ConnectionPool:
+    return ConnectionPool.from_url(
+        url, decode_responses=True, protocol=2, connection_class=CountingConnection
+    )
+
+
+async def test_one_write_per_loop_iteration_and_replies_in_order(
+    redis_server: RedisServer,
+) -> None:
+    pool = make_pool(redis_server.url)
+    pipe = RedisPipeline(pool, timeout=2.0)
+    try:
+        await pipe.call("DEL", "pipe:n")
+        CountingConnection.writes.clear()
+        futures = [pipe.call("INCR", "pipe:n") for _ in range(500)]
+        assert await asyncio.gather(*futures) == list(range(1, 501))
+        # 500 commands issued in one loop iteration: one write (redis-py may
+        # split a large buffer into chunks, but makes one send of them).
+        assert len(CountingConnection.writes) == 1
+        # Commands issued while a write is in progress leave with the next one.
+        CountingConnection.writes.clear()
+        first = pipe.call("INCR", "pipe:n")
+        await asyncio.sleep(0)
+        second = [pipe.call("INCR", "pipe:n") for _ in range(3)]
+        assert [await first, *(await asyncio.gather(*second))] == [501, 502, 503, 504]
+        assert len(CountingConnection.writes) <= 2
+    finally:
+        await pipe.close()
+        await pool.aclose()
+
+
+async def test_an_error_reply_fails_its_command_only(redis_server: RedisServer) -> None:
+    pool = make_pool(redis_server.url)
+    pipe = RedisPipeline(pool, timeout=2.0)
+    try:
+        await pipe.call("SET", "pipe:s", "text")
+        ok1 = pipe.call("GET", "pipe:s")
+        bad = pipe.call("INCR", "pipe:s")  # not an integer
+        ok2 = pipe.call("ECHO", "after")
+        assert await ok1 == "text"
+        with pytest.raises(ResponseError):
+            await bad
+        assert await ok2 == "after"
+    finally:
+        await pipe.close()
+        await pool.aclose()
+
+
+async def test_a_killed_connection_fails_what_is_outstanding_then_reconnects(
+    redis_server: RedisServer,
+) -> None:
+    pool = make_pool(redis_server.url)
+    pipe = RedisPipeline(pool, timeout=2.0)
+    admin = Redis.from_url(redis_server.url)
+    try:
+        name = "pipe-kill-me"
+        await pipe.call("CLIENT", "SETNAME", name)
+        # BLPOP holds the connection's reply for 5 s: the kill finds it outstanding.
+        blocked = pipe.call("BLPOP", "pipe:never", 5)
+        behind = pipe.call("ECHO", "behind")
+        await asyncio.sleep(0.1)
+        await admin.client_kill_filter(_type="normal", skipme=True, laddr=None, _id=None)
+        with pytest.raises(RedisConnectionError):
+            await blocked
+        with pytest.raises(RedisConnectionError):
+            await behind
+        assert await pipe.call("ECHO", "again") == "again"  # a new connection
+    finally:
+        await pipe.close()
+        await pool.aclose()
+        await admin.aclose()
+
+
+async def test_a_stalled_redis_fails_the_commands_within_the_timeout(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    pool = make_pool(server.url)
+    pipe = RedisPipeline(pool, timeout=0.3)
+    try:
+        assert await pipe.call("PING") == "PONG"
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)  # alive, connected, silent
+        try:
+            with pytest.raises(RedisConnectionError, match="no reply"):
+                await asyncio.wait_for(pipe.call("PING"), 5.0)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert await pipe.call("PING") == "PONG"
+    finally:
+        await pipe.close()
+        await pool.aclose()
+        server.stop()
+
+
+async def test_a_closed_pipeline_fails_new_commands(redis_server: RedisServer) -> None:
+    pool = make_pool(redis_server.url)
+    pipe = RedisPipeline(pool, timeout=2.0)
+    assert await pipe.call("PING") == "PONG"
+    await pipe.close()
+    with pytest.raises(RedisConnectionError, match="closed"):
+        await pipe.call("PING")
+    await pool.aclose()
+
+
+async def test_the_broker_sends_the_scripts_again_after_script_flush(
+    redis_server: RedisServer,
+) -> None:
+    broker = RedisBroker(redis_server.url, prefix="pipe-flush:", timeout=1.0)
+    await broker.start()
+    admin = Redis.from_url(redis_server.url)
+    try:
+        limits = StreamLimits(10, None)
+        first = await broker.publish("c", 1, sender=None, limits=limits)
+        await admin.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT
+        second = await broker.publish("c", 2, sender=None, limits=limits)
+        assert (second.epoch, second.offset) == (first.epoch, first.offset + 1)
+        assert [e.data for e in (await broker.read("c", 0, 10)).entries] == [1, 2]
+        assert broker.health()["ok"]
+    finally:
+        await broker.close()
+        await admin.aclose()
+
+
+async def test_the_broker_reports_a_dead_redis_and_recovers(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    broker = RedisBroker(server.url, timeout=0.5)
+    try:
+        await broker.start()
+        assert await broker.online(["a", "b"]) == set()
+        server.kill()
+        with pytest.raises(BrokerUnavailable):
+            await broker.online(["a"])
+        assert not broker.health()["commands"]
+        server.start()
+        assert await broker.online(["a", "b", "c"]) == set()
+        assert broker.health()["commands"]
+    finally:
+        await broker.close()
+        server.stop()
