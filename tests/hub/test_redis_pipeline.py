@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -141,6 +142,24 @@ async def test_a_stalled_redis_fails_the_commands_within_the_timeout(tmp_path: P
         await pipe.close()
         await pool.aclose()
         server.stop()
+
+
+async def test_a_blocked_event_loop_is_not_a_stalled_redis(redis_server: RedisServer) -> None:
+    pool = make_pool(redis_server.url)
+    pipe = RedisPipeline(pool, timeout=0.3)
+    try:
+        assert await pipe.call("PING") == "PONG"
+        await asyncio.sleep(0.7)  # the watchdog of the PING has nothing left to watch
+        reply = pipe.call("ECHO", "late")
+        await asyncio.sleep(0)  # written
+        # This loop does nothing else for more than the timeout (a long
+        # callback, a starved process): the reply is there, unread, when the
+        # watchdog's time has come.
+        time.sleep(0.8)
+        assert await reply == "late"
+    finally:
+        await pipe.close()
+        await pool.aclose()
 
 
 async def test_a_closed_pipeline_fails_new_commands(redis_server: RedisServer) -> None:

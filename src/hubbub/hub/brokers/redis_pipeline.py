@@ -32,7 +32,9 @@ per-read timeout context and the per-write task.
   :class:`~hubbub.hub.core.broker.BrokerUnavailable` and clients retry.
 * **A stalled Redis**: when commands are outstanding and no reply arrived for
   ``timeout`` seconds, the connection counts as broken (one timer per
-  ``timeout`` seconds, not one per command).
+  ``timeout`` seconds, not one per command). A check that runs late (this
+  event loop was blocked) looks again shortly instead: the replies may be
+  waiting, unread.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ except ImportError:  # pragma: no cover - redis-py's own packer then
     pack_command = None
 
 __all__ = ["RedisPipeline"]
+
+# Seconds a watchdog check may run after its time before it counts as late.
+_LATE = 0.25
 
 
 class _Link:
@@ -211,19 +216,26 @@ class RedisPipeline:
             # Also stops the writer, which closes the connection.
             self._break(link, RedisConnectionError(f"redis connection lost: {exc}"))
 
-    def _arm_watchdog(self, link: _Link) -> None:
+    def _arm_watchdog(self, link: _Link, delay: float | None = None) -> None:
         mark = link.replies
+        loop = asyncio.get_running_loop()
+        due = loop.time() + (self._timeout if delay is None else delay)
 
         def check() -> None:
             link.watchdog = None
             if not link.sent:
                 return  # nothing outstanding: no timer until the next write
-            if link.replies == mark:
-                self._break(link, RedisConnectionError(f"no reply from redis in {self._timeout}s"))
-            else:
+            if link.replies != mark:
                 self._arm_watchdog(link)
+            elif loop.time() - due > _LATE:
+                # This loop was busy (a long callback, a starved process): the
+                # replies may be waiting unread, behind this timer. A stall is
+                # measured in time this loop could read: look again soon.
+                self._arm_watchdog(link, min(self._timeout, _LATE))
+            else:
+                self._break(link, RedisConnectionError(f"no reply from redis in {self._timeout}s"))
 
-        link.watchdog = asyncio.get_running_loop().call_later(self._timeout, check)
+        link.watchdog = loop.call_later(due - loop.time(), check)
 
     def _break(self, link: _Link, exc: Exception) -> None:
         """Fail every command of ``link`` and stop its writer; new commands get a new link."""
