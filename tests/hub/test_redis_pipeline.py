@@ -23,7 +23,7 @@ from redis_helpers import REDIS_SERVER, RedisServer
 
 from hubbub.hub.brokers.redis_broker import RedisBroker
 from hubbub.hub.brokers.redis_pipeline import RedisPipeline
-from hubbub.hub.core.broker import BrokerUnavailable
+from hubbub.hub.core.broker import BrokerUnavailable, ClientInfo
 from hubbub.hub.core.streams import StreamLimits
 
 pytestmark = [
@@ -208,3 +208,23 @@ async def test_the_broker_reports_a_dead_redis_and_recovers(tmp_path: Path) -> N
     finally:
         await broker.close()
         server.stop()
+
+
+async def test_heartbeats_in_one_batch_load_a_flushed_script_once(
+    redis_server: RedisServer,
+) -> None:
+    broker = RedisBroker(redis_server.url, prefix="pipe-touch:", timeout=1.0)
+    await broker.start()
+    admin = Redis.from_url(redis_server.url)
+    try:
+        conns = [f"c{i}" for i in range(1500)]  # two batches of the heartbeat
+        for conn in conns:
+            await broker.presence_add("room", ClientInfo("ann", conn, "n1"), ttl=30)
+        await admin.flushall()
+        await admin.script_flush()  # Redis lost the data and the scripts
+        await broker.presence_touch([("room", conn) for conn in conns], ttl=30)
+        assert set(await broker.presence("room")) == set(conns)  # healed, all of them
+        assert broker.health()["commands"]
+    finally:
+        await broker.close()
+        await admin.aclose()

@@ -26,15 +26,15 @@ as follows (the Lua scripts are in :mod:`hubbub.hub.brokers.redis_scripts`):
   the entries its node added, and :meth:`presence_touch` re-adds them: after
   Redis lost its data, presence heals within one heartbeat.
 * **acks**: a hash per user inbox (same hash tag), monotonic within an epoch.
-* **commands**: the commands of requests (publish, read, acks, presence of one
-  connection, ``online``) are pipelined on one connection, those issued in
-  one loop iteration in one write (:mod:`hubbub.hub.brokers.redis_pipeline`);
-  the bulk refreshes of housekeeping use redis-py's pool and pipelines.
+* **commands**: every command (publish, read, acks, presence, ``online``, the
+  heartbeats and epoch checks of housekeeping) is pipelined on one
+  connection, those issued in one loop iteration in one write
+  (:mod:`hubbub.hub.brokers.redis_pipeline`); redis-py's pool only opens the
+  connections.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -121,6 +121,7 @@ class RedisBroker(Broker):
         self._scripts = {
             name: self._redis.register_script(getattr(lua, name)) for name in lua.__all__
         }
+        self._script_texts = {script.sha: script.script for script in self._scripts.values()}
         self._epoch_check = epoch_check
         self._next_epoch_check = 0.0
         self._local_presence: dict[tuple[str, str], ClientInfo] = {}
@@ -132,7 +133,7 @@ class RedisBroker(Broker):
             self._redis,
             key=self._key,
             read=self.read,
-            call=self._call,
+            commands=self._commands,
             backoff=backoff or Backoff(initial_delay=0.1, max_delay=5.0),
             safe_url=self._safe_url(),
         )
@@ -206,22 +207,12 @@ class RedisBroker(Broker):
                 logger.error("redis broker: %s is DOWN (%s)", self._safe_url(), why)
         self._commands_ok = ok
 
-    async def _call(self, awaitable: Any) -> Any:
-        """Await a Redis command; turn a connection failure into BrokerUnavailable."""
-        if self._closed:
-            if asyncio.iscoroutine(awaitable):
-                awaitable.close()  # never awaited: say so to nobody
-            raise BrokerUnavailable("broker is closed")
-        try:
-            result = await awaitable
-        except (RedisError, OSError) as exc:
-            self._mark(False, exc)
-            raise BrokerUnavailable(f"redis: {exc}") from exc
-        self._mark(True)
-        return result
-
     async def _command(self, *args: Any) -> Any:
-        """One command on the pipelined connection, failures as in :meth:`_call`."""
+        """One command on the pipelined connection.
+
+        A failure marks Redis down (the health check) and raises
+        :class:`~hubbub.hub.core.broker.BrokerUnavailable`; a success marks it up.
+        """
         if self._closed:
             raise BrokerUnavailable("broker is closed")
         try:
@@ -231,6 +222,40 @@ class RedisBroker(Broker):
             raise BrokerUnavailable(f"redis: {exc}") from exc
         self._mark(True)
         return result
+
+    async def _commands(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Many commands in one batch of the pipelined connection; their replies.
+
+        Every reply is awaited before a failure is raised (none is left
+        unretrieved). A script that Redis does not know (``NOSCRIPT``) is
+        loaded once and the commands that needed it are sent again.
+        """
+        if self._closed:
+            raise BrokerUnavailable("broker is closed")
+        futures = [self._pipe.call(*command) for command in commands]
+        results: list[Any] = []
+        again: list[int] = []
+        error: Exception | None = None
+        for i, future in enumerate(futures):
+            try:
+                results.append(await future)
+            except NoScriptError:
+                results.append(None)
+                again.append(i)
+            except (RedisError, OSError) as exc:
+                results.append(None)
+                error = error or exc
+        if error is None and again:
+            for sha in {commands[i][1] for i in again}:
+                await self._command("SCRIPT", "LOAD", self._script_texts[sha])
+            replies = await self._commands([commands[i] for i in again])
+            for i, reply in zip(again, replies, strict=True):
+                results[i] = reply
+        if error is not None:
+            self._mark(False, error)
+            raise BrokerUnavailable(f"redis: {error}") from error
+        self._mark(True)
+        return results
 
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a Lua script of :mod:`~hubbub.hub.brokers.redis_scripts` by its SHA1.
@@ -347,18 +372,20 @@ class RedisBroker(Broker):
         )
 
     async def presence_touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> None:
-        for start in range(0, len(keys), 500):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for stream, conn_id in keys[start : start + 500]:
-                    known = self._local_presence.get((stream, conn_id))
-                    if known is None:  # not added here: refresh only if present
-                        info, touch = ClientInfo("", conn_id, ""), True
-                    else:  # re-add: heals presence after Redis lost its data
-                        info, touch = known, False
-                    names, args = self._presence_add_call(stream, info, ttl, touch)
-                    # Queues the EVALSHA in the pipeline (nothing is sent yet).
-                    await self._scripts["PRESENCE_ADD"](keys=names, args=args, client=pipe)
-                await self._call(pipe.execute())
+        sha = self._scripts["PRESENCE_ADD"].sha
+        # In batches of 1,000 commands: one write each, and other requests'
+        # commands are not held behind all of a large node's heartbeats.
+        for start in range(0, len(keys), 1000):
+            commands: list[tuple[Any, ...]] = []
+            for stream, conn_id in keys[start : start + 1000]:
+                known = self._local_presence.get((stream, conn_id))
+                if known is None:  # not added here: refresh only if present
+                    info, touch = ClientInfo("", conn_id, ""), True
+                else:  # re-add: heals presence after Redis lost its data
+                    info, touch = known, False
+                names, args = self._presence_add_call(stream, info, ttl, touch)
+                commands.append(("EVALSHA", sha, len(names), *names, *args))
+            await self._commands(commands)
 
     async def presence(self, stream: str) -> dict[str, ClientInfo]:
         flat = await self._script(
