@@ -11,7 +11,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,67 +42,53 @@ class CountingConnection(Connection):
         await super().send_packed_command(command, check_health)
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
 def make_pool(url: str) -> ConnectionPool:
     return ConnectionPool.from_url(
         url, decode_responses=True, protocol=2, connection_class=CountingConnection
     )
 
 
-async def test_one_write_per_loop_iteration_and_replies_in_order(
-    redis_server: RedisServer,
-) -> None:
+@pytest.fixture
+async def pipe(redis_server: RedisServer) -> AsyncIterator[RedisPipeline]:
+    """A pipeline on the module's Redis, with the broker's default timeout."""
     pool = make_pool(redis_server.url)
-    pipe = RedisPipeline(pool, timeout=2.0)
-    try:
-        await pipe.call("DEL", "pipe:n")
-        CountingConnection.writes.clear()
-        futures = [pipe.call("INCR", "pipe:n") for _ in range(500)]
-        assert await asyncio.gather(*futures) == list(range(1, 501))
-        # 500 commands issued in one loop iteration: one write (redis-py may
-        # split a large buffer into chunks, but makes one send of them).
-        assert len(CountingConnection.writes) == 1
-        # Commands issued while a write is in progress leave with the next one.
-        CountingConnection.writes.clear()
-        first = pipe.call("INCR", "pipe:n")
-        await asyncio.sleep(0)
-        second = [pipe.call("INCR", "pipe:n") for _ in range(3)]
-        assert [await first, *(await asyncio.gather(*second))] == [501, 502, 503, 504]
-        assert len(CountingConnection.writes) <= 2
-    finally:
-        await pipe.close()
-        await pool.aclose()
+    pipeline = RedisPipeline(pool, timeout=2.0)
+    yield pipeline
+    await pipeline.close()
+    await pool.aclose()
 
 
-async def test_an_error_reply_fails_its_command_only(redis_server: RedisServer) -> None:
-    pool = make_pool(redis_server.url)
-    pipe = RedisPipeline(pool, timeout=2.0)
-    try:
-        await pipe.call("SET", "pipe:s", "text")
-        ok1 = pipe.call("GET", "pipe:s")
-        bad = pipe.call("INCR", "pipe:s")  # not an integer
-        ok2 = pipe.call("ECHO", "after")
-        assert await ok1 == "text"
-        with pytest.raises(ResponseError):
-            await bad
-        assert await ok2 == "after"
-    finally:
-        await pipe.close()
-        await pool.aclose()
+async def test_one_write_per_loop_iteration_and_replies_in_order(pipe: RedisPipeline) -> None:
+    await pipe.call("DEL", "pipe:n")
+    CountingConnection.writes.clear()
+    futures = [pipe.call("INCR", "pipe:n") for _ in range(500)]
+    assert await asyncio.gather(*futures) == list(range(1, 501))
+    # 500 commands issued in one loop iteration: one write (redis-py may
+    # split a large buffer into chunks, but makes one send of them).
+    assert len(CountingConnection.writes) == 1
+    # Commands issued while a write is in progress leave with the next one.
+    CountingConnection.writes.clear()
+    first = pipe.call("INCR", "pipe:n")
+    await asyncio.sleep(0)
+    second = [pipe.call("INCR", "pipe:n") for _ in range(3)]
+    assert [await first, *(await asyncio.gather(*second))] == [501, 502, 503, 504]
+    assert len(CountingConnection.writes) <= 2
+
+
+async def test_an_error_reply_fails_its_command_only(pipe: RedisPipeline) -> None:
+    await pipe.call("SET", "pipe:s", "text")
+    ok1 = pipe.call("GET", "pipe:s")
+    bad = pipe.call("INCR", "pipe:s")  # not an integer
+    ok2 = pipe.call("ECHO", "after")
+    assert await ok1 == "text"
+    with pytest.raises(ResponseError):
+        await bad
+    assert await ok2 == "after"
 
 
 async def test_a_killed_connection_fails_what_is_outstanding_then_reconnects(
-    redis_server: RedisServer,
+    pipe: RedisPipeline, redis_server: RedisServer
 ) -> None:
-    pool = make_pool(redis_server.url)
-    pipe = RedisPipeline(pool, timeout=2.0)
     admin = Redis.from_url(redis_server.url)
     try:
         name = "pipe-kill-me"
@@ -118,8 +104,6 @@ async def test_a_killed_connection_fails_what_is_outstanding_then_reconnects(
             await behind
         assert await pipe.call("ECHO", "again") == "again"  # a new connection
     finally:
-        await pipe.close()
-        await pool.aclose()
         await admin.aclose()
 
 
@@ -162,33 +146,35 @@ async def test_a_blocked_event_loop_is_not_a_stalled_redis(redis_server: RedisSe
         await pool.aclose()
 
 
-async def test_a_closed_pipeline_fails_new_commands(redis_server: RedisServer) -> None:
-    pool = make_pool(redis_server.url)
-    pipe = RedisPipeline(pool, timeout=2.0)
+async def test_a_closed_pipeline_fails_new_commands(pipe: RedisPipeline) -> None:
     assert await pipe.call("PING") == "PONG"
     await pipe.close()
     with pytest.raises(RedisConnectionError, match="closed"):
         await pipe.call("PING")
-    await pool.aclose()
+
+
+@pytest.fixture
+async def broker_and_admin(redis_server: RedisServer) -> AsyncIterator[tuple[RedisBroker, Redis]]:
+    """A started broker on the module's Redis (a prefix of its own), and a plain client."""
+    broker = RedisBroker(redis_server.url, prefix=f"pipe{id(redis_server)}:", timeout=1.0)
+    await broker.start()
+    admin = Redis.from_url(redis_server.url)
+    yield broker, admin
+    await broker.close()
+    await admin.aclose()
 
 
 async def test_the_broker_sends_the_scripts_again_after_script_flush(
-    redis_server: RedisServer,
+    broker_and_admin: tuple[RedisBroker, Redis],
 ) -> None:
-    broker = RedisBroker(redis_server.url, prefix="pipe-flush:", timeout=1.0)
-    await broker.start()
-    admin = Redis.from_url(redis_server.url)
-    try:
-        limits = StreamLimits(10, None)
-        first = await broker.publish("c", 1, sender=None, limits=limits)
-        await admin.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT
-        second = await broker.publish("c", 2, sender=None, limits=limits)
-        assert (second.epoch, second.offset) == (first.epoch, first.offset + 1)
-        assert [e.data for e in (await broker.read("c", 0, 10)).entries] == [1, 2]
-        assert broker.health()["ok"]
-    finally:
-        await broker.close()
-        await admin.aclose()
+    broker, admin = broker_and_admin
+    limits = StreamLimits(10, None)
+    first = await broker.publish("flush", 1, sender=None, limits=limits)
+    await admin.script_flush()  # as after a restart: EVALSHA answers NOSCRIPT
+    second = await broker.publish("flush", 2, sender=None, limits=limits)
+    assert (second.epoch, second.offset) == (first.epoch, first.offset + 1)
+    assert [e.data for e in (await broker.read("flush", 0, 10)).entries] == [1, 2]
+    assert broker.health()["ok"]
 
 
 async def test_the_broker_reports_a_dead_redis_and_recovers(tmp_path: Path) -> None:
@@ -211,20 +197,14 @@ async def test_the_broker_reports_a_dead_redis_and_recovers(tmp_path: Path) -> N
 
 
 async def test_heartbeats_in_one_batch_load_a_flushed_script_once(
-    redis_server: RedisServer,
+    broker_and_admin: tuple[RedisBroker, Redis],
 ) -> None:
-    broker = RedisBroker(redis_server.url, prefix="pipe-touch:", timeout=1.0)
-    await broker.start()
-    admin = Redis.from_url(redis_server.url)
-    try:
-        conns = [f"c{i}" for i in range(1500)]  # two batches of the heartbeat
-        for conn in conns:
-            await broker.presence_add("room", ClientInfo("ann", conn, "n1"), ttl=30)
-        await admin.flushall()
-        await admin.script_flush()  # Redis lost the data and the scripts
-        await broker.presence_touch([("room", conn) for conn in conns], ttl=30)
-        assert set(await broker.presence("room")) == set(conns)  # healed, all of them
-        assert broker.health()["commands"]
-    finally:
-        await broker.close()
-        await admin.aclose()
+    broker, admin = broker_and_admin
+    conns = [f"c{i}" for i in range(1500)]  # two batches of the heartbeat
+    for conn in conns:
+        await broker.presence_add("room", ClientInfo("ann", conn, "n1"), ttl=30)
+    await admin.flushall()
+    await admin.script_flush()  # Redis lost the data and the scripts
+    await broker.presence_touch([("room", conn) for conn in conns], ttl=30)
+    assert set(await broker.presence("room")) == set(conns)  # healed, all of them
+    assert broker.health()["commands"]
