@@ -74,10 +74,13 @@ class RedisBroker(Broker):
         prefix: prefix of every key, so several hubs can share one Redis.
         clock: current time in seconds (entry times and presence expiry).
         idle_ttl: seconds an empty stream is kept (then a new epoch).
-        timeout: seconds before a Redis command counts as failed.
+        timeout: seconds Redis may stay silent while commands wait for their
+            replies before the connection counts as broken (they fail).
         backoff: delays between reconnection attempts of the subscriber.
-        max_connections: Redis connections for commands; more concurrent
-            commands wait up to ``timeout`` for one.
+        max_connections: the size of redis-py's pool, which the broker's own
+            commands no longer use (they share one pipelined connection:
+            :mod:`~hubbub.hub.brokers.redis_pipeline`); kept for the callers
+            that pass it.
         epoch_check: seconds between two checks (from :meth:`maintain`) that
             the streams this node listens to still have the epoch it delivered.
     """
@@ -100,10 +103,11 @@ class RedisBroker(Broker):
         self._idle_ms = int(idle_ttl * 1000)
         # No retries inside redis-py: a failed command raises at once and the
         # node answers 501; reconnection is the next command's business.
-        # A blocking pool: past max_connections commands wait (up to timeout)
-        # for a free connection. redis-py's default pool fails them at once,
-        # which turned a burst of handshakes (a reconnection storm after a node
-        # died) into "broker down" and error 501 for everyone.
+        # The pool holds the connection settings (address, TLS, password,
+        # database) from which the pipelined and the subscriber connections
+        # are opened. Blocking: redis-py's default pool fails a command at
+        # once past max_connections (what made a burst of handshakes "broker
+        # down" before the commands were pipelined).
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
