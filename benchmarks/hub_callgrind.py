@@ -30,9 +30,12 @@ User-space instructions only (what the kernel does for each ``send(2)`` is
 not counted: see ``perf`` in docs/hub-performance.md). Housekeeping that runs
 every second (ticks, pings) is counted too, so a much slower run counts a
 little more. ``--src DIR`` runs the hub from another source tree (a copy of
-another version's ``src``) for before/after pairs. Needs ``valgrind``. Usage::
+another version's ``src``) for before/after pairs. ``--broker redis`` runs
+the hub on a fresh ``redis-server`` (loopback, no persistence; only the hub is
+counted, Redis' own work is not). Needs ``valgrind``. Usage::
 
     python benchmarks/hub_callgrind.py direct --users 100 --messages 2000
+    python benchmarks/hub_callgrind.py direct --broker redis --users 2000 --messages 4000
     python benchmarks/hub_callgrind.py fanout --users 500 --messages 40 --src /tmp/main/src
     python benchmarks/hub_callgrind.py fanout --users 500 --messages 40 --batch 4
     python benchmarks/hub_callgrind.py node --users 5000 --messages 2000
@@ -55,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from hub_bench import HUB_TOML
+from hub_bench_nodes import RedisProcess
 
 from hubbub.asyncio import ClientConnection, connect
 
@@ -208,6 +212,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     cmd += [sys.executable, "-m", "hubbub", "serve", "--dev", "--api-key", "K"]
     cmd += ["--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    redis = RedisProcess(free_port()) if args.broker == "redis" else None
+    if redis is not None:
+        redis.start()
+        cmd += ["--broker", redis.url]
     with (work / "hub.log").open("wb") as log:
         hub = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
@@ -239,10 +247,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         hub.terminate()
         hub.wait(60)
+        if redis is not None:
+            redis.stop()
     instructions = total_instructions(out)
     return {
         "scenario": args.scenario,
         "src": args.src or "installed",
+        "broker": args.broker,
         "users": args.users,
         "batch": args.batch,
         "deliveries": deliveries,
@@ -264,6 +275,7 @@ def main() -> None:
         help="fanout: publish with POST /api/publish_batch, N publications per request "
         "(default 0: WebSocket publish requests, one at a time)",
     )
+    parser.add_argument("--broker", choices=("memory", "redis"), default="memory")
     parser.add_argument("--src", help="run the hub with PYTHONPATH=SRC (another version)")
     args = parser.parse_args()
     print(json.dumps(run_node(args) if args.scenario == "node" else asyncio.run(run(args))))

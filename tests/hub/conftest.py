@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from hub_helpers import SECRET, Client, FakeClock, hub_config
+from redis_helpers import RedisServer
 
 from hubbub.hub import Authenticator, HubMetrics, MemoryBroker, Node, mint_token
 
@@ -55,3 +56,12 @@ def connect(node: Node, token: Callable[..., str]) -> Callable[..., Awaitable[Cl
         return client
 
     return open_client
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One ``redis-server`` for a test module (modules may define their own)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

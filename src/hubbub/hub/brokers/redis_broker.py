@@ -26,11 +26,15 @@ as follows (the Lua scripts are in :mod:`hubbub.hub.brokers.redis_scripts`):
   the entries its node added, and :meth:`presence_touch` re-adds them: after
   Redis lost its data, presence heals within one heartbeat.
 * **acks**: a hash per user inbox (same hash tag), monotonic within an epoch.
+* **commands**: every command (publish, read, acks, presence, ``online``, the
+  heartbeats and epoch checks of housekeeping) is pipelined on one
+  connection, those issued in one loop iteration in one write
+  (:mod:`hubbub.hub.brokers.redis_pipeline`); redis-py's pool only opens the
+  connections.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -43,13 +47,14 @@ from ...exceptions import needs_extra
 from ..core.broker import ONLINE, Broker, BrokerUnavailable, ClientInfo, Listener, Notice
 from ..core.streams import Entry, ReadResult, StreamLimits, new_epoch
 from . import redis_scripts as lua
+from .redis_pipeline import RedisPipeline
 from .redis_subscriber import LIVE_PREFIX, RedisSubscriber
 
 with needs_extra("redis", "the Redis broker (hubbub.hub.brokers.redis_broker)"):
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import NoScriptError, RedisError
 
 __all__ = ["RedisBroker"]
 
@@ -69,10 +74,13 @@ class RedisBroker(Broker):
         prefix: prefix of every key, so several hubs can share one Redis.
         clock: current time in seconds (entry times and presence expiry).
         idle_ttl: seconds an empty stream is kept (then a new epoch).
-        timeout: seconds before a Redis command counts as failed.
+        timeout: seconds Redis may stay silent while commands wait for their
+            replies before the connection counts as broken (they fail).
         backoff: delays between reconnection attempts of the subscriber.
-        max_connections: Redis connections for commands; more concurrent
-            commands wait up to ``timeout`` for one.
+        max_connections: the size of redis-py's pool, which the broker's own
+            commands no longer use (they share one pipelined connection:
+            :mod:`~hubbub.hub.brokers.redis_pipeline`); kept for the callers
+            that pass it.
         epoch_check: seconds between two checks (from :meth:`maintain`) that
             the streams this node listens to still have the epoch it delivered.
     """
@@ -95,10 +103,11 @@ class RedisBroker(Broker):
         self._idle_ms = int(idle_ttl * 1000)
         # No retries inside redis-py: a failed command raises at once and the
         # node answers 501; reconnection is the next command's business.
-        # A blocking pool: past max_connections commands wait (up to timeout)
-        # for a free connection. redis-py's default pool fails them at once,
-        # which turned a burst of handshakes (a reconnection storm after a node
-        # died) into "broker down" and error 501 for everyone.
+        # The pool holds the connection settings (address, TLS, password,
+        # database) from which the pipelined and the subscriber connections
+        # are opened. Blocking: redis-py's default pool fails a command at
+        # once past max_connections (what made a burst of handshakes "broker
+        # down" before the commands were pipelined).
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -112,10 +121,11 @@ class RedisBroker(Broker):
             retry=Retry(NoBackoff(), 0),
         )
         self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
+        self._pipe = RedisPipeline(pool, timeout=timeout)
         self._scripts = {
-            name: self._redis.register_script(getattr(lua, name))
-            for name in ("PUBLISH", "READ", "ACK", "PRESENCE_ADD", "PRESENCE_REMOVE", "PRESENCE")
+            name: self._redis.register_script(getattr(lua, name)) for name in lua.__all__
         }
+        self._script_texts = {script.sha: script.script for script in self._scripts.values()}
         self._epoch_check = epoch_check
         self._next_epoch_check = 0.0
         self._local_presence: dict[tuple[str, str], ClientInfo] = {}
@@ -127,7 +137,7 @@ class RedisBroker(Broker):
             self._redis,
             key=self._key,
             read=self.read,
-            call=self._call,
+            commands=self._commands,
             backoff=backoff or Backoff(initial_delay=0.1, max_delay=5.0),
             safe_url=self._safe_url(),
         )
@@ -160,6 +170,7 @@ class RedisBroker(Broker):
     async def close(self) -> None:
         self._closed = True
         await self.subscriber.close()
+        await self._pipe.close()
         await self._redis.aclose()
 
     async def maintain(self) -> None:
@@ -188,7 +199,7 @@ class RedisBroker(Broker):
 
     async def _ping(self) -> None:
         with contextlib.suppress(BrokerUnavailable):
-            await self._call(self._redis.ping())
+            await self._command("PING")
 
     def _mark(self, ok: bool, why: object = None) -> None:
         if ok != self._commands_ok:
@@ -200,14 +211,69 @@ class RedisBroker(Broker):
                 logger.error("redis broker: %s is DOWN (%s)", self._safe_url(), why)
         self._commands_ok = ok
 
-    async def _call(self, awaitable: Any) -> Any:
-        """Await a Redis command; turn a connection failure into BrokerUnavailable."""
+    async def _command(self, *args: Any) -> Any:
+        """One command on the pipelined connection.
+
+        A failure marks Redis down (the health check) and raises
+        :class:`~hubbub.hub.core.broker.BrokerUnavailable`; a success marks it up.
+        """
         if self._closed:
-            if asyncio.iscoroutine(awaitable):
-                awaitable.close()  # never awaited: say so to nobody
             raise BrokerUnavailable("broker is closed")
         try:
-            result = await awaitable
+            result = await self._pipe.call(*args)
+        except (RedisError, OSError) as exc:
+            self._mark(False, exc)
+            raise BrokerUnavailable(f"redis: {exc}") from exc
+        self._mark(True)
+        return result
+
+    async def _commands(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Many commands in one batch of the pipelined connection; their replies.
+
+        Every reply is awaited before a failure is raised (none is left
+        unretrieved). A script that Redis does not know (``NOSCRIPT``) is
+        loaded once and the commands that needed it are sent again.
+        """
+        if self._closed:
+            raise BrokerUnavailable("broker is closed")
+        futures = [self._pipe.call(*command) for command in commands]
+        results: list[Any] = []
+        again: list[int] = []
+        error: Exception | None = None
+        for i, future in enumerate(futures):
+            try:
+                results.append(await future)
+            except NoScriptError:
+                results.append(None)
+                again.append(i)
+            except (RedisError, OSError) as exc:
+                results.append(None)
+                error = error or exc
+        if error is None and again:
+            for sha in {commands[i][1] for i in again}:
+                await self._command("SCRIPT", "LOAD", self._script_texts[sha])
+            replies = await self._commands([commands[i] for i in again])
+            for i, reply in zip(again, replies, strict=True):
+                results[i] = reply
+        if error is not None:
+            self._mark(False, error)
+            raise BrokerUnavailable(f"redis: {error}") from error
+        self._mark(True)
+        return results
+
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a Lua script of :mod:`~hubbub.hub.brokers.redis_scripts` by its SHA1.
+
+        A Redis that does not know it (restarted, ``SCRIPT FLUSH``) is sent the
+        text once (``EVAL`` also caches it), as redis-py's ``Script`` does.
+        """
+        script = self._scripts[name]
+        if self._closed:
+            raise BrokerUnavailable("broker is closed")
+        try:
+            result = await self._pipe.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self._command("EVAL", script.script, len(keys), *keys, *args)
         except (RedisError, OSError) as exc:
             self._mark(False, exc)
             raise BrokerUnavailable(f"redis: {exc}") from exc
@@ -232,7 +298,7 @@ class RedisBroker(Broker):
 
     async def broadcast(self, stream: str, notice: Notice) -> None:
         payload = json.dumps({"k": notice.kind, "u": notice.user, "c": notice.conn_id})
-        await self._call(self._redis.publish(LIVE_PREFIX + stream, payload))
+        await self._command("PUBLISH", LIVE_PREFIX + stream, payload)
 
     # --- streams --------------------------------------------------------------
 
@@ -241,37 +307,35 @@ class RedisBroker(Broker):
     ) -> Entry:
         now = self._clock()
         data_json = json.dumps(data, separators=(",", ":"))
-        result = await self._call(
-            self._scripts["PUBLISH"](
-                keys=[self._key(stream, "meta"), self._key(stream, "log")],
-                args=[
-                    new_epoch(),
-                    repr(float(now)),
-                    data_json,
-                    json.dumps(sender),
-                    max(limits.max_len, 0),
-                    "" if limits.max_age is None else repr(float(limits.max_age)),
-                    self._idle_ms,
-                    LIVE_PREFIX + stream,
-                ],
-            )
+        result = await self._script(
+            "PUBLISH",
+            (self._key(stream, "meta"), self._key(stream, "log")),
+            (
+                new_epoch(),
+                repr(float(now)),
+                data_json,
+                json.dumps(sender),
+                max(limits.max_len, 0),
+                "" if limits.max_age is None else repr(float(limits.max_age)),
+                self._idle_ms,
+                LIVE_PREFIX + stream,
+            ),
         )
         entry = Entry(int(result[0]), str(result[1]), float(repr(float(now))), data, sender)
         self.subscriber.note_epoch(stream, entry.epoch)
         return entry
 
     async def read(self, stream: str, after: int | None, limit: int) -> ReadResult:
-        result = await self._call(
-            self._scripts["READ"](
-                keys=[self._key(stream, "meta"), self._key(stream, "log")],
-                args=[
-                    new_epoch(),
-                    repr(float(self._clock())),
-                    "" if after is None else int(after),
-                    max(limit, 0),
-                    self._idle_ms,
-                ],
-            )
+        result = await self._script(
+            "READ",
+            (self._key(stream, "meta"), self._key(stream, "log")),
+            (
+                new_epoch(),
+                repr(float(self._clock())),
+                "" if after is None else int(after),
+                max(limit, 0),
+                self._idle_ms,
+            ),
         )
         epoch, top, complete, raw, newest_first = result
         self.subscriber.note_epoch(stream, str(epoch))
@@ -282,56 +346,56 @@ class RedisBroker(Broker):
 
     # --- presence -------------------------------------------------------------
 
-    def _presence_call(
-        self, stream: str, info: ClientInfo, ttl: float, touch: bool, client: Any = None
-    ) -> Any:
+    def _presence_add_call(
+        self, stream: str, info: ClientInfo, ttl: float, touch: bool
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the ``PRESENCE_ADD`` script."""
         text = "" if touch else json.dumps({"u": info.user, "n": info.node})
-        return self._scripts["PRESENCE_ADD"](
-            keys=[self._key(stream, "presence"), self._key(stream, "info")],
-            args=[
-                info.conn_id,
-                repr(self._clock() + ttl),
-                text,
-                int(ttl * 1000) + 60_000,  # the keys outlive their entries a little
-                self._online_prefix(stream),
-                "1" if touch else "0",
-            ],
-            client=client,
-        )
+        keys = [self._key(stream, "presence"), self._key(stream, "info")]
+        args = [
+            info.conn_id,
+            repr(self._clock() + ttl),
+            text,
+            int(ttl * 1000) + 60_000,  # the keys outlive their entries a little
+            self._online_prefix(stream),
+            "1" if touch else "0",
+        ]
+        return keys, args
 
     async def presence_add(self, stream: str, info: ClientInfo, ttl: float) -> None:
         # Remembered so that a heartbeat can re-add it if Redis lost it.
         self._local_presence[(stream, info.conn_id)] = info
-        await self._call(self._presence_call(stream, info, ttl, touch=False))
+        await self._script("PRESENCE_ADD", *self._presence_add_call(stream, info, ttl, False))
 
     async def presence_remove(self, stream: str, conn_id: str) -> None:
         self._local_presence.pop((stream, conn_id), None)
-        await self._call(
-            self._scripts["PRESENCE_REMOVE"](
-                keys=[self._key(stream, "presence"), self._key(stream, "info")],
-                args=[conn_id, self._online_prefix(stream)],
-            )
+        await self._script(
+            "PRESENCE_REMOVE",
+            (self._key(stream, "presence"), self._key(stream, "info")),
+            (conn_id, self._online_prefix(stream)),
         )
 
     async def presence_touch(self, keys: Sequence[tuple[str, str]], ttl: float) -> None:
-        for start in range(0, len(keys), 500):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for stream, conn_id in keys[start : start + 500]:
-                    known = self._local_presence.get((stream, conn_id))
-                    if known is None:  # not added here: refresh only if present
-                        info, touch = ClientInfo("", conn_id, ""), True
-                    else:  # re-add: heals presence after Redis lost its data
-                        info, touch = known, False
-                    # Queues the EVALSHA in the pipeline (nothing is sent yet).
-                    await self._presence_call(stream, info, ttl, touch, client=pipe)
-                await self._call(pipe.execute())
+        sha = self._scripts["PRESENCE_ADD"].sha
+        # In batches of 1,000 commands: one write each, and other requests'
+        # commands are not held behind all of a large node's heartbeats.
+        for start in range(0, len(keys), 1000):
+            commands: list[tuple[Any, ...]] = []
+            for stream, conn_id in keys[start : start + 1000]:
+                known = self._local_presence.get((stream, conn_id))
+                if known is None:  # not added here: refresh only if present
+                    info, touch = ClientInfo("", conn_id, ""), True
+                else:  # re-add: heals presence after Redis lost its data
+                    info, touch = known, False
+                names, args = self._presence_add_call(stream, info, ttl, touch)
+                commands.append(("EVALSHA", sha, len(names), *names, *args))
+            await self._commands(commands)
 
     async def presence(self, stream: str) -> dict[str, ClientInfo]:
-        flat = await self._call(
-            self._scripts["PRESENCE"](
-                keys=[self._key(stream, "presence"), self._key(stream, "info")],
-                args=[repr(self._clock()), self._online_prefix(stream)],
-            )
+        flat = await self._script(
+            "PRESENCE",
+            (self._key(stream, "presence"), self._key(stream, "info")),
+            (repr(self._clock()), self._online_prefix(stream)),
         )
         result: dict[str, ClientInfo] = {}
         for i in range(0, len(flat), 2):
@@ -342,27 +406,29 @@ class RedisBroker(Broker):
     async def online(self, users: Iterable[str]) -> set[str]:
         users = list(users)
         if not users:
-            await self._call(self._redis.ping())
+            await self._command("PING")
             return set()
         now = f"({self._clock()!r}"
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user in users:
-                pipe.zcount(self._key(f"{ONLINE}:{user}", "conns"), now, "+inf")
-            counts = await self._call(pipe.execute())
+        if len(users) == 1:  # the usual send: one command, no script
+            count = await self._command(
+                "ZCOUNT", self._key(f"{ONLINE}:{users[0]}", "conns"), now, "+inf"
+            )
+            return set(users) if int(count) > 0 else set()
+        counts = await self._script(
+            "ONLINE", [self._key(f"{ONLINE}:{user}", "conns") for user in users], (now,)
+        )
         return {user for user, count in zip(users, counts, strict=True) if int(count) > 0}
 
     # --- acks -----------------------------------------------------------------
 
     async def get_ack(self, user: str) -> tuple[int, str] | None:
-        raw = await self._call(self._redis.hmget(self._ack_key(user), ["o", "e"]))
+        raw = await self._command("HMGET", self._ack_key(user), "o", "e")
         if raw[0] is None:
             return None
         return int(raw[0]), str(raw[1])
 
     async def set_ack(self, user: str, offset: int, epoch: str) -> tuple[int, str]:
-        raw = await self._call(
-            self._scripts["ACK"](keys=[self._ack_key(user)], args=[int(offset), epoch])
-        )
+        raw = await self._script("ACK", (self._ack_key(user),), (int(offset), epoch))
         return int(raw[0]), str(raw[1])
 
     def _ack_key(self, user: str) -> str:

@@ -20,7 +20,7 @@ and ``d`` (data, JSON). The stream's metadata hash holds ``epoch``, ``top``
 
 from __future__ import annotations
 
-__all__ = ["ACK", "PRESENCE", "PRESENCE_ADD", "PRESENCE_REMOVE", "PUBLISH", "READ"]
+__all__ = ["ACK", "ONLINE", "PRESENCE", "PRESENCE_ADD", "PRESENCE_REMOVE", "PUBLISH", "READ"]
 
 # Shared helpers: create the stream's epoch if missing; drop entries whose time
 # is at or before now - max_age (StreamLimits semantics).
@@ -121,6 +121,18 @@ end
 return {epoch, top, complete, entries, 0}
 """
 )
+
+#: KEYS: the per-user ``$online`` sorted sets. ARGV: ``(NOW`` (exclusive
+#: minimum score). Returns the number of live connections of each user: one
+#: command for ``online`` of many users, where a pipeline of ZCOUNTs would be
+#: one reply each.
+ONLINE = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('ZCOUNT', key, ARGV[1], '+inf')
+end
+return counts
+"""
 
 #: KEYS: ack hash. ARGV: offset, epoch. Returns the {offset, epoch} kept.
 ACK = """

@@ -75,10 +75,11 @@ class RedisSubscriber:
 
     Args:
         redis: the broker's client: its pool's settings open the subscriber
-            connection, and the epoch checks pipeline through it.
+            connection.
         key: the broker's Redis key of a stream's part (``meta``, ``log``).
         read: the broker's :meth:`~hubbub.hub.core.broker.Broker.read`.
-        call: the broker's wrapper of a command (failures become
+        commands: runs many commands in one batch of the broker's pipelined
+            connection and returns their replies (failures become
             :class:`~hubbub.hub.core.broker.BrokerUnavailable`).
         backoff: delays between reconnection attempts.
         safe_url: the Redis URL without its password, for the logs.
@@ -93,14 +94,14 @@ class RedisSubscriber:
         *,
         key: Callable[[str, str], str],
         read: Callable[[str, int | None, int], Awaitable[ReadResult]],
-        call: Callable[[Any], Awaitable[Any]],
+        commands: Callable[[list[tuple[Any, ...]]], Awaitable[list[Any]]],
         backoff: Backoff,
         safe_url: str,
     ) -> None:
         self._redis = redis
         self._key = key
         self._read = read
-        self._call = call
+        self._commands = commands
         self._backoff = backoff
         self._safe_url = safe_url
         self._listeners: dict[str, list[Listener]] = {}
@@ -159,10 +160,9 @@ class RedisSubscriber:
         streams = [s for s in self._listeners if self._position(s) is not None]
         for start in range(0, len(streams), 500):
             chunk = streams[start : start + 500]
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for stream in chunk:
-                    pipe.hget(self._key(stream, "meta"), "epoch")
-                epochs = await self._call(pipe.execute())
+            epochs = await self._commands(
+                [("HGET", self._key(stream, "meta"), "epoch") for stream in chunk]
+            )
             for stream, epoch in zip(chunk, epochs, strict=True):
                 position = self._position(stream)
                 if position is not None and epoch != position[0]:
