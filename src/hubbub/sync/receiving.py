@@ -72,6 +72,10 @@ class Receiver:
         # the reader thread, before the messages parsed with it are queued.
         self._ended = False
         self._receiving = False
+        # Threads waiting on cond: with none (the usual case, a thread that
+        # reads for itself), notifying is skipped, a Python call chain saved
+        # per message.
+        self._sleepers = 0
         self._closed = closed
         self._end = end
         self._set_streaming = set_streaming
@@ -90,13 +94,25 @@ class Receiver:
                 while closing, the closing handshake needs the peer's frames).
             timeout: seconds until the next timer of the reader thread.
         """
+        if len(self.messages) < self.max_queue:
+            # Without the lock: only the reading thread (the caller) queues,
+            # so the queue can only get shorter meanwhile.
+            return True
         with self.cond:
             while len(self.messages) >= self.max_queue and reading():
                 wait = timeout()
                 if wait is not None and wait <= 0:
                     return False
-                self.cond.wait(wait)
+                self._sleep(wait)
         return True
+
+    def _sleep(self, timeout: float | None) -> None:
+        """Wait on :attr:`cond` (held) until notified or ``timeout`` seconds."""
+        self._sleepers += 1
+        try:
+            self.cond.wait(timeout)
+        finally:
+            self._sleepers -= 1
 
     def put(self, entries: list[Entry], ended: bool) -> list[FailurePending]:
         """Queue ``entries``; ``ended``: nothing will follow them.
@@ -113,7 +129,8 @@ class Receiver:
                 self.messages.append(entry)
             if ended:
                 self._ended = True
-            self.cond.notify_all()
+            if self._sleepers:
+                self.cond.notify_all()
         return now
 
     def wake(self) -> None:
@@ -155,9 +172,9 @@ class Receiver:
                     if not filled and not self.messages and self._turn.held_by_reader():
                         # The reader thread leaves the turn (or queues
                         # something) and notifies under cond: not missed.
-                        self.cond.wait(remaining)
+                        self._sleep(remaining)
                 message = self.messages.popleft() if self.messages else None
-                if len(self.messages) <= self.max_queue // 4:
+                if self._sleepers and len(self.messages) <= self.max_queue // 4:
                     self.cond.notify_all()  # the reader may resume reading
             finally:
                 self._receiving = False
