@@ -64,7 +64,10 @@ class Receiver:
         turn: ReadingTurn,
     ) -> None:
         self.max_queue = max(1, max_queue)
-        self.cond = threading.Condition(threading.Lock())
+        # The condition's lock, taken directly where nothing waits (a Lock's
+        # context manager is C, a Condition's is Python).
+        self._mutex = threading.Lock()
+        self.cond = threading.Condition(self._mutex)
         """Guards the queue; waited on by receivers and by a paused reader thread."""
         self.messages: collections.deque[Entry] = collections.deque()
         # Set under cond once the reader queued the last entry (a close frame
@@ -121,7 +124,7 @@ class Receiver:
         before them: the connection is to be failed at once.
         """
         now: list[FailurePending] = []
-        with self.cond:
+        with self._mutex:
             for entry in entries:
                 if isinstance(entry, FailurePending) and not self.messages:
                     now.append(entry)
@@ -151,7 +154,7 @@ class Receiver:
 
     def _next(self, deadline: float | None) -> Data | Fragment:
         """The next entry of the queue: a message, or a fragment of one."""
-        with self.cond:
+        with self._mutex:
             if self._receiving:
                 raise ConcurrencyError("another thread is already receiving")
             self._receiving = True
@@ -164,11 +167,11 @@ class Receiver:
                         raise TimeoutError("no message received in time")
                     # Read in this thread rather than wait to be handed the
                     # message by the reader thread (two wake-ups per message).
-                    self.cond.release()
+                    self._mutex.release()
                     try:
                         filled = self._fill(remaining)
                     finally:
-                        self.cond.acquire()
+                        self._mutex.acquire()
                     if not filled and not self.messages and self._turn.held_by_reader():
                         # The reader thread leaves the turn (or queues
                         # something) and notifies under cond: not missed.

@@ -94,6 +94,8 @@ class SocketWriter:
     def flush(self) -> None:
         """Write what the core queued; the caller holds :attr:`lock`."""
         protocol = self.protocol
+        if not protocol.outgoing and (self.shut or not protocol.eof_sent):
+            return  # nothing to write (every read flushes: most have no answer)
         data = protocol.data_to_send()
         if data and not self.shut:
             size = sum(map(len, data)) if len(data) > 1 else len(data[0])
