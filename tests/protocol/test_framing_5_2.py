@@ -20,7 +20,7 @@ from protocol_testing import (
 
 from hubbub.exceptions import InvalidState
 from hubbub.protocol import CloseReceived, Connection, Ping, Pong, Side, State
-from hubbub.protocol.frames import Opcode, encode_frame, encode_header
+from hubbub.protocol.frames import Opcode, apply_mask, encode_frame, encode_header
 
 RESERVED_OPCODES = [0x3, 0x4, 0x5, 0x6, 0x7, 0xB, 0xC, 0xD, 0xE, 0xF]
 
@@ -188,6 +188,20 @@ class TestWritingFrames:
         payload = b"y" * 4096
         chunks = encode_frame(Opcode.BINARY, payload)
         assert chunks[1] is payload
+
+    @pytest.mark.parametrize("size", [1023, 1024, 70000])
+    def test_encode_frame_masked_large_payload_is_copied_once(self, size: int) -> None:
+        # Section 5.3: the client's payload is masked into one new buffer; a
+        # large one is not joined to its header (a second copy).
+        payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+        chunks = encode_frame(Opcode.BINARY, payload, mask=True)
+        assert len(chunks) == (1 if size < 1024 else 2)
+        (frame,) = parse_frames(b"".join(chunks), masked=True)
+        assert frame.payload == payload
+        if size >= 1024:
+            header = chunks[0]
+            assert len(header) == (4 if size < 65536 else 10) + 4
+            assert chunks[1] == apply_mask(payload, header[-4:])
 
     def test_encode_header(self) -> None:
         assert encode_header(OP_TEXT, 5, True, False, None) == b"\x81\x05"

@@ -254,3 +254,28 @@ def test_a_body_over_the_limit_gets_a_readable_413() -> None:
                     answer += chunk
             assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
             assert b"WebSocket" not in answer
+
+
+def test_a_read_with_more_pings_than_sendmsg_takes_gets_every_pong() -> None:
+    # 3,000 empty pings arrive in one read and queue 3,000 one-chunk pongs:
+    # more chunks than one sendmsg() takes (IOV_MAX, 1024 on Linux). It failed
+    # with EMSGSIZE, which the writer took for a peer gone: it wrote nothing
+    # more, silently, while the reader thread read on.
+    def handler(ws: ServerConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with sync_helpers.running(handler) as server:
+        sock = open_websocket(server.port)
+        with sock:
+            sock.settimeout(10)
+            sock.sendall(client_frame(OP_PING, b"") * 3000)
+            expected = b"\x8a\x00" * 3000  # section 5.5.3: a pong with the ping's payload
+            got = b""
+            while len(got) < len(expected):
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed the connection"
+                got += chunk
+            assert got == expected
+            sock.sendall(client_frame(OP_TEXT, b"still open"))
+            assert sock.recv(64) == b"\x81\x0astill open"

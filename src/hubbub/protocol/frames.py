@@ -139,13 +139,19 @@ def encode_frame(
     A client masks every frame with a fresh unpredictable key (section 5.3: "the
     masking key MUST be derived from a strong source of entropy"); a server sends
     the header and the payload as two chunks so that a large payload is never
-    copied.
+    copied. A large masked payload is two chunks too, the header and the masked
+    copy: joining them would make a second copy of the payload (for 1 MiB, a
+    fresh mapping the kernel faults in page by page).
     """
+    n = len(data)
     if mask:
         key = os.urandom(4)
-        return [encode_header(opcode, len(data), fin, rsv1, key) + apply_mask(data, key)]
-    header = encode_header(opcode, len(data), fin, rsv1, None)
-    if len(data) < 1024:
+        header = encode_header(opcode, n, fin, rsv1, key)
+        if n < 1024:
+            return [header + apply_mask(data, key)]
+        return [header, apply_mask(data, key)]
+    header = encode_header(opcode, n, fin, rsv1, None)
+    if n < 1024:
         return [header + data]
     return [header, data]
 

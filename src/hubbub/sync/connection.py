@@ -8,8 +8,8 @@ as the asyncio adapter, with one background *reader* thread per connection.
 It wires its parts, each its own object:
 
 * reading (here: :meth:`Connection._step`, by the reader thread or a
-  receiving thread) waits for bytes (a :mod:`selectors` selector with a
-  deadline; ``select()`` fails on descriptors above 1024), feeds the core
+  receiving thread) waits for bytes (:class:`~hubbub.sync.reading.Readiness`:
+  a selector with a deadline, no wait while reads fill their buffer), feeds the core
   and hands what it parsed to the receive side; it also runs the timers
   (:class:`~hubbub.sync.deadlines.Deadlines`: keepalive ping, ping timeout,
   close timeout, a deferred failure) by waking up at the earliest one;
@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import selectors
 import socket
 import threading
 import time
@@ -71,6 +70,7 @@ from ..protocol import connection as core
 from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode
 from .deadlines import Deadlines
+from .reading import Readiness
 from .receiving import Entry, Receiver
 from .sending import Sender
 from .turns import ReadingTurn
@@ -144,13 +144,9 @@ class Connection(ConnectionAttributes):
         self._deadlines = Deadlines()
         self._reader: threading.Thread | None = None
         self._finished = False
-        # Wakes the reader thread out of its selector when another thread
-        # changes a deadline (close() starts the close timeout); made by start().
-        self._wakeup: tuple[socket.socket, socket.socket] | None = None
-        # Watches the socket and the wakeup pair; made by start(). Not select():
-        # it raises ValueError for descriptors above FD_SETSIZE (1024), which a
-        # busy process reaches.
-        self._selector: selectors.BaseSelector | None = None
+        # When to read (a selector, a wakeup pair for other threads that
+        # change a deadline, whether bytes are likely there); made by start().
+        self._readiness: Readiness | None = None
         try:
             self.remote_address: Any = sock.getpeername()
             self.local_address: Any = sock.getsockname()
@@ -191,10 +187,7 @@ class Connection(ConnectionAttributes):
         # Writes wait at most send_timeout for room (SocketWriter); reads
         # happen once the selector said the socket is readable.
         self._writer.prepare_socket()
-        self._wakeup = socket.socketpair()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self.socket, selectors.EVENT_READ)
-        self._selector.register(self._wakeup[0], selectors.EVENT_READ)
+        self._readiness = Readiness(self.socket)
         # Frames that came right behind the handshake may have queued answers
         # (a pong, the echo of a close frame) in the core.
         with self._lock:
@@ -210,22 +203,12 @@ class Connection(ConnectionAttributes):
 
     # --- the reader thread ---------------------------------------------------------
 
-    def _wait_readable(self, cap: float | None) -> bool:
+    def _wait_readable(self, readiness: Readiness, cap: float | None) -> bool:
         """Wait for bytes, the next deadline or ``cap`` seconds; True if readable."""
-        pending = getattr(self.socket, "pending", None)
-        if pending is not None and pending():
-            return True  # TLS already decrypted bytes the selector cannot see
-        assert self._wakeup is not None
-        assert self._selector is not None
-        wakeup = self._wakeup[0]
         timeout = self._deadlines.timeout()
         if cap is not None and (timeout is None or cap < timeout):
             timeout = cap
-        readable = {key.fileobj for key, _ in self._selector.select(timeout)}
-        if wakeup in readable:
-            with contextlib.suppress(OSError):
-                wakeup.recv(64)
-        return self.socket in readable
+        return readiness.wait(timeout)
 
     def _reading(self) -> bool:
         # Flow control applies while open: the closing handshake needs the
@@ -286,7 +269,12 @@ class Connection(ConnectionAttributes):
                 self._writer.flush()
             self._process_events(events)
             return True
-        if not self._wait_readable(cap):
+        readiness = self._readiness
+        assert readiness is not None
+        # The last read filled its buffer: read on without waiting first (see
+        # hubbub.sync.reading).
+        flags = readiness.flags if readiness.likely else 0
+        if not flags and not self._wait_readable(readiness, cap):
             if protocol.stream_fragments:
                 self._report_fragment()  # recv_streaming() woke us up
             return True
@@ -296,17 +284,23 @@ class Connection(ConnectionAttributes):
             view = protocol.receive_buffer() if _DIRECT_READS else None
         try:
             if view is not None:
-                got = self.socket.recv_into(view)
+                asked = len(view)
+                got = self.socket.recv_into(view, 0, flags)
                 data: bytes | None = None
             else:
-                data = self.socket.recv(_READ_SIZE)
+                asked = _READ_SIZE
+                data = self.socket.recv(_READ_SIZE, flags)
                 got = len(data)
+        except BlockingIOError:
+            readiness.likely = False  # nothing there after all: wait next time
+            return True
         except TimeoutError:
             # TLS: the selector saw part of a record, the rest did not come
             # within send_timeout. Not the end: wait again.
             return True
         except (OSError, ValueError):
-            got = 0
+            got = asked = 0
+        readiness.read_size(got, asked)
         with self._lock:
             if not got:
                 protocol.receive_eof()
@@ -331,11 +325,10 @@ class Connection(ConnectionAttributes):
             self.protocol.receive_eof()
             self.protocol.events_received()
             self._writer.shut = True
-        if self._selector is not None:
-            self._selector.close()
-        for sock in (self.socket, *(self._wakeup or ())):
-            with contextlib.suppress(OSError):
-                sock.close()
+        if self._readiness is not None:
+            self._readiness.close()
+        with contextlib.suppress(OSError):
+            self.socket.close()
         for waiter in self._pings.clear():
             waiter.done.set()
         if not self._closed.is_set():
@@ -564,9 +557,8 @@ class Connection(ConnectionAttributes):
         self._wake()
 
     def _wake(self) -> None:
-        if self._wakeup is not None:
-            with contextlib.suppress(OSError):
-                self._wakeup[1].send(b"\0")
+        if self._readiness is not None:
+            self._readiness.wake()
         self._receiver.wake()  # in case the reader is paused by flow control
 
     def wait_closed(self, timeout: float | None = None) -> bool:

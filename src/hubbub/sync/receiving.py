@@ -64,7 +64,10 @@ class Receiver:
         turn: ReadingTurn,
     ) -> None:
         self.max_queue = max(1, max_queue)
-        self.cond = threading.Condition(threading.Lock())
+        # The condition's lock, taken directly where nothing waits (a Lock's
+        # context manager is C, a Condition's is Python).
+        self._mutex = threading.Lock()
+        self.cond = threading.Condition(self._mutex)
         """Guards the queue; waited on by receivers and by a paused reader thread."""
         self.messages: collections.deque[Entry] = collections.deque()
         # Set under cond once the reader queued the last entry (a close frame
@@ -72,6 +75,10 @@ class Receiver:
         # the reader thread, before the messages parsed with it are queued.
         self._ended = False
         self._receiving = False
+        # Threads waiting on cond: with none (the usual case, a thread that
+        # reads for itself), notifying is skipped, a Python call chain saved
+        # per message.
+        self._sleepers = 0
         self._closed = closed
         self._end = end
         self._set_streaming = set_streaming
@@ -90,13 +97,25 @@ class Receiver:
                 while closing, the closing handshake needs the peer's frames).
             timeout: seconds until the next timer of the reader thread.
         """
+        if len(self.messages) < self.max_queue:
+            # Without the lock: only the reading thread (the caller) queues,
+            # so the queue can only get shorter meanwhile.
+            return True
         with self.cond:
             while len(self.messages) >= self.max_queue and reading():
                 wait = timeout()
                 if wait is not None and wait <= 0:
                     return False
-                self.cond.wait(wait)
+                self._sleep(wait)
         return True
+
+    def _sleep(self, timeout: float | None) -> None:
+        """Wait on :attr:`cond` (held) until notified or ``timeout`` seconds."""
+        self._sleepers += 1
+        try:
+            self.cond.wait(timeout)
+        finally:
+            self._sleepers -= 1
 
     def put(self, entries: list[Entry], ended: bool) -> list[FailurePending]:
         """Queue ``entries``; ``ended``: nothing will follow them.
@@ -105,7 +124,7 @@ class Receiver:
         before them: the connection is to be failed at once.
         """
         now: list[FailurePending] = []
-        with self.cond:
+        with self._mutex:
             for entry in entries:
                 if isinstance(entry, FailurePending) and not self.messages:
                     now.append(entry)
@@ -113,7 +132,8 @@ class Receiver:
                 self.messages.append(entry)
             if ended:
                 self._ended = True
-            self.cond.notify_all()
+            if self._sleepers:
+                self.cond.notify_all()
         return now
 
     def wake(self) -> None:
@@ -134,7 +154,7 @@ class Receiver:
 
     def _next(self, deadline: float | None) -> Data | Fragment:
         """The next entry of the queue: a message, or a fragment of one."""
-        with self.cond:
+        with self._mutex:
             if self._receiving:
                 raise ConcurrencyError("another thread is already receiving")
             self._receiving = True
@@ -147,17 +167,17 @@ class Receiver:
                         raise TimeoutError("no message received in time")
                     # Read in this thread rather than wait to be handed the
                     # message by the reader thread (two wake-ups per message).
-                    self.cond.release()
+                    self._mutex.release()
                     try:
                         filled = self._fill(remaining)
                     finally:
-                        self.cond.acquire()
+                        self._mutex.acquire()
                     if not filled and not self.messages and self._turn.held_by_reader():
                         # The reader thread leaves the turn (or queues
                         # something) and notifies under cond: not missed.
-                        self.cond.wait(remaining)
+                        self._sleep(remaining)
                 message = self.messages.popleft() if self.messages else None
-                if len(self.messages) <= self.max_queue // 4:
+                if self._sleepers and len(self.messages) <= self.max_queue // 4:
                     self.cond.notify_all()  # the reader may resume reading
             finally:
                 self._receiving = False

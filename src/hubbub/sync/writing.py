@@ -17,6 +17,7 @@ is dropped and the reader thread finishes.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import ssl
 import struct
@@ -33,6 +34,17 @@ __all__ = ["SocketWriter"]
 # The kernel's send timeout, where struct timeval is two longs (Linux, BSD,
 # macOS); elsewhere the socket gets a Python timeout.
 _KERNEL_TIMEOUT = hasattr(socket, "MSG_DONTWAIT") and sys.platform != "win32"
+
+
+def _iov_max() -> int:
+    try:
+        return max(16, os.sysconf("SC_IOV_MAX"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 16  # the POSIX minimum (_XOPEN_IOV_MAX)
+
+
+_IOV_MAX = _iov_max()
+"""The most buffers one sendmsg() takes (1024 on Linux); EMSGSIZE past them."""
 
 
 class SocketWriter:
@@ -94,6 +106,8 @@ class SocketWriter:
     def flush(self) -> None:
         """Write what the core queued; the caller holds :attr:`lock`."""
         protocol = self.protocol
+        if not protocol.outgoing and (self.shut or not protocol.eof_sent):
+            return  # nothing to write (every read flushes: most have no answer)
         data = protocol.data_to_send()
         if data and not self.shut:
             size = sum(map(len, data)) if len(data) > 1 else len(data[0])
@@ -133,6 +147,10 @@ class SocketWriter:
                     while sent < len(view):
                         sent += sock.send(view[sent:])
             return
+        if len(data) > _IOV_MAX:
+            # Many small frames (the pongs of a flood of pings read at once):
+            # sendmsg() would fail with EMSGSIZE, taken for a peer gone.
+            data = [b"".join(data)]
         try:
             if len(data) == 1:
                 sent = sock.send(data[0], socket.MSG_DONTWAIT)
