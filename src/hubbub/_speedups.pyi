@@ -1,7 +1,16 @@
 """Type stubs of the compiled accelerator; see hubbub.speedups and _speedups.c."""
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+class _ChunkWriter(Protocol):
+    def write(self, data: bytes, /) -> None: ...
+    def writelines(self, list_of_data: list[bytes], /) -> None: ...
+
+class _SharedFramesSink(Protocol):
+    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool: ...
+
+_Sink = TypeVar("_Sink", bound=_SharedFramesSink)
 
 _Buffer = bytes | bytearray | memoryview
 
@@ -15,6 +24,10 @@ def parse_messages(
     buf: _Buffer, pos: int, masked: bool, max_size: int, events: list[Any]
 ) -> int: ...
 def message_frame(message: str | _Buffer, /) -> bytes: ...
+def write_chunks(chunks: list[bytes], writer: _ChunkWriter, /) -> None: ...
+def broadcast_frames(
+    connections: Iterable[_Sink], frames: bytes, limit: int | None, /
+) -> tuple[int, list[_Sink]]: ...
 def unmask_join(
     chunks: Sequence[_Buffer], start: int, length: int, mask: _Buffer | None
 ) -> bytes: ...

@@ -21,10 +21,13 @@ control:
   ``recv()`` would wait.
 * :meth:`Writer.send_nowait`: the same without waiting, for ``on_message``
   callbacks (callback mode: what a callback sends is written once per read,
-  :attr:`Writer.in_callback`).
-* :meth:`Writer.send_frames_nowait`: frames already encoded once for many
-  connections (``shares_frames``), for :func:`~hubbub.asyncio.broadcast` and
-  the hub.
+  :attr:`Writer.in_callback`). The connection's own ``send_nowait`` calls the
+  core directly for a whole ``str`` or ``bytes`` (the per-message path of
+  callback mode) and hands everything else to this one.
+
+Frames already encoded once for many connections (``send_frames_nowait``, for
+:func:`~hubbub.asyncio.broadcast` and the hub) are the connection's own
+business: one check of its flow control, then the core's ``write_shared_frames``.
 
 The writer knows the connection only through what it is given: the protocol
 core that encodes frames, the inbox, and three functions of the connection's
@@ -71,13 +74,12 @@ class Writer:
         "_fail",
         "_flush",
         "_flush_soon",
-        "_fragment_lock",
+        "fragment_lock",
         "in_callback",
         "inbox",
         "loop",
         "paused",
         "protocol",
-        "transport",
     )
 
     def __init__(
@@ -92,8 +94,6 @@ class Writer:
         self.protocol = protocol
         self.inbox = inbox
         self.loop = inbox.loop
-        self.transport: asyncio.Transport | None = None
-        """The connection's transport, once it is made (:meth:`attach`)."""
         self.paused = False
         """Whether the transport paused writing (over ``write_limit``)."""
         self.in_callback = False
@@ -102,12 +102,13 @@ class Writer:
         self._fail = fail
         self._closing = closing
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._fragment_lock: asyncio.Lock | None = None
-        self._flush_soon = False
+        self.fragment_lock: asyncio.Lock | None = None
+        """Held while a fragmented message is sent (made on first use); read-only.
 
-    def attach(self, transport: asyncio.Transport) -> None:
-        """Write frames shared with other connections to ``transport``."""
-        self.transport = transport
+        The per-message paths read it: None means no fragmented send ever
+        started, so a whole message needs no other check here.
+        """
+        self._flush_soon = False
 
     def pause(self) -> None:
         """The transport's write buffer passed its high water mark."""
@@ -128,7 +129,7 @@ class Writer:
         """:meth:`hubbub.asyncio.connection.Connection.send`."""
         protocol = self.protocol
         kind = type(message)
-        if (kind is str or kind is bytes) and self._fragment_lock is None:
+        if (kind is str or kind is bytes) and self.fragment_lock is None:
             # The per-message path of `async for` handlers: a whole str or
             # bytes message, no fragmented send to wait for.
             try:
@@ -145,8 +146,8 @@ class Writer:
             if self.paused:
                 await self.wait_drained()
             return
-        if self._fragment_lock is not None and self._fragment_lock.locked():
-            async with self._fragment_lock:
+        if self.fragment_lock is not None and self.fragment_lock.locked():
+            async with self.fragment_lock:
                 pass
         try:
             if isinstance(message, str):
@@ -180,22 +181,9 @@ class Writer:
             return
         self._flush()
 
-    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
-        """:meth:`hubbub.asyncio.connection.Connection.send_frames_nowait`."""
-        transport = self.transport
-        if (
-            transport is None
-            or transport.is_closing()
-            or (self.paused if limit is None else transport.get_write_buffer_size() > limit)
-        ):
-            return False
-        # The core checks the rest (state, section 5.4, sharing) and writes what
-        # it queued before the frames: one call per connection of a broadcast.
-        return self.protocol.write_shared_frames(transport, frames)
-
     def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
         """:meth:`hubbub.asyncio.connection.Connection.send_nowait`."""
-        if self._fragment_lock is not None and self._fragment_lock.locked():
+        if self.fragment_lock is not None and self.fragment_lock.locked():
             raise ConcurrencyError("a fragmented message is being sent")
         protocol = self.protocol
         try:
@@ -220,9 +208,9 @@ class Writer:
     async def _send_fragments(
         self, message: Iterable[Data] | AsyncIterable[Data], compress: bool = True
     ) -> None:
-        if self._fragment_lock is None:
-            self._fragment_lock = asyncio.Lock()
-        async with self._fragment_lock:
+        if self.fragment_lock is None:
+            self.fragment_lock = asyncio.Lock()
+        async with self.fragment_lock:
             protocol = self.protocol
             fragmenter = Fragmenter()
 
