@@ -338,13 +338,20 @@ class RecordingWriter:
 
 
 @pytest.mark.parametrize("kind", IMPLS)
-@given(st.lists(st.binary(max_size=20), max_size=5))
-@settings(max_examples=50, deadline=None)
-def test_write_chunks_one_call_then_empty(kind: str, chunks: list[bytes]) -> None:
+@given(st.lists(st.binary(max_size=20), max_size=5), st.one_of(st.none(), st.binary(max_size=9)))
+@settings(max_examples=100, deadline=None)
+def test_write_chunks_one_call_then_empty(
+    kind: str, queued_chunks: list[bytes], last: bytes | None
+) -> None:
     write_chunks = impl(kind, "write_chunks")
     writer = RecordingWriter()
-    queued = list(chunks)
-    assert write_chunks(queued, writer) is None
+    queued = list(queued_chunks)
+    if last is None:
+        assert write_chunks(queued, writer) is None
+    else:
+        assert write_chunks(queued, writer, last) is None
+    # The shared frames (last) go after what was queued: the order of messages.
+    chunks = queued_chunks + ([] if last is None else [last])
     assert queued == []
     if not chunks:
         assert writer.calls == []  # nothing to write: no call at all
@@ -371,6 +378,8 @@ def test_write_chunks_c_checks_its_arguments() -> None:
         _speedups.write_chunks((b"a",), RecordingWriter())  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         _speedups.write_chunks([b"a"])  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _speedups.write_chunks([b"a"], RecordingWriter(), None, None)  # type: ignore[call-arg]
 
 
 class Sink:

@@ -33,10 +33,11 @@
  *       (section 5.1: it does not mask) when no extension transforms frames,
  *       and the frame a broadcast writes to every such connection.
  *
- *   write_chunks(chunks, writer) -> None
+ *   write_chunks(chunks, writer, last=None) -> None
  *       The one drain of a connection's outgoing chunks (the core's
- *       `outgoing` list): nothing if it is empty, writer.write(chunk) for one
- *       chunk (an asyncio transport then joins nothing), writer.writelines(chunks)
+ *       `outgoing` list), `last` (frames shared by a broadcast) after them if
+ *       given: nothing if there is nothing, writer.write(chunk) for one chunk
+ *       (an asyncio transport then joins nothing), writer.writelines(chunks)
  *       for more, then the list is emptied. Every adapter path that writes
  *       what the core queued calls it, with no Python frame in between.
  *
@@ -522,9 +523,10 @@ message_frame(PyObject *self, PyObject *message)
 static PyObject *str_write, *str_writelines, *str_send_frames_nowait, *kwnames_limit;
 
 PyDoc_STRVAR(write_chunks_doc,
-"write_chunks(chunks, writer) -> None\n\n"
-"Hand the list of chunks to writer and empty it: nothing when it is empty,\n"
-"writer.write(chunks[0]) for one chunk, writer.writelines(chunks) for more.");
+"write_chunks(chunks, writer, last=None) -> None\n\n"
+"Hand the list of chunks, then last if not None, to writer and empty the list:\n"
+"nothing when there is nothing, writer.write(chunk) for one chunk,\n"
+"writer.writelines(chunks) for more.");
 
 static PyObject *
 write_chunks(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -532,8 +534,8 @@ write_chunks(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *chunks, *res, *callargs[2];
     Py_ssize_t n;
 
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "write_chunks() takes 2 arguments");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "write_chunks() takes 2 or 3 arguments");
         return NULL;
     }
     chunks = args[0];
@@ -542,9 +544,23 @@ write_chunks(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     n = PyList_GET_SIZE(chunks);
+    callargs[0] = args[1];
+    if (nargs == 3 && args[2] != Py_None) {
+        if (n == 0) {
+            /* Only `last`: written as it is, the list is not touched. */
+            callargs[1] = args[2];
+            res = PyObject_VectorcallMethod(str_write, callargs, 2, NULL);
+            if (res == NULL)
+                return NULL;
+            Py_DECREF(res);
+            Py_RETURN_NONE;
+        }
+        if (PyList_Append(chunks, args[2]) < 0)
+            return NULL;
+        n++;
+    }
     if (n == 0)
         Py_RETURN_NONE;
-    callargs[0] = args[1];
     if (n == 1) {
         /* Held: the writer could empty the list while it runs. */
         callargs[1] = PyList_GET_ITEM(chunks, 0);

@@ -1,16 +1,10 @@
 """Type stubs of the compiled accelerator; see hubbub.speedups and _speedups.c."""
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-class _ChunkWriter(Protocol):
-    def write(self, data: bytes, /) -> None: ...
-    def writelines(self, list_of_data: list[bytes], /) -> None: ...
-
-class _SharedFramesSink(Protocol):
-    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool: ...
-
-_Sink = TypeVar("_Sink", bound=_SharedFramesSink)
+from .speedups import ChunkWriter as _ChunkWriter
+from .speedups import Sink as _Sink
 
 _Buffer = bytes | bytearray | memoryview
 
@@ -24,7 +18,9 @@ def parse_messages(
     buf: _Buffer, pos: int, masked: bool, max_size: int, events: list[Any]
 ) -> int: ...
 def message_frame(message: str | _Buffer, /) -> bytes: ...
-def write_chunks(chunks: list[bytes], writer: _ChunkWriter, /) -> None: ...
+def write_chunks(
+    chunks: list[bytes], writer: _ChunkWriter, last: bytes | None = None, /
+) -> None: ...
 def broadcast_frames(
     connections: Iterable[_Sink], frames: bytes, limit: int | None, /
 ) -> tuple[int, list[_Sink]]: ...

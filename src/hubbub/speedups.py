@@ -282,13 +282,19 @@ class SharedFramesSink(Protocol):
 Sink = TypeVar("Sink", bound=SharedFramesSink)
 
 
-def py_write_chunks(chunks: list[bytes], writer: ChunkWriter, /) -> None:
-    """Hand ``chunks`` to ``writer`` in one call, then empty the list.
+def py_write_chunks(chunks: list[bytes], writer: ChunkWriter, last: bytes | None = None, /) -> None:
+    """Hand ``chunks``, then ``last`` if given, to ``writer`` in one call; empty the list.
 
-    Nothing when it is empty; ``write`` for a single chunk (an asyncio
+    Nothing when there is nothing; ``write`` for a single chunk (an asyncio
     transport then joins nothing), ``writelines`` for more. ``writer`` must not
-    keep the list. If it raises, the chunks stay in the list.
+    keep the list. If it raises, the chunks stay in the list (``last`` with
+    them if there were chunks before it).
     """
+    if last is not None:
+        if not chunks:
+            writer.write(last)
+            return
+        chunks.append(last)
     if chunks:
         if len(chunks) == 1:
             writer.write(chunks[0])

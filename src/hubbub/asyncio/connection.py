@@ -661,10 +661,9 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             return False
         out = protocol.outgoing
         if out:
-            out.append(frames)
-            _write_chunks(out, transport)
+            _write_chunks(out, transport, frames)
         else:
-            transport.write(frames)
+            transport.write(frames)  # the usual case: straight from here
         return True
 
     @property

@@ -537,12 +537,7 @@ class Connection:
         """
         if self.state is not _OPEN or not self.writer.takes_shared_frames:
             return False
-        out = self.outgoing
-        if out:
-            out.append(frames)
-            _write_chunks(out, writer)
-        else:
-            writer.write(frames)
+        _write_chunks(self.outgoing, writer, frames)
         return True
 
     def send_text(self, data: str | bytes, fin: bool = True, *, compress: bool = True) -> None:
