@@ -22,6 +22,7 @@ Usage::
 
     .venv/bin/python benchmarks/hostile.py --server echo --seconds 10
     .venv/bin/python benchmarks/hostile.py --server async-for --attack ping-flood
+    .venv/bin/python benchmarks/hostile.py --attack deflate-burst --repeat 5  # medians
 
 The figures are latencies on whatever machine runs it: quote its load with
 them. RSS growth is peak minus the RSS before the attack, and after: RSS once
@@ -227,6 +228,12 @@ def main() -> None:
     parser.add_argument("--server", choices=("echo", "async-for", "both"), default="both")
     parser.add_argument("--attack", choices=(*ATTACKS, "all"), default="all")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each (server, attack) this many times, alternating; print the medians",
+    )
     args = parser.parse_args()
     servers = ("echo", "async-for") if args.server == "both" else (args.server,)
     attacks = ATTACKS if args.attack == "all" else (args.attack,)
@@ -235,16 +242,31 @@ def main() -> None:
         f"{'server':10} {'attack':14} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'RSS MiB':>8} {'growth':>8} {'after':>8}"
     )
-    for server_kind in servers:
-        for attack_kind in attacks:
-            r = run(server_kind, attack_kind, args.seconds)
-            print(
-                f"{r['server']:10} {r['attack']:14} {r['n']:5d} {r['p50_ms']:8.1f} "
-                f"{r['p99_ms']:8.1f} {r['rss_before']:8.1f} {r['rss_growth']:+8.1f} "
-                f"{r['rss_after']:8.1f}",
-                flush=True,
-            )
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for _ in range(args.repeat):
+        for server_kind in servers:
+            for attack_kind in attacks:
+                r = run(server_kind, attack_kind, args.seconds)
+                results.setdefault((server_kind, attack_kind), []).append(r)
+                show(r)
+    if args.repeat > 1:
+        print(f"medians of {args.repeat} runs:")
+        for (server_kind, attack_kind), runs in results.items():
+            median = {
+                key: statistics.median(r[key] for r in runs)
+                for key in ("n", "p50_ms", "p99_ms", "rss_before", "rss_growth", "rss_after")
+            }
+            show(dict(median, server=server_kind, attack=attack_kind, n=int(median["n"])))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def show(r: dict[str, Any]) -> None:
+    print(
+        f"{r['server']:10} {r['attack']:14} {r['n']:5d} {r['p50_ms']:8.1f} "
+        f"{r['p99_ms']:8.1f} {r['rss_before']:8.1f} {r['rss_growth']:+8.1f} "
+        f"{r['rss_after']:8.1f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

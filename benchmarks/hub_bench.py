@@ -16,8 +16,12 @@ Scenarios:
     publishes with ``POST /api/publish``, either at ``--rate`` publishes/s or,
     with ``--rate max``, keeping ``--window`` publishes not yet delivered to
     every subscriber (workers publish the lowest sequence number all their
-    connections have reached in shared memory). Every subscriber must receive
-    every publication, in order: the report says how many deliveries are missing.
+    connections have reached in shared memory). With ``--batch N`` each request
+    is ``POST /api/publish_batch`` with N publications (an application server
+    publishing what it has gathered, as Centrifugo's batch API allows): the hub
+    fans them out in one loop iteration, one write per subscriber. Every
+    subscriber must receive every publication, in order: the report says how
+    many deliveries are missing.
 
 ``direct``
     ``--users`` connections, one per user, send ``send`` requests with one
@@ -182,10 +186,20 @@ class Publisher:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def publish(self, seq: int) -> None:
-        body = json.dumps({"channel": CHANNEL, "data": make_data(seq, self.payload)}).encode()
+    async def publish(self, seq: int, count: int = 1) -> None:
+        """Publish ``seq``, or ``seq`` to ``seq + count - 1`` in one ``publish_batch``."""
+        if count == 1:
+            path = "publish"
+            params: Any = {"channel": CHANNEL, "data": make_data(seq, self.payload)}
+        else:
+            path = "publish_batch"
+            pubs = [
+                {"channel": CHANNEL, "data": make_data(seq + i, self.payload)} for i in range(count)
+            ]
+            params = {"publications": pubs}
+        body = json.dumps(params).encode()
         head = (
-            f"POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"POST /api/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         for attempt in range(2):
@@ -227,7 +241,8 @@ async def run_publisher(args: argparse.Namespace, shared: dict[str, Any]) -> int
     pub = Publisher(args.port, args.payload)
     phase, progress = shared["phase"], shared["progress"]
     seq = 0
-    interval = 0.0 if args.rate == "max" else 1.0 / float(args.rate)
+    batch = args.batch
+    interval = 0.0 if args.rate == "max" else batch / float(args.rate)
     next_at = time.monotonic()
     try:
         while phase.value in (RUNNING, MEASURING):
@@ -239,10 +254,10 @@ async def run_publisher(args: argparse.Namespace, shared: dict[str, Any]) -> int
                 if phase.value == DRAINING:
                     break
             else:
-                while seq - min(progress[:]) >= args.window and phase.value != DRAINING:
+                while seq + batch - min(progress[:]) > args.window and phase.value != DRAINING:
                     await asyncio.sleep(0.0005)
-            seq += 1
-            await pub.publish(seq)
+            await pub.publish(seq + 1, batch)
+            seq += batch
     finally:
         pub.close()
     return seq
@@ -528,6 +543,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --rate max: publishes not yet fully delivered (fanout, "
         "default 2), or requests in flight per process (direct, default 128 in all)",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="fanout: publications per request (POST /api/publish_batch above 1; "
+        "--window then defaults to twice this)",
+    )
     parser.add_argument("--payload", type=int, default=100, help="data bytes (default 100)")
     parser.add_argument(
         "--client",
@@ -584,6 +606,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--nodes above 1 needs --broker redis")
     if args.rate != "max" and float(args.rate) <= 0:
         parser.error("--rate must be positive or 'max'")
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    if args.window and args.window < args.batch:
+        parser.error("--window must be at least --batch")
     for name in args.scenarios.split(","):
         if name not in ("fanout", "direct"):
             parser.error(f"unknown scenario {name!r}")
@@ -613,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.compare_nodes:
         cargs = argparse.Namespace(**vars(args))
-        cargs.window = cargs.window or 2
+        cargs.window = cargs.window or 2 * cargs.batch
         report["compare"] = compare(cargs, run_once, lambda text: log(args, text))
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))
@@ -622,7 +648,9 @@ def main(argv: list[str] | None = None) -> int:
         sargs = argparse.Namespace(**vars(args))
         if not sargs.window:
             # direct: 128 requests in flight in all, however many processes
-            sargs.window = 2 if scenario == "fanout" else max(1, 128 // sargs.processes)
+            sargs.window = (
+                2 * sargs.batch if scenario == "fanout" else max(1, 128 // sargs.processes)
+            )
         runs = []
         for rep in range(args.reps):
             log(args, f"{scenario}: repetition {rep + 1}/{args.reps}")

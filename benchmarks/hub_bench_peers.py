@@ -181,7 +181,9 @@ def _interleaved(
                 cargs = argparse.Namespace(**vars(args))
                 vars(cargs).update(overrides)
                 if not cargs.window:
-                    cargs.window = 2 if scenario == "fanout" else max(1, 128 // cargs.processes)
+                    cargs.window = (
+                        2 * cargs.batch if scenario == "fanout" else max(1, 128 // cargs.processes)
+                    )
                 run = run_once(cargs, scenario)
                 run["config"] = label
                 runs.setdefault(scenario, {}).setdefault(label, []).append(run)

@@ -14,7 +14,10 @@ hub's instructions by the deliveries:
 * ``direct``: ``--messages`` ``send`` requests, each to one other user, at
   most 20 in flight; every reply and every ``message`` push is read;
 * ``fanout``: ``--messages`` ``publish`` requests to a channel every
-  connection subscribed, one at a time, each read by every subscriber.
+  connection subscribed, one at a time, each read by every subscriber; with
+  ``--batch N``, the same publications in ``POST /api/publish_batch``
+  requests of N each (what one loop iteration fans out: one write per
+  subscriber and batch).
 
 User-space instructions only (what the kernel does for each ``send(2)`` is
 not counted: see ``perf`` in docs/hub-performance.md). Housekeeping that runs
@@ -24,6 +27,7 @@ another version's ``src``) for before/after pairs. Needs ``valgrind``. Usage::
 
     python benchmarks/hub_callgrind.py direct --users 100 --messages 2000
     python benchmarks/hub_callgrind.py fanout --users 500 --messages 40 --src /tmp/main/src
+    python benchmarks/hub_callgrind.py fanout --users 500 --messages 40 --batch 4
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ async def open_clients(port: int, users: int, channel: str | None) -> list[Clien
             f"ws://127.0.0.1:{port}/",
             subprotocols=["hubbub.json.v1"],
             open_timeout=60,
+            ping_interval=None,  # a slow hub under valgrind must not be pinged away
             compression=None,
         )
         await ws.send(json.dumps({"id": 1, "method": "connect", "params": {"name": f"u{i}"}}))
@@ -122,6 +127,32 @@ async def fanout(clients: list[ClientConnection], messages: int, channel: str) -
     return messages * len(clients)
 
 
+async def fanout_batches(
+    clients: list[ClientConnection], messages: int, channel: str, port: int, batch: int
+) -> int:
+    async def drain(ws: ClientConnection, n: int) -> None:
+        for _ in range(n):
+            await ws.recv()
+
+    for _ in range(messages // batch):
+        pubs = [{"channel": channel, "data": DATA}] * batch
+        body = json.dumps({"publications": pubs}).encode()
+        # A connection per request: the hub may close it after its answer.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(
+                b"POST /api/publish_batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer K\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert b" 200 " in head, head
+        finally:
+            writer.close()
+        await asyncio.gather(*(drain(ws, batch) for ws in clients))
+    return messages // batch * batch * len(clients)
+
+
 def total_instructions(out: Path) -> int:
     total = 0
     for part in out.parent.glob(out.name + "*"):
@@ -162,6 +193,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         callgrind_control("-i", "on", str(hub.pid))
         if args.scenario == "direct":
             deliveries = await direct(clients, args.messages)
+        elif args.batch:
+            assert channel is not None
+            deliveries = await fanout_batches(clients, args.messages, channel, port, args.batch)
         else:
             assert channel is not None
             deliveries = await fanout(clients, args.messages, channel)
@@ -177,6 +211,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "scenario": args.scenario,
         "src": args.src or "installed",
         "users": args.users,
+        "batch": args.batch,
         "deliveries": deliveries,
         "instructions": instructions,
         "instructions_per_delivery": round(instructions / deliveries),
@@ -189,6 +224,13 @@ def main() -> None:
     parser.add_argument("scenario", choices=["direct", "fanout"])
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--messages", type=int, default=2000, help="sends, or publications")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="fanout: publish with POST /api/publish_batch, N publications per request "
+        "(default 0: WebSocket publish requests, one at a time)",
+    )
     parser.add_argument("--src", help="run the hub with PYTHONPATH=SRC (another version)")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))))

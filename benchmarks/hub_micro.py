@@ -7,7 +7,7 @@ Theory of operation
 share (a ``send(2)`` per delivery on loopback) and a shared machine's noise
 blur what the Python code costs. This script drives a real
 :class:`~hubbub.hub.core.node.Node` with the asyncio driver's real ``_Outbox`` and
-``_FrameCache`` (``hubbub.hub.server``), whose connections are stand-ins: an
+``FrameCache`` (``hubbub.hub.server.frames``), whose connections are stand-ins: an
 open protocol state and a transport whose ``write`` is a C function that
 discards the bytes. What it reports is the hub's own work per delivery:
 
@@ -37,6 +37,7 @@ from typing import Any
 
 from hubbub.hub import Authenticator, HubConfig, HubMetrics, MemoryBroker, NamespaceRules, Node
 from hubbub.hub import server as hub_server
+from hubbub.hub.server.frames import FrameCache
 from hubbub.protocol.connection import State
 
 DATA = "S0000000001T" + "x" * 88  # 100 characters, as hub_bench.py sends
@@ -59,6 +60,7 @@ def stand_in_connection() -> Any:
         shares_frames=True,
         writing_paused=False,
         send_frames_nowait=send_frames_nowait,
+        send_frames_soon=send_frames_nowait,  # held or not, discarded the same
         close_timeout=10.0,
     )
 
@@ -85,11 +87,11 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         clock=time.time,
         metrics=HubMetrics(),
     )
-    frames = hub_server._FrameCache()
+    frames = FrameCache()
     sessions = []
     for i in range(args.sessions):
         outbox = hub_server._Outbox(stand_in_connection(), 4096, frames)
-        session = node.open_session(outbox.send, outbox.close)
+        session = node.open_session(outbox.send, outbox.close, push=outbox.push)
         sessions.append(session)
         for request in (
             {"id": 1, "method": "connect", "params": {"name": f"u{i}"}},

@@ -217,3 +217,23 @@ async def node_peer() -> AsyncIterator[Callable[..., Awaitable[NodePeer]]]:
     yield start
     for peer in started:
         await peer.stop()
+
+
+@pytest.fixture
+def held_flushes(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[Any, list[bytes]]]]:
+    """What each end-of-iteration flush of held frames wrote (``send_frames_soon``).
+
+    One list per flush round: ``(transport, chunks)`` for each connection
+    written, the chunks of one ``write``/``writelines`` call.
+    """
+    from hubbub.asyncio.held import HeldWrites
+
+    rounds: list[list[tuple[Any, list[bytes]]]] = []
+    run = HeldWrites._run
+
+    def recording(self: HeldWrites) -> None:
+        rounds.append([(transport, list(out)) for transport, out in self.due if out])
+        run(self)
+
+    monkeypatch.setattr(HeldWrites, "_run", recording)
+    return rounds

@@ -10,7 +10,8 @@
 //   room), as the hub answers a send.
 // * "subscribe" {channel} joins the channel's room (acknowledged); POST
 //   /api/publish {channel, data} emits "pub" {channel, data} to that room: the
-//   fan-out scenario's publisher is the same HTTP client as for the hub.
+//   fan-out scenario's publisher is the same HTTP client as for the hub;
+//   /api/publish_batch {publications: [{channel, data}, ...]} emits each in order.
 // * GET /healthz answers 200 once listening.
 //
 // Usage: node server.js --port P [--host 127.0.0.1]
@@ -35,12 +36,15 @@ const httpServer = http.createServer((req, res) => {
     res.end('{"ok":true}');
     return;
   }
-  if (req.method === "POST" && req.url === "/api/publish") {
+  if (req.method === "POST" && (req.url === "/api/publish" || req.url === "/api/publish_batch")) {
     const chunks = [];
     req.on("data", (chunk) => chunks.push(chunk));
     req.on("end", () => {
-      const { channel, data } = JSON.parse(Buffer.concat(chunks).toString());
-      io.to(channel).emit("pub", { channel, data });
+      const body = JSON.parse(Buffer.concat(chunks).toString());
+      // publish_batch: {publications: [{channel, data}, ...]}, emitted in order.
+      for (const { channel, data } of body.publications || [body]) {
+        io.to(channel).emit("pub", { channel, data });
+      }
       // A length, not chunked: the benchmark's publisher reads Content-Length.
       res.writeHead(200, { "Content-Type": "application/json", "Content-Length": 2 });
       res.end("{}");

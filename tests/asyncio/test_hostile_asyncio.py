@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import socket
 import zlib
+from collections.abc import Callable
 
 import pytest
 from asyncio_helpers import (
@@ -30,6 +31,7 @@ from asyncio_helpers import (
 from hubbub.adapter import DECODE_STEP
 from hubbub.asyncio import Server, ServerConnection
 from hubbub.asyncio.inbox import TURN_BUDGET
+from hubbub.asyncio.turns import turns
 
 MiB = 1 << 20
 WRITE_LIMIT = 2**16
@@ -210,6 +212,54 @@ async def test_async_for_takes_turns_with_the_loop_through_a_queued_burst() -> N
         per_tick[tick] = per_tick.get(tick, 0) + size
     # Before the fix the first max_queue messages (8 MiB) came in one step.
     assert max(per_tick.values()) <= TURN_BUDGET + MiB, per_tick
+
+
+@pytest.mark.both_loops
+async def test_async_for_answers_an_inflated_burst_only_in_turns_of_its_own() -> None:
+    # deflate-burst as benchmarks/hostile.py sends it: the queue never fills,
+    # each inflation step (a turn of hubbub.asyncio.turns) wakes the handler
+    # waiting for its next message. The handler took that message at once,
+    # outside the turns, in the loop iteration of the next connection's turn,
+    # so each iteration carried a 1 MiB inflation and a 1 MiB answer (the
+    # `async for` server's p99 was about twice hubbub echo's). Now, once
+    # TURN_BUDGET bytes were handed out, the next message waits for a turn
+    # granted to the handler, whose iteration runs no other turn.
+    count = 12
+    events: list[str] = []
+    loop = asyncio.get_running_loop()
+    queue = turns(loop)
+    add = queue.add
+
+    def spy(callback: Callable[[], None]) -> None:
+        # Parsing steps are bound methods of a connection; a waiting task's
+        # turn is a function of Turns.wait.
+        kind = "step" if hasattr(callback, "__self__") else "grant"
+        add(lambda: (events.append(kind), callback()))
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            events.append("take")
+            await ws.send(message)
+            if events.count("take") == count:
+                return
+
+    async with running_server(handler, compression="deflate", max_size=MiB) as server:
+        peer = await RawPeer.open(server.port)
+        async with peer:
+            await peer.handshake(headers=[("Sec-WebSocket-Extensions", "permessage-deflate")])
+            await only_connection(server)
+            queue.add = spy  # type: ignore[method-assign]
+            try:
+                await peer.send(zeros_frame(peer, MiB) * count)
+                await wait_until(lambda: events.count("take") == count, timeout=60)
+            finally:
+                del queue.add
+    takes = [i for i, event in enumerate(events) if event == "take"]
+    assert len(takes) == count
+    # The first message fits the budget; each later one (1 MiB >= TURN_BUDGET)
+    # comes right after its own turn, never after another step.
+    assert MiB >= TURN_BUDGET
+    assert all(events[i - 1] == "grant" for i in takes[1:]), events
 
 
 async def test_a_body_over_the_limit_gets_a_readable_413() -> None:

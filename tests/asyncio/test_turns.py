@@ -56,3 +56,18 @@ async def test_a_task_waiting_for_a_turn_has_its_iteration_to_itself() -> None:
     assert [e.split("@")[0] for e in events] == ["task", "callback"]
     ran = [int(e.split("@")[1]) for e in events]
     assert ran[1] > ran[0], events
+
+
+async def test_a_granted_turn_does_not_skip_a_later_one() -> None:
+    # The iteration a granted task resumes in runs no other turn; once it is
+    # over, a callback added later runs in the next iteration as usual (the
+    # flag used to linger until the next callback came, and skipped its turn).
+    loop = asyncio.get_running_loop()
+    queue = turns(loop)
+    await queue.wait()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    ran: list[str] = []
+    queue.add(lambda: ran.append("later"))
+    await asyncio.sleep(0)
+    assert ran == ["later"]

@@ -95,3 +95,26 @@ def test_side_by_side_with_socketio_delivers_everything_on_both(tmp_path: Path) 
             assert run["hub_deliveries_per_cpu_s"] > 0
         ratios = report["report"][scenario]["hubbub / socket.io"]
         assert ratios["hub_deliveries_per_cpu_s"]["median"] > 0
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.peer
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler for hub_loadgen.c")
+@pytest.mark.skipif(
+    shutil.which("node") is None or not SOCKETIO.exists(),
+    reason="node, or socket.io (cd benchmarks/socketio && npm ci), is not installed",
+)
+def test_batches_of_publications_arrive_whole_on_both_servers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["fanout", "--compare-peers", "--subscribers", "40", "--batch", "3"]
+    args += ["--duration", "1", "--warmup", "0.2", "--drain", "5", "--connect-timeout", "10"]
+    args += ["--reps", "1", "--quiet", "--json", str(out)]
+    subprocess.run([sys.executable, str(BENCH), *args], check=True, timeout=85, capture_output=True)
+    runs = json.loads(out.read_text())["compare"]["runs"]["fanout"]
+    for label in ("hubbub", "socket.io"):
+        (run,) = runs[label]
+        # POST /api/publish_batch, three publications a request, on both.
+        assert run["published"] > 0
+        assert run["published"] % 3 == 0
+        assert run["total_delivered"] == run["expected"] == run["published"] * 40
+        assert run["missing"] == 0

@@ -145,19 +145,23 @@ def test_write_shared_frames_writes_after_what_is_queued() -> None:
     assert conn.pending_chunks == 0
 
 
-def test_write_shared_frames_refuses_when_the_frame_would_be_wrong() -> None:
-    shared = encode_shared_frame(OP_TEXT, b"all")
+def connections_a_shared_frame_would_be_wrong_on() -> list[Connection]:
     deflate = ServerPerMessageDeflateFactory().process_request_params([], [])[1]
     fragmenting = Connection(Side.SERVER)
     fragmenting.send_text(b"frag", fin=False)  # section 5.4: nothing in between
     closing = Connection(Side.SERVER)
     closing.send_close()
-    for conn in (
+    return [
         Connection(Side.CLIENT),  # section 5.1: a client masks every frame
         Connection(Side.SERVER, extensions=[deflate]),  # RFC 7692: per connection
         fragmenting,
         closing,
-    ):
+    ]
+
+
+def test_write_shared_frames_refuses_when_the_frame_would_be_wrong() -> None:
+    shared = encode_shared_frame(OP_TEXT, b"all")
+    for conn in connections_a_shared_frame_would_be_wrong_on():
         queued = conn.pending_chunks
         writer = Recorder()
         assert not conn.write_shared_frames(writer, shared)
@@ -196,3 +200,24 @@ def test_send_message_uses_extensions_negotiated_after_creation() -> None:
     plain = Connection(Side.SERVER)
     plain.send_message("hello " * 10)
     assert plain.data_to_send() == [b"\x81\x3c" + b"hello " * 10]
+
+
+def test_queue_shared_frames_keeps_them_ahead_of_later_control_frames() -> None:
+    conn = Connection(Side.SERVER)
+    shared = encode_shared_frame(OP_TEXT, b"all")
+    conn.send_text("mine")
+    assert conn.queue_shared_frames(shared)
+    assert conn.queue_shared_frames(shared)
+    conn.receive_data(client_frame(OP_PING, b"p"))  # its pong is queued after them
+    conn.send_close(1001)
+    assert parse_frames(b"".join(conn.data_to_send()), masked=False) == parse_frames(
+        b"\x81\x04mine" + shared + shared + b"\x8a\x01p" + b"\x88\x02\x03\xe9", masked=False
+    )
+
+
+def test_queue_shared_frames_refuses_when_the_frame_would_be_wrong() -> None:
+    shared = encode_shared_frame(OP_TEXT, b"all")
+    for conn in connections_a_shared_frame_would_be_wrong_on():
+        queued = conn.pending_chunks
+        assert not conn.queue_shared_frames(shared)
+        assert conn.pending_chunks == queued

@@ -73,6 +73,49 @@ def test_the_step_ends_at_the_first_frame_boundary_past_the_limit() -> None:
     assert len(conn.events_received()) == 3
 
 
+def test_a_frame_inflating_past_the_limit_is_inflated_across_steps() -> None:
+    # One frame may inflate to max_size (16 MiB here): before, a step took it
+    # whole, however large, keeping the event loop for one frame's inflation.
+    # Now a step inflates at most decode_limit + 64 KiB, the rest of the
+    # frame waiting in the extension; messages come out as sent.
+    limit = 256 * 1024
+    conn = Connection(
+        Side.SERVER, extensions=[PerMessageDeflate()], decode_limit=limit, max_size=16 * MiB
+    )
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    text = (c.compress(b"\xc3\xa9" * (4 * MiB)) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    burst = (
+        zeros_message(8 * MiB)
+        + client_frame(OP_PING, b"p")
+        + client_frame(OP_TEXT, text, rsv1=True)
+        + zeros_message(10)
+    )
+    conn.receive_data(burst)
+    assert conn.events_received() == []  # the first part of the first frame
+    steps = [conn.reader.step_decoded]
+    events: list[object] = []
+    while conn.parsing_paused:
+        conn.resume_parsing()
+        events += conn.events_received()
+        steps.append(conn.reader.step_decoded)
+    assert events == [bytes(8 * MiB), Ping(b"p"), "\u00e9" * (4 * MiB), bytes(10)]
+    assert max(steps) <= limit + 65536, max(steps)
+    assert len(steps) >= (16 * MiB) // (limit + 65536)
+    assert [(f.opcode, f.payload) for f in sent_frames(conn)] == [(OP_PONG, b"p")]
+
+
+def test_a_frame_cut_inside_is_kept_by_the_extension_while_paused() -> None:
+    conn = deflate_server(decode_limit=1)
+    conn.receive_data(zeros_message(MiB))  # exactly one frame, nothing after it
+    assert conn.parsing_paused
+    assert conn.events_received() == []
+    # Bytes arriving while paused are only stored, after the frame's rest.
+    conn.receive_data(zeros_message(10))
+    while conn.parsing_paused:
+        conn.resume_parsing()
+    assert conn.events_received() == [bytes(MiB), bytes(10)]
+
+
 def test_without_a_limit_everything_is_inflated_at_once() -> None:
     conn = deflate_server(decode_limit=None)
     conn.receive_data(zeros_message(1000) * 10)

@@ -47,7 +47,8 @@ DECODE_STEP = 2**18
 """Bytes of compressed messages inflated per parsing step (``decode_limit``).
 
 Both adapters set it on the core (unless the core has a limit of its own):
-one step decodes at most this much plus one frame (at most ``max_size``), so a
+one step decodes at most this much plus 64 KiB (permessage-deflate stops
+inside a frame that inflates to more), whatever ``max_size`` is, so a
 burst of compressed frames is inflated a step at a time, only while the
 message queue has room, and (asyncio) never for long in one callback of the
 event loop.

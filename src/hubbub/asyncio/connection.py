@@ -38,8 +38,9 @@ high water mark (``write_limit``, :mod:`hubbub.asyncio.sending`);
   both stopped reading while their writes are backed up would wait for each
   other forever, so a client in queue mode reads on (``max_queue`` bounds
   what it holds) and a hubbub client and server can never both stop.
-* inflating: the core decodes at most ``DECODE_STEP`` bytes of compressed
-  messages per step (:attr:`hubbub.protocol.Connection.parsing_paused`); the
+* inflating: the core decodes at most ``DECODE_STEP`` bytes (+ 64 KiB) of
+  compressed messages per step, stopping inside a frame that inflates to more
+  (:attr:`hubbub.protocol.Connection.parsing_paused`); the
   next step waits for room in the queue, writes not backed up, and its turn
   (:mod:`hubbub.asyncio.turns`: one step of all the loop's connections per
   iteration). A burst of small frames that inflate to many messages (RFC
@@ -206,6 +207,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         high, low = self.write_limit
         self.transport.set_write_buffer_limits(high, low)
+        self._writer.attach(self.transport)
         self._closing.attach(self.transport)
 
     def data_received(self, data: bytes = b"") -> None:
@@ -497,7 +499,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         ``async for fragment in ws.recv_streaming(): ...``. A fragmented
         message (section 5.4) yields one item per frame: ``str`` pieces of a
         text message (whole characters) or ``bytes`` pieces of a binary one;
-        a message of one frame yields once. ``max_size`` still limits the
+        a message of one frame yields once (a compressed frame that inflates
+        past ``DECODE_STEP``, once per parsing step). ``max_size`` still limits the
         whole message. ``decode`` converts as in :meth:`recv` (a binary
         message is decoded across its fragments).
 
@@ -665,6 +668,32 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         else:
             transport.write(frames)  # the usual case: straight from here
         return True
+
+    def send_frames_soon(self, frames: bytes, *, limit: int | None = None) -> bool:
+        """Queue already-encoded frames, written at the end of this loop iteration.
+
+        :meth:`send_frames_nowait` that holds the write: every frame a
+        connection gets in one loop iteration (several publications fanned
+        out, say) leaves in one system call, from one callback for all the
+        loop's connections. The frames keep their place among the others:
+        what :meth:`send` held back goes before them, and a pong or close
+        frame queued after them goes after them (RFC 6455 sections 5.4, 5.5).
+        Held bytes count against the write buffer's bound as if written:
+        past the high water mark they are written at once (the transport
+        then pauses writing, and later calls return False).
+
+        Args:
+            frames: one or more complete frames (FIN set), encoded for a
+                connection that :attr:`shares_frames`.
+            limit: queue only while at most this many bytes are buffered
+                and held; by default, while writing is not paused.
+
+        Returns:
+            False, having queued nothing, when the connection is not OPEN, is
+            closing, is sending a fragmented message or is over the bound;
+            True otherwise.
+        """
+        return self._writer.send_frames_soon(frames, limit=limit)
 
     @property
     def writing_paused(self) -> bool:

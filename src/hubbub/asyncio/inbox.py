@@ -29,7 +29,8 @@ things about that queue and nothing else:
   the inflation. So once the application took :data:`TURN_BUDGET` bytes of
   messages since the connection's last turn, :meth:`Inbox.take` refuses and
   the caller waits for the connection's turn of :mod:`hubbub.asyncio.turns`
-  (:meth:`Inbox.wait_turn`), one per loop iteration for all connections:
+  (:meth:`Inbox.wait_turn`), one per loop iteration for all connections;
+  so does a message the caller waited for (each inflation step wakes it):
   large messages are handed out at the pace of the loop's turns, small ones
   cost a turn per ``TURN_BUDGET`` bytes. Measured with
   ``benchmarks/hostile.py --attack deflate-burst`` (docs/security.md).
@@ -220,29 +221,38 @@ class Inbox:
         """
         if self.callback_mode:
             raise ConcurrencyError("messages go to on_message: recv() would never return one")
-        if self._taken >= TURN_BUDGET and self.items:
-            # Messages came faster than they were handled: TURN_BUDGET bytes of
-            # them were taken without the loop getting a turn.
-            await self.wait_turn()
         protocol = self.protocol
-        while not self.items:
-            if (
-                protocol.close_received is not None
-                or self._closing.closed.done()
-                or protocol.close_exc is not None
-            ):
-                raise await self._closing.error()
-            if self.waiter is not None:
-                raise ConcurrencyError("another coroutine is already receiving")
-            if protocol.pending_chunks:  # frames held back by send(): write them now
-                self._flush()
-            # Inline, not a coroutine of its own: this is once per message
-            # when messages come one at a time (request/response).
-            self.waiter = self.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+        while True:
+            while not self.items:
+                if (
+                    protocol.close_received is not None
+                    or self._closing.closed.done()
+                    or protocol.close_exc is not None
+                ):
+                    raise await self._closing.error()
+                if self.waiter is not None:
+                    raise ConcurrencyError("another coroutine is already receiving")
+                if protocol.pending_chunks:  # frames held back by send(): write them now
+                    self._flush()
+                # Inline, not a coroutine of its own: this is once per message
+                # when messages come one at a time (request/response).
+                self.waiter = self.loop.create_future()
+                try:
+                    await self.waiter
+                finally:
+                    self.waiter = None
+            if self._taken < TURN_BUDGET:
+                break
+            # TURN_BUDGET bytes were taken since the connection's last turn,
+            # whether they waited in the queue or were just parsed. Checked
+            # after the wait, not before it: a peer's burst is inflated a step
+            # per turn, each step waking this coroutine, which then answered
+            # a message per loop iteration beside another connection's turn
+            # (asyncio debug: a 1 MiB inflation step and a 1 MiB answer in
+            # most iterations under benchmarks/hostile.py --attack
+            # deflate-burst). Another receiver may take the entry meanwhile:
+            # look again.
+            await self.wait_turn()
         items = self.items
         entry = items.popleft()
         kind = type(entry)

@@ -24,10 +24,19 @@ control:
   :attr:`Writer.in_callback`). The connection's own ``send_nowait`` calls the
   core directly for a whole ``str`` or ``bytes`` (the per-message path of
   callback mode) and hands everything else to this one.
+* :meth:`Writer.send_frames_soon`: frames already encoded once for many
+  connections (``shares_frames``), queued in the core's output and written at
+  the end of the loop iteration (:mod:`hubbub.asyncio.held`: one callback for
+  every connection), so that several messages to one connection in one
+  iteration leave in one system call. Queued in the core, they keep their
+  place: a pong or close frame queued after them goes after them. While
+  frames are held, the bytes held count against the write buffer's high water
+  mark as if they were written: past it they are written at once, and the
+  transport's flow control pauses.
 
-Frames already encoded once for many connections (``send_frames_nowait``, for
+The same frames written at once (``send_frames_nowait``, for
 :func:`~hubbub.asyncio.broadcast` and the hub) are the connection's own
-business: one check of its flow control, then the core's ``write_shared_frames``.
+business: one check of its flow control and the core's state, then one write.
 
 The writer knows the connection only through what it is given: the protocol
 core that encodes frames, the inbox, and three functions of the connection's
@@ -46,6 +55,7 @@ from ..exceptions import ConcurrencyError, InvalidState
 from ..protocol import connection as core
 from ..protocol.frames import CloseCode
 from .closing import Closing
+from .held import HeldWrites, held_writes
 from .inbox import Inbox
 
 __all__ = ["Writer"]
@@ -74,12 +84,18 @@ class Writer:
         "_fail",
         "_flush",
         "_flush_soon",
+        "_held",
+        "_held_room",
+        "_held_round",
+        "_held_writes",
+        "_high",
         "fragment_lock",
         "in_callback",
         "inbox",
         "loop",
         "paused",
         "protocol",
+        "transport",
     )
 
     def __init__(
@@ -94,6 +110,8 @@ class Writer:
         self.protocol = protocol
         self.inbox = inbox
         self.loop = inbox.loop
+        self.transport: asyncio.Transport | None = None
+        """The connection's transport, once it is made (:meth:`attach`)."""
         self.paused = False
         """Whether the transport paused writing (over ``write_limit``)."""
         self.in_callback = False
@@ -109,6 +127,24 @@ class Writer:
         started, so a whole message needs no other check here.
         """
         self._flush_soon = False
+        # send_frames_soon(): bytes held in the core's output, the room the
+        # write buffer had for them, the loop's HeldWrites (looked up once, in
+        # attach) and its round when this writer's output was registered.
+        self._held = 0
+        self._held_room = 0
+        self._held_writes: HeldWrites | None = None
+        self._held_round = -1
+        self._high = 0
+
+    def attach(self, transport: asyncio.Transport) -> None:
+        """Write frames shared with other connections to ``transport``.
+
+        Its write buffer limits are set: the high water mark bounds what
+        :meth:`send_frames_soon` holds.
+        """
+        self.transport = transport
+        self._high = transport.get_write_buffer_limits()[1]
+        self._held_writes = held_writes(self.loop)
 
     def pause(self) -> None:
         """The transport's write buffer passed its high water mark."""
@@ -180,6 +216,43 @@ class Writer:
                 self.loop.call_soon(self._deferred_flush)
             return
         self._flush()
+
+    def send_frames_soon(self, frames: bytes, *, limit: int | None = None) -> bool:
+        """:meth:`hubbub.asyncio.connection.Connection.send_frames_soon`."""
+        transport = self.transport
+        registry = self._held_writes
+        if transport is None or registry is None or transport.is_closing():
+            return False
+        # Bytes held this round: none if the last flush registered has run.
+        first = self._held_round != registry.round
+        held = 0 if first else self._held
+        if limit is None:
+            if self.paused:
+                return False
+        elif transport.get_write_buffer_size() + held > limit:
+            return False
+        # The core checks the rest (state, section 5.4, sharing) and queues
+        # the frames after what it holds: nothing queued later overtakes them.
+        if not self.protocol.queue_shared_frames(frames):
+            return False
+        if first:
+            # The first frames held this round: the connection's flush is due
+            # at its end, and the held bytes count against the room left
+            # below the high water mark now, as if written (send_frames_nowait
+            # refuses past it; so do the calls after the flush below).
+            self._held_round = registry.round
+            self._held_room = self._high - transport.get_write_buffer_size()
+            registry.add(transport, self.protocol.outgoing)
+        held += len(frames)
+        if held > self._held_room:
+            # Over the mark: written now, so that the transport pauses writing
+            # (and later calls are refused) as it would have without holding.
+            # The flush registered stays due (it then finds nothing to write).
+            self._flush()
+            held = 0
+            self._held_room = self._high - transport.get_write_buffer_size()
+        self._held = held
+        return True
 
     def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
         """:meth:`hubbub.asyncio.connection.Connection.send_nowait`."""

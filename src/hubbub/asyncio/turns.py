@@ -62,7 +62,10 @@ class Turns:
             self._granted = False
         elif self.waiting:
             self.waiting.popleft()()
-        if self.waiting and not self.scheduled:
+        if (self.waiting or self._granted) and not self.scheduled:
+            # A turn just granted: run once more, in the iteration the task
+            # resumes in, to clear the flag there and not in a later one
+            # (which would skip the turn of another connection).
             self.scheduled = True
             self.loop.call_soon(self._run)
 

@@ -361,7 +361,7 @@ class Connection:
 
     @property
     def parsing_paused(self) -> bool:
-        """Whether received bytes wait unparsed because ``decode_limit`` was reached.
+        """Whether received bytes (or a frame's rest) wait because ``decode_limit`` was reached.
 
         A peer can pack a thousand messages of 1 MiB of zeros into 1 MB of
         compressed frames (RFC 7692); inflating them all at once would take
@@ -539,6 +539,21 @@ class Connection:
             return False
         _write_chunks(self.outgoing, writer, frames)
         return True
+
+    def queue_shared_frames(self, frames: bytes) -> bool:
+        """Queue frames encoded once for many connections in :attr:`outgoing`, after what is there.
+
+        What :meth:`write_shared_frames` does, without writing: an adapter that
+        holds writes until the end of its loop iteration (several messages to
+        one connection, then one system call) queues them here, so that a pong
+        or a close frame queued later can never overtake them (RFC 6455 section
+        5.4 and 5.5: they go out in the order queued).
+
+        Returns:
+            Whether they were queued: False when the connection is not OPEN,
+            does not :attr:`shares_frames`, or is sending a fragmented message.
+        """
+        return self.state is _OPEN and self.writer.queue_shared(frames)
 
     def send_text(self, data: str | bytes, fin: bool = True, *, compress: bool = True) -> None:
         """Send a text message, or its first fragment when ``fin`` is false.

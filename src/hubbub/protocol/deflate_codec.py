@@ -163,6 +163,10 @@ class PerMessageDeflate(Extension):
         self._decoding = False  # a compressed message is being received
         self._in_size = 0  # bytes inflated in the current message
         self._in_fed = False  # compressed bytes were inflated in this message
+        # A frame inflated in parts (decode(limit=...)): its compressed bytes
+        # not inflated yet, and whether it ends its message.
+        self._rest = b""
+        self._rest_fin = False
 
     def __repr__(self) -> str:
         return (
@@ -222,8 +226,22 @@ class PerMessageDeflate(Extension):
 
     # --- receiving -----------------------------------------------------------------
 
-    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+    partial_decoding = True
+
+    @property
+    def decode_pending(self) -> bool:
+        """Whether the last frame decoded with a ``limit`` has more to inflate."""
+        return bool(self._rest)
+
+    def decode(
+        self, frame: Frame, *, max_size: int | None = None, limit: int | None = None
+    ) -> Frame:
         """Inflate a data frame (section 7.2.2), within ``max_size`` more bytes.
+
+        With ``limit``, at most that many bytes are inflated now: if the frame
+        holds more, the frame returned is its first part (FIN clear) and
+        :attr:`decode_pending` is true until :meth:`decode_rest` has returned
+        the rest, part by part.
 
         Raises:
             PayloadTooBig: the message inflates past the budget.
@@ -246,8 +264,40 @@ class PerMessageDeflate(Extension):
         out = b""
         if frame.data:
             self._in_fed = True
-            out = self._inflate(frame.data, max_size)
-        if frame.fin:
+            out = self._inflate(frame.data, max_size, limit)
+        return self._decoded(
+            frame.opcode, out, frame.fin, max_size=max_size, rsv2=frame.rsv2, rsv3=frame.rsv3
+        )
+
+    def decode_rest(self, *, max_size: int | None = None, limit: int | None = None) -> Frame:
+        """The next part of the frame that :meth:`decode` left pending.
+
+        A continuation frame (FIN set on the last part if the frame had it),
+        with at most ``limit`` bytes; ``max_size`` as in :meth:`decode`.
+
+        Raises:
+            PayloadTooBig: the message inflates past the budget.
+            RemoteProtocolError: invalid data.
+        """
+        rest, self._rest = self._rest, b""
+        out = self._inflate(rest, max_size, limit) if rest else b""
+        return self._decoded(_OP_CONT, out, self._rest_fin, max_size=max_size)
+
+    def _decoded(
+        self,
+        opcode: Opcode,
+        out: bytes,
+        fin: bool,
+        *,
+        max_size: int | None,
+        rsv2: bool = False,
+        rsv3: bool = False,
+    ) -> Frame:
+        """The frame holding ``out``; ends the message after a final frame's last part."""
+        if self._rest:
+            self._rest_fin = fin
+            fin = False
+        elif fin:
             # An entirely empty payload is not valid DEFLATE data, but appending
             # the tail to it would leave the inflater inside a block header and
             # corrupt the next message: accept it as an empty message instead.
@@ -258,20 +308,21 @@ class PerMessageDeflate(Extension):
             self._end_message()
         if out and not self.remote_no_context_takeover:
             self._in_history = _remember(self._in_history, out, self._in_window)
-        return Frame(frame.opcode, out, frame.fin, False, frame.rsv2, frame.rsv3)
+        return Frame(opcode, out, fin, False, rsv2, rsv3)
 
-    def _inflate(self, data: bytes, budget: int | None) -> bytes:
+    def _inflate(self, data: bytes, budget: int | None, limit: int | None = None) -> bytes:
         decoder = self._decoder
         if decoder is None:
             decoder = self._decoder = self._new_decoder()
         try:
             if budget is None:
-                out = decoder.decompress(data)
+                out = decoder.decompress(data, limit or 0)
             else:
                 # Ask for one byte more than allowed: getting it proves the
                 # message too big, and no more than that is ever inflated.
                 # (max_length=0 would mean "no limit": never pass it.)
-                out = decoder.decompress(data, max(budget, 0) + 1)
+                ask = max(budget, 0) + 1
+                out = decoder.decompress(data, ask if limit is None else min(ask, limit))
                 if len(out) > budget:
                     size = self._in_size + len(out)
                     self._decoder = None  # the connection fails: free it now
@@ -279,6 +330,11 @@ class PerMessageDeflate(Extension):
         except zlib.error as exc:
             self._decoder = None
             raise RemoteProtocolError(f"invalid compressed data: {exc}") from None
+        if limit is not None:
+            # Output stopped at the limit: what zlib did not take is the rest
+            # of the frame (less than 258 bytes of a match may also wait
+            # inside zlib: the next call or the tail brings them out).
+            self._rest = decoder.unconsumed_tail
         self._in_size += len(out)
         return out
 
@@ -320,4 +376,4 @@ class PerMessageDeflate(Extension):
     def release(self) -> None:
         """Free everything; the connection is closed."""
         self._encoder = self._decoder = None
-        self._out_history = self._in_history = b""
+        self._out_history = self._in_history = self._rest = b""

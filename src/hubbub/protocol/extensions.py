@@ -65,6 +65,23 @@ class Extension(ABC):
                 memory than that.
         """
 
+    partial_decoding = False
+    """Whether :meth:`decode` takes a ``limit`` and may leave part of a frame
+    for :meth:`decode_rest` (permessage-deflate does: see the connection's
+    ``decode_limit``, which bounds what one parsing step inflates)."""
+
+    @property
+    def decode_pending(self) -> bool:
+        """Whether part of the last frame decoded with a ``limit`` waits for :meth:`decode_rest`."""
+        return False
+
+    def decode_rest(self, *, max_size: int | None = None, limit: int | None = None) -> Frame:
+        """Decode the next part of a frame left pending (only if :attr:`partial_decoding`).
+
+        Returns a continuation frame, FIN set on the last part of a final frame.
+        """
+        raise NotImplementedError("this extension decodes whole frames only")
+
     @abstractmethod
     def encode(self, frame: Frame) -> Frame:
         """Transform a data frame about to be sent."""

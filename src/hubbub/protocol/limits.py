@@ -36,8 +36,11 @@ class Limits:
             it; ``None`` for no limit. Over it the connection fails with 1009.
         decode_limit: bytes that extensions may decode (inflate) in one call
             to ``receive_data()`` or ``resume_parsing()``; ``None`` for no
-            limit. Once reached, parsing stops at the next frame boundary
-            (see ``Connection.parsing_paused``).
+            limit. Once reached, parsing stops at the next frame boundary,
+            or inside a frame that inflates past it once 64 KiB of it were
+            inflated, when the extension can (permessage-deflate): a step
+            inflates at most ``decode_limit`` + 64 KiB (see
+            ``Connection.parsing_paused``).
 
     Raises:
         ValueError: a negative bound.

@@ -200,8 +200,14 @@ class MessageAssembler:
 
     # --- whole frames --------------------------------------------------------
 
-    def extension_frame(self, b0: int, opcode: int, data: bytes) -> int:
+    def extension_frame(self, b0: int, opcode: int, data: bytes, limit: int | None = None) -> int:
         """A data frame when extensions are negotiated: decode it, then assemble it.
+
+        With ``limit``, an extension that can (``partial_decoding``, the only
+        one negotiated) decodes at most that many bytes of the frame now; the
+        part decoded is assembled as a fragment (section 5.4) and
+        :attr:`decoding` stays true until :meth:`decode_rest` assembled the
+        rest.
 
         Returns:
             How many bytes extensions decoded (for the connection's decode limit).
@@ -209,18 +215,39 @@ class MessageAssembler:
         frame = Frame(
             Opcode(opcode), data, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10)
         )
+        extensions = self.extensions
         if opcode != _OP_CONT:
-            self._transformed = any(ext.is_transformed(frame) for ext in self.extensions)
+            self._transformed = any(ext.is_transformed(frame) for ext in extensions)
         decoded = 0
         if self._transformed:
             budget = self.limits.inflate_budget(self.size)
-            for ext in reversed(self.extensions):
-                frame = ext.decode(frame, max_size=budget)
+            if limit is not None and len(extensions) == 1 and extensions[0].partial_decoding:
+                frame = extensions[0].decode(frame, max_size=budget, limit=limit)  # type: ignore[call-arg]
+            else:
+                for ext in reversed(extensions):
+                    frame = ext.decode(frame, max_size=budget)
             decoded = len(frame.data)
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             raise RemoteProtocolError("reserved bits set without an extension that uses them")
         self.data_frame(opcode, frame.fin, frame.data)
         return decoded
+
+    @property
+    def decoding(self) -> bool:
+        """Whether part of the last frame waits to be decoded (see :meth:`extension_frame`)."""
+        extensions = self.extensions
+        return bool(extensions) and extensions[0].decode_pending
+
+    def decode_rest(self, limit: int | None) -> int:
+        """Decode and assemble the next part (at most ``limit`` bytes) of a pending frame.
+
+        Returns:
+            How many bytes were decoded.
+        """
+        budget = self.limits.inflate_budget(self.size)
+        frame = self.extensions[0].decode_rest(max_size=budget, limit=limit)
+        self.data_frame(_OP_CONT, frame.fin, frame.data)
+        return len(frame.data)
 
     def data_frame(self, opcode: int, fin: int | bool, data: bytes) -> None:
         """Assemble a data frame, its payload unmasked and decoded (section 5.4).

@@ -25,9 +25,14 @@ Three ways through it, fastest first:
   adapter read straight into the message.
 
 With a ``decode_limit`` (:class:`~hubbub.protocol.limits.Limits`), parsing
-stops at the first frame boundary once extensions decoded that much in one
-step (:attr:`FrameReader.paused`): a peer cannot make one read inflate a
-thousand compressed messages at once (RFC 7692).
+stops once extensions decoded that much in one step
+(:attr:`FrameReader.paused`): a peer cannot make one read inflate a thousand
+compressed messages at once (RFC 7692). A frame that inflates past the limit
+is stopped inside, once it gave at least ``_MIN_PART`` (64 KiB), when the
+extension can (``partial_decoding``, permessage-deflate): its rest waits in
+the extension and is inflated first in the next step, so a step inflates at
+most ``decode_limit`` + 64 KiB whatever ``max_size`` allows one message
+(the part decoded is assembled as a fragment, section 5.4).
 """
 
 from __future__ import annotations
@@ -49,6 +54,11 @@ _OP_BINARY = Opcode.BINARY
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 # A binary frame with more than this still to come is read by a LargeFrameReader.
 _LARGE = 65536
+# The least a parsing step inflates of a frame before it may stop inside it:
+# the step's limit bounds a step to decode_limit + _MIN_PART bytes, and a
+# tiny limit still inflates at least 64 bytes for each compressed byte
+# (deflate inflates at most 1,032 bytes per byte).
+_MIN_PART = 65536
 
 
 class FrameReader:
@@ -104,6 +114,11 @@ class FrameReader:
         self._decoded = 0
 
     @property
+    def step_decoded(self) -> int:
+        """Bytes extensions decoded in the last parsing step (see :attr:`paused`)."""
+        return self._decoded
+
+    @property
     def buffered(self) -> int:
         """Bytes received and held, not parsed yet."""
         return 0 if self._buf is None else len(self._buf)
@@ -134,8 +149,10 @@ class FrameReader:
         buf = self._buf
         if self.paused:
             # Parsing waits for resume(): keep the bytes, inflate nothing.
-            assert buf is not None  # parsing paused with bytes left
-            buf += data
+            if buf is None:  # paused inside the last frame held
+                self._buf = bytearray(data)
+            else:
+                buf += data
             return False
         large = self.large_frame
         if large is not None:
@@ -236,6 +253,15 @@ class FrameReader:
         Raises:
             RemoteProtocolError: the peer broke the protocol.
         """
+        if self.extensions and self.assembler.decoding and self.reading:
+            # The frame the last step stopped inside comes first.
+            limit = self.limits.decode_limit
+            self._decoded += self.assembler.decode_rest(
+                None if limit is None else max(limit - self._decoded, _MIN_PART)
+            )
+            if self.assembler.decoding:
+                self.paused = True
+                return None
         buf = self._buf
         if buf is None:
             return None
@@ -319,11 +345,17 @@ class FrameReader:
                 control = (opcode, data)
                 break
             if extensions:
-                self._decoded += assembler.extension_frame(b0, opcode, data)
                 limit = self.limits.decode_limit
-                if limit is not None and self._decoded >= limit and pos < end:
-                    # Stop at this frame boundary: what follows stays in the
-                    # buffer until resume() (see paused).
+                if limit is None:
+                    assembler.extension_frame(b0, opcode, data)
+                    continue
+                self._decoded += assembler.extension_frame(
+                    b0, opcode, data, max(limit - self._decoded, _MIN_PART)
+                )
+                if assembler.decoding or (self._decoded >= limit and pos < end):
+                    # Stop inside this frame (the extension keeps the rest of
+                    # it) or at its end: what follows stays in the buffer
+                    # until resume() (see paused).
                     self.paused = True
                     break
             else:

@@ -116,6 +116,24 @@ class FrameWriter:
         else:
             self.data_frame(_OP_BINARY, message, True, compress)
 
+    def queue_shared(self, frames: bytes) -> bool:
+        """Queue ``frames`` encoded once for many connections, after what is queued.
+
+        Only while :attr:`takes_shared_frames` (no mask, no extension, not
+        inside a fragmented message: section 5.4 allows no other data frame
+        inside one). Nothing is written: the frames join :attr:`outgoing`, and
+        whoever writes that list next writes them, in order with every frame
+        queued before or after them (pongs and close frames included). The
+        caller checked that the connection is OPEN.
+
+        Returns:
+            Whether ``frames`` were queued.
+        """
+        if not self.takes_shared_frames:
+            return False
+        self.outgoing.append(frames)
+        return True
+
     def write(self, opcode: int, data: bytes) -> None:
         """Write a whole frame as it is, without extensions: control frames (section 5.5).
 

@@ -7,7 +7,9 @@ An adapter (the asyncio server) owns the sockets and drives a :class:`Node`:
 
 1. for each accepted WebSocket it calls :meth:`Node.open_session` with two
    callables, ``send(text)`` (queue one message; must not block or raise) and
-   ``close(code, reason)`` (close the WebSocket);
+   ``close(code, reason)`` (close the WebSocket), and optionally a third,
+   ``push(text)``, for channel publications (the same, but it may hold the
+   write until the end of the loop iteration: several publications, one write);
 2. for each message received it awaits :meth:`Node.handle`, one at a time per
    session, so a session's requests are answered in order;
 3. when the WebSocket is gone it awaits :meth:`Node.close_session`;
@@ -105,7 +107,9 @@ class Node:
         self.permissions = Permissions(self.config, auth)
         self.operations = NodeOperations(broker, self.config, clock, metrics, self.permissions)
         self.sessions: dict[str, Session] = {}
-        self._channels: dict[str, set[Session]] = {}
+        # Channel -> its local sessions and their subscriptions: the fan-out
+        # loop reads both from one dict, no lookup per subscriber.
+        self._channels: dict[str, dict[Session, Subscription]] = {}
         self._users: dict[str, set[Session]] = {}
         self._ids = itertools.count(1)
         self._last_touch = clock()
@@ -140,17 +144,27 @@ class Node:
         close: Callable[[int, str], None],
         conn_id: str | None = None,
         identity: Identity | None = None,
+        *,
+        push: Callable[[str], None] | None = None,
     ) -> Session:
         """Register a new connection; it must ``connect`` within ``connect_timeout``.
 
         ``identity``: who the connection is, when the application authenticated
         its handshake itself (cookies, a session; see ``hubbub.hub.server.asgi``). Its
         ``connect`` then needs no token and gets this identity whatever it sends.
+        ``push``: sends channel publications (``send`` by default); see
+        :attr:`Session.push`.
         """
         if conn_id is None:
             conn_id = f"{self.node_id}-{next(self._ids)}"
         session = Session(
-            conn_id, send, close, self.config, clock=self.clock, traffic=self.metrics.traffic
+            conn_id,
+            send,
+            close,
+            self.config,
+            clock=self.clock,
+            traffic=self.metrics.traffic,
+            push=push,
         )
         session.handshake_identity = identity
         self.sessions[conn_id] = session
@@ -408,7 +422,7 @@ class Node:
             raise Fail(p.ErrorCode.TOO_MANY_CHANNELS, "too many channels")
         self.permissions.may_subscribe(session, channel, rules, cmd.token)
         sub = session.channels[channel] = Subscription(rules)
-        self._channels.setdefault(channel, set()).add(session)
+        self._channels.setdefault(channel, {})[session] = sub
         self.metrics.subscriptions.inc()
         try:
             await self.broker.subscribe(channel, self._listener)
@@ -458,7 +472,7 @@ class Node:
         self.metrics.subscriptions.dec()
         sessions = self._channels.get(channel)
         if sessions is not None:
-            sessions.discard(session)
+            sessions.pop(session, None)
             if not sessions:
                 del self._channels[channel]
                 await self.broker.unsubscribe(channel, self._listener)
@@ -504,18 +518,15 @@ class Node:
             offset = item.offset
             sent = 0
             # The hot loop of fan-out (once per subscriber): Session.deliver
-            # inlined through its public parts (transmit, fail), which saves a
-            # call per recipient.
-            for session in sessions:
-                sub = session.channels.get(stream)
-                if sub is None:
-                    continue
+            # inlined through its public parts (push, fail), which saves a
+            # call per recipient; the subscriptions come with the sessions.
+            for session, sub in sessions.items():
                 pending = sub.pending
                 if pending is not None:  # recovering: flushed after its reply
                     pending.append((offset, text))
                 elif not session.closed:
                     try:
-                        session.transmit(text)
+                        session.push(text)
                     except Exception:
                         session.fail()  # this session only: the loop goes on
                     else:
@@ -526,9 +537,8 @@ class Node:
                 item.kind, {"channel": stream, "user": item.user, "conn_id": item.conn_id}
             )
             sent = 0
-            for session in sessions:
-                sub = session.channels.get(stream)
-                if sub is not None and session.conn_id != item.conn_id:
+            for session, sub in sessions.items():
+                if session.conn_id != item.conn_id:
                     sent += session.deliver(sub.pending, None, text)
             self.metrics.delivered(item.kind, sent, len(text))
 
@@ -542,8 +552,7 @@ class Node:
             targets = [(s, s.inbox_pending) for s in users]
         else:
             name = stream
-            subs = ((s, s.channels.get(stream)) for s in self._channels.get(stream, ()))
-            targets = [(s, sub.pending) for s, sub in subs if sub is not None]
+            targets = [(s, sub.pending) for s, sub in self._channels.get(stream, {}).items()]
         fields = {"stream": name, "epoch": reset.epoch, "offset": reset.offset, "reason": "epoch"}
         text = p.encode_push("reset", fields)
         sent = sum(session.deliver(pending, None, text) for session, pending in targets)

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import protocol as p
 from .broker import Broker
-from .config import HubConfig, namespace_of
+from .config import HubConfig, NamespaceRules, namespace_of
 from .permissions import Permissions
 from .session import Fail, Session, entry_json, inbox_stream, ms
 from .streams import Entry
@@ -131,13 +131,22 @@ class NodeOperations:
 
     # --- server API (Python, same process) ---------------------------------
 
-    async def publish(self, channel: str, data: Any, *, sender: str | None = None) -> Entry:
-        """Publish to a channel as the server (no permission check)."""
+    def check_channel(self, channel: str) -> NamespaceRules:
+        """The rules of ``channel``, which the server may publish to.
+
+        Raises:
+            ValueError: an invalid channel name, or one of no namespace configured.
+        """
         if not p.valid_channel(channel):
             raise ValueError(f"invalid channel {channel!r}")
         rules = self.config.namespaces.get(namespace_of(channel))
         if rules is None:
             raise ValueError(f"unknown namespace in {channel!r}")
+        return rules
+
+    async def publish(self, channel: str, data: Any, *, sender: str | None = None) -> Entry:
+        """Publish to a channel as the server (no permission check)."""
+        rules = self.check_channel(channel)
         return await self.broker.publish(channel, data, sender=sender, limits=rules.history)
 
     async def send(

@@ -93,8 +93,13 @@ class Session:
     Attributes:
         transmit: the adapter's ``send(text)``, called as it is: no closed check,
             no traffic counted, and it may raise. :meth:`send` and :meth:`deliver`
-            wrap it; the node's channel fan-out loop calls it directly (once per
-            subscriber, the hot path) and calls :meth:`fail` when it raises.
+            wrap it.
+        push: the adapter's ``push(text)`` for channel publications, or
+            ``transmit`` when it has none: the same, but the adapter may hold
+            the write until the end of its loop iteration, so that several
+            publications to one client leave in one write. The node's channel
+            fan-out loop calls it directly (once per subscriber, the hot path)
+            and calls :meth:`fail` when it raises.
     """
 
     def __init__(
@@ -106,10 +111,12 @@ class Session:
         *,
         clock: Callable[[], float],
         traffic: Traffic | None = None,
+        push: Callable[[str], None] | None = None,
     ) -> None:
         self.conn_id = conn_id
         self._traffic = traffic or Traffic()
         self.transmit = send
+        self.push = send if push is None else push
         self._close = close
         self.identity: Identity | None = None
         # Set by the hub's ASGI app when the application's hook authenticated

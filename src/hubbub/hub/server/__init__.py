@@ -14,15 +14,21 @@ Theory of operation
   :class:`~hubbub.hub.core.binary.MsgpackEncoder` (a push fanned out is
   packed once, whatever the number of msgpack recipients); JSON sessions take
   the path they always took. The frames of each encoding have their own
-  :class:`_FrameCache`, so a channel mixing both encodes each frame once.
+  :class:`~hubbub.hub.server.frames.FrameCache`, so a channel mixing both encodes each frame once.
   The node's ``send(text)`` is synchronous and must never block. When
   nothing is queued and the transport is below its high water mark, the
   :class:`_Outbox` writes the frame straight to the transport: server frames
   are not masked (RFC 6455 section 5.1), so the frame of a push fanned out to
-  many sessions is encoded once (:class:`_FrameCache`) and the same bytes are
-  written to each. Otherwise (the client reads slowly, or the connection
-  negotiated an extension such as permessage-deflate, which compresses per
-  connection, RFC 7692) the text is queued, and the outbox's writer task
+  many sessions is encoded once (:class:`~hubbub.hub.server.frames.FrameCache`)
+  and the same bytes are written to each. Channel publications (the node's ``push``) are held in the
+  connection's output until the end of the loop iteration
+  (``send_frames_soon``) when the iteration fans out several (a batch from
+  the HTTP API, several publishers): they leave in one write per
+  connection, one system call instead of one per publication; a lone
+  publication is written at once (:class:`~hubbub.hub.server.frames.FrameCache`).
+  Otherwise (the client reads slowly, or the connection negotiated an extension such as
+  permessage-deflate, which compresses per connection, RFC 7692) the text is
+  queued, and the outbox's writer task
   (started the first time something is queued) awaits ``ws.send``,
   honouring the write buffer limits; a backlog it finds while the transport
   has room goes out in one write. An outbox that fills
@@ -59,7 +65,6 @@ from typing import Any
 
 from ...asyncio import Server, ServerConnection, serve
 from ...exceptions import ConnectionClosed
-from ...protocol.frames import Opcode, encode_shared_frame
 from ...protocol.http11 import Request, Response
 from ...versions import versions
 from ..auth import Authenticator
@@ -71,6 +76,7 @@ from ..core.node import Node
 from ..core.protocol import SUBPROTOCOL
 from ..core.session import DisconnectCode
 from ..metrics import CONTENT_TYPE, HubMetrics
+from .frames import FrameCache
 from .http_api import MAX_BODY, METRICS_CHALLENGE, METRICS_REFUSAL, HttpApi, bearer_matches
 from .inline import InlineRequests
 from .origins import OriginPolicy
@@ -82,34 +88,6 @@ __all__ = ["Hub", "new_node", "run_hub", "start_hub"]
 logger = logging.getLogger(__name__)
 
 
-class _FrameCache:
-    """The unmasked frame of the last push, shared by every connection of one encoding.
-
-    The node encodes a fan-out push once and hands the same ``str`` object to
-    each local recipient in a row, so an identity check finds it (for msgpack
-    sessions, the same ``bytes`` object :class:`MsgpackEncoder` packed from it).
-    """
-
-    __slots__ = ("frame", "text")
-
-    def __init__(self) -> None:
-        self.text: str | bytes | None = None
-        self.frame = b""
-
-    def encode(self, text: str | bytes) -> bytes:
-        if text is not self.text:
-            # A str is a JSON text frame, bytes a MessagePack binary one (5.6).
-            if isinstance(text, str):
-                opcode, payload = Opcode.TEXT, text.encode()
-            else:
-                opcode, payload = Opcode.BINARY, text
-            # One bytes object (FIN set, no RSV bit, unmasked: sections 5.1,
-            # 5.2): the outbox writes it to every connection that shares frames.
-            self.frame = encode_shared_frame(opcode, payload)
-            self.text = text
-        return self.frame
-
-
 class _Outbox:
     """Turns the node's synchronous ``send`` into writes, queuing while the client is slow."""
 
@@ -117,7 +95,7 @@ class _Outbox:
         self,
         ws: ServerConnection,
         max_pending: int,
-        frames: _FrameCache | None = None,
+        frames: FrameCache | None = None,
         on_close: Callable[[int], None] | None = None,
     ) -> None:
         self.ws = ws
@@ -125,7 +103,7 @@ class _Outbox:
         # call makes, so that hubbub_disconnects_total counts them too.
         self.on_close = on_close
         self.max_pending = max_pending
-        self.frames = frames or _FrameCache()
+        self.frames = frames or FrameCache()
         self.queue: collections.deque[str | bytes] = collections.deque()
         # The writer task and its event exist only once something is queued
         # (a slow reader, an extension, a close): most connections never need
@@ -140,19 +118,39 @@ class _Outbox:
         self.direct = frames is not None and ws.shares_frames
         if self.direct:
             self.send_frames = ws.send_frames_nowait
+            self.hold_frames = ws.send_frames_soon
 
     def send(self, text: str | bytes) -> None:
         # Called once per recipient of every push (__init__ keeps the bound
         # method: attribute lookups count here).
         if self.closing is not None:
             return
-        queue = self.queue
-        if not queue and self.direct:
+        if not self.queue and self.direct:
             # Nothing queued ahead of it: written now unless the transport is
             # above its high water mark (then the writer task waits for it).
             frames = self.frames
             if self.send_frames(frames.frame if text is frames.text else frames.encode(text)):
                 return
+        self._enqueue(text)
+
+    def push(self, text: str | bytes) -> None:
+        """A channel publication: :meth:`send`, the write held to the end of the iteration."""
+        # The fan-out's hot path, once per subscriber: as send(), with the
+        # frame queued in the connection's output and written with whatever
+        # else this iteration gives it (send_frames_soon) when the frame cache
+        # says the iteration has more publications (FrameCache.hold).
+        if self.closing is not None:
+            return
+        if not self.queue and self.direct:
+            frames = self.frames
+            frame = frames.frame if text is frames.text else frames.published(text)
+            if (self.hold_frames if frames.hold else self.send_frames)(frame):
+                return
+        self._enqueue(text)
+
+    def _enqueue(self, text: str | bytes) -> None:
+        """Queue ``text`` for the writer task, or close a client that let too much pile up."""
+        queue = self.queue
         if len(queue) >= self.max_pending:
             # Slow consumer: what is queued is dropped; the client recovers it.
             queue.clear()
@@ -267,9 +265,9 @@ class _Endpoint:
         self.metrics_key = None if metrics_token is None else metrics_token.encode()
         self.versions = versions()
         self.outboxes: set[_Outbox] = set()
-        self.frames = _FrameCache()
+        self.frames = FrameCache()
         # The msgpack sessions' own frame cache and encoder (module docstring).
-        self.binary_frames = _FrameCache()
+        self.binary_frames = FrameCache()
         self.msgpack: MsgpackEncoder | None = MsgpackEncoder() if msgpack_available() else None
         # Offered in this order (the server's preference, RFC 6455 section 4.2.2).
         self.subprotocols = [SUBPROTOCOL]
@@ -292,10 +290,14 @@ class _Endpoint:
         outbox = _Outbox(ws, self.max_pending, frames, self.node.metrics.disconnected)
         self.outboxes.add(outbox)
         if packer is None:
-            session = self.node.open_session(outbox.send, outbox.close)
+            session = self.node.open_session(outbox.send, outbox.close, push=outbox.push)
         else:
-            pack_text, send = packer.pack_text, outbox.send
-            session = self.node.open_session(lambda text: send(pack_text(text)), outbox.close)
+            pack_text, send, push = packer.pack_text, outbox.send, outbox.push
+            session = self.node.open_session(
+                lambda text: send(pack_text(text)),
+                outbox.close,
+                push=lambda text: push(pack_text(text)),
+            )
         node = self.node
         if packer is None:
             handle = functools.partial(node.handle, session)

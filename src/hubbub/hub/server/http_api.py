@@ -6,6 +6,14 @@ key in ``Authorization: Bearer <key>`` (or ``X-API-Key``). The answer is the
 command's result as JSON (200), or ``{"error": {"code", "message"}}`` with the
 wire error code and an HTTP status (400, 401, 404, 405, 413, 503).
 
+``POST /api/publish_batch`` (no WebSocket command of that name) takes
+``{"publications": [{"channel", "data"}, ...]}``, at most :data:`MAX_BATCH`,
+checks them all, then publishes them in order and answers ``{"results":
+[{"offset", "epoch"}, ...]}``. On the in-process broker they are fanned out
+in one loop iteration, so each subscriber gets the publications of a batch in
+one write (``send_frames_soon``). A 503 (the broker failed midway) may leave
+the first ones published.
+
 The API shares the hub's port with the WebSocket endpoint: the adapter reads a
 request's ``Content-Length`` body (up to ``max_body``, :data:`MAX_BODY` here;
 413 past it) before the hub's ``process_request`` hook hands it to
@@ -26,12 +34,15 @@ from ..core.broker import BrokerUnavailable
 from ..core.node import Node
 from ..core.session import Fail
 
-__all__ = ["MAX_BODY", "HttpApi"]
+__all__ = ["MAX_BATCH", "MAX_BODY", "HttpApi"]
 
 logger = logging.getLogger(__name__)
 
 #: Largest request body accepted, in bytes.
 MAX_BODY = 1024 * 1024
+
+#: Most publications one ``publish_batch`` request may carry.
+MAX_BATCH = 1000
 
 
 class _HttpError(Exception):
@@ -68,7 +79,15 @@ class HttpApi:
         api_key: the secret clients must present.
     """
 
-    METHODS = ("publish", "send", "presence", "presence_stats", "history", "online")
+    METHODS = (
+        "publish",
+        "publish_batch",
+        "send",
+        "presence",
+        "presence_stats",
+        "history",
+        "online",
+    )
 
     def __init__(self, node: Node, api_key: str) -> None:
         if not api_key:
@@ -125,7 +144,8 @@ class HttpApi:
             raise _HttpError(400, p.ErrorCode.BAD_REQUEST, str(exc)) from None
         except (ValueError, RecursionError):
             raise _HttpError(400, p.ErrorCode.BAD_REQUEST, "body is not JSON") from None
-        cmd = p.parse_params(name, params)
+        cmd: p.Command | list[p.Publish] | p.Rejected
+        cmd = _parse_batch(params) if name == "publish_batch" else p.parse_params(name, params)
         if isinstance(cmd, p.Rejected):
             raise _HttpError(400, cmd.code, cmd.message)
         try:
@@ -140,8 +160,18 @@ class HttpApi:
             logger.exception("HTTP API error on %r", cmd)
             raise _HttpError(500, p.ErrorCode.INTERNAL, "internal error") from exc
 
-    async def _execute(self, cmd: p.Command) -> Any:
+    async def _execute(self, cmd: p.Command | list[p.Publish]) -> Any:
         node = self.node
+        if isinstance(cmd, list):
+            # Every publication is checked before the first is published.
+            for pub in cmd:
+                node.permissions.check_size(pub.data)
+                node.operations.check_channel(pub.channel)
+            results = []
+            for pub in cmd:
+                entry = await node.publish(pub.channel, pub.data)
+                results.append({"offset": entry.offset, "epoch": entry.epoch})
+            return {"results": results}
         if isinstance(cmd, p.Publish):
             node.permissions.check_size(cmd.data)
             entry = await node.publish(cmd.channel, cmd.data)
@@ -162,6 +192,25 @@ class HttpApi:
         assert isinstance(cmd, p.Online)
         online = await node.broker.online(cmd.users)
         return {"online": {u: u in online for u in cmd.users}}
+
+
+def _parse_batch(params: Any) -> list[p.Publish] | p.Rejected:
+    """The publications of a ``publish_batch`` body, or why it is refused."""
+    pubs = params.get("publications") if isinstance(params, dict) else None
+    if not isinstance(pubs, list) or not pubs:
+        return p.Rejected(0, p.ErrorCode.INVALID_PARAMS, "publications must be a non-empty list")
+    if len(pubs) > MAX_BATCH:
+        return p.Rejected(
+            0, p.ErrorCode.INVALID_PARAMS, f"at most {MAX_BATCH} publications per batch"
+        )
+    parsed = []
+    for i, item in enumerate(pubs):
+        cmd = p.parse_params("publish", item)
+        if isinstance(cmd, p.Rejected):
+            return p.Rejected(0, cmd.code, f"publications[{i}]: {cmd.message}")
+        assert isinstance(cmd, p.Publish)
+        parsed.append(cmd)
+    return parsed
 
 
 def _error(code: p.ErrorCode, message: str) -> dict[str, Any]:
