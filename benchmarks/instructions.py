@@ -54,6 +54,9 @@ class DiscardingTransport:
     def set_write_buffer_limits(self, high: int, low: int) -> None:
         pass
 
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return 16384, 65536  # (low, high), as asyncio's transports answer
+
     def is_closing(self) -> bool:
         return False
 

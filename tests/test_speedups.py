@@ -316,6 +316,122 @@ def test_message_frame_c_matches_python_and_parses_back(message: str | bytes) ->
     assert events == [message]
 
 
+# --- write_chunks and broadcast_frames ---------------------------------------------
+
+
+class RecordingWriter:
+    """A transport's write/writelines, recording what they were given (copied)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[str, list[bytes]]] = []
+        self.fail = fail
+
+    def write(self, data: bytes) -> None:
+        if self.fail:
+            raise OSError("broken")
+        self.calls.append(("write", [data]))
+
+    def writelines(self, data: list[bytes]) -> None:
+        if self.fail:
+            raise OSError("broken")
+        self.calls.append(("writelines", list(data)))
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+@given(st.lists(st.binary(max_size=20), max_size=5), st.one_of(st.none(), st.binary(max_size=9)))
+@settings(max_examples=100, deadline=None)
+def test_write_chunks_one_call_then_empty(
+    kind: str, queued_chunks: list[bytes], last: bytes | None
+) -> None:
+    write_chunks = impl(kind, "write_chunks")
+    writer = RecordingWriter()
+    queued = list(queued_chunks)
+    if last is None:
+        assert write_chunks(queued, writer) is None
+    else:
+        assert write_chunks(queued, writer, last) is None
+    # The shared frames (last) go after what was queued: the order of messages.
+    chunks = queued_chunks + ([] if last is None else [last])
+    assert queued == []
+    if not chunks:
+        assert writer.calls == []  # nothing to write: no call at all
+    elif len(chunks) == 1:
+        assert writer.calls == [("write", chunks)]  # the transport joins nothing
+    else:
+        assert writer.calls == [("writelines", chunks)]
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_write_chunks_keeps_the_chunks_when_the_writer_fails(kind: str) -> None:
+    write_chunks = impl(kind, "write_chunks")
+    for queued in ([b"a"], [b"a", b"b"]):
+        kept = list(queued)
+        with pytest.raises(OSError, match="broken"):
+            write_chunks(queued, RecordingWriter(fail=True))
+        assert queued == kept
+
+
+def test_write_chunks_c_checks_its_arguments() -> None:
+    if _speedups is None:
+        pytest.skip("the C accelerator is not built")
+    with pytest.raises(TypeError):
+        _speedups.write_chunks((b"a",), RecordingWriter())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.write_chunks([b"a"])  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _speedups.write_chunks([b"a"], RecordingWriter(), None, None)  # type: ignore[call-arg]
+
+
+class Sink:
+    """A connection's send_frames_nowait: takes frames while under its bound."""
+
+    def __init__(self, buffered: int, paused: bool) -> None:
+        self.buffered = buffered
+        self.paused = paused
+        self.got: list[tuple[bytes, int | None]] = []
+
+    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
+        self.got.append((frames, limit))
+        return not self.paused if limit is None else self.buffered <= limit
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+@given(
+    st.lists(st.tuples(st.integers(0, 100), st.booleans()), max_size=8),
+    st.one_of(st.none(), st.integers(0, 100)),
+)
+@settings(max_examples=100, deadline=None)
+def test_broadcast_frames_calls_each_connection_once(
+    kind: str, states: list[tuple[int, bool]], limit: int | None
+) -> None:
+    broadcast_frames = impl(kind, "broadcast_frames")
+    sinks = [Sink(buffered, paused) for buffered, paused in states]
+    # Any iterable: a server's connections are a set, a generator works too.
+    sent, refused = broadcast_frames(iter(sinks), b"frame", limit)
+    assert all(sink.got == [(b"frame", limit)] for sink in sinks)
+    expected = [
+        sink for sink in sinks if not (not sink.paused if limit is None else sink.buffered <= limit)
+    ]
+    assert refused == expected  # in order, the same objects
+    assert sent == len(sinks) - len(expected)
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_broadcast_frames_stops_at_an_error(kind: str) -> None:
+    broadcast_frames = impl(kind, "broadcast_frames")
+
+    class Broken(Sink):
+        def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
+            raise RuntimeError("boom")
+
+    after = Sink(0, False)
+    with pytest.raises(RuntimeError, match="boom"):
+        broadcast_frames([Sink(0, False), Broken(0, False), after], b"f", None)
+    assert after.got == []
+    with pytest.raises(TypeError):
+        broadcast_frames(42, b"f", None)
+
+
 # --- choosing ----------------------------------------------------------------------
 
 

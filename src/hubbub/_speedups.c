@@ -3,7 +3,7 @@
  *
  * Theory of operation
  * -------------------
- * Three building blocks, each with a pure-Python twin in hubbub/speedups.py
+ * The building blocks, each with a pure-Python twin in hubbub/speedups.py
  * that behaves identically (tests/test_speedups.py checks them against each
  * other on random input):
  *
@@ -33,7 +33,22 @@
  *       (section 5.1: it does not mask) when no extension transforms frames,
  *       and the frame a broadcast writes to every such connection.
  *
- * The module keeps no state and releases no GIL: each call is short.
+ *   write_chunks(chunks, writer, last=None) -> None
+ *       The one drain of a connection's outgoing chunks (the core's
+ *       `outgoing` list), `last` (frames shared by a broadcast) after them if
+ *       given: nothing if there is nothing, writer.write(chunk) for one chunk
+ *       (an asyncio transport then joins nothing), writer.writelines(chunks)
+ *       for more, then the list is emptied. Every adapter path that writes
+ *       what the core queued calls it, with no Python frame in between.
+ *
+ *   broadcast_frames(connections, frames, limit) -> (sent, refused)
+ *       The per-connection loop of a broadcast: conn.send_frames_nowait(frames)
+ *       (with limit=limit unless limit is None) for each connection, the
+ *       public per-connection operation; returns how many took the frames and
+ *       the list of those that refused, for the caller's slow path.
+ *
+ * The module keeps no state but the interned method names, and releases no
+ * GIL: each call is short.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -503,6 +518,131 @@ message_frame(PyObject *self, PyObject *message)
     return frame;
 }
 
+/* ------------------------------------------------------------- writing */
+
+static PyObject *str_write, *str_writelines, *str_send_frames_nowait, *kwnames_limit;
+
+PyDoc_STRVAR(write_chunks_doc,
+"write_chunks(chunks, writer, last=None) -> None\n\n"
+"Hand the list of chunks, then last if not None, to writer and empty the list:\n"
+"nothing when there is nothing, writer.write(chunk) for one chunk,\n"
+"writer.writelines(chunks) for more.");
+
+static PyObject *
+write_chunks(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *chunks, *res, *callargs[2];
+    Py_ssize_t n;
+
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "write_chunks() takes 2 or 3 arguments");
+        return NULL;
+    }
+    chunks = args[0];
+    if (!PyList_CheckExact(chunks)) {
+        PyErr_SetString(PyExc_TypeError, "chunks must be a list");
+        return NULL;
+    }
+    n = PyList_GET_SIZE(chunks);
+    callargs[0] = args[1];
+    if (nargs == 3 && args[2] != Py_None) {
+        if (n == 0) {
+            /* Only `last`: written as it is, the list is not touched. */
+            callargs[1] = args[2];
+            res = PyObject_VectorcallMethod(str_write, callargs, 2, NULL);
+            if (res == NULL)
+                return NULL;
+            Py_DECREF(res);
+            Py_RETURN_NONE;
+        }
+        if (PyList_Append(chunks, args[2]) < 0)
+            return NULL;
+        n++;
+    }
+    if (n == 0)
+        Py_RETURN_NONE;
+    if (n == 1) {
+        /* Held: the writer could empty the list while it runs. */
+        callargs[1] = PyList_GET_ITEM(chunks, 0);
+        Py_INCREF(callargs[1]);
+        res = PyObject_VectorcallMethod(str_write, callargs, 2, NULL);
+        Py_DECREF(callargs[1]);
+    }
+    else {
+        callargs[1] = chunks;
+        res = PyObject_VectorcallMethod(str_writelines, callargs, 2, NULL);
+    }
+    if (res == NULL)
+        return NULL; /* as the Python twin: the chunks stay queued */
+    Py_DECREF(res);
+    if (PyList_SetSlice(chunks, 0, PyList_GET_SIZE(chunks), NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(broadcast_frames_doc,
+"broadcast_frames(connections, frames, limit) -> (sent, refused)\n\n"
+"Call conn.send_frames_nowait(frames) (with limit=limit unless limit is None)\n"
+"for each connection of the iterable; return how many returned true and the\n"
+"list of the connections that returned false.");
+
+static PyObject *
+broadcast_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *it, *conn, *res, *refused, *callargs[3], *kwnames = NULL;
+    Py_ssize_t sent = 0, ncall = 2;
+    int ok;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "broadcast_frames() takes 3 arguments");
+        return NULL;
+    }
+    callargs[1] = args[1];
+    if (args[2] != Py_None) {
+        /* Two positional (self, frames), then the value of limit= */
+        callargs[2] = args[2];
+        kwnames = kwnames_limit;
+    }
+    refused = PyList_New(0);
+    if (refused == NULL)
+        return NULL;
+    it = PyObject_GetIter(args[0]);
+    if (it == NULL) {
+        Py_DECREF(refused);
+        return NULL;
+    }
+    while ((conn = PyIter_Next(it)) != NULL) {
+        callargs[0] = conn;
+        res = PyObject_VectorcallMethod(str_send_frames_nowait, callargs, ncall, kwnames);
+        if (res == NULL) {
+            Py_DECREF(conn);
+            goto error;
+        }
+        ok = PyObject_IsTrue(res);
+        Py_DECREF(res);
+        if (ok < 0) {
+            Py_DECREF(conn);
+            goto error;
+        }
+        if (ok)
+            sent++;
+        else if (PyList_Append(refused, conn) < 0) {
+            Py_DECREF(conn);
+            goto error;
+        }
+        Py_DECREF(conn);
+    }
+    if (PyErr_Occurred())
+        goto error;
+    Py_DECREF(it);
+    res = Py_BuildValue("(nN)", sent, refused);
+    return res;
+error:
+    Py_DECREF(it);
+    Py_DECREF(refused);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef methods[] = {
@@ -513,6 +653,9 @@ static PyMethodDef methods[] = {
     {"parse_messages", (PyCFunction)(void (*)(void))parse_messages, METH_FASTCALL,
      parse_messages_doc},
     {"message_frame", message_frame, METH_O, message_frame_doc},
+    {"write_chunks", (PyCFunction)(void (*)(void))write_chunks, METH_FASTCALL, write_chunks_doc},
+    {"broadcast_frames", (PyCFunction)(void (*)(void))broadcast_frames, METH_FASTCALL,
+     broadcast_frames_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -524,13 +667,27 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    PyObject *m;
+    PyObject *m, *str;
 #if defined(HUBBUB_X86) && defined(__GNUC__)
     __builtin_cpu_init();
     have_avx2 = __builtin_cpu_supports("avx2");
 #endif
     if (PyType_Ready(&PayloadType) < 0)
         return NULL;
+    if (str_write == NULL) {
+        str_write = PyUnicode_InternFromString("write");
+        str_writelines = PyUnicode_InternFromString("writelines");
+        str_send_frames_nowait = PyUnicode_InternFromString("send_frames_nowait");
+        if (str_write == NULL || str_writelines == NULL || str_send_frames_nowait == NULL)
+            return NULL;
+        str = PyUnicode_InternFromString("limit");
+        if (str == NULL)
+            return NULL;
+        kwnames_limit = PyTuple_Pack(1, str);
+        Py_DECREF(str);
+        if (kwnames_limit == NULL)
+            return NULL;
+    }
     m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

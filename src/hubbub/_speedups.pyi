@@ -1,7 +1,10 @@
 """Type stubs of the compiled accelerator; see hubbub.speedups and _speedups.c."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from .speedups import ChunkWriter as _ChunkWriter
+from .speedups import Sink as _Sink
 
 _Buffer = bytes | bytearray | memoryview
 
@@ -15,6 +18,12 @@ def parse_messages(
     buf: _Buffer, pos: int, masked: bool, max_size: int, events: list[Any]
 ) -> int: ...
 def message_frame(message: str | _Buffer, /) -> bytes: ...
+def write_chunks(
+    chunks: list[bytes], writer: _ChunkWriter, last: bytes | None = None, /
+) -> None: ...
+def broadcast_frames(
+    connections: Iterable[_Sink], frames: bytes, limit: int | None, /
+) -> tuple[int, list[_Sink]]: ...
 def unmask_join(
     chunks: Sequence[_Buffer], start: int, length: int, mask: _Buffer | None
 ) -> bytes: ...

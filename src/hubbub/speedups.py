@@ -17,6 +17,10 @@ them from here and never cares:
   message, header and payload in one ``bytes`` (what a server without
   extensions sends, and what a broadcast writes to every connection);
 * :func:`unmask_join` - a large frame gathered in pieces becomes its payload;
+* :func:`write_chunks` - the one drain of a connection's outgoing chunks (the
+  core's ``outgoing`` list) into a transport, used by every adapter path;
+* :func:`broadcast_frames` - a broadcast's loop over connections, calling each
+  one's public ``send_frames_nowait``;
 * :class:`Payload` - a large frame's payload read straight into its final
   ``bytes`` (the C type fills a ``bytes`` object in place; the pure-Python one
   fills an anonymous memory mapping and copies it once at the end).
@@ -32,8 +36,8 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from . import _speedups
@@ -43,15 +47,19 @@ __all__ = [
     "Payload",
     "PyPayload",
     "apply_mask",
+    "broadcast_frames",
     "mask_inplace",
     "message_frame",
     "parse_messages",
     "py_apply_mask",
+    "py_broadcast_frames",
     "py_mask_inplace",
     "py_message_frame",
     "py_parse_messages",
     "py_unmask_join",
+    "py_write_chunks",
     "unmask_join",
+    "write_chunks",
 ]
 
 Buffer = bytes | bytearray | memoryview
@@ -254,6 +262,69 @@ def py_message_frame(message: str | Buffer, /) -> bytes:
     return _pack_long(b0, 127, n) + data
 
 
+# --- writing -------------------------------------------------------------------------
+
+
+class ChunkWriter(Protocol):
+    """Where :func:`write_chunks` puts the chunks: an asyncio transport, say."""
+
+    def write(self, data: bytes, /) -> None: ...
+
+    def writelines(self, list_of_data: list[bytes], /) -> None: ...
+
+
+class SharedFramesSink(Protocol):
+    """A connection that :func:`broadcast_frames` can write shared frames to."""
+
+    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool: ...
+
+
+Sink = TypeVar("Sink", bound=SharedFramesSink)
+
+
+def py_write_chunks(chunks: list[bytes], writer: ChunkWriter, last: bytes | None = None, /) -> None:
+    """Hand ``chunks``, then ``last`` if given, to ``writer`` in one call; empty the list.
+
+    Nothing when there is nothing; ``write`` for a single chunk (an asyncio
+    transport then joins nothing), ``writelines`` for more. ``writer`` must not
+    keep the list. If it raises, the chunks stay in the list (``last`` with
+    them if there were chunks before it).
+    """
+    if last is not None:
+        if not chunks:
+            writer.write(last)
+            return
+        chunks.append(last)
+    if chunks:
+        if len(chunks) == 1:
+            writer.write(chunks[0])
+        else:
+            writer.writelines(chunks)
+        chunks.clear()
+
+
+def py_broadcast_frames(
+    connections: Iterable[Sink], frames: bytes, limit: int | None, /
+) -> tuple[int, list[Sink]]:
+    """Call ``send_frames_nowait(frames)`` on each connection (``limit=limit`` unless None).
+
+    Returns:
+        How many took the frames, and the connections that refused them, in order.
+    """
+    sent = 0
+    refused: list[Sink] = []
+    for conn in connections:
+        if (
+            conn.send_frames_nowait(frames)
+            if limit is None
+            else conn.send_frames_nowait(frames, limit=limit)
+        ):
+            sent += 1
+        else:
+            refused.append(conn)
+    return sent, refused
+
+
 class PyPayload:
     """A large frame's payload, read into in place and then handed over as bytes.
 
@@ -300,6 +371,8 @@ mask_inplace = py_mask_inplace
 unmask_join = py_unmask_join
 parse_messages = py_parse_messages
 message_frame = py_message_frame
+write_chunks = py_write_chunks
+broadcast_frames = py_broadcast_frames
 Payload: type[PyPayload] | type[_speedups.Payload] = PyPayload
 ACCELERATED = False
 """Whether the compiled accelerator is in use."""
@@ -315,5 +388,7 @@ if os.environ.get("HUBBUB_NO_EXTENSIONS", "") in ("", "0"):
         unmask_join = _speedups.unmask_join
         parse_messages = _speedups.parse_messages
         message_frame = _speedups.message_frame
+        write_chunks = _speedups.write_chunks
+        broadcast_frames = _speedups.broadcast_frames
         Payload = _speedups.Payload
         ACCELERATED = True

@@ -169,6 +169,39 @@ def test_write_shared_frames_refuses_when_the_frame_would_be_wrong() -> None:
         assert conn.pending_chunks == queued  # what was queued stays queued
 
 
+def test_takes_shared_frames_follows_fragments_and_negotiation() -> None:
+    """The writer's flag that send_message and broadcasts read instead of three checks."""
+    conn = Connection(Side.SERVER)
+    assert conn.writer.takes_shared_frames
+    conn.send_text(b"frag", fin=False)
+    assert not conn.writer.takes_shared_frames  # section 5.4: inside a fragmented message
+    conn.send_continuation(b"ment", fin=True)
+    assert conn.writer.takes_shared_frames
+    assert not Connection(Side.CLIENT).writer.takes_shared_frames  # section 5.1: masks
+    deflate = ServerPerMessageDeflateFactory().process_request_params([], [])[1]
+    negotiated = Connection(Side.SERVER)
+    negotiated.extensions = [deflate]  # what the opening handshake does, later
+    assert not negotiated.writer.takes_shared_frames
+    negotiated.extensions = []
+    assert negotiated.writer.takes_shared_frames
+
+
+def test_send_message_uses_extensions_negotiated_after_creation() -> None:
+    # The opening handshake sets the extensions after the writer was made: a
+    # small message must then be compressed (RFC 7692 section 6: RSV1 set),
+    # not sent as the plain frame of a connection without extensions.
+    deflate = ServerPerMessageDeflateFactory().process_request_params([], [])[1]
+    conn = Connection(Side.SERVER)
+    conn.extensions = [deflate]
+    conn.send_message("hello " * 10)
+    (wire,) = conn.data_to_send()
+    assert wire[0] == 0xC1  # FIN, RSV1, text
+    assert len(wire) < 2 + 60
+    plain = Connection(Side.SERVER)
+    plain.send_message("hello " * 10)
+    assert plain.data_to_send() == [b"\x81\x3c" + b"hello " * 10]
+
+
 def test_queue_shared_frames_keeps_them_ahead_of_later_control_frames() -> None:
     conn = Connection(Side.SERVER)
     shared = encode_shared_frame(OP_TEXT, b"all")

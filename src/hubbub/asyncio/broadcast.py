@@ -44,6 +44,7 @@ from typing import Literal, NamedTuple
 from ..exceptions import HubbubError
 from ..protocol.connection import State
 from ..protocol.frames import CloseCode, Opcode, encode_shared_frame
+from ..speedups import broadcast_frames as _broadcast_frames
 from .connection import Connection
 
 __all__ = ["BroadcastResult", "broadcast"]
@@ -108,13 +109,13 @@ def broadcast(
     # One frame for every server connection without extensions (section 5.1:
     # server frames are not masked, so they are identical).
     frame = encode_shared_frame(opcode, payload)
-    sent = skipped = closed = 0
-    for conn in connections:
-        # The usual case first, in one call: a server connection without
-        # extensions that can take the shared frame now.
-        if conn.send_frames_nowait(frame, limit=limit):
-            sent += 1
-            continue
+    # The usual case first, every connection in one call (a loop in C with the
+    # accelerator): a server connection without extensions that can take the
+    # shared frame now takes it in its send_frames_nowait. The others are
+    # sorted out below.
+    sent, refused = _broadcast_frames(connections, frame, limit)
+    skipped = closed = 0
+    for conn in refused:
         if conn.protocol.state is not _OPEN:
             continue
         if not conn.shares_frames and not _slow(conn, limit):

@@ -82,12 +82,14 @@ from ..adapter import (
     Data,
     FailurePending,
     LoggerLike,
+    closed_exception,
     decoded,
 )
-from ..exceptions import ConcurrencyError, ConnectionClosedOK
+from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidState
 from ..protocol import connection as core
 from ..protocol.events import Fragment
 from ..protocol.frames import CloseCode
+from ..speedups import write_chunks as _write_chunks
 from .closing import Closing
 from .inbox import WAIT, Inbox
 from .pings import Pings
@@ -96,6 +98,8 @@ from .sending import Message, Writer
 from .turns import turns
 
 __all__ = ["Connection", "Data"]
+
+_OPEN = core.State.OPEN
 
 
 @functools.lru_cache(maxsize=8)
@@ -213,35 +217,31 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         protocol = self.protocol
         if data:
             protocol.receive_data(data)
-        if protocol.pending_events:
+        events = protocol.pending_events
+        if events:
             on_message = self._on_message
-            events = protocol.events_received()
             if on_message is None:
-                self._process_events(events)
+                self._process_events(protocol.events_received())
             elif len(events) == 1 and (type(events[0]) is str or type(events[0]) is bytes):
-                # Request/response's shape, one message per read: the loop of
-                # _dispatch_events without its call (~600 of the library's
-                # ~9,400 instructions per round trip, benchmarks/instructions.py).
+                # Request/response's shape, one message per read: taken from
+                # the core's list itself (no events_received() call and copy)
+                # and without the loop of _dispatch_events and its call.
                 writer = self._writer
                 writer.in_callback = True
                 try:
-                    on_message(events[0])
+                    on_message(events.pop())  # type: ignore[arg-type]  # str or bytes: above
                 except Exception:
                     self._callback_failed()
                 finally:
                     writer.in_callback = False
             else:
-                self._dispatch_events(events)
-        out = protocol.outgoing
+                self._dispatch_events(protocol.events_received())
         if self._transport_closing or protocol.eof_sent:
             self._flush()
-        elif out:
-            # _flush() inlined for the usual case (nothing closing): one call less per read.
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                self.transport.writelines(out)
-            out.clear()
+        else:
+            # _flush() for the usual case (nothing closing): the drain itself,
+            # one call (C with the accelerator) instead of two per read.
+            _write_chunks(protocol.outgoing, self.transport)
         reader = protocol.reader  # its plain attributes: no property call per read
         if self._direct_reads and reader.large_frame is not None:
             self._read_large_frame()
@@ -417,15 +417,11 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
 
     def _flush(self) -> None:
         protocol = self.protocol
-        out = protocol.outgoing  # the core's seam: drained here, no call per message
-        if out:
-            if self._transport_closing:
-                pass  # the transport is closing: dropped
-            elif len(out) == 1:
-                self.transport.write(out[0])  # one chunk: the transport joins nothing
-            else:
-                self.transport.writelines(out)  # copies the list: cleared below
-            out.clear()
+        if self._transport_closing:
+            protocol.outgoing.clear()  # the transport is closing: dropped
+        else:
+            # The core's seam (its outgoing list), drained by the one operation.
+            _write_chunks(protocol.outgoing, self.transport)
         if protocol.eof_sent and not self._transport_closing:
             self._transport_closing = True
             # close() flushes the buffer first; the deadline covers a peer
@@ -620,7 +616,19 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             ConcurrencyError: a fragmented message is being sent.
             TypeError: the message is neither ``str`` nor bytes-like.
         """
-        self._writer.send_nowait(message, compress=compress)
+        kind = type(message)
+        writer = self._writer
+        if (kind is str or kind is bytes) and writer.fragment_lock is None:
+            # The per-message path of callback mode: the core encodes the
+            # frame, with no call to the writer in between.
+            try:
+                self.protocol.send_message(message, compress)  # type: ignore[arg-type]
+            except InvalidState:
+                raise closed_exception(self.protocol) from None
+            if not writer.in_callback:
+                self._flush()
+            return
+        writer.send_nowait(message, compress=compress)
 
     def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
         """Write already-encoded frames now if the connection can take them.
@@ -639,7 +647,27 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             closing, is sending a fragmented message (section 5.4 forbids
             interleaving) or its write buffer is over the bound; True otherwise.
         """
-        return self._writer.send_frames_nowait(frames, limit=limit)
+        transport = self.transport
+        if (
+            self._transport_closing
+            or transport is None
+            or transport.is_closing()
+            or (self._writer.paused if limit is None else transport.get_write_buffer_size() > limit)
+        ):
+            return False
+        # The core's write_shared_frames inlined (one Python call less per
+        # delivery of a broadcast), on its public attributes: OPEN, and frames
+        # sent as they are (section 5.1: no mask; no extension; section 5.4:
+        # not inside a fragmented message). What it queued goes first.
+        protocol = self.protocol
+        if protocol.state is not _OPEN or not protocol.writer.takes_shared_frames:
+            return False
+        out = protocol.outgoing
+        if out:
+            _write_chunks(out, transport, frames)
+        else:
+            transport.write(frames)  # the usual case: straight from here
+        return True
 
     def send_frames_soon(self, frames: bytes, *, limit: int | None = None) -> bool:
         """Queue already-encoded frames, written at the end of this loop iteration.

@@ -21,18 +21,22 @@ control:
   ``recv()`` would wait.
 * :meth:`Writer.send_nowait`: the same without waiting, for ``on_message``
   callbacks (callback mode: what a callback sends is written once per read,
-  :attr:`Writer.in_callback`).
-* :meth:`Writer.send_frames_nowait`: frames already encoded once for many
-  connections (``shares_frames``), for :func:`~hubbub.asyncio.broadcast` and
-  the hub.
-* :meth:`Writer.send_frames_soon`: the same frames, queued in the core's
-  output and written at the end of the loop iteration
-  (:mod:`hubbub.asyncio.held`: one callback for every connection), so that
-  several messages to one connection in one iteration leave in one system
-  call. Queued in the core, they keep their place: a pong or close frame
-  queued after them goes after them. While frames are held, the bytes held
-  count against the write buffer's high water mark as if they were written:
-  past it they are written at once, and the transport's flow control pauses.
+  :attr:`Writer.in_callback`). The connection's own ``send_nowait`` calls the
+  core directly for a whole ``str`` or ``bytes`` (the per-message path of
+  callback mode) and hands everything else to this one.
+* :meth:`Writer.send_frames_soon`: frames already encoded once for many
+  connections (``shares_frames``), queued in the core's output and written at
+  the end of the loop iteration (:mod:`hubbub.asyncio.held`: one callback for
+  every connection), so that several messages to one connection in one
+  iteration leave in one system call. Queued in the core, they keep their
+  place: a pong or close frame queued after them goes after them. While
+  frames are held, the bytes held count against the write buffer's high water
+  mark as if they were written: past it they are written at once, and the
+  transport's flow control pauses.
+
+The same frames written at once (``send_frames_nowait``, for
+:func:`~hubbub.asyncio.broadcast` and the hub) are the connection's own
+business: one check of its flow control and the core's state, then one write.
 
 The writer knows the connection only through what it is given: the protocol
 core that encodes frames, the inbox, and three functions of the connection's
@@ -80,12 +84,12 @@ class Writer:
         "_fail",
         "_flush",
         "_flush_soon",
-        "_fragment_lock",
         "_held",
         "_held_room",
         "_held_round",
         "_held_writes",
         "_high",
+        "fragment_lock",
         "in_callback",
         "inbox",
         "loop",
@@ -116,7 +120,12 @@ class Writer:
         self._fail = fail
         self._closing = closing
         self._drain_waiter: asyncio.Future[None] | None = None
-        self._fragment_lock: asyncio.Lock | None = None
+        self.fragment_lock: asyncio.Lock | None = None
+        """Held while a fragmented message is sent (made on first use); read-only.
+
+        The per-message paths read it: None means no fragmented send ever
+        started, so a whole message needs no other check here.
+        """
         self._flush_soon = False
         # send_frames_soon(): bytes held in the core's output, the room the
         # write buffer had for them, the loop's HeldWrites (looked up once, in
@@ -156,7 +165,7 @@ class Writer:
         """:meth:`hubbub.asyncio.connection.Connection.send`."""
         protocol = self.protocol
         kind = type(message)
-        if (kind is str or kind is bytes) and self._fragment_lock is None:
+        if (kind is str or kind is bytes) and self.fragment_lock is None:
             # The per-message path of `async for` handlers: a whole str or
             # bytes message, no fragmented send to wait for.
             try:
@@ -173,8 +182,8 @@ class Writer:
             if self.paused:
                 await self.wait_drained()
             return
-        if self._fragment_lock is not None and self._fragment_lock.locked():
-            async with self._fragment_lock:
+        if self.fragment_lock is not None and self.fragment_lock.locked():
+            async with self.fragment_lock:
                 pass
         try:
             if isinstance(message, str):
@@ -207,19 +216,6 @@ class Writer:
                 self.loop.call_soon(self._deferred_flush)
             return
         self._flush()
-
-    def send_frames_nowait(self, frames: bytes, *, limit: int | None = None) -> bool:
-        """:meth:`hubbub.asyncio.connection.Connection.send_frames_nowait`."""
-        transport = self.transport
-        if (
-            transport is None
-            or transport.is_closing()
-            or (self.paused if limit is None else transport.get_write_buffer_size() > limit)
-        ):
-            return False
-        # The core checks the rest (state, section 5.4, sharing) and writes what
-        # it queued before the frames: one call per connection of a broadcast.
-        return self.protocol.write_shared_frames(transport, frames)
 
     def send_frames_soon(self, frames: bytes, *, limit: int | None = None) -> bool:
         """:meth:`hubbub.asyncio.connection.Connection.send_frames_soon`."""
@@ -260,7 +256,7 @@ class Writer:
 
     def send_nowait(self, message: Data | bytearray | memoryview, *, compress: bool = True) -> None:
         """:meth:`hubbub.asyncio.connection.Connection.send_nowait`."""
-        if self._fragment_lock is not None and self._fragment_lock.locked():
+        if self.fragment_lock is not None and self.fragment_lock.locked():
             raise ConcurrencyError("a fragmented message is being sent")
         protocol = self.protocol
         try:
@@ -285,9 +281,9 @@ class Writer:
     async def _send_fragments(
         self, message: Iterable[Data] | AsyncIterable[Data], compress: bool = True
     ) -> None:
-        if self._fragment_lock is None:
-            self._fragment_lock = asyncio.Lock()
-        async with self._fragment_lock:
+        if self.fragment_lock is None:
+            self.fragment_lock = asyncio.Lock()
+        async with self.fragment_lock:
             protocol = self.protocol
             fragmenter = Fragmenter()
 

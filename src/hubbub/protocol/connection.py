@@ -57,6 +57,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..exceptions import InvalidState, LocalProtocolError, RemoteProtocolError
+from ..speedups import message_frame as _message_frame
+from ..speedups import write_chunks as _write_chunks
 from .events import CloseReceived, Event, Failure, Fragment, Ping, Pong, Side, State
 from .extensions import Extension
 from .frames import CloseCode, Opcode, is_valid_close_code, parse_close, serialize_close
@@ -152,10 +154,12 @@ class Connection:
         self.pending_events: list[Event] = []
         """The events received that :meth:`events_received` has not returned yet.
 
-        Read-only, and always this same list (the parts append to it): an
-        adapter tests it (``if conn.pending_events:``) to skip that call on
-        its per-read path, where a property would cost more than the rest of
-        the check.
+        Always this same list (the parts append to it): an adapter tests it
+        (``if conn.pending_events:``) to skip that call on its per-read path,
+        where a property would cost more than the rest of the check. It may
+        take the events from it itself, oldest first (``pop(0)``, ``pop()``
+        of the only one, ``clear()``), instead of calling
+        :meth:`events_received`; it never adds to it nor replaces it.
         """
         self.assembler = MessageAssembler(self.pending_events, self._extensions, limits)
         """The message being received (:class:`~hubbub.protocol.messages.MessageAssembler`)."""
@@ -216,6 +220,7 @@ class Connection:
     def extensions(self, extensions: Sequence[Extension]) -> None:
         # The parts hold this list: change its content, not the list.
         self._extensions[:] = extensions
+        self.writer.extensions_changed()
 
     @property
     def stream_fragments(self) -> bool:
@@ -275,15 +280,11 @@ class Connection:
         The same as ``writer.writelines(data_to_send())``, without the empty
         list when nothing is queued, and with ``write`` for a single chunk
         (an asyncio transport then skips joining the chunks). ``writer`` must
-        not keep the list it is given: it is emptied afterwards.
+        not keep the list it is given: it is emptied afterwards. That is
+        :func:`hubbub.speedups.write_chunks` on :attr:`outgoing`, which an
+        adapter's per-read path may call itself (one call less).
         """
-        out = self.outgoing
-        if out:
-            if len(out) == 1:
-                writer.write(out[0])
-            else:
-                writer.writelines(out)
-            out.clear()
+        _write_chunks(self.outgoing, writer)
 
     @property
     def close_code(self) -> int | None:
@@ -508,7 +509,15 @@ class Connection:
         """
         if self.state is not _OPEN:
             raise self._not_open()
-        self.writer.message(message, compress)
+        writer = self.writer
+        if writer.takes_shared_frames and len(message) < 1024:
+            # A small message from a server without extensions (section 5.1:
+            # no masking): one chunk built in one piece, with no call to the
+            # writer in between (this runs once per message of callback mode).
+            # Larger payloads are not copied: the writer sends header and data apart.
+            self.outgoing.append(_message_frame(message))
+        else:
+            writer.message(message, compress)
 
     def write_shared_frames(self, writer: Writer, frames: bytes) -> bool:
         """Hand frames encoded once for many connections to ``writer``, after what is queued.
@@ -516,12 +525,20 @@ class Connection:
         ``frames`` are whole data messages (FIN set) from
         :func:`~hubbub.protocol.frames.encode_shared_frame`: the per-connection
         step of a broadcast, one call instead of three checks and a flush.
+        The chunks queued before go first, in the same call. (The asyncio
+        adapter's ``send_frames_nowait`` makes the same checks on
+        :attr:`state` and ``writer.takes_shared_frames`` itself: one call less
+        per delivery.)
 
         Returns:
             Whether they were written: False when the connection is not OPEN,
-            does not :attr:`shares_frames`, or is sending a fragmented message.
+            does not :attr:`shares_frames`, or is sending a fragmented message
+            (section 5.4 allows no other data frame inside one).
         """
-        return self.state is _OPEN and self.writer.write_shared(writer, frames)
+        if self.state is not _OPEN or not self.writer.takes_shared_frames:
+            return False
+        _write_chunks(self.outgoing, writer, frames)
+        return True
 
     def queue_shared_frames(self, frames: bytes) -> bool:
         """Queue frames encoded once for many connections in :attr:`outgoing`, after what is there.

@@ -13,10 +13,9 @@ business, and the connection asks the writer only when it may.
 from __future__ import annotations
 
 import struct
-from typing import Protocol
 
 from ..exceptions import LocalProtocolError
-from ..speedups import message_frame as _message_frame
+from ..speedups import ChunkWriter
 from .extensions import Extension
 from .frames import Frame, Opcode, encode_frame, serialize_close
 
@@ -33,12 +32,8 @@ _pack_tiny = struct.Struct("!BB").pack
 _DATA_OPCODES = (_OP_TEXT, _OP_BINARY, _OP_CONT)
 
 
-class Writer(Protocol):
-    """Where ``Connection.write_to()`` puts the chunks: an asyncio transport, say."""
-
-    def write(self, data: bytes, /) -> None: ...
-
-    def writelines(self, list_of_data: list[bytes], /) -> None: ...
+Writer = ChunkWriter
+"""Where ``Connection.write_to()`` puts the chunks: an asyncio transport, say."""
 
 
 class FrameWriter:
@@ -60,6 +55,7 @@ class FrameWriter:
         "extensions",
         "mask",
         "outgoing",
+        "takes_shared_frames",
     )
 
     def __init__(self, mask: bool, extensions: list[Extension]) -> None:
@@ -78,6 +74,22 @@ class FrameWriter:
         # See defer_pongs(): the payload of the latest ping unanswered.
         self._pongs_deferred = False
         self._pong_due: bytes | None = None
+        self.takes_shared_frames = not mask and not extensions
+        """Whether a whole unmasked frame may be appended to :attr:`outgoing` as it is.
+
+        True while this writer neither masks (a server, section 5.1) nor has an
+        extension to transform frames, and is not in the middle of a
+        fragmented message (section 5.4 allows no other data frame inside
+        one): then :func:`hubbub.speedups.message_frame` or
+        :func:`~hubbub.protocol.frames.encode_shared_frame` builds exactly the
+        frame this writer would. Read-only: an attribute, not a property,
+        because the per-message paths read it; kept up to date here and by
+        :meth:`extensions_changed`.
+        """
+
+    def extensions_changed(self) -> None:
+        """The content of the extensions list changed (the opening handshake's answer)."""
+        self.takes_shared_frames = not self.mask and not self.extensions and not self._opcode
 
     @property
     def sending_fragmented(self) -> bool:
@@ -92,61 +104,32 @@ class FrameWriter:
     def message(self, message: str | bytes, compress: bool = True) -> None:
         """Write a whole message of one frame: ``str`` as text, ``bytes`` as binary.
 
-        A small message from a server without extensions (section 5.1: no
-        masking) is one chunk built in one piece by
-        :func:`hubbub.speedups.message_frame`; anything else goes through
-        :meth:`data_frame`. The caller checked that the connection is OPEN.
+        The caller checked that the connection is OPEN; a small message while
+        :attr:`takes_shared_frames` is built by the caller itself (the core's
+        ``send_message``: one call less per message).
 
         Raises:
             LocalProtocolError: a fragmented message is being sent.
         """
-        if (
-            len(message) < 1024  # larger payloads are not copied: header and data apart
-            and not self._opcode
-            and not self.mask
-            and not self.extensions
-        ):
-            self.outgoing.append(_message_frame(message))
-        elif isinstance(message, str):
+        if isinstance(message, str):
             self.data_frame(_OP_TEXT, message.encode(), True, compress)
         else:
             self.data_frame(_OP_BINARY, message, True, compress)
 
-    def write_shared(self, writer: Writer, frames: bytes) -> bool:
-        """Hand ``frames`` encoded once for many connections to ``writer``, after the queue.
-
-        Only when the frames written here are those bytes (:attr:`shares_frames`)
-        and no fragmented message is being sent (section 5.4 allows no other
-        data frame inside one). The chunks queued before go first, in the same
-        call. The caller checked that the connection is OPEN.
-
-        Returns:
-            Whether ``frames`` were handed to ``writer``.
-        """
-        if self._opcode or self.mask or self.extensions:
-            return False
-        out = self.outgoing
-        if out:
-            out.append(frames)
-            writer.writelines(out)
-            out.clear()
-        else:
-            writer.write(frames)
-        return True
-
     def queue_shared(self, frames: bytes) -> bool:
         """Queue ``frames`` encoded once for many connections, after what is queued.
 
-        The same conditions as :meth:`write_shared`, but nothing is written:
-        the frames join :attr:`outgoing`, and whoever writes that list next
-        writes them, in order with every frame queued before or after them
-        (pongs and close frames included). The caller checked that the
-        connection is OPEN.
+        Only while :attr:`takes_shared_frames` (no mask, no extension, not
+        inside a fragmented message: section 5.4 allows no other data frame
+        inside one). Nothing is written: the frames join :attr:`outgoing`, and
+        whoever writes that list next writes them, in order with every frame
+        queued before or after them (pongs and close frames included). The
+        caller checked that the connection is OPEN.
 
         Returns:
             Whether ``frames`` were queued.
         """
-        if self._opcode or self.mask or self.extensions:
+        if not self.takes_shared_frames:
             return False
         self.outgoing.append(frames)
         return True
@@ -213,12 +196,10 @@ class FrameWriter:
         if (
             fin
             and len(data) < 126
-            and not self._opcode
+            and self.takes_shared_frames
             # TEXT or BINARY: two int compares cost less than a set lookup
             # on this per-message path (and text, the usual case, needs one).
             and (opcode == 1 or opcode == 2)  # noqa: PLR1714
-            and not self.mask
-            and not self.extensions
         ):
             # Fast path: a whole small message from a server, one chunk with a
             # 2-byte header (section 5.2: 7-bit length, no masking key).
@@ -246,6 +227,7 @@ class FrameWriter:
             self._opcode = 0 if fin else opcode
         elif fin:
             self._opcode = 0
+        self.takes_shared_frames = not self.mask and not self.extensions and not self._opcode
 
 
 def check_data_opcode(opcode: int) -> None:
