@@ -97,6 +97,11 @@ from .turns import turns
 __all__ = ["Connection", "Data"]
 
 
+# Bytes of a large frame still to come above which its payload is read
+# directly (see PayloadReader); below, the core gathers the event loop's reads.
+_DIRECT_READ = 65536
+
+
 @functools.lru_cache(maxsize=8)
 def _write_limits(high: int) -> tuple[int, int]:
     # One tuple for all the connections of a server: ~70 bytes each otherwise.
@@ -258,7 +263,12 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     _backed_up_stops_reading = False
 
     def _read_large_frame(self) -> None:
-        if self._transport_closing:
+        large = self.protocol.reader.large_frame
+        if self._transport_closing or large is None or large.missing <= _DIRECT_READ:
+            # A few reads' worth: the core gathers the pieces and joins them
+            # once, unmasked, which costs less than swapping protocols twice
+            # and two more system calls per frame (measured on 64 KiB echoes,
+            # docs/performance.md, "Session 6").
             return
         reader = self._reader
         if reader is None:
