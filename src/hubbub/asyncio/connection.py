@@ -501,7 +501,15 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         if messages.stream_state is None:
             message = messages.take()
             if message is WAIT:
-                message = await messages.next()
+                waiter = messages.waiter_when_empty()
+                if waiter is not None:  # waited for inline, as in __anext__
+                    try:
+                        await waiter
+                    finally:
+                        messages.waiter = None
+                    message = messages.take(True)
+                if message is WAIT:
+                    message = await messages.next()
         else:
             message = await messages.next_whole()
         return message if decode is None else decoded(message, decode)
@@ -580,10 +588,22 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     async def __anext__(self) -> Data:
         messages = self._messages
         streamed = messages.stream_state is not None
-        if not streamed and messages.items:
+        if not streamed:
             message = messages.take()
             if message is not WAIT:
                 return message  # type: ignore[no-any-return]  # no Fragment then
+            waiter = messages.waiter_when_empty()
+            if waiter is not None:
+                # Request/response waits once per message: awaited here, not in
+                # a coroutine of the inbox's (one frame less to create, resume
+                # and finish per message; docs/performance.md, "Session 6").
+                try:
+                    await waiter
+                finally:
+                    messages.waiter = None
+                message = messages.take(True)
+                if message is not WAIT:
+                    return message  # type: ignore[no-any-return]
         try:
             # Not through recv(): one coroutine less per message.
             if not streamed:
