@@ -353,8 +353,10 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         messages = self._messages
         queue: Any = messages.items  # an empty tuple until the first message
         for event in events:
-            # A Fragment (recv_streaming) is queued like a message.
-            if isinstance(event, (str, bytes, Fragment)):
+            # A Fragment (recv_streaming) is queued like a message. The core
+            # makes exact str and bytes: no isinstance() with a tuple per message.
+            kind = type(event)
+            if kind is str or kind is bytes or kind is Fragment:
                 if self.protocol.close_sent is not None and len(messages.items) >= self.max_queue:
                     # We are closing and read on only to see the peer's close
                     # frame: what nobody can read before it is dropped, so that
@@ -385,8 +387,9 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                 and messages.check_full()
             ):
                 self._update_reading()
-            if messages.waiter is not None:
-                messages.wake()
+            waiter = messages.waiter  # wake() inline: once per message in request/response
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         elif self.protocol.close_received is not None or self.protocol.close_exc is not None:
             messages.wake()
 
