@@ -502,7 +502,7 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         messages = self._messages
         # Fragments are queued only once recv_streaming() was used.
         if messages.stream_state is None:
-            message = messages.take()
+            message = messages.take() if messages.items else WAIT
             if message is WAIT:
                 waiter = messages.waiter_when_empty()
                 if waiter is not None:  # waited for inline, as in __anext__
@@ -592,9 +592,10 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         messages = self._messages
         streamed = messages.stream_state is not None
         if not streamed:
-            message = messages.take()
-            if message is not WAIT:
-                return message  # type: ignore[no-any-return]  # no Fragment then
+            if messages.items:  # else take() would say WAIT: one call less
+                message = messages.take()
+                if message is not WAIT:
+                    return message  # type: ignore[no-any-return]  # no Fragment then
             waiter = messages.waiter_when_empty()
             if waiter is not None:
                 # Request/response waits once per message: awaited here, not in
