@@ -8,7 +8,9 @@ of the library itself shows, free of kernel and load-generator noise::
     python benchmarks/micro.py [--conns 100] [--window 1] [--messages 200000]
 
 ``--window 1`` is request/response (one frame per read), larger values put
-that many frames in each read (pipelining).
+that many frames in each read (pipelining). ``--size 65536 --window 8
+--read-size 262144`` is ``large64k`` as uvloop reads it (frames cut between
+reads; the fake transport cannot swap protocols, so large frames are gathered).
 """
 
 from __future__ import annotations
@@ -58,13 +60,33 @@ class FakeTransport(asyncio.Transport):
         pass
 
 
-def masked_frame(payload: bytes, key: bytes = b"\x01\x02\x03\x04") -> bytes:
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([0x81, 0x80 | len(payload)]) + key + masked
+def masked_frame(payload: bytes, key: bytes = b"\x01\x02\x03\x04", opcode: int = 1) -> bytes:
+    n = len(payload)
+    pad = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(pad, "big")).to_bytes(n, "big")
+    if n < 126:
+        head = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x80 | opcode, 0xFE]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0xFF]) + n.to_bytes(8, "big")
+    return head + key + masked
 
 
-async def run(conns: int, window: int, messages: int, callback: bool = False) -> float:
-    chunk = masked_frame(b"x" * 64) * window
+async def run(
+    conns: int,
+    window: int,
+    messages: int,
+    *,
+    callback: bool = False,
+    size: int = 64,
+    read_size: int = 0,
+) -> float:
+    frame = masked_frame(b"x" * size, opcode=1 if size < 1024 else 2)
+    chunk = frame * window
+    # Reads as the event loop makes them: uvloop reads up to 256 KiB at a time.
+    step = read_size or len(chunk)
+    reads = [chunk[i : i + step] for i in range(0, len(chunk), step)]
     pairs = []
     tasks = []
     for _ in range(conns):
@@ -84,16 +106,19 @@ async def run(conns: int, window: int, messages: int, callback: bool = False) ->
         pairs.append((ws, transport))
     await asyncio.sleep(0)
     rounds = max(1, messages // (conns * window))
+    iterations = 2 if size < 1024 else 2 + 2 * window
     start = time.process_time()
     for _ in range(rounds):
         for ws, _ in pairs:
-            ws.data_received(chunk)
-        # Let the handlers answer (one loop iteration, like a real read cycle).
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+            for data in reads:
+                ws.data_received(data)
+        # Let the handlers answer (one loop iteration, like a real read cycle;
+        # large messages wait for loop turns, see hubbub.asyncio.inbox).
+        for _ in range(iterations):
+            await asyncio.sleep(0)
     elapsed = time.process_time() - start
     sent = sum(t.written for _, t in pairs)
-    expected = rounds * conns * window * 66
+    expected = rounds * conns * window * (len(frame) - 4)  # answers are not masked
     assert sent == expected, (sent, expected)
     return elapsed / (rounds * conns * window)
 
@@ -103,6 +128,10 @@ def main() -> None:
     parser.add_argument("--conns", type=int, default=100)
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--size", type=int, default=64, help="payload bytes (binary from 1 KiB)")
+    parser.add_argument(
+        "--read-size", type=int, default=0, help="cut each window into reads of this size"
+    )
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument(
         "--callback", action="store_true", help="answer from on_message, not async for"
@@ -115,10 +144,20 @@ def main() -> None:
         runner = uvloop.run
     else:
         runner = asyncio.run
-    per = runner(run(args.conns, args.window, args.messages, args.callback))
+    per = runner(
+        run(
+            args.conns,
+            args.window,
+            args.messages,
+            callback=args.callback,
+            size=args.size,
+            read_size=args.read_size,
+        )
+    )
     print(
         f"accelerated={speedups.ACCELERATED} loop={'uvloop' if args.uvloop else 'asyncio'} "
-        f"conns={args.conns} window={args.window} callback={args.callback}: "
+        f"conns={args.conns} window={args.window} size={args.size} "
+        f"callback={args.callback}: "
         f"{per * 1e6:.2f} CPU-us per message "
         f"(pid {os.getpid()})"
     )

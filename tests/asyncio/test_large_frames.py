@@ -123,6 +123,34 @@ async def test_server_reads_a_frame_sent_in_two_writes_directly(size: int) -> No
 
 
 @pytest.mark.both_loops
+async def test_a_64_KiB_frame_in_pieces_is_gathered_not_buffered() -> None:
+    """64 KiB or less still to come: the core holds the reads as they are.
+
+    No direct read (two protocol swaps and two more system calls per frame
+    cost more than they save there), and no copy into the receive buffer
+    either: the pieces are joined once, unmasked in the same pass, and the
+    frame after the last piece is parsed from a view of it.
+    """
+    handler = EchoRecorder()
+    payload = os.urandom(65_536)
+    wire = build_frame(OP_BINARY, payload, mask=os.urandom(4))
+    async with running_server(handler, **BIG) as server, await RawPeer.open(server.port) as peer:
+        await peer.handshake()
+        await peer.send(wire[:30_000])
+        await wait_until(
+            lambda: any(c.protocol.reader.large_frame is not None for c in server.connections), 5
+        )
+        await peer.send(wire[30_000:] + build_frame(OP_TEXT, b"after", mask=os.urandom(4)))
+        echoed = await peer.read_frame(timeout=5)
+        assert (echoed.opcode, echoed.payload) == (OP_BINARY, payload)
+        assert (await peer.read_frame(timeout=5)).payload == b"after"
+        await peer.close_handshake()
+        await wait_until(lambda: len(handler.readers) == 1, 5)
+    assert handler.readers == [False]
+    assert handler.received == [payload, "after"]
+
+
+@pytest.mark.both_loops
 @pytest.mark.parametrize("size", [65_537, 70_000], ids=["64KiB+1", "70KB"])
 async def test_client_reads_a_frame_sent_in_two_writes_directly(size: int) -> None:
     payload = os.urandom(size)

@@ -1,7 +1,7 @@
 """Reading a large binary frame straight into its message: ``receive_buffer()``.
 
-While a large binary frame arrives (more than 64 KiB of it still missing once
-its header is in), an adapter may read into a view of the missing part of the
+While a large binary frame arrives (64 KiB or more, with more than 4 KiB of it
+still missing once its header is in), an adapter may read into a view of the missing part of the
 payload and report with ``receive_buffer_updated()``; the message must be the
 same as with ``receive_data()`` alone, masked (section 5.3) or not, however
 the bytes are cut and whatever follows. Frames are built here by hand.
@@ -32,7 +32,9 @@ from hubbub.protocol.permessage_deflate import PerMessageDeflate
 
 KEY = b"\x37\xfa\x21\x3d"
 LARGE = 65536
-"""More than this many bytes missing once the header is in: a direct read."""
+"""Frames of this size and more may be read directly ..."""
+MISSING = 4096
+"""... when more than this many bytes are missing once the header is in."""
 
 
 def xor(data: bytes, key: bytes) -> bytes:
@@ -304,7 +306,16 @@ def test_no_buffer_before_any_frame(side: Side) -> None:
 
 
 @sides
-@pytest.mark.parametrize(("size", "first", "direct"), [(LARGE, 0, False), (LARGE + 1, 0, True)])
+@pytest.mark.parametrize(
+    ("size", "first", "direct"),
+    [
+        (LARGE - 1, 0, False),
+        (LARGE, 0, True),  # a 64 KiB echo's frames: read directly since session 6
+        (LARGE, LARGE - MISSING - 1, True),
+        (LARGE, LARGE - MISSING, False),  # a few KiB missing: buffered
+        (2 * LARGE, 2 * LARGE - MISSING, False),
+    ],
+)
 def test_threshold(side: Side, size: int, first: int, direct: bool) -> None:
     wire = frame(side, OP_BINARY, bytes(size))
     conn = Connection(side)
@@ -312,7 +323,7 @@ def test_threshold(side: Side, size: int, first: int, direct: bool) -> None:
     view = conn.receive_buffer()
     assert (view is not None) is direct
     if view is not None:
-        assert len(view) == size
+        assert len(view) == size - first
         view.release()
     conn.receive_data(wire[header_len(side, size) + first :])
     assert conn.events_received() == [bytes(size)]

@@ -102,6 +102,11 @@ __all__ = ["Connection", "Data"]
 _OPEN = core.State.OPEN
 
 
+# Bytes of a large frame still to come above which its payload is read
+# directly (see PayloadReader); below, the core gathers the event loop's reads.
+_DIRECT_READ = 65536
+
+
 @functools.lru_cache(maxsize=8)
 def _write_limits(high: int) -> tuple[int, int]:
     # One tuple for all the connections of a server: ~70 bytes each otherwise.
@@ -259,7 +264,12 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     _backed_up_stops_reading = False
 
     def _read_large_frame(self) -> None:
-        if self._transport_closing:
+        large = self.protocol.reader.large_frame
+        if self._transport_closing or large is None or large.missing <= _DIRECT_READ:
+            # A few reads' worth: the core gathers the pieces and joins them
+            # once, unmasked, which costs less than swapping protocols twice
+            # and two more system calls per frame (measured on 64 KiB echoes,
+            # docs/performance.md, "Session 6").
             return
         reader = self._reader
         if reader is None:
@@ -344,8 +354,10 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         messages = self._messages
         queue: Any = messages.items  # an empty tuple until the first message
         for event in events:
-            # A Fragment (recv_streaming) is queued like a message.
-            if isinstance(event, (str, bytes, Fragment)):
+            # A Fragment (recv_streaming) is queued like a message. The core
+            # makes exact str and bytes: no isinstance() with a tuple per message.
+            kind = type(event)
+            if kind is str or kind is bytes or kind is Fragment:
                 if self.protocol.close_sent is not None and len(messages.items) >= self.max_queue:
                     # We are closing and read on only to see the peer's close
                     # frame: what nobody can read before it is dropped, so that
@@ -376,8 +388,9 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
                 and messages.check_full()
             ):
                 self._update_reading()
-            if messages.waiter is not None:
-                messages.wake()
+            waiter = messages.waiter  # wake() inline: once per message in request/response
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         elif self.protocol.close_received is not None or self.protocol.close_exc is not None:
             messages.wake()
 
@@ -486,9 +499,17 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         messages = self._messages
         # Fragments are queued only once recv_streaming() was used.
         if messages.stream_state is None:
-            message = messages.take()
+            message = messages.take() if messages.items else WAIT
             if message is WAIT:
-                message = await messages.next()
+                waiter = messages.waiter_when_empty()
+                if waiter is not None:  # waited for inline, as in __anext__
+                    try:
+                        await waiter
+                    finally:
+                        messages.waiter = None
+                    message = messages.take()
+                if message is WAIT:
+                    message = await messages.next()
         else:
             message = await messages.next_whole()
         return message if decode is None else decoded(message, decode)
@@ -568,10 +589,23 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
     async def __anext__(self) -> Data:
         messages = self._messages
         streamed = messages.stream_state is not None
-        if not streamed and messages.items:
-            message = messages.take()
-            if message is not WAIT:
-                return message  # type: ignore[no-any-return]  # no Fragment then
+        if not streamed:
+            if messages.items:  # else take() would say WAIT: one call less
+                message = messages.take()
+                if message is not WAIT:
+                    return message  # type: ignore[no-any-return]  # no Fragment then
+            waiter = messages.waiter_when_empty()
+            if waiter is not None:
+                # Request/response waits once per message: awaited here, not in
+                # a coroutine of the inbox's (one frame less to create, resume
+                # and finish per message; docs/performance.md, "Session 6").
+                try:
+                    await waiter
+                finally:
+                    messages.waiter = None
+                message = messages.take()
+                if message is not WAIT:
+                    return message  # type: ignore[no-any-return]
         try:
             # Not through recv(): one coroutine less per message.
             if not streamed:

@@ -184,7 +184,10 @@ class Inbox:
         """The next message if it may be taken without waiting, else :data:`WAIT`.
 
         Waits are: an empty queue, a failure next (the connection fails it), or
-        :data:`TURN_BUDGET` bytes taken since the loop last had a turn.
+        :data:`TURN_BUDGET` bytes taken since the loop last had a turn, also
+        right after the caller waited on the Future of :meth:`waiter_when_empty`
+        (as in :meth:`next`: a burst inflated a step per turn wakes the waiting
+        coroutine once per step, and its answers must take turns too).
         """
         items = self.items
         if not items or self._taken >= TURN_BUDGET or type(items[0]) is FailurePending:
@@ -198,6 +201,30 @@ class Inbox:
             self.full = False
             self._on_room()
         return entry
+
+    def waiter_when_empty(self) -> asyncio.Future[None] | None:
+        """A Future to await until a message comes, if the queue is simply empty.
+
+        For a caller that waits inline (``async for``: no coroutine of
+        :meth:`next` per message), then sets :attr:`waiter` back to None and calls
+        ``take()``. None when :meth:`next` must decide instead:
+        messages are queued, the connection is closing or closed, another
+        coroutine is receiving, or messages go to a callback. Frames held back
+        by ``send()`` are written first, as in :meth:`next`.
+        """
+        if self.items or self.waiter is not None or self.callback_mode:
+            return None
+        protocol = self.protocol
+        if (
+            protocol.close_received is not None
+            or protocol.close_exc is not None
+            or self._closing.closed.done()
+        ):
+            return None
+        if protocol.outgoing:  # frames held back by send(): write them now
+            self._flush()
+        waiter = self.waiter = self.loop.create_future()
+        return waiter
 
     async def wait_turn(self) -> None:
         """Wait for this connection's turn of the event loop (see :mod:`.turns`)."""
@@ -232,7 +259,7 @@ class Inbox:
                     raise await self._closing.error()
                 if self.waiter is not None:
                     raise ConcurrencyError("another coroutine is already receiving")
-                if protocol.pending_chunks:  # frames held back by send(): write them now
+                if protocol.outgoing:  # frames held back by send(): write them now
                     self._flush()
                 # Inline, not a coroutine of its own: this is once per message
                 # when messages come one at a time (request/response).

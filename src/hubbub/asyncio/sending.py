@@ -16,9 +16,9 @@ control:
   (:meth:`Writer.wait_drained`; the connection reports the transport's
   ``pause_writing``/``resume_writing`` with :meth:`Writer.pause` and
   :meth:`Writer.resume`). While more received messages wait to be read
-  (its :class:`~hubbub.asyncio.inbox.Inbox`), small frames are held back and
-  written together, in one system call, at the next loop iteration or when
-  ``recv()`` would wait.
+  (its :class:`~hubbub.asyncio.inbox.Inbox`), frames (of up to
+  ``TURN_BUDGET`` bytes, 64 at most) are held back and written together, in
+  one system call, at the next loop iteration or when ``recv()`` would wait.
 * :meth:`Writer.send_nowait`: the same without waiting, for ``on_message``
   callbacks (callback mode: what a callback sends is written once per read,
   :attr:`Writer.in_callback`). The connection's own ``send_nowait`` calls the
@@ -56,7 +56,7 @@ from ..protocol import connection as core
 from ..protocol.frames import CloseCode
 from .closing import Closing
 from .held import HeldWrites, held_writes
-from .inbox import Inbox
+from .inbox import TURN_BUDGET, Inbox
 
 __all__ = ["Writer"]
 
@@ -64,13 +64,17 @@ _OPEN = core.State.OPEN
 
 Message = Data | bytearray | memoryview
 
+# Frames up to this size are held back while received messages wait (see
+# write_sent); larger ones are written at once, a system call of their own anyway.
+_HOLD_MAX = TURN_BUDGET
+
 
 class Writer:
     """The writing side of a connection; see the module docstring.
 
     Args:
         protocol: the connection's protocol core, which encodes the frames.
-        inbox: the connection's receive queue (small frames are held back
+        inbox: the connection's receive queue (frames are held back
             while it holds messages).
         flush: writes what the core queued to the transport.
         fail: fails the connection with a close code and reason.
@@ -169,16 +173,14 @@ class Writer:
             # The per-message path of `async for` handlers: a whole str or
             # bytes message, no fragmented send to wait for.
             try:
-                if kind is str:
-                    protocol.send_data_frame(1, message.encode(), True, compress)  # type: ignore[union-attr]
-                else:
-                    protocol.send_data_frame(2, message, True, compress)  # type: ignore[arg-type]
+                # As send_nowait(): a small server frame is one C call.
+                protocol.send_message(message, compress)  # type: ignore[arg-type]
             except InvalidState:
                 raise await self._closing.error() from None
-            if self.inbox.items and len(message) < 1024:  # type: ignore[arg-type]
+            if self.inbox.items:
                 self.write_sent(len(message))  # type: ignore[arg-type]
             else:
-                self._flush()  # write_sent() inline: a large frame, or nothing to read
+                self._flush()  # write_sent() inline: nothing more to read
             if self.paused:
                 await self.wait_drained()
             return
@@ -207,10 +209,14 @@ class Writer:
 
     def write_sent(self, size: int) -> None:
         """Write the frame of ``size`` bytes just queued in the core, or hold it back briefly."""
-        if self.inbox.items and size < 1024 and self.protocol.pending_chunks < 64:
+        if self.inbox.items and size <= _HOLD_MAX and self.protocol.pending_chunks < 64:
             # More messages wait to be read: the application is likely to answer
-            # them too, so small frames are written together, with one system
-            # call (recv() flushes before it waits; a callback covers the rest).
+            # them too, so frames are written together, with one system call
+            # (recv() flushes before it waits; a callback covers the rest).
+            # Large answers too (a 64 KiB echo wrote two or three times per
+            # read, docs/performance.md "Session 6"): what is held is bounded
+            # by the turn budget, after which the handler waits for a loop
+            # turn, and the callback flushes first.
             if not self._flush_soon:
                 self._flush_soon = True
                 self.loop.call_soon(self._deferred_flush)

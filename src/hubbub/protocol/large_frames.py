@@ -1,10 +1,10 @@
 """Large binary frames: gathered in pieces, or read straight into the message.
 
-A binary frame with more than 64 KiB still to come once its header is in is not
-parsed piece by piece (nothing reads binary data before it is whole, unlike
-text, which is validated as it arrives: section 8.1). The connection's frame
-reader (:class:`~hubbub.protocol.reader.FrameReader`) hands it to a
-:class:`LargeFrameReader`, an object of its own that the frame reader holds
+A binary frame of 64 KiB or more with more than 4 KiB of it still to come once
+its header is in is not parsed piece by piece (nothing reads binary data before
+it is whole, unlike text, which is validated as it arrives: section 8.1). The
+connection's frame reader (:class:`~hubbub.protocol.reader.FrameReader`) hands
+it to a :class:`LargeFrameReader`, an object of its own that the frame reader holds
 (``FrameReader.large_frame``, also ``Connection.large_frame``) only while that
 frame arrives, and one of two things happens:
 
@@ -44,7 +44,7 @@ __all__ = ["LargeFrameReader"]
 # pass at the end is cheaper (each pass goes through big integers).
 
 
-def _header(head: bytes) -> tuple[int, int, int, bytes | None]:
+def _header(head: bytes | bytearray) -> tuple[int, int, int, bytes | None]:
     """First byte, payload length, header length and masking key of a frame.
 
     ``head`` starts with a whole header that was checked already (section 5.2).
@@ -76,7 +76,7 @@ class LargeFrameReader:
     def __init__(self, missing: int) -> None:
         self.missing = missing
         """Bytes of the frame still to come."""
-        self._held: list[bytes] = []
+        self._held: list[bytes | bytearray] = []
         # Once an adapter asked for receive_buffer(): the payload being read
         # into, a view of it, the frame's first byte and its masking key.
         self._direct: tuple[Any, memoryview, int, bytes | None] | None = None
@@ -88,8 +88,11 @@ class LargeFrameReader:
 
     # --- gathering pieces ------------------------------------------------------
 
-    def hold_head(self, head: bytes) -> None:
-        """Keep the frame's header and the start of its payload (not in ``missing``)."""
+    def hold_head(self, head: bytes | bytearray) -> None:
+        """Keep the frame's header and the start of its payload (not in ``missing``).
+
+        ``head`` is kept as it is: the caller lets go of it.
+        """
         self._held.append(head)
 
     def hold(self, piece: bytes) -> bool:
@@ -109,17 +112,19 @@ class LargeFrameReader:
         """The held pieces as they arrived, joined (for extensions to parse)."""
         return b"".join(self._held)
 
-    def finish_held(self) -> tuple[int, bytes, bytes]:
+    def finish_held(self) -> tuple[int, bytes, bytes | memoryview]:
         """The complete frame's first byte, its payload, and what followed it.
 
-        The payload is copied (and unmasked) once, straight from the pieces.
+        The payload is copied (and unmasked) once, straight from the pieces;
+        what followed is a view of the last piece, not a copy of it.
         """
         held = self._held
         b0, length, hlen, mask = _header(held[0])
         payload = _unmask_join(held, hlen, length, mask)
         extra = sum(map(len, held)) - hlen - length
         last = held[-1]
-        return b0, payload, last[len(last) - extra :] if extra > 0 else b""
+        assert type(last) is bytes  # a piece given to hold(): the head came first
+        return b0, payload, memoryview(last)[len(last) - extra :] if extra > 0 else b""
 
     # --- reading straight into the payload -------------------------------------
 

@@ -19,8 +19,8 @@ Three ways through it, fastest first:
 * other frames are parsed here. A text frame is validated as UTF-8 while it
   arrives, even while it is incomplete: its payload is unmasked in place,
   piece by piece (section 8.1);
-* a binary frame with more than 64 KiB still to come is handed to a
-  :class:`~hubbub.protocol.large_frames.LargeFrameReader`
+* a binary frame of 64 KiB or more with more than 4 KiB of it still to come
+  is handed to a :class:`~hubbub.protocol.large_frames.LargeFrameReader`
   (:attr:`FrameReader.large_frame`), which gathers its pieces or lets the
   adapter read straight into the message.
 
@@ -52,13 +52,19 @@ __all__ = ["FrameReader"]
 _OP_CONT = Opcode.CONTINUATION
 _OP_BINARY = Opcode.BINARY
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
-# A binary frame with more than this still to come is read by a LargeFrameReader.
+# A binary frame of at least _LARGE bytes with more than _MISSING of it still to
+# come is read by a LargeFrameReader. 64 KiB frames are the usual size of a
+# binary echo or a file chunk: buffered, each would be copied twice more (into
+# the buffer, then out of it, unmasked), about a third of a 64 KiB echo's
+# instructions (docs/performance.md, "Session 6"). A few KiB missing are not
+# worth the adapter's direct read (a read of its own, then a short one).
 _LARGE = 65536
 # The least a parsing step inflates of a frame before it may stop inside it:
 # the step's limit bounds a step to decode_limit + _MIN_PART bytes, and a
 # tiny limit still inflates at least 64 bytes for each compressed byte
 # (deflate inflates at most 1,032 bytes per byte).
 _MIN_PART = 65536
+_MISSING = 4096
 
 
 class FrameReader:
@@ -270,8 +276,9 @@ class FrameReader:
             # The head of that large frame is held too: once complete, the frame
             # is joined once and parsed straight from the joined bytes. Nothing
             # is held yet: no large frame was arriving when this call started.
-            self.large_frame.hold_head(bytes(buf))
-            buf.clear()
+            # The buffer itself is handed over, not a copy of it.
+            self.large_frame.hold_head(buf)
+            self._buf = None
         if not buf and self._buf is buf:
             self._buf = None  # let go of its capacity too
         return control
@@ -315,9 +322,13 @@ class FrameReader:
                 if end - pos >= hlen and opcode < 8:
                     self._partial_frame(buf, pos, hlen, end)
                     missing = hlen + length - (end - pos)
-                    if missing > _LARGE and (
-                        opcode == _OP_BINARY
-                        or (opcode == _OP_CONT and not assembler.text_in_progress)
+                    if (
+                        length >= _LARGE
+                        and missing > _MISSING
+                        and (
+                            opcode == _OP_BINARY
+                            or (opcode == _OP_CONT and not assembler.text_in_progress)
+                        )
                     ):
                         # Nothing reads a binary frame before it is whole (text
                         # is validated as it arrives): feed() holds the rest.
