@@ -11,6 +11,13 @@ the server stopped. The difference divided by ``--conns`` is what one connection
 costs to accept, answer, keep and close::
 
     python benchmarks/open_instructions.py --servers hubbub,picows+uvloop --conns 2000
+
+``--handshake`` counts the sans-I/O part alone, in-process: ``--conns`` times a
+new ``ServerConnection``, ``receive_data`` of the load generator's request,
+``accept()``, ``send_response()``, ``data_to_send()``, minus the same script
+doing none (the interpreter's start-up)::
+
+    python benchmarks/open_instructions.py --handshake --conns 2000
 """
 
 from __future__ import annotations
@@ -79,6 +86,46 @@ def count(name: str, conns: int, loadgen: str, outdir: str) -> int:
     return int(found[1].replace(b",", b""))
 
 
+# The request of `loadgen idle` (benchmarks/loadgen.c), as the server reads it.
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: aHViYnViLWxvYWRnZW4tMQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+HANDSHAKES = f"""
+from hubbub.protocol.server import ServerConnection
+def one():
+    connection = ServerConnection()
+    connection.receive_data({REQUEST!r})
+    (request,) = connection.events_received()
+    connection.send_response(connection.accept(request))
+    connection.data_to_send()
+one()  # the first one fills the caches of names
+for _ in range(int(__import__("sys").argv[1])):
+    one()
+"""
+
+
+def count_handshakes(conns: int, outdir: str) -> int:
+    """Total instructions of ``conns`` sans-I/O handshakes in one process."""
+    out = os.path.join(outdir, f"callgrind.handshake.{conns}")
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    argv += [sys.executable, "-c", HANDSHAKES, str(conns)]
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        timeout=600,
+        check=True,
+    )
+    found = re.search(rb"Collected : (\d+)", done.stderr) or re.search(
+        rb"I\s+refs:\s+([\d,]+)", done.stderr
+    )
+    if found is None:
+        raise RuntimeError(f"no instruction count from valgrind: {done.stderr[-500:]!r}")
+    return int(found[1].replace(b",", b""))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--servers", default="hubbub,picows+uvloop")
@@ -86,7 +133,17 @@ def main() -> int:
     parser.add_argument("--warm", type=int, default=64)
     parser.add_argument("--loadgen", help="path of the wsload binary")
     parser.add_argument("--keep", metavar="DIR", help="keep callgrind's files there")
+    parser.add_argument(
+        "--handshake", action="store_true", help="count the sans-I/O handshake alone"
+    )
     args = parser.parse_args()
+    if args.handshake:
+        with tempfile.TemporaryDirectory() as temporary:
+            outdir = args.keep or temporary
+            base = count_handshakes(0, outdir)
+            total = count_handshakes(args.conns, outdir)
+        print(f"sans-I/O handshake: {(total - base) / args.conns:,.0f} instructions")
+        return 0
     loadgen = run.find_loadgen(args.loadgen)
     results = {}
     if args.keep:

@@ -296,9 +296,10 @@ async def run_echo(args: argparse.Namespace) -> None:
 
     server_ref: list[Any] = []
 
-    async def handler(ws: ServerConnection) -> None:
+    def handler(ws: ServerConnection) -> None:
         # Callback mode (Connection.on_message): each message is answered from
-        # the read callback, with no Future or Task step per message.
+        # the read callback, with no Future or Task step per message; a plain
+        # function handler, so no Task per connection either.
         def on_message(message: str | bytes) -> None:
             if args.broadcast and isinstance(message, str) and message.startswith("broadcast:"):
                 # One frame encoded once, written to every open connection;
@@ -308,7 +309,6 @@ async def run_echo(args: argparse.Namespace) -> None:
                 ws.send_nowait(message)
 
         ws.on_message = on_message
-        await ws.wait_closed()
 
     options: dict[str, Any] = dict(
         subprotocols=args.subprotocol,

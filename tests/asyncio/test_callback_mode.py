@@ -233,3 +233,49 @@ async def test_reading_pauses_while_the_write_buffer_is_full() -> None:
                 assert got.payload[-4:] == b"tail"
                 echoed += 1
             await wait_until(ws.transport.is_reading)
+
+
+def plain_echo(ws: ServerConnection) -> None:
+    """A plain function handler: callback mode without a Task per connection."""
+    ws.on_message = ws.send_nowait
+
+
+@pytest.mark.both_loops
+@pytest.mark.parametrize("hooked", [False, True], ids=["no-hooks", "process_request"])
+async def test_a_plain_function_handler_keeps_the_connection_open(hooked: bool) -> None:
+    """Before: ``await None`` raised TypeError and the connection closed with 1011."""
+    hooks = {"process_request": lambda ws, request: None} if hooked else {}
+    async with running_server(plain_echo, **hooks) as server:
+        async with connect(url(server), **FAST) as ws:
+            for i in range(5):
+                await ws.send(f"m{i}")
+                assert await ws.recv() == f"m{i}"
+            (served,) = server.connections
+            # No Task runs the handler (with a hook, only the done hook's one).
+            assert served.handler_task is None or served.handler_task.done()
+            assert ws.close_code is None
+        assert ws.close_code == 1000
+        await wait_until(lambda: not server.connections)
+
+
+async def test_a_plain_function_handler_open_until_the_server_closes() -> None:
+    async with running_server(plain_echo) as server, connect(url(server), **FAST) as ws:
+        await ws.send("x")
+        assert await ws.recv() == "x"
+        server.close()
+        await server.wait_closed()
+        await ws.wait_closed()
+        assert ws.close_code == 1001
+
+
+async def test_a_plain_function_handler_that_raises_closes_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(ws: ServerConnection) -> None:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="hubbub.server"):
+        async with running_server(broken) as server, connect(url(server), **FAST) as ws:
+            await ws.wait_closed()
+            assert ws.close_code == 1011
+    assert any("handler failed" in r.getMessage() for r in caplog.records)

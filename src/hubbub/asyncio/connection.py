@@ -164,14 +164,9 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
             fail=fail,
             closing=closing,
         )
-        self._pings = Pings(
-            protocol,
-            self.loop,
-            flush=flush,
-            fail=fail,
-            closing=closing,
-            logger=self.logger,
-        )
+        # The pings part is made on first use (a ping, a pong, the keepalive):
+        # most connections of a server without keepalive never need it.
+        self._pings_part: Pings | None = None
         self._reading_paused = False
         # Why reading may be paused (see _update_reading): the queue is full
         # (until it is down to a quarter), or the core holds unparsed bytes
@@ -179,6 +174,21 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._step_queued = False
         self._transport_closing = False
         self._on_message: Callable[[Data], object] | None = None
+
+    @property
+    def _pings(self) -> Pings:
+        """The pings part (:mod:`hubbub.asyncio.pings`), made when first needed."""
+        pings = self._pings_part
+        if pings is None:
+            pings = self._pings_part = Pings(
+                self.protocol,
+                self.loop,
+                flush=self._flush,
+                fail=self.fail,
+                closing=self._closing,
+                logger=self.logger,
+            )
+        return pings
 
     # --- public attributes ----------------------------------------------------
 
@@ -290,7 +300,8 @@ class Connection(ConnectionAttributes, asyncio.Protocol):
         self._process_events(self.protocol.events_received())
         self._transport_closing = True
         self._messages.wake()
-        self._pings.closed(self._closing.exception())
+        if self._pings_part is not None:
+            self._pings_part.closed(self._closing.exception())
         if self._closing.set_closed():
             self.log_closed()
         self._writer.resume()  # senders waiting for the buffer to drain: closed

@@ -4,7 +4,14 @@ Each accepted TCP connection gets a :class:`ServerConnection` (the
 ``asyncio.Protocol``). When the handshake request is complete, a task runs the
 ``process_request`` hook, answers the handshake and then the application's
 handler; when the handler returns, the connection is closed with 1000, and
-with 1011 if it raised.
+with 1011 if it raised. Without hooks the handshake is answered from the read
+callback, with no task.
+
+The handler is a coroutine function, or a plain function for callback mode:
+``def handler(ws): ws.on_message = ...``. A plain function is called once the
+connection is open and needs no Task, coroutine or Future per connection; the
+connection stays open when it returns, until either side closes it (1011 if
+it raised).
 
 Plain HTTP shares the port: ``process_request`` may return any
 :class:`~hubbub.protocol.http11.Response` (see :meth:`ServerConnection.respond`),
@@ -54,7 +61,7 @@ __all__ = ["Server", "ServerConnection", "serve"]
 _DEFAULTS = inspect.signature(Connection).parameters
 _DEFAULT_PING_INTERVAL = _DEFAULTS["ping_interval"].default
 
-Handler = Callable[["ServerConnection"], Awaitable[Any]]
+Handler = Callable[["ServerConnection"], Awaitable[Any] | None]
 ProcessRequest = Callable[
     ["ServerConnection", Request], Response | Awaitable[Response | None] | None
 ]
@@ -164,7 +171,7 @@ class ServerConnection(Connection):
         except Exception:
             response = self._handshake_failed(event)
         if self._respond(response):
-            self.handler_task = self.loop.create_task(self._serve())
+            self._start_handler()
 
     def respond(self, status: int, body: str | bytes, content_type: str | None = None) -> Response:
         """Build a plain HTTP response, for ``process_request`` hooks."""
@@ -227,21 +234,41 @@ class ServerConnection(Connection):
         # connection, must not hold the objects.
         del request, response
         if opened:
-            await self._serve()
+            # The handler's own Task, if it needs one (this one is done).
+            self._start_handler()
 
-    async def _serve(self) -> None:
-        """Run the handler of the open connection, then close it."""
+    def _start_handler(self) -> None:
+        """Call the handler of the open connection; a Task only if it returns an awaitable.
+
+        A plain function (callback mode: it sets :attr:`on_message` and
+        returns None) needs no Task, coroutine or Future per connection: the
+        connection stays open until either side closes it.
+        """
         self.start_keepalive()
         try:
-            await self.server.handler(self)
+            result = self.server.handler(self)
+        except Exception:
+            self._handler_failed()
+            self.start_close(CloseCode.INTERNAL_ERROR, "internal error")
+            return
+        if result is not None:
+            self.handler_task = self.loop.create_task(self._serve(result))
+
+    def _handler_failed(self) -> None:
+        self.logger.exception(
+            "connection %s handler failed (remote %s)",
+            self.id,
+            format_address(self.remote_address),
+        )
+
+    async def _serve(self, running: Awaitable[Any]) -> None:
+        """Wait for the handler of the open connection, then close it."""
+        try:
+            await running
         except ConnectionClosed:
             pass
         except Exception:
-            self.logger.exception(
-                "connection %s handler failed (remote %s)",
-                self.id,
-                format_address(self.remote_address),
-            )
+            self._handler_failed()
             await self.close(CloseCode.INTERNAL_ERROR, "internal error")
             return
         await self.close()
@@ -495,7 +522,9 @@ class serve:
 
     Use it as ``async with serve(handler, host, port) as server:`` or
     ``server = await serve(...)``. ``handler(connection)`` runs for each
-    connection; the connection is closed when it returns.
+    connection; the connection is closed when it returns. A plain function
+    (not ``async``) that returns None is callback mode: it sets
+    ``connection.on_message`` and the connection stays open after it returns.
 
     Options (all keyword-only, safe defaults): ``subprotocols``,
     ``subprotocol_required``, ``select_subprotocol``, ``origins`` (allow-list;

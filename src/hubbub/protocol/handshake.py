@@ -20,6 +20,7 @@ from .http11 import Headers, parse_token_list
 
 __all__ = [
     "GUID",
+    "KEY_FORMAT",
     "WebSocketURI",
     "accept_key",
     "check_upgrade",
@@ -30,8 +31,9 @@ __all__ = [
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 """The magic string of section 1.3, appended to the key before hashing."""
 
-# Base64 of 16 bytes (RFC 4648 section 4): 22 digits and the padding "==".
-_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
+KEY_FORMAT = re.compile(r"[A-Za-z0-9+/]{22}==")
+"""A valid ``Sec-WebSocket-Key``: base64 of 16 bytes (RFC 4648 section 4), 22
+digits and the padding ``==``; exactly what :func:`check_key` accepts."""
 
 # RFC 3986 sub-delims, ":", "@", "/", "?" and "%": what may stay as it is in the
 # path and query of a request target (unreserved characters always do).
@@ -63,7 +65,7 @@ def check_key(headers: Headers) -> str:
             "Sec-WebSocket-Key", ", ".join(values), "more than one Sec-WebSocket-Key"
         )
     key = values[0]
-    if _KEY.fullmatch(key):
+    if KEY_FORMAT.fullmatch(key):
         return key  # what b64decode(validate=True) takes and decodes to 16 bytes
     try:
         raw = base64.b64decode(key.encode(), validate=True)

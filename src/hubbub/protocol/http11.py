@@ -11,8 +11,9 @@ without end.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from urllib.parse import parse_qsl, urlsplit
 
 from ..exceptions import InvalidHeader, InvalidMessage, LocalProtocolError
@@ -72,6 +73,8 @@ _PARSED_NAMES: dict[bytes, tuple[str, str]] = {
         "Authorization",
     )
 }
+# The same names as str, for the fast path of parse_request (_parse_common_request).
+_COMMON_NAMES: dict[str, str] = {name.decode(): lower for name, (_, lower) in _PARSED_NAMES.items()}
 _STATUS = re.compile(r"[1-5][0-9][0-9]")
 
 
@@ -83,7 +86,8 @@ class Headers:
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
+        # Lowercase name -> its values; tuples, so that by_name() can show them.
+        self._index: dict[str, tuple[str, ...]] = {}
         for name, value in items:
             self.add(name, value)
 
@@ -108,13 +112,10 @@ class Headers:
             raise LocalProtocolError(f"invalid HTTP header: {name!r}: {value!r}")
         self._items.append((name, value))
         values = self._index.get(lower)
-        if values is None:
-            self._index[lower] = [value]
-        else:
-            values.append(value)
+        self._index[lower] = (value,) if values is None else (*values, value)
 
     @classmethod
-    def _parsed(cls, items: list[tuple[str, str]], index: dict[str, list[str]]) -> Headers:
+    def _parsed(cls, items: list[tuple[str, str]], index: dict[str, tuple[str, ...]]) -> Headers:
         # For _parse_headers, which validated every field and built both.
         headers = cls.__new__(cls)
         headers._items = items  # noqa: SLF001 (its own class)
@@ -154,6 +155,15 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         return list(self._index.get(name.lower(), ()))
+
+    def by_name(self) -> Mapping[str, tuple[str, ...]]:
+        """A read-only view: each lowercase name -> its values, in received order.
+
+        For code that looks up many fields (the server's checks of the opening
+        handshake): one call, then a dictionary lookup per field instead of a
+        method call. It follows later changes.
+        """
+        return MappingProxyType(self._index)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
@@ -260,7 +270,7 @@ def _parse_headers(lines: list[bytes], clean: bool = False) -> Headers:
     if len(lines) > MAX_HEADERS:
         raise InvalidMessage(f"more than {MAX_HEADERS} HTTP headers")
     items: list[tuple[str, str]] = []
-    index: dict[str, list[str]] = {}
+    index: dict[str, tuple[str, ...]] = {}
     names = _PARSED_NAMES
     for line in lines:
         # RFC 9112 section 5: field-line = field-name ":" OWS field-value OWS.
@@ -273,15 +283,13 @@ def _parse_headers(lines: list[bytes], clean: bool = False) -> Headers:
             lower = name.lower()
             if len(names) < _NAMES_KEPT:
                 names[bytes(raw_name)] = (name, lower)
+                _COMMON_NAMES[name] = lower
         else:
             name, lower = known
             value = raw_value.strip(b" \t").decode("latin-1")
         items.append((name, value))
         values = index.get(lower)
-        if values is None:
-            index[lower] = [value]
-        else:
-            values.append(value)
+        index[lower] = (value,) if values is None else (*values, value)
     return Headers._parsed(items, index)  # noqa: SLF001 (same module)
 
 
@@ -312,6 +320,17 @@ def parse_request(buf: bytes | bytearray, start: int = 0) -> tuple[Request, int]
     Raises:
         InvalidMessage: malformed or over the limits.
     """
+    end = buf.find(b"\r\n\r\n", max(0, start - 3), MAX_LINE)
+    if end >= 0:
+        # A head shorter than a line can be over no limit: try the fast path.
+        request = _parse_common_request(bytes(buf[:end]))
+        if request is not None:
+            return request, end + 4
+    return _parse_request_checked(buf, start)
+
+
+def _parse_request_checked(buf: bytes | bytearray, start: int) -> tuple[Request, int] | None:
+    """:func:`parse_request` without its fast path: every check, one by one."""
     split = _split_head(buf, start)
     if split is None:
         # The request line is judged as soon as it is complete: a bare
@@ -329,6 +348,45 @@ def parse_request(buf: bytes | bytearray, start: int = 0) -> tuple[Request, int]
     # an answer from process_request; the WebSocket handshake itself refuses it
     # (RFC 6455 section 4.1: "the HTTP version MUST be at least 1.1").
     return Request(target, _parse_headers(lines[1:], clean), method, version=version), consumed
+
+
+def _parse_common_request(head: bytes) -> Request | None:
+    """The usual handshake request, parsed with the fewest steps; None for any other.
+
+    ``head`` ends before its blank line and is at most :data:`MAX_LINE` long,
+    so that no limit can be exceeded. Taken when the head is clean (see
+    :func:`_clean`: two counts check that every CR and LF is in a CRLF), the
+    request line is ``<method> /<target> HTTP/1.1`` in ASCII and every field
+    name is one already seen (so a valid token): then nothing else needs to be
+    checked and the result is the full parse's. Anything else returns None
+    and the full parse decides, and says what is wrong.
+    """
+    if head.translate(None, _HEAD_BYTES):
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    crlfs = len(lines) - 1
+    if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs or crlfs > MAX_HEADERS:
+        return None
+    request_line = lines[0]
+    parts = request_line.split(" ")
+    if len(parts) != 3 or not request_line.isascii():
+        return None
+    method, target, version = parts
+    if version != "HTTP/1.1" or target[:1] != "/":
+        return None
+    items: list[tuple[str, str]] = []
+    index: dict[str, tuple[str, ...]] = {}
+    names = _COMMON_NAMES
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        lower = names.get(name)
+        if lower is None or not sep:
+            return None
+        value = value.strip(" \t")
+        items.append((name, value))
+        values = index.get(lower)
+        index[lower] = (value,) if values is None else (*values, value)
+    return Request(target, Headers._parsed(items, index), method)  # noqa: SLF001 (same module)
 
 
 def _parse_request_line(line: bytes) -> tuple[str, str, str]:

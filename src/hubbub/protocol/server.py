@@ -45,7 +45,13 @@ from .extensions import (
     build_extension_header,
     parse_extension_header,
 )
-from .handshake import accept_key, check_key, check_upgrade, parse_protocol_header
+from .handshake import (
+    KEY_FORMAT,
+    accept_key,
+    check_key,
+    check_upgrade,
+    parse_protocol_header,
+)
 from .http11 import Headers, Request, Response, parse_request, parse_response
 
 __all__ = ["SERVER_HEADER", "ServerConnection", "SubprotocolSelector"]
@@ -183,6 +189,19 @@ class ServerConnection(Connection):
             if self._body_needed:
                 self._take_body()
             return
+        if not self._buf and data[-4:] == b"\r\n\r\n" and data[:1] != b"\x16":
+            # The usual first read: one whole request head and nothing else.
+            # Parsed where it is, and kept as it is (bytes(bytes) is no copy).
+            # Anything else (more than a head, an error) takes the way below,
+            # which parses the same bytes the same way.
+            head = bytes(data)
+            try:  # not contextlib.suppress: three calls more per handshake
+                parsed = parse_request(head)
+            except HandshakeError:
+                parsed = None
+            if parsed is not None and parsed[1] == len(head):
+                self._received_request(parsed[0], head)
+                return
         scanned = len(self._buf)
         self._buf += data
         if scanned < 3 and self._buf[:1] == b"\x16":
@@ -202,9 +221,13 @@ class ServerConnection(Connection):
         if parsed is None:
             return
         request, consumed = parsed
-        self._request = request
-        self._request_head = bytes(self._buf[:consumed])
+        head = bytes(self._buf[:consumed])
         del self._buf[:consumed]
+        self._received_request(request, head)
+
+    def _received_request(self, request: Request, head: bytes) -> None:
+        self._request = request
+        self._request_head = head
         try:
             self._body_needed = self._body_length(request)
         except HandshakeError as exc:
@@ -235,13 +258,14 @@ class ServerConnection(Connection):
         A WebSocket handshake has none; plain HTTP requests answered by the
         adapter's ``process_request`` hook (an HTTP API on the same port) may.
         """
-        if "Transfer-Encoding" in request.headers:
+        fields = request.headers.by_name()
+        if "transfer-encoding" in fields:
             exc = InvalidMessage("chunked request bodies are not supported; send Content-Length")
             exc.status = 411  # RFC 9110 section 15.5.12: Length Required
             raise exc
-        values = {v.strip() for v in request.headers.get_all("Content-Length")}
-        if not values:
-            return 0
+        if "content-length" not in fields:
+            return 0  # a WebSocket handshake
+        values = {v.strip() for v in fields["content-length"]}
         value = values.pop()
         if values or not value.isascii() or not value.isdigit():
             raise InvalidMessage("invalid Content-Length")
@@ -284,21 +308,56 @@ class ServerConnection(Connection):
             elif exc.status == 426:
                 response.headers["Upgrade"] = "websocket"
             return response
-        headers = Headers()
-        headers.add("Upgrade", "websocket")
-        headers.add("Connection", "Upgrade")
-        headers.add("Sec-WebSocket-Accept", accept_key(key))
+        fields = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_key(key)),
+        ]
         if protocol_header is not None:
-            headers.add("Sec-WebSocket-Protocol", protocol_header)
+            fields.append(("Sec-WebSocket-Protocol", protocol_header))
         if extension_header is not None:
-            headers.add("Sec-WebSocket-Extensions", extension_header)
+            fields.append(("Sec-WebSocket-Extensions", extension_header))
         if self.server_header:
-            headers.add("Server", self.server_header)
-        return Response(101, "Switching Protocols", headers)
+            fields.append(("Server", self.server_header))
+        return Response(101, "Switching Protocols", Headers(fields))
 
     def _check_request(self, request: Request) -> tuple[str, str | None, str | None]:
         """Check the request (section 4.2.1): its key, and the subprotocol and
         extensions negotiated (the header values of the answer)."""
+        fields = request.headers.by_name()
+        keys = fields.get("sec-websocket-key", ())
+        connection = fields.get("connection", ("",))
+        upgrade = fields.get("upgrade", ("",))
+        if (
+            # The usual request, checked at once; anything else, field by
+            # field (_check_request_fully), which says what is wrong.
+            request.method == "GET"
+            and request.version == "HTTP/1.1"
+            and len(fields.get("host", ())) == 1
+            and len(connection) == 1
+            and connection[0].lower() == "upgrade"
+            and len(upgrade) == 1
+            and upgrade[0].lower() == "websocket"
+            and len(keys) == 1
+            and KEY_FORMAT.fullmatch(keys[0])
+            and fields.get("sec-websocket-version") == ("13",)
+        ):
+            key = keys[0]
+        else:
+            key = self._check_request_fully(request)
+        if self.origins is not None:
+            self._check_origin(fields.get("origin", ()))
+        offered = (
+            parse_protocol_header(request.headers) if "sec-websocket-protocol" in fields else []
+        )
+        chosen = self._select_subprotocol(offered) if offered or self.subprotocol_required else None
+        self.subprotocol = chosen
+        if not self.extension_factories:
+            return key, chosen, None
+        return key, chosen, self._negotiate_extensions(request.headers)
+
+    def _check_request_fully(self, request: Request) -> str:
+        """The checks of section 4.2.1 one by one, the first failure raised; the key."""
         headers = request.headers
         if request.version != "HTTP/1.1":
             # Section 4.1: "the HTTP version MUST be at least 1.1".
@@ -316,14 +375,19 @@ class ServerConnection(Connection):
         version = headers.get("Sec-WebSocket-Version")
         if version != "13":
             raise InvalidVersion("Sec-WebSocket-Version", version)
-        if self.origins is not None:
-            origins = headers.get_all("Origin")
-            if len(origins) > 1:
-                raise InvalidOrigin("Origin", ", ".join(origins), "more than one Origin header")
-            origin = origins[0] if origins else None
-            if origin not in self.origins:
-                raise InvalidOrigin("Origin", origin, f"origin not allowed: {origin}")
-        offered = parse_protocol_header(headers)
+        return key
+
+    def _check_origin(self, origins: Sequence[str]) -> None:
+        """Section 4.2.1 item 7 / 10.2: the ``Origin`` against the allowed ones."""
+        if len(origins) > 1:
+            raise InvalidOrigin("Origin", ", ".join(origins), "more than one Origin header")
+        origin = origins[0] if origins else None
+        assert self.origins is not None
+        if origin not in self.origins:
+            raise InvalidOrigin("Origin", origin, f"origin not allowed: {origin}")
+
+    def _select_subprotocol(self, offered: list[str]) -> str | None:
+        """Section 4.2.2 item 5.4: the subprotocol to answer, from the client's offers."""
         chosen = self.select_subprotocol(offered, self.available_subprotocols) if offered else None
         if chosen is not None and chosen not in offered:
             # Section 4.2.2: the answer must be one of the client's offers. The
@@ -336,12 +400,9 @@ class ServerConnection(Connection):
                 "no supported subprotocol offered; expected one of "
                 + ", ".join(self.available_subprotocols)
             )
-        self.subprotocol = chosen
-        return key, chosen, self._negotiate_extensions(headers)
+        return chosen
 
     def _negotiate_extensions(self, headers: Headers) -> str | None:
-        if not self.extension_factories:
-            return None
         offers = [
             o
             for v in headers.get_all("Sec-WebSocket-Extensions")
