@@ -50,6 +50,9 @@ class FakeTransport(asyncio.Transport):
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass
 
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return 16384, 65536  # (low, high), as asyncio's transports answer
+
     def is_closing(self) -> bool:
         return False
 
