@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -69,13 +70,22 @@ def test_hub_bench_tiny_run_reports_sane_numbers(tmp_path: Path, client: str) ->
 SOCKETIO = BENCH.parent / "socketio" / "node_modules" / "socket.io" / "package.json"
 
 
-@pytest.mark.timeout(90)
-@pytest.mark.peer
-@pytest.mark.skipif(not HAVE_CC, reason="no C compiler for hub_loadgen.c")
-@pytest.mark.skipif(
-    shutil.which("node") is None or not SOCKETIO.exists(),
-    reason="node, or socket.io (cd benchmarks/socketio && npm ci), is not installed",
-)
+def _socketio_peer(test: Callable[..., None]) -> Callable[..., None]:
+    """A peer test against the socket.io server: required in CI, skipped without its packages."""
+    for mark in (
+        pytest.mark.timeout(90),
+        pytest.mark.peer,
+        pytest.mark.skipif(not HAVE_CC, reason="no C compiler for hub_loadgen.c"),
+        pytest.mark.skipif(
+            shutil.which("node") is None or not SOCKETIO.exists(),
+            reason="node, or socket.io (cd benchmarks/socketio && npm ci), is not installed",
+        ),
+    ):
+        test = mark(test)
+    return test
+
+
+@_socketio_peer
 def test_side_by_side_with_socketio_delivers_everything_on_both(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     args = ["fanout,direct", "--compare-peers", "--subscribers", "40", "--users", "40"]
@@ -97,13 +107,7 @@ def test_side_by_side_with_socketio_delivers_everything_on_both(tmp_path: Path) 
         assert ratios["hub_deliveries_per_cpu_s"]["median"] > 0
 
 
-@pytest.mark.timeout(90)
-@pytest.mark.peer
-@pytest.mark.skipif(not HAVE_CC, reason="no C compiler for hub_loadgen.c")
-@pytest.mark.skipif(
-    shutil.which("node") is None or not SOCKETIO.exists(),
-    reason="node, or socket.io (cd benchmarks/socketio && npm ci), is not installed",
-)
+@_socketio_peer
 def test_batches_of_publications_arrive_whole_on_both_servers(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     args = ["fanout", "--compare-peers", "--subscribers", "40", "--batch", "3"]
