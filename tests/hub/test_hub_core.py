@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -324,6 +325,17 @@ async def test_internal_errors_do_not_escape(
     monkeypatch.setattr(node.broker, "online", broken)
     assert await ann.error("online", users=["a"]) == ErrorCode.INTERNAL
     assert "internal error" in caplog.text
+    caplog.clear()
+
+    def broken_now(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    # The same from a command's synchronous form (Node.handle_now), traceback included.
+    monkeypatch.setattr(node.broker, "online_now", broken_now)
+    assert await ann.error("send", to=["a"], data=1) == ErrorCode.INTERNAL
+    assert "internal error" in caplog.text
+    assert "RuntimeError: bug" in caplog.text
+    assert ann.closed is None
 
 
 async def test_health_and_metrics(connect: Connect, node: Node) -> None:
@@ -360,3 +372,51 @@ async def test_operations_are_an_object_of_their_own(
     session.user = "alice"
     assert await ops.handle_online(session, p.Online(2, ("bob",))) == {"online": {"bob": False}}
     assert await ops.handle_ping(session, p.Ping(3)) == {"time": int(clock() * 1000)}
+
+
+class _SuspendingBroker(MemoryBroker):
+    """The in-memory broker saying it may suspend, as a networked one does."""
+
+    suspends = True
+
+
+async def test_handle_now_answers_send_and_publish_without_a_coroutine(node: Node) -> None:
+    ann, bob = Client(node), Client(node)
+    await ann.ok("connect", name="ann")
+    await bob.ok("connect", name="bob")
+    send = {"id": 7, "method": "send", "params": {"to": ["bob"], "data": "hi"}}
+    assert node.handle_now(ann.session, json.dumps(send)) is None
+    assert ann.messages[-1]["result"]["results"]["bob"]["status"] == "live"
+    assert [m["data"] for m in bob.take("message")] == ["hi"]
+    publish = {"id": 8, "method": "publish", "params": {"channel": "open:a", "data": 1}}
+    assert node.handle_now(ann.session, json.dumps(publish)) is None
+    assert ann.messages[-1]["result"]["offset"] == 1
+    # Anything else is left to a coroutine, which answers it when run.
+    answered = len(ann.raw)
+    rest = node.handle_now(ann.session, '{"id":9,"method":"ping"}')
+    assert rest is not None
+    assert len(ann.raw) == answered
+    await rest
+    assert "time" in ann.messages[-1]["result"]
+
+
+async def test_handle_now_leaves_failures_and_suspending_brokers_to_a_coroutine(
+    auth: Authenticator, clock: FakeClock
+) -> None:
+    node = Node(MemoryBroker(clock=clock), auth, hub_config(), clock=clock, metrics=HubMetrics())
+    ann = Client(node)
+    send = '{"id":3,"method":"send","params":{"to":["bob"],"data":"hi"}}'
+    rest = node.handle_now(ann.session, send)  # not connected: an error, a strike
+    assert rest is not None
+    await rest
+    assert ann.messages[-1]["error"]["code"] == ErrorCode.NOT_CONNECTED
+    assert ann.session.strikes == 1
+    # On a broker that may suspend, even a send is a coroutine (and works).
+    broker = _SuspendingBroker(clock=clock)
+    node = Node(broker, auth, hub_config(), clock=clock, metrics=HubMetrics())
+    ann = Client(node)
+    await ann.ok("connect", name="ann")
+    rest = node.handle_now(ann.session, send)
+    assert rest is not None
+    await rest
+    assert ann.messages[-1]["result"]["results"]["bob"]["status"] == "queued"

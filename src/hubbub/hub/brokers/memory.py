@@ -136,6 +136,11 @@ class MemoryBroker(Broker):
     async def publish(
         self, stream: str, data: Any, *, sender: str | None, limits: StreamLimits
     ) -> Entry:
+        return self.publish_now(stream, data, sender=sender, limits=limits)
+
+    def publish_now(
+        self, stream: str, data: Any, *, sender: str | None, limits: StreamLimits
+    ) -> Entry:
         self._check()
         entry = self._stream(stream, limits).append(data, sender)
         self._deliver(stream, entry)
@@ -214,6 +219,9 @@ class MemoryBroker(Broker):
                 del self._online[info.user]
 
     async def online(self, users: Iterable[str]) -> set[str]:
+        return self.online_now(users)
+
+    def online_now(self, users: Iterable[str]) -> set[str]:
         self._check()
         now = self._clock()
         members = self._presence.get(ONLINE, {})

@@ -122,7 +122,9 @@ class Broker(ABC):
         suspends: whether its coroutines may wait (a networked backend). False
             promises that every one of them completes without suspending, so
             that an adapter may run requests from its read callback, with no
-            task per request (``hubbub.hub.server.inline``).
+            task per request (``hubbub.hub.server.inline``), and that it
+            implements :meth:`publish_now` and :meth:`online_now`, which the
+            node's synchronous request path calls (``Node.handle_now``).
     """
 
     suspends = True
@@ -165,6 +167,16 @@ class Broker(ABC):
     ) -> Entry:
         """Append to ``stream`` (trimmed to ``limits``), deliver to listeners, return the entry."""
 
+    def publish_now(
+        self, stream: str, data: Any, *, sender: str | None, limits: StreamLimits
+    ) -> Entry:
+        """:meth:`publish`, synchronous: only a broker that never suspends has it.
+
+        Raises:
+            NotImplementedError: this broker suspends (:attr:`suspends`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no synchronous publish")
+
     @abstractmethod
     async def read(self, stream: str, after: int | None, limit: int) -> ReadResult:
         """Entries of ``stream`` after offset ``after`` (see :meth:`Stream.read`)."""
@@ -190,6 +202,14 @@ class Broker(ABC):
     @abstractmethod
     async def online(self, users: Iterable[str]) -> set[str]:
         """The subset of ``users`` with a live entry in :data:`ONLINE`."""
+
+    def online_now(self, users: Iterable[str]) -> set[str]:
+        """:meth:`online`, synchronous: only a broker that never suspends has it.
+
+        Raises:
+            NotImplementedError: this broker suspends (:attr:`suspends`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no synchronous online")
 
     # --- acks ---
 

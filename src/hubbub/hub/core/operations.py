@@ -64,22 +64,43 @@ class NodeOperations:
         if type(data) is not str or 6 * len(data) + 2 > self.config.max_message_bytes:
             self.permissions.check_size(data)
 
-    async def handle_publish(self, session: Session, cmd: p.Publish) -> Any:
+    def _may_publish(self, session: Session, cmd: p.Publish) -> tuple[str, NamespaceRules]:
+        """The publisher and the channel's rules, once the publication is allowed."""
         user = session.connected_user()
         rules = self.permissions.rules(cmd.channel)
         self.permissions.may_publish(session, cmd.channel, rules)
         self._check_size(cmd.data)
+        return user, rules
+
+    async def handle_publish(self, session: Session, cmd: p.Publish) -> Any:
+        user, rules = self._may_publish(session, cmd)
         entry = await self.broker.publish(cmd.channel, cmd.data, sender=user, limits=rules.history)
+        return {"offset": entry.offset, "epoch": entry.epoch}
+
+    def handle_publish_now(self, session: Session, cmd: p.Publish) -> Any:
+        """:meth:`handle_publish` on a broker that never suspends (``Node.handle_now``)."""
+        user, rules = self._may_publish(session, cmd)
+        entry = self.broker.publish_now(cmd.channel, cmd.data, sender=user, limits=rules.history)
         return {"offset": entry.offset, "epoch": entry.epoch}
 
     # --- direct events, presence, history, acks, ping ----------------------
 
-    async def handle_send(self, session: Session, cmd: p.Send) -> Any:
+    def _may_send(self, session: Session, cmd: p.Send) -> str:
+        """The sender, once the ``send`` is allowed."""
         user = session.connected_user()
         if len(cmd.to) > self.config.max_recipients:
             raise Fail(p.ErrorCode.TOO_MANY_RECIPIENTS, "too many recipients")
         self._check_size(cmd.data)
+        return user
+
+    async def handle_send(self, session: Session, cmd: p.Send) -> Any:
+        user = self._may_send(session, cmd)
         return {"results": await self.send(cmd.to, cmd.data, sender=user)}
+
+    def handle_send_now(self, session: Session, cmd: p.Send) -> Any:
+        """:meth:`handle_send` on a broker that never suspends (``Node.handle_now``)."""
+        user = self._may_send(session, cmd)
+        return {"results": self.send_now(cmd.to, cmd.data, sender=user)}
 
     async def handle_presence(self, session: Session, cmd: p.Presence) -> Any:
         self._presence_allowed(session, cmd.channel)
@@ -160,11 +181,31 @@ class NodeOperations:
             entry = await self.broker.publish(
                 inbox_stream(user), data, sender=sender, limits=self.config.inbox
             )
-            status = "live" if user in online else "queued"
-            if status == "queued":
-                self.metrics.queued.inc()
-            results[user] = {"status": status, "offset": entry.offset, "epoch": entry.epoch}
+            results[user] = self._sent(user in online, entry)
         return results
+
+    def send_now(
+        self, users: Iterable[str], data: Any, *, sender: str | None = None
+    ) -> dict[str, Any]:
+        """:meth:`send` on a broker that never suspends (``Broker.suspends`` False)."""
+        users = list(dict.fromkeys(users))
+        broker = self.broker
+        online = broker.online_now(users)
+        limits = self.config.inbox
+        return {
+            user: self._sent(
+                user in online,
+                broker.publish_now(inbox_stream(user), data, sender=sender, limits=limits),
+            )
+            for user in users
+        }
+
+    def _sent(self, online: bool, entry: Entry) -> dict[str, Any]:
+        """One recipient's part of a ``send`` result (a user offline is counted as queued)."""
+        if online:
+            return {"status": "live", "offset": entry.offset, "epoch": entry.epoch}
+        self.metrics.queued.inc()
+        return {"status": "queued", "offset": entry.offset, "epoch": entry.epoch}
 
     async def history(self, stream: str, since: p.Since | None, limit: int) -> dict[str, Any]:
         """Read a stream (a channel, or ``$inbox:USER``) as the ``history`` command does.

@@ -69,7 +69,13 @@ from ...protocol.http11 import Request, Response
 from ...versions import versions
 from ..auth import Authenticator
 from ..brokers.memory import MemoryBroker
-from ..core.binary import MSGPACK_SUBPROTOCOL, MsgpackEncoder, handle_binary, msgpack_available
+from ..core.binary import (
+    MSGPACK_SUBPROTOCOL,
+    MsgpackEncoder,
+    handle_binary,
+    handle_binary_now,
+    msgpack_available,
+)
 from ..core.broker import Broker
 from ..core.config import HubConfig
 from ..core.node import Node
@@ -299,18 +305,22 @@ class _Endpoint:
                 push=lambda text: push(pack_text(text)),
             )
         node = self.node
-        if packer is None:
-            handle = functools.partial(node.handle, session)
-        else:
-            handle = functools.partial(handle_binary, node, session)
         try:
             if node.broker.suspends:
+                if packer is None:
+                    handle = functools.partial(node.handle, session)
+                else:
+                    handle = functools.partial(handle_binary, node, session)
                 async for message in ws:
                     await handle(message)
             else:
                 # Nothing the node awaits waits: each request runs from the
                 # read callback, no task step per message (server.inline).
-                inline = InlineRequests(ws, handle)
+                if packer is None:
+                    handle_now = functools.partial(node.handle_now, session)
+                else:
+                    handle_now = functools.partial(handle_binary_now, node, session)
+                inline = InlineRequests(ws, handle_now)
                 inline.start()
                 await ws.wait_closed()
                 # A request still waiting (and those queued behind it) ends
