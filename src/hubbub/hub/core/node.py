@@ -280,7 +280,7 @@ class Node:
         except Exception as exc:
             return self._failed(session, cmd, exc)
         session.strikes = 0
-        session.send(p.encode_result(cmd.id, result))
+        session.send(p.encode({"id": cmd.id, "result": result}))  # encode_result's text
         return None
 
     async def _run(self, session: Session, cmd: p.Command) -> None:
@@ -545,14 +545,25 @@ class Node:
                     "push": "message",
                     "epoch": item.epoch,
                     "offset": item.offset,
-                    "time": ms(item.time),
+                    "time": int(item.time * 1000),  # ms(), without the call
                     "from": item.sender,
                     "data": item.data,
                 }
             )
             sent = 0
+            # Once per direct message and recipient: Session.deliver inlined
+            # through its public parts, as in the channel loop below.
             for session in user_sessions:
-                sent += session.deliver(session.inbox_pending, item.offset, text)
+                pending = session.inbox_pending
+                if pending is not None:  # connecting: flushed after its reply
+                    pending.append((item.offset, text))
+                elif not session.closed:
+                    try:
+                        session.transmit(text)
+                    except Exception:
+                        session.fail()
+                    else:
+                        sent += 1
             self.metrics.delivered("message", sent, len(text))
             return
         sessions = self._channels.get(stream)
