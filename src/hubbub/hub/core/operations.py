@@ -177,11 +177,11 @@ class NodeOperations:
         users = list(dict.fromkeys(users))
         online = await self.broker.online(users)
         limits = self.config.inbox
-        entries = []
+        entries: dict[str, Entry] = {}
         for user in users:
             stream = INBOX_PREFIX + user  # inbox_stream(user), without the call
-            entries.append(await self.broker.publish(stream, data, sender=sender, limits=limits))
-        return self._results(users, online, entries)
+            entries[user] = await self.broker.publish(stream, data, sender=sender, limits=limits)
+        return self._results(online, entries)
 
     def send_now(
         self, users: Iterable[str], data: Any, *, sender: str | None = None
@@ -192,16 +192,18 @@ class NodeOperations:
         online = broker.online_now(users)
         limits = self.config.inbox
         # A loop, not a comprehension: on Python 3.11 that is a call more.
-        entries = []
+        entries: dict[str, Entry] = {}
         for user in users:
             stream = INBOX_PREFIX + user
-            entries.append(broker.publish_now(stream, data, sender=sender, limits=limits))
-        return self._results(users, online, entries)
+            entries[user] = broker.publish_now(stream, data, sender=sender, limits=limits)
+        return self._results(online, entries)
 
-    def _results(self, users: list[str], online: set[str], entries: list[Entry]) -> dict[str, Any]:
+    def _results(self, online: set[str], entries: dict[str, Entry]) -> dict[str, Any]:
         """A ``send``'s result per user: live or queued (counted), the offset, the epoch."""
+        # items(), not zip(): zip is a call of a type, and zip(strict=True)
+        # parses its keyword the slow way (callgrind: 300 instructions a send).
         results: dict[str, Any] = {}
-        for user, entry in zip(users, entries, strict=True):
+        for user, entry in entries.items():
             if user in online:
                 status = "live"
             else:
