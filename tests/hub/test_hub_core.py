@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import pytest
@@ -11,10 +11,12 @@ from hub_helpers import Client, FakeClock, hub_config
 
 from hubbub.hub import Authenticator, HubMetrics, Identity, MemoryBroker, Node
 from hubbub.hub.core import protocol as p
+from hubbub.hub.core.broker import Broker
 from hubbub.hub.core.operations import NodeOperations
 from hubbub.hub.core.permissions import Permissions
 from hubbub.hub.core.protocol import ErrorCode
 from hubbub.hub.core.session import Fail, Session
+from hubbub.hub.core.streams import Entry, StreamLimits
 
 Connect = Callable[..., Awaitable[Client]]
 
@@ -420,3 +422,44 @@ async def test_handle_now_leaves_failures_and_suspending_brokers_to_a_coroutine(
     assert rest is not None
     await rest
     assert ann.messages[-1]["result"]["results"]["bob"]["status"] == "queued"
+
+
+class _CoroutineOnlyBroker(MemoryBroker):
+    """A broker that never suspends and has only the coroutines (a third party's)."""
+
+    publish_now = Broker.publish_now
+    online_now = Broker.online_now
+
+    async def publish(
+        self, stream: str, data: Any, *, sender: str | None, limits: StreamLimits
+    ) -> Entry:
+        self.calls += 1
+        return MemoryBroker.publish_now(self, stream, data, sender=sender, limits=limits)
+
+    async def online(self, users: Iterable[str]) -> set[str]:
+        self.calls += 1
+        return MemoryBroker.online_now(self, users)
+
+    calls = 0
+
+
+async def test_a_broker_with_only_coroutines_gets_the_synchronous_path(
+    auth: Authenticator, clock: FakeClock
+) -> None:
+    broker = _CoroutineOnlyBroker(clock=clock)
+    node = Node(broker, auth, hub_config(), clock=clock, metrics=HubMetrics())
+    ann = Client(node)
+    await ann.ok("connect", name="ann")
+    send = '{"id":3,"method":"send","params":{"to":["ann"],"data":"hi"}}'
+    assert node.handle_now(ann.session, send) is None  # its coroutines, run at once
+    assert ann.messages[-1]["result"]["results"]["ann"]["status"] == "live"
+    assert [m["data"] for m in ann.take("message")] == ["hi"]
+    assert broker.calls == 2  # online, then publish
+
+
+async def test_synchronous_forms_of_a_broker_that_suspends_refuse() -> None:
+    broker = _SuspendingBroker()
+    with pytest.raises(NotImplementedError):
+        Broker.online_now(broker, ["ann"])
+    with pytest.raises(NotImplementedError):
+        Broker.publish_now(broker, "room", 1, sender=None, limits=StreamLimits())
