@@ -72,7 +72,6 @@ from ..brokers.memory import MemoryBroker
 from ..core.binary import (
     MSGPACK_SUBPROTOCOL,
     MsgpackEncoder,
-    handle_binary,
     handle_binary_now,
     msgpack_available,
 )
@@ -305,21 +304,21 @@ class _Endpoint:
                 push=lambda text: push(pack_text(text)),
             )
         node = self.node
+        if packer is None:
+            handle_now = functools.partial(node.handle_now, session)
+        else:
+            handle_now = functools.partial(handle_binary_now, node, session)
         try:
             if node.broker.suspends:
-                if packer is None:
-                    handle = functools.partial(node.handle, session)
-                else:
-                    handle = functools.partial(handle_binary, node, session)
+                # What Node.handle does, one coroutine level fewer: each
+                # suspension on the broker resumes through every level.
                 async for message in ws:
-                    await handle(message)
+                    rest = handle_now(message)
+                    if rest is not None:
+                        await rest
             else:
                 # Nothing the node awaits waits: each request runs from the
                 # read callback, no task step per message (server.inline).
-                if packer is None:
-                    handle_now = functools.partial(node.handle_now, session)
-                else:
-                    handle_now = functools.partial(handle_binary_now, node, session)
                 inline = InlineRequests(ws, handle_now)
                 inline.start()
                 await ws.wait_closed()
