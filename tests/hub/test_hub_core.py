@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import pytest
@@ -10,10 +11,12 @@ from hub_helpers import Client, FakeClock, hub_config
 
 from hubbub.hub import Authenticator, HubMetrics, Identity, MemoryBroker, Node
 from hubbub.hub.core import protocol as p
+from hubbub.hub.core.broker import Broker
 from hubbub.hub.core.operations import NodeOperations
 from hubbub.hub.core.permissions import Permissions
 from hubbub.hub.core.protocol import ErrorCode
 from hubbub.hub.core.session import Fail, Session
+from hubbub.hub.core.streams import Entry, StreamLimits
 
 Connect = Callable[..., Awaitable[Client]]
 
@@ -324,6 +327,17 @@ async def test_internal_errors_do_not_escape(
     monkeypatch.setattr(node.broker, "online", broken)
     assert await ann.error("online", users=["a"]) == ErrorCode.INTERNAL
     assert "internal error" in caplog.text
+    caplog.clear()
+
+    def broken_now(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    # The same from a command's synchronous form (Node.handle_now), traceback included.
+    monkeypatch.setattr(node.broker, "online_now", broken_now)
+    assert await ann.error("send", to=["a"], data=1) == ErrorCode.INTERNAL
+    assert "internal error" in caplog.text
+    assert "RuntimeError: bug" in caplog.text
+    assert ann.closed is None
 
 
 async def test_health_and_metrics(connect: Connect, node: Node) -> None:
@@ -360,3 +374,92 @@ async def test_operations_are_an_object_of_their_own(
     session.user = "alice"
     assert await ops.handle_online(session, p.Online(2, ("bob",))) == {"online": {"bob": False}}
     assert await ops.handle_ping(session, p.Ping(3)) == {"time": int(clock() * 1000)}
+
+
+class _SuspendingBroker(MemoryBroker):
+    """The in-memory broker saying it may suspend, as a networked one does."""
+
+    suspends = True
+
+
+async def test_handle_now_answers_send_and_publish_without_a_coroutine(node: Node) -> None:
+    ann, bob = Client(node), Client(node)
+    await ann.ok("connect", name="ann")
+    await bob.ok("connect", name="bob")
+    send = {"id": 7, "method": "send", "params": {"to": ["bob"], "data": "hi"}}
+    assert node.handle_now(ann.session, json.dumps(send)) is None
+    assert ann.messages[-1]["result"]["results"]["bob"]["status"] == "live"
+    assert [m["data"] for m in bob.take("message")] == ["hi"]
+    publish = {"id": 8, "method": "publish", "params": {"channel": "open:a", "data": 1}}
+    assert node.handle_now(ann.session, json.dumps(publish)) is None
+    assert ann.messages[-1]["result"]["offset"] == 1
+    # Anything else is left to a coroutine, which answers it when run.
+    answered = len(ann.raw)
+    rest = node.handle_now(ann.session, '{"id":9,"method":"ping"}')
+    assert rest is not None
+    assert len(ann.raw) == answered
+    await rest
+    assert "time" in ann.messages[-1]["result"]
+
+
+async def test_handle_now_leaves_failures_and_suspending_brokers_to_a_coroutine(
+    auth: Authenticator, clock: FakeClock
+) -> None:
+    node = Node(MemoryBroker(clock=clock), auth, hub_config(), clock=clock, metrics=HubMetrics())
+    ann = Client(node)
+    send = '{"id":3,"method":"send","params":{"to":["bob"],"data":"hi"}}'
+    rest = node.handle_now(ann.session, send)  # not connected: an error, a strike
+    assert rest is not None
+    await rest
+    assert ann.messages[-1]["error"]["code"] == ErrorCode.NOT_CONNECTED
+    assert ann.session.strikes == 1
+    # On a broker that may suspend, even a send is a coroutine (and works).
+    broker = _SuspendingBroker(clock=clock)
+    node = Node(broker, auth, hub_config(), clock=clock, metrics=HubMetrics())
+    ann = Client(node)
+    await ann.ok("connect", name="ann")
+    rest = node.handle_now(ann.session, send)
+    assert rest is not None
+    await rest
+    assert ann.messages[-1]["result"]["results"]["bob"]["status"] == "queued"
+
+
+class _CoroutineOnlyBroker(MemoryBroker):
+    """A broker that never suspends and has only the coroutines (a third party's)."""
+
+    publish_now = Broker.publish_now
+    online_now = Broker.online_now
+
+    async def publish(
+        self, stream: str, data: Any, *, sender: str | None, limits: StreamLimits
+    ) -> Entry:
+        self.calls += 1
+        return MemoryBroker.publish_now(self, stream, data, sender=sender, limits=limits)
+
+    async def online(self, users: Iterable[str]) -> set[str]:
+        self.calls += 1
+        return MemoryBroker.online_now(self, users)
+
+    calls = 0
+
+
+async def test_a_broker_with_only_coroutines_gets_the_synchronous_path(
+    auth: Authenticator, clock: FakeClock
+) -> None:
+    broker = _CoroutineOnlyBroker(clock=clock)
+    node = Node(broker, auth, hub_config(), clock=clock, metrics=HubMetrics())
+    ann = Client(node)
+    await ann.ok("connect", name="ann")
+    send = '{"id":3,"method":"send","params":{"to":["ann"],"data":"hi"}}'
+    assert node.handle_now(ann.session, send) is None  # its coroutines, run at once
+    assert ann.messages[-1]["result"]["results"]["ann"]["status"] == "live"
+    assert [m["data"] for m in ann.take("message")] == ["hi"]
+    assert broker.calls == 2  # online, then publish
+
+
+async def test_synchronous_forms_of_a_broker_that_suspends_refuse() -> None:
+    broker = _SuspendingBroker()
+    with pytest.raises(NotImplementedError):
+        Broker.online_now(broker, ["ann"])
+    with pytest.raises(NotImplementedError):
+        Broker.publish_now(broker, "room", 1, sender=None, limits=StreamLimits())

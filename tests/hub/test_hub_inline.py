@@ -10,27 +10,27 @@ from hub_helpers import SECRET, WireClient
 
 from hubbub.asyncio import connect
 from hubbub.hub import SUBPROTOCOL, MemoryBroker, mint_token
-from hubbub.hub.core.streams import Entry, StreamLimits
+from hubbub.hub.core.streams import ReadResult
 from hubbub.hub.server import start_hub
 
 
 class _WaitingBroker(MemoryBroker):
-    """Claims never to wait, but every publish waits for a later loop iteration.
+    """Claims never to wait, but every read waits for a later loop iteration.
 
     What an inline request that suspends after all looks like: the connection
     must go back to its queue, and the requests after it wait their turn.
+    (``send`` and ``publish`` use the synchronous ``publish_now``, which cannot
+    wait: ``history`` reads, and ``ack`` reads then stores, do await it.)
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.waits = 0
 
-    async def publish(
-        self, stream: str, data: Any, *, sender: str | None, limits: StreamLimits
-    ) -> Entry:
+    async def read(self, stream: str, after: int | None, limit: int) -> ReadResult:
         self.waits += 1
         await asyncio.sleep(0.001)
-        return await super().publish(stream, data, sender=sender, limits=limits)
+        return await super().read(stream, after, limit)
 
 
 async def test_requests_run_in_callback_mode_on_the_memory_broker() -> None:
@@ -57,11 +57,17 @@ async def test_a_request_that_waits_keeps_the_order_of_the_others() -> None:
     ):
         ann = WireClient(ws)
         await ann.ok("connect", token=mint_token("ann", SECRET))
-        # Sent at once: sends (which wait in the broker) between pings (which
-        # do not): every reply in the order of the requests, each once.
-        methods = ["send" if i % 3 else "ping" for i in range(30)]
+        waits = broker.waits
+        # Sent at once: history requests (which wait in the broker) between
+        # sends to oneself (answered without a coroutine) and pings (which do
+        # not wait): every reply in the order of the requests, each once.
+        methods = [("send", "ping", "history")[i % 3] for i in range(30)]
         for i, method in enumerate(methods, start=10):
-            params: dict[str, Any] = {"to": ["ann"], "data": i} if method == "send" else {}
+            params: dict[str, Any] = {}
+            if method == "send":
+                params = {"to": ["ann"], "data": i}
+            elif method == "history":
+                params = {"stream": "$inbox"}
             await ws.send(json.dumps({"id": i, "method": method, "params": params}))
         replies, pushes = [], []
         while len(replies) < len(methods):
@@ -73,7 +79,12 @@ async def test_a_request_that_waits_keeps_the_order_of_the_others() -> None:
         while len(pushes) < len(sends):
             pushes.append(await ann.read())
         assert [p["data"] for p in pushes] == sends
-        assert broker.waits == len(sends)
+        # Each history saw exactly the sends before it: nothing overtook it.
+        for reply, method in zip(replies, methods, strict=True):
+            if method == "history":
+                seen = [e["data"] for e in reply["result"]["publications"]]
+                assert seen == [i for i in sends if i < reply["id"]]
+        assert broker.waits - waits == methods.count("history")
         (server_side,) = hub.server.connections
         assert server_side.on_message is not None  # back in callback mode
 
@@ -84,8 +95,11 @@ async def test_a_client_closing_while_a_request_waits_is_released() -> None:
         async with connect(f"ws://127.0.0.1:{hub.port}/", subprotocols=[SUBPROTOCOL]) as ws:
             ann = WireClient(ws)
             await ann.ok("connect", token=mint_token("ann", SECRET))
+            waits = broker.waits
             for i in range(5):
-                request = {"id": 10 + i, "method": "send", "params": {"to": ["bob"], "data": i}}
+                request = {"id": 10 + i, "method": "history", "params": {"stream": "$inbox"}}
+                await ws.send(json.dumps(request))
+                request = {"id": 20 + i, "method": "send", "params": {"to": ["bob"], "data": i}}
                 await ws.send(json.dumps(request))
         # Every request sent before the close frame ran (as in queue mode),
         # then the session was forgotten.
@@ -94,6 +108,6 @@ async def test_a_client_closing_while_a_request_waits_is_released() -> None:
                 break
             await asyncio.sleep(0.01)
         assert not hub.node.sessions
-        assert broker.waits == 5
-        read = await broker.read("$inbox:bob", 0, 10)
+        assert broker.waits - waits == 5
+        read = await MemoryBroker.read(broker, "$inbox:bob", 0, 10)
         assert [e.data for e in read.entries] == [0, 1, 2, 3, 4]

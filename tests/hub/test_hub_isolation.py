@@ -47,6 +47,20 @@ async def test_a_failing_recipient_is_closed_and_the_others_still_get_pushes(
     assert [m["data"] for m in carol.take("message")] == ["hi"]
 
 
+async def test_a_failing_recipient_of_a_direct_message_is_closed(
+    node: Node, connect: Callable[..., Awaitable[Client]], token: Callable[..., str]
+) -> None:
+    alice = await connect("alice")
+    bob = BrokenClient(node)
+    await bob.ok("connect", token=token("bob"))
+    bob.broken = True
+    # The sender is answered; the recipient whose send raised is closed (1011).
+    result = await alice.ok("send", to=["bob"], data="hi")
+    assert result["results"]["bob"]["status"] == "live"
+    assert bob.closed == (1011, "internal error")
+    assert b"hubbub_delivery_failures_total 1.0" in node.metrics.render()
+
+
 async def test_server_api_data_with_a_lone_surrogate_is_delivered_escaped(
     node: Node, connect: Callable[..., Awaitable[Client]]
 ) -> None:

@@ -179,7 +179,11 @@ async def test_the_hubs_own_failures_are_no_strikes(
     async def unavailable(*args: object, **kwargs: object) -> None:
         raise BrokerUnavailable("redis is down")
 
+    def unavailable_now(*args: object, **kwargs: object) -> None:
+        raise BrokerUnavailable("redis is down")
+
     monkeypatch.setattr(node.broker, "publish", unavailable)
+    monkeypatch.setattr(node.broker, "publish_now", unavailable_now)  # Node.handle_now
     for i in range(10):
         reply = await ann.error("publish", channel="open:a", data=i)
         assert reply == ErrorCode.BROKER_UNAVAILABLE

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Coroutine
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidMessage",
     "MsgpackEncoder",
     "handle_binary",
+    "handle_binary_now",
     "load_msgpack",
     "msgpack_available",
     "pack",
@@ -206,12 +208,21 @@ def request_text(raw: str | bytes, max_bytes: int) -> str | p.Rejected:
 async def handle_binary(node: Node, session: Session, raw: str | bytes) -> None:
     """:meth:`Node.handle` for a message received on a ``hubbub.msgpack.v1`` session.
 
-    Every adapter (the asyncio server, the ASGI app) calls this instead of
-    ``node.handle`` for its msgpack sessions: a refused message is answered,
-    and counted as a strike, exactly as a refused JSON request is.
+    Every adapter (the asyncio server, the ASGI app) calls this (or
+    :func:`handle_binary_now`) instead of ``node.handle`` for its msgpack
+    sessions: a refused message is answered, and counted as a strike, exactly
+    as a refused JSON request is.
     """
+    rest = handle_binary_now(node, session, raw)
+    if rest is not None:
+        await rest
+
+
+def handle_binary_now(
+    node: Node, session: Session, raw: str | bytes
+) -> Coroutine[Any, Any, None] | None:
+    """:func:`handle_binary` as :meth:`Node.handle_now` does it: what is left, if anything."""
     text = request_text(raw, node.config.max_request_bytes)
     if isinstance(text, str):
-        await node.handle(session, text)
-    else:
-        await node.reject(session, text)
+        return node.handle_now(session, text)
+    return node.reject(session, text)

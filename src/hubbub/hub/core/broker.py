@@ -42,7 +42,7 @@ handed a broker (and a clock) by whoever builds it; the implementations live in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -122,7 +122,10 @@ class Broker(ABC):
         suspends: whether its coroutines may wait (a networked backend). False
             promises that every one of them completes without suspending, so
             that an adapter may run requests from its read callback, with no
-            task per request (``hubbub.hub.server.inline``).
+            task per request (``hubbub.hub.server.inline``), and that the
+            node's synchronous request path (``Node.handle_now``) may call
+            :meth:`publish_now` and :meth:`online_now` (by default, the
+            coroutines run at once).
     """
 
     suspends = True
@@ -165,6 +168,23 @@ class Broker(ABC):
     ) -> Entry:
         """Append to ``stream`` (trimmed to ``limits``), deliver to listeners, return the entry."""
 
+    def publish_now(
+        self, stream: str, data: Any, *, sender: str | None, limits: StreamLimits
+    ) -> Entry:
+        """:meth:`publish`, synchronous: only a broker that never suspends has it.
+
+        By default the :meth:`publish` coroutine run to its end at once; a
+        broker overrides it with a plain function (the coroutine then wraps
+        that), as :class:`~hubbub.hub.brokers.memory.MemoryBroker` does.
+
+        Raises:
+            NotImplementedError: this broker suspends (:attr:`suspends`).
+        """
+        if self.suspends:
+            raise NotImplementedError(f"{type(self).__name__} has no synchronous publish")
+        result: Entry = self._run_now(self.publish(stream, data, sender=sender, limits=limits))
+        return result
+
     @abstractmethod
     async def read(self, stream: str, after: int | None, limit: int) -> ReadResult:
         """Entries of ``stream`` after offset ``after`` (see :meth:`Stream.read`)."""
@@ -190,6 +210,33 @@ class Broker(ABC):
     @abstractmethod
     async def online(self, users: Iterable[str]) -> set[str]:
         """The subset of ``users`` with a live entry in :data:`ONLINE`."""
+
+    def online_now(self, users: Iterable[str]) -> set[str]:
+        """:meth:`online`, synchronous: only a broker that never suspends has it.
+
+        By default the :meth:`online` coroutine run to its end at once (see
+        :meth:`publish_now`).
+
+        Raises:
+            NotImplementedError: this broker suspends (:attr:`suspends`).
+        """
+        if self.suspends:
+            raise NotImplementedError(f"{type(self).__name__} has no synchronous online")
+        result: set[str] = self._run_now(self.online(users))
+        return result
+
+    def _run_now(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine of a broker that never suspends to its end; its result.
+
+        Raises:
+            RuntimeError: it suspended after all (``suspends`` is wrong).
+        """
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            return done.value
+        coro.close()
+        raise RuntimeError(f"{type(self).__name__} says it never suspends, but it did")
 
     # --- acks ---
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from . import protocol as p
@@ -135,6 +135,13 @@ class Node:
             p.Ping: ops.handle_ping,
         }
         self._method_names = {cls: cls.__name__.lower() for cls in self._handlers}
+        # The commands with a synchronous form, used when the broker never
+        # suspends (handle_now): the direct and channel messages themselves.
+        self._now_handlers: dict[type, Callable[[Session, Any], Any]] = (
+            {}
+            if broker.suspends
+            else {p.Send: ops.handle_send_now, p.Publish: ops.handle_publish_now}
+        )
 
     # --- sessions -------------------------------------------------------------
 
@@ -227,51 +234,80 @@ class Node:
     # --- requests -------------------------------------------------------------
 
     async def handle(self, session: Session, raw: str | bytes) -> None:
-        """Execute one client message and send the reply. Never raises."""
+        """Execute one client message and send the reply. Never raises.
+
+        :meth:`handle_now`, and then what it leaves to wait for, if anything.
+        """
+        rest = self.handle_now(session, raw)
+        if rest is not None:
+            await rest
+
+    def handle_now(self, session: Session, raw: str | bytes) -> Coroutine[Any, Any, None] | None:
+        """:meth:`handle` as far as it goes without a coroutine; what is left, if anything.
+
+        On a broker that never suspends (``Broker.suspends`` False), a request
+        that is admitted (size, syntax, rate limits) and handled by a command
+        that has a synchronous form (``send``, ``publish``) and succeeds is
+        answered here, with no coroutine at all: the usual direct message costs
+        no ``await`` level. Everything else (another command, a refusal, a
+        failure, any request on a broker that suspends) returns the coroutine
+        that finishes it, which the caller must await (or drive by hand, as
+        ``hubbub.hub.server.inline`` does). Never raises.
+        """
         if session.closed:
-            return
+            return None
         traffic = self.metrics.traffic
         traffic.messages_in += 1
         # Limits are in bytes as they travel (UTF-8), not characters (issue 12).
         size = len(raw) if isinstance(raw, bytes) or raw.isascii() else p.utf8_length(raw)
         traffic.chars_in += size
         if size > self.config.max_request_bytes:
-            await self._reject(session, None, p.ErrorCode.MESSAGE_TOO_LARGE, "message too large")
-            return
+            return self._reject(session, None, p.ErrorCode.MESSAGE_TOO_LARGE, "message too large")
         cmd = p.parse_request(raw)
         if isinstance(cmd, p.Rejected):
-            await self._reject(session, cmd.id, cmd.code, cmd.message)
-            return
+            return self._reject(session, cmd.id, cmd.code, cmd.message)
         if not session.commands.take():
-            await self._reject(session, cmd.id, p.ErrorCode.RATE_LIMITED, "too many requests")
-            return
+            return self._reject(session, cmd.id, p.ErrorCode.RATE_LIMITED, "too many requests")
         if not session.bytes.take(size):
-            await self._reject(session, cmd.id, p.ErrorCode.BYTES_RATE_LIMITED, "too many bytes")
-            return
-        traffic.commands[self._method_names[type(cmd)]] += 1
+            return self._reject(session, cmd.id, p.ErrorCode.BYTES_RATE_LIMITED, "too many bytes")
+        kind = type(cmd)
+        traffic.commands[self._method_names[kind]] += 1
+        now = self._now_handlers.get(kind)
+        if now is None:
+            return self._run(session, cmd)
+        try:
+            result = now(session, cmd)
+        except Exception as exc:
+            return self._failed(session, cmd, exc)
+        session.strikes = 0
+        session.send(p.encode({"id": cmd.id, "result": result}))  # encode_result's text
+        return None
+
+    async def _run(self, session: Session, cmd: p.Command) -> None:
+        """Run an admitted request's command (its coroutine form) and answer it."""
         try:
             result = await self._handlers[type(cmd)](session, cmd)
-        except Fail as exc:
-            await self._reject(session, cmd.id, exc.code, str(exc))
-            return
-        except AuthError as exc:
-            await self._reject(session, cmd.id, exc.code, str(exc))
-            return
-        except BrokerUnavailable:
-            # Our failure, not the client's: retrying is right, and no strike.
-            await self._reject(
-                session, cmd.id, p.ErrorCode.BROKER_UNAVAILABLE, "broker unavailable", strike=False
-            )
-            return
-        except Exception:
-            logger.exception("internal error on %r", cmd)
-            await self._reject(
-                session, cmd.id, p.ErrorCode.INTERNAL, "internal error", strike=False
-            )
+        except Exception as exc:
+            await self._failed(session, cmd, exc)
             return
         session.strikes = 0
         if result is not REPLIED:
             session.send(p.encode_result(cmd.id, result))
+
+    async def _failed(self, session: Session, cmd: p.Command, exc: Exception) -> None:
+        """Answer a request whose command raised ``exc`` with the matching error."""
+        if isinstance(exc, (Fail, AuthError)):
+            await self._reject(session, cmd.id, exc.code, str(exc))
+        elif isinstance(exc, BrokerUnavailable):
+            # Our failure, not the client's: retrying is right, and no strike.
+            await self._reject(
+                session, cmd.id, p.ErrorCode.BROKER_UNAVAILABLE, "broker unavailable", strike=False
+            )
+        else:
+            logger.error("internal error on %r", cmd, exc_info=exc)
+            await self._reject(
+                session, cmd.id, p.ErrorCode.INTERNAL, "internal error", strike=False
+            )
 
     async def reject(self, session: Session, refused: p.Rejected) -> None:
         """Answer a message an adapter refused before :meth:`handle` (a strike, as there)."""
@@ -509,14 +545,25 @@ class Node:
                     "push": "message",
                     "epoch": item.epoch,
                     "offset": item.offset,
-                    "time": ms(item.time),
+                    "time": int(item.time * 1000),  # ms(), without the call
                     "from": item.sender,
                     "data": item.data,
                 }
             )
             sent = 0
+            # Once per direct message and recipient: Session.deliver inlined
+            # through its public parts, as in the channel loop below.
             for session in user_sessions:
-                sent += session.deliver(session.inbox_pending, item.offset, text)
+                pending = session.inbox_pending
+                if pending is not None:  # connecting: flushed after its reply
+                    pending.append((item.offset, text))
+                elif not session.closed:
+                    try:
+                        session.transmit(text)
+                    except Exception:
+                        session.fail()
+                    else:
+                        sent += 1
             self.metrics.delivered("message", sent, len(text))
             return
         sessions = self._channels.get(stream)

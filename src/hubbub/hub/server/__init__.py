@@ -69,7 +69,12 @@ from ...protocol.http11 import Request, Response
 from ...versions import versions
 from ..auth import Authenticator
 from ..brokers.memory import MemoryBroker
-from ..core.binary import MSGPACK_SUBPROTOCOL, MsgpackEncoder, handle_binary, msgpack_available
+from ..core.binary import (
+    MSGPACK_SUBPROTOCOL,
+    MsgpackEncoder,
+    handle_binary_now,
+    msgpack_available,
+)
 from ..core.broker import Broker
 from ..core.config import HubConfig
 from ..core.node import Node
@@ -300,17 +305,21 @@ class _Endpoint:
             )
         node = self.node
         if packer is None:
-            handle = functools.partial(node.handle, session)
+            handle_now = functools.partial(node.handle_now, session)
         else:
-            handle = functools.partial(handle_binary, node, session)
+            handle_now = functools.partial(handle_binary_now, node, session)
         try:
             if node.broker.suspends:
+                # What Node.handle does, one coroutine level fewer: each
+                # suspension on the broker resumes through every level.
                 async for message in ws:
-                    await handle(message)
+                    rest = handle_now(message)
+                    if rest is not None:
+                        await rest
             else:
                 # Nothing the node awaits waits: each request runs from the
                 # read callback, no task step per message (server.inline).
-                inline = InlineRequests(ws, handle)
+                inline = InlineRequests(ws, handle_now)
                 inline.start()
                 await ws.wait_closed()
                 # A request still waiting (and those queued behind it) ends

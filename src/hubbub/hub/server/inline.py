@@ -8,11 +8,12 @@ the adapter queues the message, wakes the task, and the task awaits
 ``Node.handle``. With the in-process broker nothing in ``Node.handle`` ever
 waits (its coroutines complete without suspending, ``Broker.suspends`` is
 False), so :class:`InlineRequests` sets the connection's ``on_message``
-(the library's callback mode) and runs each request's coroutine to its end
-right there, in the read callback, by hand: ``next(coro.__await__(), done)``
-returning ``done`` means it finished (iterated, not sent to: a coroutine that
-returns None then raises no ``StopIteration``, which cost more per message
-than two levels of ``await``).
+(the library's callback mode) and handles each request right there, in the
+read callback: ``Node.handle_now`` answers a ``send`` or ``publish`` with no
+coroutine at all, and returns the coroutine of anything else, which is run to
+its end by hand: ``next(coro.__await__(), done)`` returning ``done`` means it
+finished (iterated, not sent to: a coroutine that returns None then raises no
+``StopIteration``, which cost more per message than two levels of ``await``).
 
 Should one suspend anyway (a broker call that waits), order and flow control
 must hold: the connection goes back to queue mode at once (``on_message =
@@ -34,7 +35,8 @@ from ...asyncio import ServerConnection
 
 __all__ = ["InlineRequests"]
 
-Request = Callable[[str | bytes], Coroutine[Any, Any, None]]
+#: Handles one message: None when done, else the coroutine that finishes it.
+Request = Callable[[str | bytes], Coroutine[Any, Any, None] | None]
 
 _DONE: Any = object()  # what next() returns once a request is done
 
@@ -68,8 +70,9 @@ class InlineRequests:
 
     Args:
         ws: the connection; :meth:`start` puts it in callback mode.
-        handle: makes the coroutine that handles one message (``Node.handle``
-            bound to the session).
+        handle: handles one message, returning None when it is done or the
+            coroutine that finishes it (``Node.handle_now`` bound to the
+            session).
     """
 
     __slots__ = ("handle", "waiting", "ws")
@@ -86,6 +89,8 @@ class InlineRequests:
 
     def on_message(self, message: str | bytes) -> None:
         coro = self.handle(message)
+        if coro is None:
+            return  # answered without a coroutine (Node.handle_now)
         # Iterated rather than sent to (module docstring): CPython's
         # gen_iternext sets no StopIteration when a coroutine returns None.
         waiting_on = next(coro.__await__(), _DONE)
