@@ -40,7 +40,7 @@ def test_one_input(data: bytes) -> None:
 
 def main() -> None:
     for arg in sys.argv[1:]:
-        if not arg.startswith("-"):
+        if not arg.startswith("-") and not Path(arg).is_file():  # a file: replay it
             write_seeds(Path(arg), http_seeds())
             break
     atheris.Setup(sys.argv, test_one_input)
