@@ -371,6 +371,33 @@ def test_write_chunks_keeps_the_chunks_when_the_writer_fails(kind: str) -> None:
         assert queued == kept
 
 
+class ClearRecordingList(list[bytes]):
+    """A list whose clear() records what it let go (as tests/wire_frames.py taps a core)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        super().__init__(chunks)
+        self.cleared: list[bytes] = []
+
+    def clear(self) -> None:
+        self.cleared.extend(self)
+        super().clear()
+
+
+@pytest.mark.parametrize("kind", IMPLS)
+def test_write_chunks_empties_a_list_subclass_by_its_clear(kind: str) -> None:
+    # The core's outgoing list may be replaced by a subclass that watches what
+    # is written (the interop tests' frame log): both implementations empty it
+    # through its own clear(), never around it.
+    write_chunks = impl(kind, "write_chunks")
+    for chunks in ([b"a"], [b"a", b"b"]):
+        queued = ClearRecordingList(chunks)
+        writer = RecordingWriter()
+        write_chunks(queued, writer, b"z")
+        assert list(queued) == []
+        assert queued.cleared == [*chunks, b"z"]
+        assert [c for _, data in writer.calls for c in data] == [*chunks, b"z"]
+
+
 def test_write_chunks_c_checks_its_arguments() -> None:
     if _speedups is None:
         pytest.skip("the C accelerator is not built")

@@ -524,7 +524,8 @@ static PyObject *str_write, *str_writelines, *str_send_frames_nowait, *kwnames_l
 
 PyDoc_STRVAR(write_chunks_doc,
 "write_chunks(chunks, writer, last=None) -> None\n\n"
-"Hand the list of chunks, then last if not None, to writer and empty the list:\n"
+"Hand the list of chunks, then last if not None, to writer and empty the list\n"
+"(a subclass of list by its clear()):\n"
 "nothing when there is nothing, writer.write(chunk) for one chunk,\n"
 "writer.writelines(chunks) for more.");
 
@@ -539,7 +540,7 @@ write_chunks(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     chunks = args[0];
-    if (!PyList_CheckExact(chunks)) {
+    if (!PyList_Check(chunks)) {
         PyErr_SetString(PyExc_TypeError, "chunks must be a list");
         return NULL;
     }
@@ -575,6 +576,15 @@ write_chunks(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (res == NULL)
         return NULL; /* as the Python twin: the chunks stay queued */
     Py_DECREF(res);
+    if (!PyList_CheckExact(chunks)) {
+        /* A subclass (a test's recording list) is emptied by its own clear(),
+           as the Python twin does. */
+        res = PyObject_CallMethod(chunks, "clear", NULL);
+        if (res == NULL)
+            return NULL;
+        Py_DECREF(res);
+        Py_RETURN_NONE;
+    }
     if (PyList_SetSlice(chunks, 0, PyList_GET_SIZE(chunks), NULL) < 0)
         return NULL;
     Py_RETURN_NONE;
