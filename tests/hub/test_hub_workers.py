@@ -138,13 +138,25 @@ async def open_user(hub: Workers, user: str) -> ClientConnection:
 
 async def spread(hub: Workers, user: str, limit: int = 200) -> list[ClientConnection]:
     """Connections of ``user`` until both workers hold at least one."""
+
+    async def both_hold_some() -> bool:
+        counts = await asyncio.to_thread(connections_per_worker, hub.port)
+        return len(counts) == 2 and all(v > 0 for v in counts.values())
+
     conns: list[ClientConnection] = []
     while len(conns) < limit:
         conns.append(await open_user(hub, user))
-        if len(conns) >= 2:
-            counts = await asyncio.to_thread(connections_per_worker, hub.port)
-            if len(counts) == 2 and all(v > 0 for v in counts.values()):
-                return conns
+        if len(conns) >= 2 and await both_hold_some():
+            return conns
+    # The worker that answers /metrics counts its own connections live, the
+    # other's from its last report (once a second): 200 connections can open
+    # between two reports. Give the reports a few seconds to catch up.
+    for _ in range(25):
+        await asyncio.sleep(0.2)
+        if await both_hold_some():
+            return conns
+    for ws in conns:
+        await ws.close()
     raise AssertionError(f"{limit} connections all landed on one worker")
 
 
