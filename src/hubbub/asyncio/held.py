@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import weakref
 
+from ..speedups import write_chunks as _write_chunks
+
 __all__ = ["HeldWrites", "held_writes"]
 
 
@@ -61,16 +63,14 @@ class HeldWrites:
                 continue
             try:
                 if transport.is_closing():
-                    pass  # dropped, as the connection's own flush drops them
-                elif len(out) == 1:
-                    transport.write(out[0])
+                    out.clear()  # dropped, as the connection's own flush drops them
                 else:
-                    transport.writelines(out)
+                    _write_chunks(out, transport)  # the one drain (empties the list)
             except Exception as exc:  # one connection's failure stays its own
+                out.clear()  # the drain keeps what it could not write: dropped here
                 self.loop.call_exception_handler(
                     {"message": "writing held frames failed", "exception": exc}
                 )
-            out.clear()
 
 
 _HELD: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HeldWrites] = (
